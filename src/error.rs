@@ -1,0 +1,143 @@
+//! The one error type of the core.
+
+use core::fmt;
+
+/// Everything that can go wrong with caller input. Nothing is modified before the check that
+/// returns one of these.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// A buffer does not have the exact length its shape requires.
+    BufferLength {
+        /// Which buffer (`"params"`, `"grads"`, `"x"`, …).
+        buffer: &'static str,
+        /// The length the shapes require.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// A workspace is too short for the batch: the batch exceeds the capacity it was sized for.
+    BatchTooLarge {
+        /// The batch size asked for.
+        batch: usize,
+        /// The largest batch the given workspace can hold.
+        capacity: usize,
+    },
+    /// A batch of zero rows.
+    EmptyBatch,
+    /// A layer or matrix size of zero where a positive one is required.
+    ZeroSize {
+        /// Which size.
+        what: &'static str,
+    },
+    /// Sizes whose product does not fit in `usize`.
+    SizeOverflow,
+    /// Two sizes that must agree do not.
+    ShapeMismatch {
+        /// What was compared.
+        what: &'static str,
+        /// The size required.
+        expected: usize,
+        /// The size given.
+        actual: usize,
+    },
+    /// A class label is not below the number of classes.
+    LabelOutOfRange {
+        /// Position of the label in the batch.
+        index: usize,
+        /// The label.
+        label: usize,
+        /// Number of classes (the output size).
+        classes: usize,
+    },
+    /// A matrix view reaches outside its slice, or maps two elements to one place.
+    MatrixLayout {
+        /// Which operand (`"a"`, `"b"`, `"c"`).
+        matrix: &'static str,
+    },
+    /// A gemm backend was asked for that this build or this CPU does not have.
+    BackendUnavailable {
+        /// The backend's name.
+        backend: &'static str,
+    },
+    /// A serialized model is malformed; see [`crate::model::ModelError`].
+    Model(crate::model::ModelError),
+    /// An output buffer is too short.
+    OutputTooShort {
+        /// Bytes or elements needed.
+        needed: usize,
+        /// Bytes or elements given.
+        actual: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::BufferLength {
+                buffer,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "buffer `{buffer}` has length {actual}, but the shapes require {expected}"
+            ),
+            Error::BatchTooLarge { batch, capacity } => write!(
+                f,
+                "batch of {batch} exceeds the workspace capacity of {capacity} rows"
+            ),
+            Error::EmptyBatch => f.write_str("batch is empty"),
+            Error::ZeroSize { what } => write!(f, "{what} must be positive"),
+            Error::SizeOverflow => f.write_str("sizes overflow usize"),
+            Error::ShapeMismatch {
+                what,
+                expected,
+                actual,
+            } => write!(f, "{what}: expected {expected}, got {actual}"),
+            Error::LabelOutOfRange {
+                index,
+                label,
+                classes,
+            } => write!(
+                f,
+                "label {label} at batch row {index} is out of range for {classes} classes"
+            ),
+            Error::MatrixLayout { matrix } => write!(
+                f,
+                "matrix `{matrix}`: its rows, columns and strides reach outside its slice or overlap"
+            ),
+            Error::BackendUnavailable { backend } => {
+                write!(f, "gemm backend `{backend}` is not available here")
+            }
+            Error::Model(e) => write!(f, "model: {e}"),
+            Error::OutputTooShort { needed, actual } => {
+                write!(f, "output buffer too short: need {needed}, got {actual}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<crate::model::ModelError> for Error {
+    fn from(e: crate::model::ModelError) -> Self {
+        Error::Model(e)
+    }
+}
+
+/// Shorthand for results of the core.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Checks an exact buffer length.
+#[inline]
+pub(crate) fn check_len(buffer: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::BufferLength {
+            buffer,
+            expected,
+            actual,
+        })
+    }
+}

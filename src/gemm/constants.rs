@@ -1,0 +1,18 @@
+//! Blocking constants of the portable blocked driver. Each names the loop it cuts.
+//!
+//! They are the same on every target, so the portable backend sums in the same order on the
+//! desktop and on a microcontroller (only [`KC`] affects the order; see the module docs).
+
+/// LOOP 4 cuts `k` into blocks of `KC`: one packed A sliver and one packed B sliver of `KC`
+/// rows stay in L1 while the register kernel runs.
+pub const KC: usize = 256;
+
+/// LOOP 3 cuts `m` into blocks of `MC` rows: the packed `MC × KC` block of A stays in L2.
+pub const MC: usize = 64;
+
+/// LOOP 5 cuts `n` into blocks of `NC` columns: the packed `KC × NC` panel of B stays in L2/L3.
+pub const NC: usize = 256;
+
+/// Packing space (elements) for full-size blocks: `MC·KC` for A plus `KC·NC` for B.
+/// The driver works with less, down to none (then it runs unpacked, with the same results).
+pub const PACK_LEN: usize = MC * KC + KC * NC;

@@ -1,0 +1,509 @@
+//! General matrix multiply: the one operation every layer stands on.
+//!
+//! # Contract
+//!
+//! ```text
+//! C ← α·A·B + β·C        A: m×k, B: k×n, C: m×n
+//! ```
+//!
+//! Each matrix is a slice with a row stride and a column stride ([`MatRef`], [`MatMut`]):
+//! element (i, j) sits at `data[i·rs + j·cs]`. A transpose is a stride swap ([`MatRef::t`]),
+//! never a copy. When β = 0, C is not read (it may hold NaN or garbage). When k = 0 or α = 0,
+//! A and B are not read and C ← β·C.
+//!
+//! # Backends
+//!
+//! | [`Backend`] | what it is |
+//! | --- | --- |
+//! | `Naive` | the triple loop: the algorithmic reference every other backend is tested against |
+//! | `Portable` | our cache-blocked 5-loop driver (`blocked.rs`) with the portable register kernel; packing buffers are caller-owned and fixed ([`PACK_LEN`]); without one it runs unpacked with the same arithmetic |
+//! | `MatrixMultiply` | the `matrixmultiply` crate (feature `matrixmultiply`; heap-allocates its packing buffers) |
+//! | `Auto` | the best of the above that needs no heap: today `Portable` |
+//!
+//! Which one runs is decided in one place, [`Backend::resolve`].
+//!
+//! # Summation order
+//!
+//! The naive, packed and unpacked portable paths all compute each element of C the same way:
+//! `k` is cut into blocks of [`KC`]; within a block the products are summed in order of `k`
+//! from zero, and each block's sum `s` is stored as `α·s + β·c` (β = 1 after the first block).
+//! So for k ≤ `KC` naive and portable agree bit for bit, and for any k the portable result does
+//! not depend on how much packing space it was given, nor on the target it runs on.
+
+mod blocked;
+mod constants;
+mod kernel;
+#[cfg(feature = "matrixmultiply")]
+mod mm;
+mod naive;
+
+pub use constants::{KC, MC, NC, PACK_LEN};
+pub use naive::gemm as gemm_naive;
+
+use crate::error::{Error, Result};
+use core::ops::{Add, Mul};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// What gemm needs of an element type; implemented for `f32` and `f64`.
+pub trait Element:
+    sealed::Sealed
+    + Copy
+    + Default
+    + PartialEq
+    + Add<Output = Self>
+    + Mul<Output = Self>
+    + Send
+    + Sync
+    + 'static
+{
+    #[doc(hidden)]
+    const GEMM_ZERO: Self;
+    #[doc(hidden)]
+    const GEMM_ONE: Self;
+
+    /// Runs the `matrixmultiply` crate's gemm for this type.
+    #[doc(hidden)]
+    #[cfg(feature = "matrixmultiply")]
+    fn matrixmultiply(
+        alpha: Self,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
+        beta: Self,
+        c: MatMut<'_, Self>,
+    );
+}
+
+impl Element for f32 {
+    const GEMM_ZERO: Self = 0.0;
+    const GEMM_ONE: Self = 1.0;
+    #[cfg(feature = "matrixmultiply")]
+    fn matrixmultiply(
+        alpha: Self,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
+        beta: Self,
+        c: MatMut<'_, Self>,
+    ) {
+        mm::sgemm(alpha, a, b, beta, c)
+    }
+}
+
+impl Element for f64 {
+    const GEMM_ZERO: Self = 0.0;
+    const GEMM_ONE: Self = 1.0;
+    #[cfg(feature = "matrixmultiply")]
+    fn matrixmultiply(
+        alpha: Self,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
+        beta: Self,
+        c: MatMut<'_, Self>,
+    ) {
+        mm::dgemm(alpha, a, b, beta, c)
+    }
+}
+
+/// Which implementation computes a product. See the table in the [module docs](self).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The best backend available here that needs no heap.
+    #[default]
+    Auto,
+    /// The reference triple loop.
+    Naive,
+    /// Cache-blocked driver with the portable register kernel: the same results on every
+    /// target, so a run on the desktop can be reproduced bit for bit on a microcontroller.
+    Portable,
+    /// The `matrixmultiply` crate (feature `matrixmultiply`).
+    MatrixMultiply,
+}
+
+impl Backend {
+    /// Every backend, for listings.
+    pub const ALL: [Backend; 4] = [
+        Backend::Auto,
+        Backend::Naive,
+        Backend::Portable,
+        Backend::MatrixMultiply,
+    ];
+
+    /// The backend's name as the tools spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Naive => "naive",
+            Backend::Portable => "portable",
+            Backend::MatrixMultiply => "matrixmultiply",
+        }
+    }
+
+    /// Parses a name as given by [`Backend::name`].
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Whether this backend can run here (built in, and supported by this CPU).
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Auto | Backend::Naive | Backend::Portable => true,
+            Backend::MatrixMultiply => cfg!(feature = "matrixmultiply"),
+        }
+    }
+
+    /// The one place where the backend that runs is chosen: `Auto` becomes the best available
+    /// heap-free backend; an unavailable backend is an error.
+    pub fn resolve(self) -> Result<Backend> {
+        match self {
+            Backend::Auto => Ok(Backend::Portable),
+            b if b.is_available() => Ok(b),
+            b => Err(Error::BackendUnavailable { backend: b.name() }),
+        }
+    }
+}
+
+impl core::fmt::Display for Backend {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Number of elements a strided view spans: `(rows-1)·rs + (cols-1)·cs + 1`, or 0 if empty.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1)
+        .checked_mul(rs)?
+        .checked_add((cols - 1).checked_mul(cs)?)?
+        .checked_add(1)
+}
+
+/// A read-only matrix view: `rows × cols`, element (i, j) at `data[i·rs + j·cs]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A strided view; fails if it reaches outside `data`.
+    pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Result<Self> {
+        match extent(rows, cols, rs, cs) {
+            Some(e) if e <= data.len() => Ok(MatRef {
+                data,
+                rows,
+                cols,
+                rs,
+                cs,
+            }),
+            _ => Err(Error::MatrixLayout { matrix: "a/b" }),
+        }
+    }
+
+    /// A dense row-major view (`rs = cols`, `cs = 1`).
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose: rows and columns, and their strides, swapped. No data moves.
+    #[must_use]
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Row stride.
+    pub fn row_stride(&self) -> usize {
+        self.rs
+    }
+    /// Column stride.
+    pub fn col_stride(&self) -> usize {
+        self.cs
+    }
+    /// The underlying slice.
+    pub fn data(&self) -> &'a [T] {
+        self.data
+    }
+}
+
+impl<T: Copy> MatRef<'_, T> {
+    /// Element (i, j), or `None` outside the matrix.
+    pub fn get(&self, i: usize, j: usize) -> Option<T> {
+        if i < self.rows && j < self.cols {
+            Some(self.data[i * self.rs + j * self.cs])
+        } else {
+            None
+        }
+    }
+
+    /// Element (i, j) for indices already known to be inside the view.
+    #[inline(always)]
+    pub(crate) fn at(&self, i: usize, j: usize) -> T {
+        debug_assert!(i < self.rows && j < self.cols);
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// A mutable matrix view: like [`MatRef`], and no two elements share a place.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A strided mutable view; fails if it reaches outside `data` or if two elements would
+    /// share a place (a zero stride, or strides that interleave).
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Result<Self> {
+        let bad = Err(Error::MatrixLayout { matrix: "c" });
+        match extent(rows, cols, rs, cs) {
+            Some(e) if e <= data.len() => {}
+            _ => return bad,
+        }
+        if rows == 0 || cols == 0 {
+            // Empty: nothing to alias.
+        } else if rows > 1 && cols > 1 {
+            // Injective iff one stride steps over the whole span of the other.
+            let row_outer = cols.checked_mul(cs).is_some_and(|span| rs >= span);
+            let col_outer = rows.checked_mul(rs).is_some_and(|span| cs >= span);
+            if !(row_outer || col_outer) || rs == 0 || cs == 0 {
+                return bad;
+            }
+        } else if (rows > 1 && rs == 0) || (cols > 1 && cs == 0) {
+            return bad;
+        }
+        Ok(MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        })
+    }
+
+    /// A dense row-major view (`rs = cols`, `cs = 1`).
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose, as a mutable view.
+    #[must_use]
+    pub fn t(self) -> Self {
+        MatMut {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Row stride.
+    pub fn row_stride(&self) -> usize {
+        self.rs
+    }
+    /// Column stride.
+    pub fn col_stride(&self) -> usize {
+        self.cs
+    }
+
+    /// A read-only view of the same elements.
+    pub fn as_ref(&self) -> MatRef<'_, T> {
+        MatRef {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// Reborrows for a shorter lifetime.
+    pub fn rb(&mut self) -> MatMut<'_, T> {
+        MatMut {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// Element (i, j), mutably, for indices already known to be inside the view.
+    #[inline(always)]
+    pub(crate) fn at_mut(&mut self, i: usize, j: usize) -> &mut T {
+        debug_assert!(i < self.rows && j < self.cols);
+        &mut self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// Computes `C ← α·A·B + β·C` with the given backend. See the [module docs](self) for the
+/// contract. `pack` is packing space for the blocked backends: give [`PACK_LEN`] elements for
+/// full speed, fewer (even none) to save memory; the result does not depend on it.
+pub fn gemm<T: Element>(
+    backend: Backend,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    mut c: MatMut<'_, T>,
+    pack: &mut [T],
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k {
+        return Err(Error::ShapeMismatch {
+            what: "gemm: rows of B must equal columns of A",
+            expected: k,
+            actual: b.rows,
+        });
+    }
+    if c.rows != m || c.cols != n {
+        return Err(Error::ShapeMismatch {
+            what: "gemm: C must be (rows of A) × (columns of B)",
+            expected: m * n,
+            actual: c.rows * c.cols,
+        });
+    }
+    let backend = backend.resolve()?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 || alpha == T::GEMM_ZERO {
+        scale(beta, c.rb());
+        return Ok(());
+    }
+    match backend {
+        Backend::Naive => naive::gemm(alpha, a, b, beta, c),
+        Backend::Portable => blocked::gemm::<T, kernel::Portable>(alpha, a, b, beta, c, pack),
+        #[cfg(feature = "matrixmultiply")]
+        Backend::MatrixMultiply => T::matrixmultiply(alpha, a, b, beta, c),
+        // `resolve` returned only available concrete backends.
+        _ => {
+            return Err(Error::BackendUnavailable {
+                backend: backend.name(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `C ← β·C`, writing zeros without reading C when β = 0.
+fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            let x = c.at_mut(i, j);
+            *x = if beta == T::GEMM_ZERO {
+                T::GEMM_ZERO
+            } else {
+                beta * *x
+            };
+        }
+    }
+}
+
+/// Everything a layer needs to run a product: the backend and the packing space.
+#[derive(Debug)]
+pub struct Context<'p, T> {
+    /// The backend to use.
+    pub backend: Backend,
+    /// Packing space (see [`gemm`]).
+    pub pack: &'p mut [T],
+}
+
+impl<'p, T: Element> Context<'p, T> {
+    /// A context with the given backend and packing space.
+    pub fn new(backend: Backend, pack: &'p mut [T]) -> Self {
+        Context { backend, pack }
+    }
+
+    /// `C ← α·A·B + β·C` (see [`gemm`]).
+    pub fn gemm(
+        &mut self,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        c: MatMut<'_, T>,
+    ) -> Result<()> {
+        gemm(self.backend, alpha, a, b, beta, c, self.pack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_reject_out_of_bounds_and_overlap() {
+        let d = [0f32; 12];
+        assert!(MatRef::new(&d, 3, 4, 4, 1).is_ok());
+        assert!(MatRef::new(&d, 3, 5, 4, 1).is_err());
+        assert!(MatRef::new(&d, 0, 100, 100, 1).is_ok());
+        let mut e = [0f32; 12];
+        assert!(MatMut::new(&mut e, 3, 4, 4, 1).is_ok());
+        assert!(MatMut::new(&mut e, 3, 4, 1, 3).is_ok());
+        assert!(MatMut::new(&mut e, 3, 4, 2, 1).is_err());
+        assert!(MatMut::new(&mut e, 3, 4, 0, 1).is_err());
+        assert!(MatMut::new(&mut e, 1, 4, 0, 1).is_ok());
+        assert!(MatRef::new(&d, usize::MAX, 2, usize::MAX, 1).is_err());
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error_and_leaves_c_alone() {
+        let a = [1f32; 6];
+        let b = [1f32; 6];
+        let mut c = [7f32; 4];
+        let r = gemm(
+            Backend::Naive,
+            1.0,
+            MatRef::row_major(&a, 2, 3).unwrap(),
+            MatRef::row_major(&b, 2, 3).unwrap(),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2).unwrap(),
+            &mut [],
+        );
+        assert!(matches!(r, Err(Error::ShapeMismatch { .. })));
+        assert_eq!(c, [7.0; 4]);
+    }
+
+    #[test]
+    fn backend_names_round_trip() {
+        for b in Backend::ALL {
+            assert_eq!(Backend::from_name(b.name()), Some(b));
+        }
+        assert_eq!(Backend::from_name("bogus"), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! Layers as `forward`/`backward` pairs over caller-owned slices, with the book's names.
+//!
+//! Conventions (llm.c's, with the book's vocabulary): outputs first, then inputs, then
+//! parameters; gradients carry a `d` prefix; each function states the shape of every argument;
+//! each `backward` names the forward line it differentiates. Rows are samples (row-major
+//! `batch × features`). Parameter gradients are overwritten, as in the book's layers
+//! (`self.dW = np.dot(self.x.T, dout)`). Every length is checked before anything is written.
+
+mod affine;
+mod relu;
+mod sigmoid;
+mod softmax_with_loss;
+
+pub use affine::Affine;
+pub use relu::Relu;
+pub use sigmoid::Sigmoid;
+pub use softmax_with_loss::SoftmaxWithLoss;

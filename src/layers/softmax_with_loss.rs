@@ -1,0 +1,84 @@
+//! Softmax followed by the cross-entropy loss, as one layer (the book's `SoftmaxWithLoss`).
+//!
+//! Shapes:
+//! - `x`:  batch × classes, scores
+//! - `y`:  batch × classes, probabilities (`softmax(x)` row by row)
+//! - `t`:  batch, class labels (indices)
+//! - `dx`: batch × classes
+//!
+//! The loss is the batch mean `-(1/batch) Σ_b ln y[b, t_b]`, computed as
+//! `ln Σ e^(x - max) - (x_t - max)` per row: max-shifted, and exact where the book adds 1e-7
+//! inside the logarithm to avoid `ln 0`. Backward is `(y - onehot(t)) / batch`.
+
+use crate::error::{Error, Result, check_len};
+use crate::functions::{Label, check_labels, softmax_inplace};
+use crate::math::Float;
+
+/// Softmax + cross-entropy over `classes` classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftmaxWithLoss {
+    /// Number of classes (scores per row).
+    pub classes: usize,
+}
+
+impl SoftmaxWithLoss {
+    /// The layer for `classes` classes.
+    pub const fn new(classes: usize) -> Self {
+        SoftmaxWithLoss { classes }
+    }
+
+    fn check<L: Label>(&self, x_len: usize, t: &[L]) -> Result<usize> {
+        if self.classes == 0 {
+            return Err(Error::ZeroSize { what: "classes" });
+        }
+        if t.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        check_len("x", t.len() * self.classes, x_len)?;
+        check_labels(t, self.classes)?;
+        Ok(t.len())
+    }
+
+    /// `y = softmax(x)`; returns the mean cross-entropy loss against `t`.
+    pub fn forward<T: Float, L: Label>(&self, y: &mut [T], x: &[T], t: &[L]) -> Result<T> {
+        self.check(x.len(), t)?;
+        check_len("y", x.len(), y.len())?;
+        y.copy_from_slice(x);
+        self.forward_inplace(y, t)
+    }
+
+    /// [`SoftmaxWithLoss::forward`] in place: the scores `x` become the probabilities `y`.
+    pub fn forward_inplace<T: Float, L: Label>(&self, x: &mut [T], t: &[L]) -> Result<T> {
+        let batch = self.check(x.len(), t)?;
+        let mut loss = T::ZERO;
+        for (row, l) in x.chunks_exact_mut(self.classes).zip(t) {
+            let c = l.class();
+            let max = row.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
+            let shifted_t = row[c] - max;
+            let lse = softmax_inplace(row);
+            loss += lse - shifted_t;
+        }
+        Ok(loss / T::from_usize(batch))
+    }
+
+    /// Differentiates `loss = -(1/batch) Σ ln softmax(x)[t]`: `dx = (y - onehot(t)) / batch`.
+    pub fn backward<T: Float, L: Label>(&self, dx: &mut [T], y: &[T], t: &[L]) -> Result<()> {
+        self.check(y.len(), t)?;
+        check_len("dx", y.len(), dx.len())?;
+        dx.copy_from_slice(y);
+        self.backward_inplace(dx, t)
+    }
+
+    /// [`SoftmaxWithLoss::backward`] in place: the probabilities `y` become `dx`.
+    pub fn backward_inplace<T: Float, L: Label>(&self, y: &mut [T], t: &[L]) -> Result<()> {
+        let batch = self.check(y.len(), t)?;
+        let inv = T::ONE / T::from_usize(batch);
+        for (row, l) in y.chunks_exact_mut(self.classes).zip(t) {
+            row[l.class()] -= T::ONE;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! # zeronn
+//!
+//! The networks of *Deep Learning from Scratch* (Saitoh, O'Reilly Japan) as a `no_std` core
+//! that needs no heap: for microcontroller firmware (inference and on-device training) and
+//! for fast, exact experiments on the desktop.
+//!
+//! ## Memory model: the caller owns every buffer
+//!
+//! | buffer | holds | length |
+//! | --- | --- | --- |
+//! | params | all weights of a net, one flat slice with named tensors (`W1`, `b1`, `W2`, `b2`) | [`TwoLayerShape::param_len`] |
+//! | grads | the gradient, in the same layout | the same |
+//! | workspace | forward/backward activations of a batch, then gemm packing space | [`TwoLayerShape::workspace_len`] (desktop) or [`TwoLayerShape::min_workspace_len`] (firmware) |
+//!
+//! All lengths are `const fn`s of the layer sizes and the largest batch, so firmware declares
+//! `static` arrays and knows its memory at compile time. Shapes are runtime values; every
+//! length and capacity is checked before anything is written, and a mismatch is an
+//! [`Error`], never a panic.
+//!
+//! ## Modules
+//!
+//! - [`math`]: the element type ([`Float`], `f32` or `f64`) and the one place calling `libm`
+//! - [`gemm`]: `C ← αAB + βC` with strides: naive reference, cache-blocked driver, backends
+//! - [`functions`]: softmax, sigmoid, argmax, labels
+//! - [`layers`]: [`Affine`], [`Relu`], [`Sigmoid`], [`SoftmaxWithLoss`] as forward/backward pairs
+//! - [`net`]: [`TwoLayerNet`] and its [`TwoLayerShape`]
+//! - [`optimizer`]: the optimizers, [`Sgd`] first
+//! - [`gradient`]: [`numerical_gradient`] by central differences
+//! - [`random`], [`init`]: seeded generator, sampling, weight initialisation
+//! - [`model`]: the on-flash model format, validated and used in place
+//!
+//! ## Features
+//!
+//! - `matrixmultiply`: adds [`gemm::Backend::MatrixMultiply`] (needs `alloc` and a global
+//!   allocator: that crate heap-allocates its packing buffers).
+//!
+//! ## Example: one training step
+//!
+//! ```
+//! use zeronn::{Sgd, TwoLayerNet, TwoLayerShape, random};
+//!
+//! const SHAPE: TwoLayerShape = TwoLayerShape::new(4, 3, 2);
+//! let mut params = [0f32; SHAPE.param_len()];
+//! let mut grads = [0f32; SHAPE.param_len()];
+//! let mut ws = [0f32; SHAPE.min_workspace_len(2)];
+//!
+//! let mut net = TwoLayerNet::new(SHAPE, &mut params[..])?;
+//! net.init_params(&mut random::seeded(42), 0.01);
+//! let x = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+//! let t = [0u8, 1];
+//! let loss = net.gradient(&x, &t, &mut grads, &mut ws)?;
+//! Sgd::new(0.1).update(net.params_mut(), &grads)?;
+//! assert!(loss > 0.0);
+//! # Ok::<(), zeronn::Error>(())
+//! ```
+
+#![no_std]
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(test)]
+extern crate std;
+
+mod error;
+pub mod functions;
+pub mod gemm;
+pub mod gradient;
+pub mod init;
+pub mod layers;
+pub mod math;
+pub mod model;
+pub mod net;
+pub mod optimizer;
+pub mod random;
+
+pub use error::{Error, Result};
+pub use functions::Label;
+pub use gradient::numerical_gradient;
+pub use layers::{Affine, Relu, Sigmoid, SoftmaxWithLoss};
+pub use math::Float;
+pub use model::{Model, ModelError};
+pub use net::{Activation, Tensor, TwoLayerNet, TwoLayerShape};
+pub use optimizer::Sgd;

@@ -1,0 +1,212 @@
+//! The element type of every buffer, and the one place that calls transcendental math.
+//!
+//! All of `exp`, `ln`, `sqrt`, `cos` go through [`libm`] here, so results are the same on
+//! every target (libm is pure software; `sqrt` is correctly rounded everywhere).
+//!
+//! [`Float`] is implemented for `f32` (the default everywhere) and `f64` (the book's NumPy
+//! arrays are float64, so its gradient check runs in f64; ours can too, through the same code).
+
+use core::fmt::{Debug, Display};
+use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+use crate::gemm::Element;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point element type: `f32` or `f64`.
+///
+/// Sealed: the gemm kernels and the model format know exactly these two types.
+pub trait Float:
+    sealed::Sealed
+    + Element
+    + Copy
+    + Default
+    + PartialOrd
+    + Debug
+    + Display
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Send
+    + Sync
+    + 'static
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// Positive infinity.
+    const INFINITY: Self;
+    /// Negative infinity.
+    const NEG_INFINITY: Self;
+    /// Machine epsilon.
+    const EPSILON: Self;
+    /// `"f32"` or `"f64"`.
+    const NAME: &'static str;
+
+    /// Converts from `f64`, rounding to nearest.
+    fn from_f64(x: f64) -> Self;
+    /// Converts to `f64` (exact).
+    fn to_f64(self) -> f64;
+    /// Converts a count, rounding to nearest.
+    fn from_usize(n: usize) -> Self;
+    /// `e^self`.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// Whether this is NaN.
+    fn is_nan(self) -> bool;
+    /// Whether this is neither infinite nor NaN.
+    fn is_finite(self) -> bool;
+    /// The larger of two values (`self` if either is NaN-free and equal).
+    #[inline]
+    fn max(self, other: Self) -> Self {
+        if other > self { other } else { self }
+    }
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const INFINITY: Self = f32::INFINITY;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    const EPSILON: Self = f32::EPSILON;
+    const NAME: &'static str = "f32";
+
+    #[inline]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline]
+    fn from_usize(n: usize) -> Self {
+        n as f32
+    }
+    #[inline]
+    fn exp(self) -> Self {
+        libm::expf(self)
+    }
+    #[inline]
+    fn ln(self) -> Self {
+        libm::logf(self)
+    }
+    #[inline]
+    fn sqrt(self) -> Self {
+        libm::sqrtf(self)
+    }
+    #[inline]
+    fn abs(self) -> Self {
+        libm::fabsf(self)
+    }
+    #[inline]
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    #[inline]
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const INFINITY: Self = f64::INFINITY;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    const EPSILON: Self = f64::EPSILON;
+    const NAME: &'static str = "f64";
+
+    #[inline]
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline]
+    fn from_usize(n: usize) -> Self {
+        n as f64
+    }
+    #[inline]
+    fn exp(self) -> Self {
+        libm::exp(self)
+    }
+    #[inline]
+    fn ln(self) -> Self {
+        libm::log(self)
+    }
+    #[inline]
+    fn sqrt(self) -> Self {
+        libm::sqrt(self)
+    }
+    #[inline]
+    fn abs(self) -> Self {
+        libm::fabs(self)
+    }
+    #[inline]
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    #[inline]
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+}
+
+/// `ln(x)` in `f64`, for the weight initialisation (Box–Muller).
+#[inline]
+pub(crate) fn ln_f64(x: f64) -> f64 {
+    libm::log(x)
+}
+
+/// `cos(x)` in `f64`, for the weight initialisation (Box–Muller).
+#[inline]
+pub(crate) fn cos_f64(x: f64) -> f64 {
+    libm::cos(x)
+}
+
+/// `sin(x)` in `f64`, for the weight initialisation (Box–Muller).
+#[inline]
+pub(crate) fn sin_f64(x: f64) -> f64 {
+    libm::sin(x)
+}
+
+/// `sqrt(x)` in `f64`.
+#[inline]
+pub(crate) fn sqrt_f64(x: f64) -> f64 {
+    libm::sqrt(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_ln_are_inverse_in_both_types() {
+        assert!((Float::ln(Float::exp(1.5f32)) - 1.5).abs() < 1e-6);
+        assert!((Float::ln(Float::exp(1.5f64)) - 1.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn max_prefers_larger() {
+        assert_eq!(Float::max(1.0f32, 2.0), 2.0);
+        assert_eq!(Float::max(-1.0f64, -2.0), -1.0);
+    }
+}

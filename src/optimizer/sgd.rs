@@ -1,0 +1,42 @@
+//! Stochastic gradient descent: `params -= lr · grads`.
+
+use crate::error::{Result, check_len};
+use crate::math::Float;
+
+/// Plain SGD (the book's `SGD`).
+#[doc(alias = "SGD")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sgd<T> {
+    /// The learning rate.
+    pub lr: T,
+}
+
+impl<T: Float> Sgd<T> {
+    /// SGD with learning rate `lr` (the book's default is 0.01; its chapter 5 run uses 0.1).
+    pub const fn new(lr: T) -> Self {
+        Sgd { lr }
+    }
+
+    /// `params[i] -= lr · grads[i]` for every parameter.
+    pub fn update(&self, params: &mut [T], grads: &[T]) -> Result<()> {
+        check_len("grads", params.len(), grads.len())?;
+        for (p, &g) in params.iter_mut().zip(grads) {
+            *p -= self.lr * g;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_steps_against_the_gradient() {
+        let mut p = [1.0f32, 2.0];
+        Sgd::new(0.5).update(&mut p, &[2.0, -2.0]).unwrap();
+        assert_eq!(p, [0.0, 3.0]);
+        assert!(Sgd::new(0.5f32).update(&mut p, &[1.0]).is_err());
+        assert_eq!(p, [0.0, 3.0]);
+    }
+}

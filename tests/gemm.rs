@@ -1,0 +1,291 @@
+//! The blocked gemm held against the naive reference: exact on small-integer data for every
+//! size 0..=20, edge tiles, transposes, α/β cases and NaN-filled C when β = 0.
+
+mod common;
+
+use common::{rng, small_ints, uniform, uniform_f32};
+use zeronn::gemm::{self, Backend, KC, MatMut, MatRef, PACK_LEN};
+
+/// One operand's layout: row-major, column-major (a transpose), or row-major with padding.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Row,
+    Col,
+    PaddedRow,
+}
+
+const LAYOUTS: [Layout; 3] = [Layout::Row, Layout::Col, Layout::PaddedRow];
+
+/// (data length, rs, cs) for a rows × cols matrix.
+fn strides(l: Layout, rows: usize, cols: usize) -> (usize, usize, usize) {
+    match l {
+        Layout::Row => (rows * cols, cols, 1),
+        Layout::Col => (rows * cols, 1, rows),
+        Layout::PaddedRow => ((rows * (cols + 3)).max(1), cols + 3, 1),
+    }
+}
+
+/// Runs `backend` and the naive reference on the same problem and returns both C buffers.
+#[allow(clippy::too_many_arguments)]
+fn both<T: zeronn::Float>(
+    backend: Backend,
+    (m, k, n): (usize, usize, usize),
+    (la, lb, lc): (Layout, Layout, Layout),
+    alpha: T,
+    beta: T,
+    a: &[T],
+    b: &[T],
+    c0: &[T],
+    pack: usize,
+) -> (Vec<T>, Vec<T>) {
+    let (_, rsa, csa) = strides(la, m, k);
+    let (_, rsb, csb) = strides(lb, k, n);
+    let (_, rsc, csc) = strides(lc, m, n);
+    let am = MatRef::new(a, m, k, rsa, csa).unwrap();
+    let bm = MatRef::new(b, k, n, rsb, csb).unwrap();
+    let mut c_fast = c0.to_vec();
+    let mut c_ref = c0.to_vec();
+    let mut packbuf = vec![T::ZERO; pack];
+    gemm::gemm(
+        backend,
+        alpha,
+        am,
+        bm,
+        beta,
+        MatMut::new(&mut c_fast, m, n, rsc, csc).unwrap(),
+        &mut packbuf,
+    )
+    .unwrap();
+    gemm::gemm(
+        Backend::Naive,
+        alpha,
+        am,
+        bm,
+        beta,
+        MatMut::new(&mut c_ref, m, n, rsc, csc).unwrap(),
+        &mut [],
+    )
+    .unwrap();
+    (c_fast, c_ref)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Equal as numbers (so -0 == +0: a different summation order may flip the sign of an
+/// exact zero), with NaN equal to NaN (untouched padding).
+fn same_values(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+fn check_exact_small_ints(backend: Backend, sizes: &[(usize, usize, usize)], pack: usize) {
+    let mut r = rng(1);
+    for &(m, k, n) in sizes {
+        for la in LAYOUTS {
+            for lb in LAYOUTS {
+                let lc = if (m + k + n) % 2 == 0 {
+                    Layout::Row
+                } else {
+                    Layout::PaddedRow
+                };
+                let a = small_ints(&mut r, strides(la, m, k).0);
+                let b = small_ints(&mut r, strides(lb, k, n).0);
+                for (alpha, beta) in [
+                    (1.0f32, 0.0f32),
+                    (1.0, 1.0),
+                    (2.0, -1.0),
+                    (-0.5, 0.0),
+                    (0.0, 3.0),
+                ] {
+                    let c0 = if beta == 0.0 {
+                        vec![f32::NAN; strides(lc, m, n).0]
+                    } else {
+                        small_ints(&mut r, strides(lc, m, n).0)
+                    };
+                    let (fast, reference) = both(
+                        backend,
+                        (m, k, n),
+                        (la, lb, lc),
+                        alpha,
+                        beta,
+                        &a,
+                        &b,
+                        &c0,
+                        pack,
+                    );
+                    // Padding between rows of C must be left as it was.
+                    assert!(
+                        same_values(&fast, &reference),
+                        "{backend} m={m} k={k} n={n} {la:?} {lb:?} {lc:?} alpha={alpha} beta={beta}"
+                    );
+                    if beta == 0.0 && m * n > 0 && matches!(lc, Layout::Row) {
+                        assert!(fast.iter().all(|x| !x.is_nan()), "C was read when beta = 0");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn every_size_to_20() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for m in 0..=20 {
+        for k in 0..=20 {
+            for n in 0..=20 {
+                v.push((m, k, n));
+            }
+        }
+    }
+    v
+}
+
+/// Sizes around every tile and block edge, and the training shapes of the book's net.
+fn edge_sizes() -> Vec<(usize, usize, usize)> {
+    vec![
+        (1, 1, 1),
+        (4, 256, 8),
+        (5, 257, 9),
+        (63, 255, 7),
+        (64, 256, 256),
+        (65, 257, 257),
+        (3, 600, 259),
+        (130, 513, 17),
+        (100, 784, 50),
+        (784, 100, 50),
+        (100, 50, 10),
+        (50, 100, 10),
+        (100, 10, 50),
+        (1, 784, 50),
+    ]
+}
+
+#[test]
+fn portable_equals_naive_on_every_size_to_20() {
+    check_exact_small_ints(Backend::Portable, &every_size_to_20(), PACK_LEN);
+}
+
+#[test]
+fn portable_equals_naive_on_edge_tiles_and_training_shapes() {
+    check_exact_small_ints(Backend::Portable, &edge_sizes(), PACK_LEN);
+}
+
+#[test]
+fn unpacked_path_equals_naive_on_every_size_to_20() {
+    check_exact_small_ints(Backend::Portable, &every_size_to_20(), 0);
+}
+
+#[test]
+fn small_packing_space_still_gives_exact_results() {
+    // Just enough for one sliver pair, and an odd amount in between.
+    check_exact_small_ints(Backend::Portable, &edge_sizes(), (4 + 8) * KC);
+    check_exact_small_ints(Backend::Portable, &edge_sizes(), 37 * KC + 5);
+}
+
+#[cfg(feature = "matrixmultiply")]
+#[test]
+fn matrixmultiply_equals_naive_on_small_ints() {
+    check_exact_small_ints(Backend::MatrixMultiply, &edge_sizes(), 0);
+    check_exact_small_ints(
+        Backend::MatrixMultiply,
+        &[(7, 5, 3), (0, 3, 2), (3, 0, 2)],
+        0,
+    );
+}
+
+/// On general floats the portable result does not depend on the packing space, and for
+/// k ≤ KC it equals the naive loop bit for bit (the same summation order).
+#[test]
+fn portable_result_is_independent_of_packing_space_on_random_floats() {
+    let mut r = rng(2);
+    for &(m, k, n) in &[
+        (100, 784, 50),
+        (784, 100, 50),
+        (13, 200, 21),
+        (1, 784, 50),
+        (70, 600, 300),
+    ] {
+        let a = uniform_f32(&mut r, m * k);
+        let b = uniform_f32(&mut r, k * n);
+        let c0 = uniform_f32(&mut r, m * n);
+        let l = (Layout::Row, Layout::Row, Layout::Row);
+        let full = both(
+            Backend::Portable,
+            (m, k, n),
+            l,
+            1.0f32,
+            0.5,
+            &a,
+            &b,
+            &c0,
+            PACK_LEN,
+        )
+        .0;
+        for pack in [0, 12 * KC, 100 * KC + 3] {
+            let other = both(
+                Backend::Portable,
+                (m, k, n),
+                l,
+                1.0f32,
+                0.5,
+                &a,
+                &b,
+                &c0,
+                pack,
+            )
+            .0;
+            assert_eq!(bits(&full), bits(&other), "m={m} k={k} n={n} pack={pack}");
+        }
+        if k <= KC {
+            let (fast, reference) = both(
+                Backend::Portable,
+                (m, k, n),
+                l,
+                1.0f32,
+                0.5,
+                &a,
+                &b,
+                &c0,
+                PACK_LEN,
+            );
+            assert_eq!(bits(&fast), bits(&reference), "m={m} k={k} n={n}");
+        }
+    }
+}
+
+#[test]
+fn f64_portable_matches_naive() {
+    let mut r = rng(3);
+    for &(m, k, n) in &[(9, 300, 11), (17, 5, 33), (1, 1, 1)] {
+        let a = uniform(&mut r, m * k);
+        let b = uniform(&mut r, k * n);
+        let c0 = vec![f64::NAN; m * n];
+        let l = (Layout::Row, Layout::Col, Layout::Row);
+        let (fast, reference) = both(
+            Backend::Portable,
+            (m, k, n),
+            l,
+            1.0f64,
+            0.0,
+            &a,
+            &b,
+            &c0,
+            PACK_LEN,
+        );
+        for (x, y) in fast.iter().zip(&reference) {
+            assert!((x - y).abs() <= 1e-13 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn views_that_reach_outside_their_slice_are_rejected() {
+    let a = [0f32; 10];
+    assert!(MatRef::new(&a, 3, 4, 4, 1).is_err());
+    assert!(MatRef::new(&a, 2, 5, 5, 1).is_ok());
+    let mut c = [0f32; 10];
+    assert!(MatMut::new(&mut c, 2, 5, 4, 1).is_err(), "overlapping rows");
+}

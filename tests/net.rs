@@ -1,0 +1,234 @@
+//! TwoLayerNet: backprop against the numerical gradient, errors before any write, and
+//! learning on a small problem.
+
+mod common;
+
+use common::{labels, rng, uniform, uniform_f32};
+use zeronn::gemm::Backend;
+use zeronn::random::seeded;
+use zeronn::{Activation, Error, Sgd, TwoLayerNet, TwoLayerShape};
+
+fn gradcheck_f64(shape: TwoLayerShape, backend: Backend) -> f64 {
+    let mut g = rng(20);
+    let batch = 4;
+    let x = uniform(&mut g, batch * shape.input_size);
+    let t = labels(&mut g, batch, shape.output_size);
+    let mut net = TwoLayerNet::new(shape, vec![0.0f64; shape.param_len()])
+        .unwrap()
+        .with_backend(backend)
+        .unwrap();
+    // Large weights so the hidden pre-activations are O(1), away from ReLU's kink.
+    net.init_params(&mut seeded(5), 1.0);
+    let mut ws = vec![0.0; shape.workspace_len(batch)];
+    let mut back = vec![0.0; shape.param_len()];
+    let mut num = vec![0.0; shape.param_len()];
+    net.gradient(&x, &t, &mut back, &mut ws).unwrap();
+    let before = net.params().to_vec();
+    net.numerical_gradient(1e-5, &x, &t, &mut num, &mut ws)
+        .unwrap();
+    assert_eq!(
+        net.params(),
+        &before[..],
+        "numerical_gradient restores every parameter"
+    );
+    common::max_abs_diff(&back, &num)
+}
+
+#[test]
+fn relu_net_backprop_matches_numerical_gradient_in_f64() {
+    let d = gradcheck_f64(TwoLayerShape::new(6, 5, 3), Backend::Auto);
+    assert!(d < 1e-8, "max |backprop - numerical| = {d}");
+}
+
+#[test]
+fn sigmoid_net_backprop_matches_numerical_gradient_in_f64() {
+    let d = gradcheck_f64(
+        TwoLayerShape::new(6, 5, 3).with_activation(Activation::Sigmoid),
+        Backend::Naive,
+    );
+    assert!(d < 1e-8, "max |backprop - numerical| = {d}");
+}
+
+#[test]
+fn f32_backprop_matches_numerical_gradient_with_a_larger_step() {
+    let shape = TwoLayerShape::new(8, 6, 4).with_activation(Activation::Sigmoid);
+    let mut g = rng(21);
+    let x = uniform_f32(&mut g, 3 * 8);
+    let t = labels(&mut g, 3, 4);
+    let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+    net.init_params(&mut seeded(6), 1.0);
+    let mut ws = vec![0.0; shape.workspace_len(3)];
+    let (mut back, mut num) = (vec![0.0; shape.param_len()], vec![0.0; shape.param_len()]);
+    net.gradient(&x, &t, &mut back, &mut ws).unwrap();
+    net.numerical_gradient(1e-2, &x, &t, &mut num, &mut ws)
+        .unwrap();
+    let diff: f32 = back
+        .iter()
+        .zip(&num)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f32>()
+        .sqrt();
+    let norm: f32 = back
+        .iter()
+        .zip(&num)
+        .map(|(a, b)| a * a + b * b)
+        .sum::<f32>()
+        .sqrt();
+    assert!(diff / norm < 1e-3, "relative error {}", diff / norm);
+}
+
+#[test]
+fn errors_come_before_any_write() {
+    let shape = TwoLayerShape::new(4, 3, 2);
+    let mut net = TwoLayerNet::new(shape, vec![0.5f32; shape.param_len()]).unwrap();
+    net.init_params(&mut seeded(1), 0.1);
+    let params = net.params().to_vec();
+    let mut grads = vec![7.0f32; shape.param_len()];
+    let mut ws = vec![7.0f32; shape.min_workspace_len(2)];
+    let x = [0.1f32; 8];
+
+    // Batch over capacity.
+    let r = net.gradient(&[0.1; 12], &[0u8, 1, 0], &mut grads, &mut ws);
+    assert_eq!(
+        r,
+        Err(Error::BatchTooLarge {
+            batch: 3,
+            capacity: 2
+        })
+    );
+    // Label out of range.
+    let r = net.gradient(&x, &[0u8, 2], &mut grads, &mut ws);
+    assert_eq!(
+        r,
+        Err(Error::LabelOutOfRange {
+            index: 1,
+            label: 2,
+            classes: 2
+        })
+    );
+    // x not a whole number of rows, or not matching t.
+    assert!(matches!(
+        net.gradient(&x[..7], &[0u8], &mut grads, &mut ws),
+        Err(Error::BufferLength { buffer: "x", .. })
+    ));
+    assert!(matches!(
+        net.gradient(&x, &[0u8], &mut grads, &mut ws),
+        Err(Error::BufferLength { buffer: "t", .. })
+    ));
+    assert_eq!(
+        net.gradient(&[], &[0u8; 0], &mut grads, &mut ws),
+        Err(Error::EmptyBatch)
+    );
+    // Wrong gradient buffer.
+    assert!(matches!(
+        net.gradient(&x, &[0u8, 1], &mut grads[1..], &mut ws),
+        Err(Error::BufferLength {
+            buffer: "grads",
+            ..
+        })
+    ));
+    assert!(grads.iter().all(|&g| g == 7.0));
+    assert!(ws.iter().all(|&w| w == 7.0));
+    assert_eq!(net.params(), &params[..]);
+
+    // Wrong parameter length and zero sizes are refused up front.
+    assert!(matches!(
+        TwoLayerNet::new(shape, vec![0.0f32; 3]),
+        Err(Error::BufferLength {
+            buffer: "params",
+            ..
+        })
+    ));
+    assert_eq!(
+        TwoLayerNet::new(TwoLayerShape::new(4, 0, 2), vec![0.0f32; 2]).err(),
+        Some(Error::ZeroSize {
+            what: "hidden_size"
+        })
+    );
+    // Predict needs less workspace than gradient.
+    let mut small = vec![0.0f32; shape.min_predict_workspace_len(2)];
+    assert!(net.predict(&x, &mut small).is_ok());
+    assert!(matches!(
+        net.gradient(&x, &[0u8, 1], &mut grads, &mut small),
+        Err(Error::BatchTooLarge { .. })
+    ));
+}
+
+#[test]
+fn learns_a_separable_problem() {
+    // Two Gaussian blobs in 2-D: class = sign of x0 + x1.
+    let shape = TwoLayerShape::new(2, 8, 2);
+    let mut g = rng(30);
+    let n = 200;
+    let x = uniform_f32(&mut g, 2 * n);
+    let t: Vec<u8> = x.chunks(2).map(|p| (p[0] + p[1] > 0.0) as u8).collect();
+    let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+    net.init_params(&mut seeded(2), 0.5);
+    let mut grads = vec![0.0; shape.param_len()];
+    let mut ws = vec![0.0; shape.workspace_len(n)];
+    let first = net.loss(&x, &t, &mut ws).unwrap();
+    let sgd = Sgd::new(0.5f32);
+    for _ in 0..300 {
+        net.gradient(&x, &t, &mut grads, &mut ws).unwrap();
+        sgd.update(net.params_mut(), &grads).unwrap();
+    }
+    let last = net.loss(&x, &t, &mut ws).unwrap();
+    let acc = net.accuracy(&x, &t, &mut ws).unwrap();
+    assert!(last < first / 4.0, "loss {first} -> {last}");
+    assert!(acc > 0.97, "accuracy {acc}");
+}
+
+#[test]
+fn backends_agree_on_the_gradient() {
+    let shape = TwoLayerShape::new(300, 20, 10);
+    let mut g = rng(40);
+    let x = uniform_f32(&mut g, 7 * 300);
+    let t = labels(&mut g, 7, 10);
+    let mut grads = Vec::new();
+    for backend in [Backend::Naive, Backend::Portable] {
+        let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])
+            .unwrap()
+            .with_backend(backend)
+            .unwrap();
+        net.init_params(&mut seeded(3), 0.1);
+        let mut gr = vec![0.0; shape.param_len()];
+        net.gradient(&x, &t, &mut gr, &mut vec![0.0; shape.workspace_len(7)])
+            .unwrap();
+        grads.push(gr);
+    }
+    for (a, b) in grads[0].iter().zip(&grads[1]) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+}
+
+#[test]
+fn same_seed_same_parameters() {
+    let shape = TwoLayerShape::new(10, 5, 3);
+    let mut a = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+    let mut b = TwoLayerNet::new(shape, vec![1.0f32; shape.param_len()]).unwrap();
+    a.init_params(&mut seeded(9), 0.01);
+    b.init_params(&mut seeded(9), 0.01);
+    assert_eq!(a.params(), b.params());
+    assert!(a.tensor("b1").unwrap().iter().all(|&v| v == 0.0));
+    assert!(a.tensor("W1").unwrap().iter().any(|&v| v != 0.0));
+    assert_eq!(a.tensor("W2").unwrap().len(), 15);
+    assert!(a.tensor("W3").is_none());
+}
+
+#[test]
+fn predict_returns_the_scores() {
+    let shape = TwoLayerShape::new(2, 2, 2);
+    // W1 = I, b1 = 0, W2 = [[1, 0], [0, 2]], b2 = [0, 1].
+    let params = [
+        1.0f32, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 1.0,
+    ];
+    let net = TwoLayerNet::new(shape, &params[..]).unwrap();
+    let mut ws = [0.0f32; 8];
+    let y = net.predict(&[3.0, -1.0, 1.0, 2.0], &mut ws).unwrap();
+    assert_eq!(y, &[3.0, 1.0, 1.0, 5.0]);
+    assert_eq!(
+        net.count_correct(&[3.0, -1.0, 1.0, 2.0], &[0u8, 0], &mut ws)
+            .unwrap(),
+        1
+    );
+}
