@@ -276,7 +276,7 @@ fn no_panic_on_any_single_byte_change_or_random_input() {
     for _ in 0..2000 {
         let len = random::index(&mut r, 400);
         let mut b: Vec<u8> = (0..len).map(|_| r.next_u32() as u8).collect();
-        if len >= 4 && r.next_u32() % 2 == 0 {
+        if len >= 4 && r.next_u32().is_multiple_of(2) {
             b[..4].copy_from_slice(&model::MAGIC);
         }
         let _ = Model::from_bytes(AlignedBytes::new(&b).bytes());

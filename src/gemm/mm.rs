@@ -14,7 +14,7 @@ pub(super) fn sgemm(
     a: MatRef<'_, f32>,
     b: MatRef<'_, f32>,
     beta: f32,
-    mut c: MatMut<'_, f32>,
+    c: MatMut<'_, f32>,
 ) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let (rsc, csc) = (c.row_stride(), c.col_stride());
@@ -46,7 +46,7 @@ pub(super) fn dgemm(
     a: MatRef<'_, f64>,
     b: MatRef<'_, f64>,
     beta: f64,
-    mut c: MatMut<'_, f64>,
+    c: MatMut<'_, f64>,
 ) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let (rsc, csc) = (c.row_stride(), c.col_stride());

@@ -1,1 +1,335 @@
-fn main() {}
+//! `zeronn`: train, check and evaluate the book's networks on MNIST.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use zeronn::Activation;
+use zeronn::gemm::Backend;
+use zeronn_tools::format::py_repr;
+use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
+use zeronn_tools::mnist::{self, Mnist};
+use zeronn_tools::progress::Progress;
+use zeronn_tools::train::{Event, TrainConfig, accuracy, train};
+use zeronn_tools::{modelfile, train::EVAL_CHUNK};
+
+#[derive(Parser)]
+#[command(
+    name = "zeronn",
+    version,
+    about = "The networks of 'Deep Learning from Scratch', fast and exact, on MNIST"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train TwoLayerNet on MNIST; the defaults are the book's chapter 5 run (train_neuralnet.py)
+    Train(TrainArgs),
+    /// Compare backprop with the numerical gradient on the first training images (the book's 5.7.3)
+    Gradcheck(GradcheckArgs),
+    /// Accuracy of a saved model on the MNIST test set
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Directory holding the four MNIST IDX files (raw or .gz) [default: $ZERONN_DATA]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ActivationArg {
+    Relu,
+    Sigmoid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Naive,
+    Portable,
+    Matrixmultiply,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Naive => Backend::Naive,
+            BackendArg::Portable => Backend::Portable,
+            BackendArg::Matrixmultiply => Backend::MatrixMultiply,
+        }
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Hidden units
+    #[arg(long, default_value_t = 50)]
+    hidden: usize,
+    /// Hidden activation
+    #[arg(long, value_enum, default_value = "relu")]
+    activation: ActivationArg,
+    /// Mini-batch size (sampled with replacement)
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Learning rate
+    #[arg(long, default_value_t = 0.1)]
+    lr: f32,
+    /// Iterations
+    #[arg(long, default_value_t = 10_000)]
+    iters: usize,
+    /// Standard deviation of the initial weights
+    #[arg(long, default_value_t = 0.01)]
+    weight_init_std: f64,
+    /// Seed for the initial weights and the mini-batches; the same seed repeats the run bit for bit [default: from the clock]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Evaluate every N iterations [default: one epoch, train size / batch size]
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// Write the trained parameters to FILE (zeronn model format)
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Matrix-multiply backend
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// No progress bar, even on a terminal
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct GradcheckArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Check in f32 (default f64, as the book's NumPy)
+    #[arg(long)]
+    f32: bool,
+    /// Training images to use
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+    /// Hidden units
+    #[arg(long, default_value_t = 50)]
+    hidden: usize,
+    /// Seed for the initial weights
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Central-difference step [default: 1e-4 in f64, 1e-3 in f32]
+    #[arg(long)]
+    h: Option<f64>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The model file (from `zeronn train --save`)
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Evaluate only the first N test images
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Matrix-multiply backend
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Train(a) => cmd_train(a),
+        Cmd::Gradcheck(a) => cmd_gradcheck(a),
+        Cmd::Eval(a) => cmd_eval(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zeronn: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_data(arg: &DataArgs) -> Result<Mnist> {
+    let dir = mnist::data_dir(arg.data.as_deref())?;
+    mnist::load(&dir).map_err(|e| e.to_string())
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn positive(name: &str, v: usize) -> Result<usize> {
+    if v == 0 {
+        Err(format!("--{name} must be at least 1"))
+    } else {
+        Ok(v)
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        return Err("--lr must be a positive number".into());
+    }
+    if !(a.weight_init_std.is_finite() && a.weight_init_std >= 0.0) {
+        return Err("--weight-init-std must be a non-negative number".into());
+    }
+    let cfg = TrainConfig {
+        hidden: positive("hidden", a.hidden)?,
+        activation: match a.activation {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+        },
+        batch_size: positive("batch-size", a.batch_size)?,
+        lr: a.lr,
+        iters: a.iters,
+        weight_init_std: a.weight_init_std,
+        seed: a.seed.unwrap_or_else(clock_seed),
+        eval_every: a
+            .eval_every
+            .map(|n| positive("eval-every", n))
+            .transpose()?,
+        backend: Backend::from(a.backend)
+            .resolve()
+            .map_err(|e| e.to_string())?,
+    };
+    if let Some(path) = &a.save {
+        check_writable(path)?;
+    }
+    let data = load_data(&a.data)?;
+    eprintln!(
+        "zeronn train: {}-{}-10 {:?}, batch {}, lr {}, {} iterations, seed {}, backend {}",
+        data.train.pixels,
+        cfg.hidden,
+        cfg.activation,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.iters,
+        cfg.seed,
+        cfg.backend
+    );
+    eprintln!("train_acc test_acc (after the update of every epoch's first iteration)");
+    let start = Instant::now();
+    let mut progress = Progress::new(cfg.iters, !a.no_progress);
+    let report = train(&cfg, &data, |event| match event {
+        Event::Iter(i, loss) => progress.tick(i + 1, loss),
+        Event::Epoch(e) => {
+            progress.clear();
+            println!("{} {}", py_repr(e.train_acc), py_repr(e.test_acc));
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    progress.clear();
+    let total = start.elapsed();
+    let tail = report.losses.len().min(100);
+    let mean_loss = report.losses[report.losses.len() - tail..]
+        .iter()
+        .map(|&l| l as f64)
+        .sum::<f64>()
+        / tail.max(1) as f64;
+    eprintln!(
+        "done in {:.2} s (training {:.2} s, evaluation {:.2} s); mean loss of the last {tail} batches {mean_loss:.4}",
+        total.as_secs_f64(),
+        report.train_time.as_secs_f64(),
+        report.eval_time.as_secs_f64(),
+    );
+    if let Some(path) = &a.save {
+        modelfile::save(path, &report.shape, &report.params)?;
+        eprintln!("saved {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails early, before a long run, if the model could not be written.
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "--save {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
+    let cfg = GradcheckConfig {
+        hidden: positive("hidden", a.hidden)?,
+        samples: positive("samples", a.samples)?,
+        seed: a.seed,
+        f32: a.f32,
+        h: a.h,
+    };
+    if let Some(h) = cfg.h
+        && !(h.is_finite() && h > 0.0)
+    {
+        return Err("--h must be a positive number".into());
+    }
+    let data = load_data(&a.data)?;
+    let diffs = gradcheck(&cfg, &data.train).map_err(|e| e.to_string())?;
+    let mut ok = true;
+    for d in &diffs {
+        if cfg.f32 {
+            println!(
+                "{}:{} relative:{}",
+                d.name,
+                py_repr(d.mean_abs_diff),
+                py_repr(d.relative)
+            );
+        } else {
+            println!("{}:{}", d.name, py_repr(d.mean_abs_diff));
+        }
+        ok &= d.passed;
+    }
+    if ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let failed: Vec<_> = diffs.iter().filter(|d| !d.passed).map(|d| d.name).collect();
+        eprintln!("zeronn: gradient check FAILED for {}", failed.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
+    let bytes = modelfile::read(&a.model)?;
+    let model = modelfile::parse(&a.model, &bytes)?;
+    let net = model
+        .two_layer_net()
+        .and_then(|n| n.with_backend(a.backend.into()))
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let data = load_data(&a.data)?;
+    if data.test.pixels != net.shape().input_size {
+        return Err(format!(
+            "{}: the model takes {} inputs, the images have {} pixels",
+            a.model.display(),
+            net.shape().input_size,
+            data.test.pixels
+        ));
+    }
+    let test = match a.limit {
+        Some(n) => data.test.head(positive("limit", n)?),
+        None => data.test,
+    };
+    let mut ws = vec![0.0f32; net.shape().workspace_len(EVAL_CHUNK)];
+    let acc = accuracy(&net, &test, &mut ws).map_err(|e| e.to_string())?;
+    let correct = (acc * test.len() as f64).round() as usize;
+    println!("test accuracy: {} ({correct}/{})", py_repr(acc), test.len());
+    Ok(ExitCode::SUCCESS)
+}

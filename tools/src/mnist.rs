@@ -1,0 +1,483 @@
+//! MNIST in its original IDX format, raw or gzip-compressed, validated field by field.
+//!
+//! IDX: a big-endian header (magic `0x00000803` for images with 3 dimensions, `0x00000801` for
+//! labels with 1), the dimensions as big-endian u32s, then one byte per pixel or label.
+//! Every problem (unreadable file, bad gzip, wrong magic, wrong size, count mismatch) is an
+//! [`LoadError`] that names the file and the problem.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// The environment variable naming the data directory.
+pub const DATA_ENV: &str = "ZERONN_DATA";
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// What is wrong with a file.
+#[derive(Debug)]
+pub enum Problem {
+    /// It could not be opened or read.
+    Io(io::Error),
+    /// It starts like gzip but does not decompress.
+    BadGzip(io::Error),
+    /// It is empty.
+    Empty,
+    /// The header is shorter than its fixed size.
+    ShortHeader {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes present.
+        actual: usize,
+    },
+    /// The magic number is not the one for this kind of file.
+    BadMagic {
+        /// Found.
+        found: u32,
+        /// Expected.
+        expected: u32,
+    },
+    /// An image dimension is zero, or the size overflows.
+    BadDimensions {
+        /// Rows per image.
+        rows: u32,
+        /// Columns per image.
+        cols: u32,
+    },
+    /// Fewer bytes than the header promises.
+    Truncated {
+        /// Bytes the header promises.
+        expected: u64,
+        /// Bytes present.
+        actual: u64,
+    },
+    /// More bytes than the header promises.
+    Oversized {
+        /// Bytes the header promises.
+        expected: u64,
+    },
+    /// A label is not a digit 0–9.
+    BadLabel {
+        /// Position.
+        index: usize,
+        /// Value.
+        label: u8,
+    },
+    /// The images and labels files hold different counts.
+    CountMismatch {
+        /// Images in the images file.
+        images: usize,
+        /// Labels in this (the labels) file.
+        labels: usize,
+        /// The images file.
+        images_path: PathBuf,
+    },
+    /// Image size does not match what the net expects.
+    WrongImageSize {
+        /// Pixels per image in the file.
+        found: usize,
+        /// Pixels per image expected.
+        expected: usize,
+    },
+}
+
+/// A file that could not be loaded, and why.
+#[derive(Debug)]
+pub struct LoadError {
+    /// The file.
+    pub path: PathBuf,
+    /// The problem.
+    pub problem: Problem,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path.display();
+        match &self.problem {
+            Problem::Io(e) => write!(f, "{p}: cannot read: {e}"),
+            Problem::BadGzip(e) => write!(f, "{p}: invalid gzip data: {e}"),
+            Problem::Empty => write!(f, "{p}: file is empty"),
+            Problem::ShortHeader { needed, actual } => {
+                write!(
+                    f,
+                    "{p}: truncated IDX header: {actual} bytes, need {needed}"
+                )
+            }
+            Problem::BadMagic { found, expected } => write!(
+                f,
+                "{p}: wrong magic number 0x{found:08x} (expected 0x{expected:08x}): not an IDX {} file",
+                if *expected == IMAGES_MAGIC {
+                    "images"
+                } else {
+                    "labels"
+                }
+            ),
+            Problem::BadDimensions { rows, cols } => {
+                write!(f, "{p}: bad image dimensions {rows}x{cols}")
+            }
+            Problem::Truncated { expected, actual } => write!(
+                f,
+                "{p}: truncated: the header promises {expected} bytes of data, the file has {actual}"
+            ),
+            Problem::Oversized { expected } => write!(
+                f,
+                "{p}: oversized: more than the {expected} bytes of data the header promises"
+            ),
+            Problem::BadLabel { index, label } => {
+                write!(f, "{p}: label {label} at index {index} is not a digit 0-9")
+            }
+            Problem::CountMismatch {
+                images,
+                labels,
+                images_path,
+            } => write!(
+                f,
+                "{p}: holds {labels} labels but {} holds {images} images",
+                images_path.display()
+            ),
+            Problem::WrongImageSize { found, expected } => write!(
+                f,
+                "{p}: images have {found} pixels, the net expects {expected}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            Problem::Io(e) | Problem::BadGzip(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn err(path: &Path, problem: Problem) -> LoadError {
+    LoadError {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+/// Raw images as stored: `count × rows × cols` bytes.
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// Number of images.
+    pub count: usize,
+    /// Rows per image.
+    pub rows: usize,
+    /// Columns per image.
+    pub cols: usize,
+    /// Pixels, 0–255, image after image, row-major.
+    pub pixels: Vec<u8>,
+}
+
+/// Opens `path` and returns a reader over its content, decompressing gzip (detected by its
+/// magic bytes, whatever the file is called), and whether it was gzip.
+fn open(path: &Path) -> Result<(Box<dyn Read>, bool), LoadError> {
+    let mut file = File::open(path).map_err(|e| err(path, Problem::Io(e)))?;
+    let mut head = [0u8; 2];
+    let n = read_full(&mut file, &mut head).map_err(|e| err(path, Problem::Io(e)))?;
+    let file = io::Cursor::new(head[..n].to_vec()).chain(file);
+    if n == 2 && head == [0x1f, 0x8b] {
+        Ok((Box::new(flate2::read::MultiGzDecoder::new(file)), true))
+    } else {
+        Ok((Box::new(file), false))
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Maps a read error to the right problem: data errors inside gzip are `BadGzip`.
+fn read_problem(gz: bool, e: io::Error) -> Problem {
+    if gz
+        && matches!(
+            e.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+        )
+    {
+        Problem::BadGzip(e)
+    } else {
+        Problem::Io(e)
+    }
+}
+
+/// Reads an IDX file: checks the magic, reads `ndims` dimensions, then exactly the data the
+/// dimensions promise (no more: an oversized file is an error, and a huge decompressed
+/// stream is never read past the promised size).
+fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<u32>, Vec<u8>), LoadError> {
+    let (mut r, gz) = open(path)?;
+    let header_len = 4 + 4 * ndims;
+    let mut header = vec![0u8; header_len];
+    let n = read_full(&mut r, &mut header).map_err(|e| err(path, read_problem(gz, e)))?;
+    if n == 0 {
+        return Err(err(path, Problem::Empty));
+    }
+    if n < 4 {
+        return Err(err(
+            path,
+            Problem::ShortHeader {
+                needed: header_len,
+                actual: n,
+            },
+        ));
+    }
+    let found = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    if found != magic {
+        return Err(err(
+            path,
+            Problem::BadMagic {
+                found,
+                expected: magic,
+            },
+        ));
+    }
+    if n < header_len {
+        return Err(err(
+            path,
+            Problem::ShortHeader {
+                needed: header_len,
+                actual: n,
+            },
+        ));
+    }
+    let dims: Vec<u32> = header[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let expected: u64 = dims.iter().map(|&d| d as u64).product();
+    // Never allocate more than the data actually present: read in chunks.
+    let mut data = Vec::with_capacity(expected.min(1 << 26) as usize);
+    let got = r
+        .by_ref()
+        .take(expected)
+        .read_to_end(&mut data)
+        .map_err(|e| err(path, read_problem(gz, e)))? as u64;
+    if got < expected {
+        return Err(err(
+            path,
+            Problem::Truncated {
+                expected,
+                actual: got,
+            },
+        ));
+    }
+    let mut extra = [0u8; 1];
+    if read_full(&mut r, &mut extra).map_err(|e| err(path, read_problem(gz, e)))? > 0 {
+        return Err(err(path, Problem::Oversized { expected }));
+    }
+    Ok((dims, data))
+}
+
+/// Loads an IDX images file (`0x00000803`, count × rows × cols).
+pub fn load_images(path: &Path) -> Result<Images, LoadError> {
+    let (dims, pixels) = read_idx(path, IMAGES_MAGIC, 3)?;
+    let (count, rows, cols) = (dims[0], dims[1], dims[2]);
+    if rows == 0 || cols == 0 {
+        return Err(err(path, Problem::BadDimensions { rows, cols }));
+    }
+    Ok(Images {
+        count: count as usize,
+        rows: rows as usize,
+        cols: cols as usize,
+        pixels,
+    })
+}
+
+/// Loads an IDX labels file (`0x00000801`), checking every label is a digit.
+pub fn load_labels(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let (_, labels) = read_idx(path, LABELS_MAGIC, 1)?;
+    if let Some(index) = labels.iter().position(|&l| l > 9) {
+        return Err(err(
+            path,
+            Problem::BadLabel {
+                index,
+                label: labels[index],
+            },
+        ));
+    }
+    Ok(labels)
+}
+
+/// One split of the data: images scaled to [0, 1] and their labels.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// `len × pixels` values in [0, 1], image after image.
+    pub x: Vec<f32>,
+    /// Labels 0–9.
+    pub t: Vec<u8>,
+    /// Pixels per image.
+    pub pixels: usize,
+}
+
+impl Split {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+    /// Image `i` as a slice of `pixels` values.
+    pub fn image(&self, i: usize) -> &[f32] {
+        &self.x[i * self.pixels..(i + 1) * self.pixels]
+    }
+    /// The first `n` images (or all).
+    pub fn head(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        Split {
+            x: self.x[..n * self.pixels].to_vec(),
+            t: self.t[..n].to_vec(),
+            pixels: self.pixels,
+        }
+    }
+}
+
+/// The training and test splits.
+#[derive(Debug, Clone)]
+pub struct Mnist {
+    /// 60 000 training images.
+    pub train: Split,
+    /// 10 000 test images.
+    pub test: Split,
+}
+
+/// The file names tried for one file, in order.
+fn candidates(stem: &str) -> [String; 4] {
+    let dotted = stem.replacen("-idx", ".idx", 1);
+    [
+        format!("{stem}.gz"),
+        stem.to_string(),
+        format!("{dotted}.gz"),
+        dotted,
+    ]
+}
+
+/// Finds `stem` (e.g. `train-images-idx3-ubyte`) in `dir`, raw or `.gz`.
+pub fn find(dir: &Path, stem: &str) -> Result<PathBuf, String> {
+    for name in candidates(stem) {
+        let p = dir.join(&name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "MNIST file not found: looked for {} in {}",
+        candidates(stem).join(", "),
+        dir.display()
+    ))
+}
+
+/// Where the data is: `--data DIR` if given, else `$ZERONN_DATA`; a clear message otherwise.
+pub fn data_dir(arg: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(d) = arg {
+        return check_dir(d.to_path_buf(), "--data");
+    }
+    match std::env::var_os(DATA_ENV) {
+        Some(d) if !d.is_empty() => check_dir(PathBuf::from(d), DATA_ENV),
+        _ => Err(format!(
+            "no MNIST data: pass --data DIR or set {DATA_ENV}=DIR, where DIR holds the four \
+             IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, \
+             t10k-labels-idx1-ubyte, each raw or .gz) from the MNIST database"
+        )),
+    }
+}
+
+fn check_dir(d: PathBuf, from: &str) -> Result<PathBuf, String> {
+    if d.is_dir() {
+        Ok(d)
+    } else {
+        Err(format!(
+            "MNIST data directory {} (from {from}) does not exist or is not a directory",
+            d.display()
+        ))
+    }
+}
+
+/// Loads one split: images and labels, checked to agree in count and to have `pixels` pixels
+/// per image (when `pixels` is given).
+pub fn load_split(images: &Path, labels: &Path, pixels: Option<usize>) -> Result<Split, LoadError> {
+    let img = load_images(images)?;
+    let t = load_labels(labels)?;
+    if img.count != t.len() {
+        return Err(err(
+            labels,
+            Problem::CountMismatch {
+                images: img.count,
+                labels: t.len(),
+                images_path: images.to_path_buf(),
+            },
+        ));
+    }
+    let per = img.rows * img.cols;
+    if let Some(expected) = pixels
+        && per != expected
+    {
+        return Err(err(
+            images,
+            Problem::WrongImageSize {
+                found: per,
+                expected,
+            },
+        ));
+    }
+    let x = img.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    Ok(Split { x, t, pixels: per })
+}
+
+/// Any failure of [`load`]: a missing file (with where it looked) or a bad one.
+#[derive(Debug)]
+pub enum MnistError {
+    /// A file was not found; the message says where it looked.
+    NotFound(String),
+    /// A file is malformed.
+    Load(LoadError),
+}
+
+impl fmt::Display for MnistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MnistError::NotFound(m) => f.write_str(m),
+            MnistError::Load(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for MnistError {}
+
+impl From<LoadError> for MnistError {
+    fn from(e: LoadError) -> Self {
+        MnistError::Load(e)
+    }
+}
+
+/// Loads both splits from `dir`, each image checked to be 28×28 = 784 pixels.
+pub fn load(dir: &Path) -> Result<Mnist, MnistError> {
+    let f = |stem: &str| find(dir, stem).map_err(MnistError::NotFound);
+    let train = load_split(
+        &f("train-images-idx3-ubyte")?,
+        &f("train-labels-idx1-ubyte")?,
+        Some(784),
+    )?;
+    let test = load_split(
+        &f("t10k-images-idx3-ubyte")?,
+        &f("t10k-labels-idx1-ubyte")?,
+        Some(784),
+    )?;
+    Ok(Mnist { train, test })
+}

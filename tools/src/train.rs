@@ -1,0 +1,181 @@
+//! The book's training run (`ch05/train_neuralnet.py`): mini-batch SGD with backprop on MNIST,
+//! accuracy on the full train and test sets once per epoch.
+
+use std::time::{Duration, Instant};
+
+use zeronn::gemm::Backend;
+use zeronn::random::{self, seeded};
+use zeronn::{Activation, Sgd, TwoLayerNet, TwoLayerShape};
+
+use crate::mnist::{Mnist, Split};
+
+/// Hyperparameters; `Default` is the book's run.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Hidden units (`hidden_size = 50`).
+    pub hidden: usize,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Mini-batch size (`batch_size = 100`), sampled with replacement.
+    pub batch_size: usize,
+    /// Learning rate (`learning_rate = 0.1`).
+    pub lr: f32,
+    /// Iterations (`iters_num = 10000`).
+    pub iters: usize,
+    /// Weight initialisation std (`weight_init_std = 0.01`).
+    pub weight_init_std: f64,
+    /// Seed of the one generator that draws the initial weights, then the mini-batches.
+    pub seed: u64,
+    /// Evaluate every this many iterations (default: one epoch, `train_size / batch_size`).
+    pub eval_every: Option<usize>,
+    /// The gemm backend.
+    pub backend: Backend,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            hidden: 50,
+            activation: Activation::Relu,
+            batch_size: 100,
+            lr: 0.1,
+            iters: 10_000,
+            weight_init_std: zeronn::init::BOOK_WEIGHT_INIT_STD,
+            seed: 0,
+            eval_every: None,
+            backend: Backend::Auto,
+        }
+    }
+}
+
+/// One evaluation: after the update of iteration `iter`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Epoch {
+    /// The iteration it followed.
+    pub iter: usize,
+    /// Accuracy on the whole training set.
+    pub train_acc: f64,
+    /// Accuracy on the whole test set.
+    pub test_acc: f64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// The shape trained.
+    pub shape: TwoLayerShape,
+    /// The final parameters `[W1 | b1 | W2 | b2]`.
+    pub params: Vec<f32>,
+    /// The loss of each mini-batch, from the forward pass of its gradient.
+    pub losses: Vec<f32>,
+    /// The evaluations.
+    pub epochs: Vec<Epoch>,
+    /// Time in sampling, gradient and update.
+    pub train_time: Duration,
+    /// Time in evaluation.
+    pub eval_time: Duration,
+}
+
+/// Rows per chunk when evaluating a whole split.
+pub const EVAL_CHUNK: usize = 1000;
+
+/// Accuracy of `net` on a whole split, in chunks of [`EVAL_CHUNK`] through `ws`.
+pub fn accuracy<P: AsRef<[f32]>>(
+    net: &TwoLayerNet<f32, P>,
+    data: &Split,
+    ws: &mut [f32],
+) -> zeronn::Result<f64> {
+    let mut correct = 0;
+    for (x, t) in data
+        .x
+        .chunks(EVAL_CHUNK * data.pixels)
+        .zip(data.t.chunks(EVAL_CHUNK))
+    {
+        correct += net.count_correct(x, t, ws)?;
+    }
+    Ok(correct as f64 / data.len() as f64)
+}
+
+/// Copies the sampled rows into the batch buffers.
+fn gather(data: &Split, mask: &[usize], x: &mut [f32], t: &mut [u8]) {
+    for ((&i, row), label) in mask
+        .iter()
+        .zip(x.chunks_exact_mut(data.pixels))
+        .zip(t.iter_mut())
+    {
+        row.copy_from_slice(data.image(i));
+        *label = data.t[i];
+    }
+}
+
+/// What [`train`] reports as it goes (for printing).
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// Iteration `i` (from 0) is done; its mini-batch had this loss.
+    Iter(usize, f32),
+    /// An evaluation is done.
+    Epoch(&'a Epoch),
+}
+
+/// Runs the training, calling `on_event` after every iteration and every evaluation.
+pub fn train(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    mut on_event: impl FnMut(Event<'_>),
+) -> zeronn::Result<TrainReport> {
+    let train_size = data.train.len();
+    let shape =
+        TwoLayerShape::new(data.train.pixels, cfg.hidden, 10).with_activation(cfg.activation);
+    let iter_per_epoch = cfg
+        .eval_every
+        .unwrap_or((train_size / cfg.batch_size).max(1))
+        .max(1);
+
+    let mut net =
+        TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])?.with_backend(cfg.backend)?;
+    let mut rng = seeded(cfg.seed);
+    net.init_params(&mut rng, cfg.weight_init_std);
+    let sgd = Sgd::new(cfg.lr);
+    let mut grads = vec![0.0f32; shape.param_len()];
+    let mut ws = vec![0.0f32; shape.workspace_len(cfg.batch_size.max(EVAL_CHUNK))];
+    let mut batch_mask = vec![0usize; cfg.batch_size];
+    let mut x_batch = vec![0.0f32; cfg.batch_size * shape.input_size];
+    let mut t_batch = vec![0u8; cfg.batch_size];
+    let (mut losses, mut epochs) = (Vec::with_capacity(cfg.iters), Vec::new());
+    let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
+
+    for i in 0..cfg.iters {
+        let start = Instant::now();
+        // Sample a mini-batch.
+        random::choice(&mut rng, train_size, &mut batch_mask);
+        gather(&data.train, &batch_mask, &mut x_batch, &mut t_batch);
+        // Gradient by backpropagation (and this batch's loss).
+        let loss = net.gradient(&x_batch, &t_batch, &mut grads, &mut ws)?;
+        // Update.
+        sgd.update(net.params_mut(), &grads)?;
+        train_time += start.elapsed();
+        // Record.
+        losses.push(loss);
+        on_event(Event::Iter(i, loss));
+        if i % iter_per_epoch == 0 {
+            let start = Instant::now();
+            let train_acc = accuracy(&net, &data.train, &mut ws)?;
+            let test_acc = accuracy(&net, &data.test, &mut ws)?;
+            eval_time += start.elapsed();
+            epochs.push(Epoch {
+                iter: i,
+                train_acc,
+                test_acc,
+            });
+            on_event(Event::Epoch(&epochs[epochs.len() - 1]));
+        }
+    }
+    Ok(TrainReport {
+        shape,
+        params: net.into_params(),
+        losses,
+        epochs,
+        train_time,
+        eval_time,
+    })
+}

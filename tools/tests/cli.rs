@@ -1,0 +1,236 @@
+//! The `zeronn` command end to end: the book's run reaches its accuracy, the gradient check
+//! passes, seeds reproduce runs bit for bit, and bad input gives a clear error and no panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Scratch, mnist_dir};
+
+fn zeronn(args: &[&str], data: Option<&Path>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zeronn"));
+    c.args(args).env_remove("ZERONN_DATA");
+    if let Some(d) = data {
+        c.env("ZERONN_DATA", d);
+    }
+    c.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails unless the command failed cleanly: exit code 1, a message, no panic.
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+/// `(train_acc, test_acc)` per printed epoch line.
+fn epochs(out: &str) -> Vec<(f64, f64)> {
+    out.lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').expect("two numbers per line");
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = zeronn(&["--help"], None);
+    assert!(o.status.success());
+    let h = stdout(&o);
+    for sub in ["train", "gradcheck", "eval"] {
+        assert!(h.contains(sub), "{h}");
+    }
+}
+
+#[test]
+fn missing_data_says_where_to_look_and_how_to_provide_it() {
+    let o = zeronn(&["train"], None);
+    assert_clean_failure(&o, "ZERONN_DATA");
+    assert!(stderr(&o).contains("--data"));
+    let s = Scratch::new("nodata");
+    let o = zeronn(&["gradcheck", "--data", s.0.to_str().unwrap()], None);
+    assert_clean_failure(&o, "train-images-idx3-ubyte");
+    let o = zeronn(&["train", "--data", "/nonexistent/zeronn"], None);
+    assert_clean_failure(&o, "/nonexistent/zeronn");
+}
+
+#[test]
+fn corrupt_data_file_is_a_clear_error() {
+    let s = Scratch::new("corrupt");
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::write(s.path(name), b"\x00\x00\x08\x03\x00\x00\x00\x05").unwrap();
+    }
+    let o = zeronn(&["train", "--iters", "1"], Some(&s.0));
+    assert_clean_failure(&o, "train-images-idx3-ubyte");
+}
+
+#[test]
+fn bad_model_file_is_a_clear_error() {
+    let s = Scratch::new("model");
+    let p = s.path("m.zrnn");
+    std::fs::write(&p, b"ZRNN but not really a model").unwrap();
+    let o = zeronn(&["eval", "--model", p.to_str().unwrap()], None);
+    assert_clean_failure(&o, "m.zrnn");
+    let o = zeronn(
+        &["eval", "--model", s.path("absent").to_str().unwrap()],
+        None,
+    );
+    assert_clean_failure(&o, "absent");
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let o = zeronn(&["train", "--batch-size", "0"], None);
+    assert_clean_failure(&o, "batch-size");
+    let o = zeronn(&["train", "--lr", "nan"], None);
+    assert_clean_failure(&o, "--lr");
+}
+
+#[test]
+fn the_books_run_reaches_its_accuracy_and_eval_agrees() {
+    let Some(dir) = mnist_dir() else { return };
+    let s = Scratch::new("train");
+    let model = s.path("book.zrnn");
+    let o = zeronn(
+        &["train", "--seed", "1", "--save", model.to_str().unwrap()],
+        Some(&dir),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = epochs(&stdout(&o));
+    assert_eq!(
+        e.len(),
+        17,
+        "one line per epoch of 600 iterations, from iteration 0"
+    );
+    let (train, test) = e[16];
+    eprintln!("final train {train} test {test}\n{}", stderr(&o));
+    assert!(test >= 0.965 && train >= 0.97, "train {train} test {test}");
+    assert!(
+        e[0].1 < 0.5,
+        "iteration 0 is evaluated after one update: {:?}",
+        e[0]
+    );
+    // The saved model, evaluated on its own, is a valid model that scores like the run.
+    let o = zeronn(&["eval", "--model", model.to_str().unwrap()], Some(&dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let acc: f64 = stdout(&o)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (acc - test).abs() < 0.005,
+        "eval {acc} vs last epoch {test}"
+    );
+}
+
+#[test]
+fn eval_matches_the_runs_own_last_evaluation() {
+    let Some(dir) = mnist_dir() else { return };
+    let s = Scratch::new("evalmatch");
+    let model = s.path("m.zrnn");
+    // 601 iterations: the evaluation after iteration 600 sees the final parameters.
+    let o = zeronn(
+        &[
+            "train",
+            "--seed",
+            "3",
+            "--iters",
+            "601",
+            "--save",
+            model.to_str().unwrap(),
+        ],
+        Some(&dir),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = epochs(&stdout(&o))[1].1;
+    let o = zeronn(&["eval", "--model", model.to_str().unwrap()], Some(&dir));
+    let line = stdout(&o);
+    let acc: f64 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(acc, last, "{line}");
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_parameters() {
+    let Some(dir) = mnist_dir() else { return };
+    let s = Scratch::new("seed");
+    let run = |seed: &str, name: &str| {
+        let p = s.path(name);
+        let o = zeronn(
+            &[
+                "train",
+                "--seed",
+                seed,
+                "--iters",
+                "1500",
+                "--eval-every",
+                "100000",
+                "--save",
+                p.to_str().unwrap(),
+            ],
+            Some(&dir),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(p).unwrap()
+    };
+    let a = run("7", "a.zrnn");
+    let b = run("7", "b.zrnn");
+    let c = run("8", "c.zrnn");
+    assert!(a == b, "same seed, different parameters");
+    assert!(a != c, "different seeds, same parameters");
+}
+
+#[test]
+fn gradcheck_passes_in_f64_within_the_tolerances() {
+    let Some(dir) = mnist_dir() else { return };
+    let o = zeronn(&["gradcheck"], Some(&dir));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let tol = [("W1", 5e-6), ("b1", 5e-5), ("W2", 1e-6), ("b2", 1e-6)];
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for (line, (name, t)) in lines.iter().zip(tol) {
+        let (n, v) = line.split_once(':').unwrap();
+        assert_eq!(n, name);
+        let v: f64 = v.parse().unwrap();
+        assert!(v <= t, "{name}: {v} > {t}");
+        eprintln!("{line}");
+    }
+}
+
+#[test]
+fn gradcheck_passes_in_f32_with_its_step() {
+    let Some(dir) = mnist_dir() else { return };
+    let o = zeronn(&["gradcheck", "--f32"], Some(&dir));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("relative:"));
+}
+
+#[test]
+fn gradcheck_fails_loudly_when_the_tolerance_is_missed() {
+    let Some(dir) = mnist_dir() else { return };
+    // A step of 1 crosses ReLU kinks and the curvature dominates: the check must fail.
+    let o = zeronn(&["gradcheck", "--h", "1", "--hidden", "5"], Some(&dir));
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("FAILED"));
+}
