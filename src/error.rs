@@ -128,6 +128,12 @@ impl From<crate::model::ModelError> for Error {
 /// Shorthand for results of the core.
 pub type Result<T> = core::result::Result<T, Error>;
 
+/// `a·b`, or [`Error::SizeOverflow`].
+#[inline]
+pub(crate) fn mul(a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::SizeOverflow)
+}
+
 /// Checks an exact buffer length.
 #[inline]
 pub(crate) fn check_len(buffer: &'static str, expected: usize, actual: usize) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Stateless row math: softmax, cross-entropy, sigmoid, argmax, and class labels.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, mul};
 use crate::math::Float;
 
 /// A class label: an index below the number of classes. Implemented for the unsigned integer
@@ -69,7 +69,10 @@ pub fn sigmoid<T: Float>(x: T) -> T {
 
 /// Writes one-hot rows (`batch × classes`) for labels `t`.
 pub fn one_hot<T: Float, L: Label>(t: &[L], classes: usize, out: &mut [T]) -> Result<()> {
-    crate::error::check_len("one_hot out", t.len() * classes, out.len())?;
+    if classes == 0 {
+        return Err(Error::ZeroSize { what: "classes" });
+    }
+    crate::error::check_len("one_hot out", mul(t.len(), classes)?, out.len())?;
     check_labels(t, classes)?;
     for (row, l) in out.chunks_exact_mut(classes).zip(t) {
         row.fill(T::ZERO);
@@ -83,7 +86,7 @@ pub fn labels_from_one_hot<T: Float>(rows: &[T], classes: usize, out: &mut [usiz
     if classes == 0 {
         return Err(Error::ZeroSize { what: "classes" });
     }
-    crate::error::check_len("one-hot rows", out.len() * classes, rows.len())?;
+    crate::error::check_len("one-hot rows", mul(out.len(), classes)?, rows.len())?;
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(classes)) {
         *o = argmax(row);
     }

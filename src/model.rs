@@ -396,14 +396,19 @@ impl<'a> Model<'a> {
             let _ = layers.push(spec);
         }
         let payload_len = u32_at(bytes, 12);
-        let expected_payload = 4 * affine_params(&layers);
+        let expected_payload = payload_bytes(&layers);
         if payload_len as u64 != expected_payload {
             return Err(PayloadLength {
                 expected: expected_payload,
                 found: payload_len,
             });
         }
-        let total = hlen + payload_len as usize;
+        let Some(total) = hlen.checked_add(payload_len as usize) else {
+            return Err(Truncated {
+                expected: usize::MAX,
+                actual: bytes.len(),
+            });
+        };
         if bytes.len() < total {
             return Err(Truncated {
                 expected: total,
@@ -484,14 +489,18 @@ impl<'a> Model<'a> {
     }
 }
 
-fn affine_params(layers: &[LayerSpec]) -> u64 {
+/// Payload bytes the architecture needs (4 per parameter), saturating at `u64::MAX`: any
+/// value above `u32::MAX` can never match the 32-bit payload length field.
+fn payload_bytes(layers: &[LayerSpec]) -> u64 {
     layers
         .iter()
         .map(|l| match *l {
+            // At most (2^32 - 1)·2^32 + 2^32: fits in u64.
             LayerSpec::Affine { input, output } => input as u64 * output as u64 + output as u64,
             _ => 0,
         })
-        .sum()
+        .fold(0u64, |acc, p| acc.saturating_add(p))
+        .saturating_mul(4)
 }
 
 /// CRC-32 of a header with its own checksum field (offset 20..24) taken as zero.
@@ -543,11 +552,12 @@ pub fn write(layers: &[LayerSpec], params: &[f32], out: &mut [u8]) -> Result<usi
         }
         width = Some(output);
     }
-    let want = affine_params(layers);
-    if want != params.len() as u64 || 4 * want > u32::MAX as u64 {
+    let want = payload_bytes(layers);
+    let have = (params.len() as u64).saturating_mul(4);
+    if want != have || want > u32::MAX as u64 {
         return Err(ModelError::PayloadLength {
-            expected: 4 * want,
-            found: (4 * params.len()).min(u32::MAX as usize) as u32,
+            expected: want,
+            found: have.min(u32::MAX as u64) as u32,
         }
         .into());
     }

@@ -282,6 +282,24 @@ fn f64_portable_matches_naive() {
 }
 
 #[test]
+fn huge_zero_stride_views_give_a_shape_error_not_an_overflow() {
+    let one = [0f32];
+    let a = MatRef::new(&one, 1 << 33, 1, 0, 0).unwrap();
+    let b = MatRef::new(&one, 1, 1 << 33, 0, 0).unwrap();
+    let mut c = [0f32];
+    let r = gemm::gemm(
+        Backend::Portable,
+        1.0,
+        a,
+        b,
+        0.0,
+        MatMut::new(&mut c, 1, 1, 1, 1).unwrap(),
+        &mut [],
+    );
+    assert!(matches!(r, Err(zeronn::Error::ShapeMismatch { .. })));
+}
+
+#[test]
 fn views_that_reach_outside_their_slice_are_rejected() {
     let a = [0f32; 10];
     assert!(MatRef::new(&a, 3, 4, 4, 1).is_err());

@@ -79,6 +79,45 @@ fn affine_rejects_wrong_lengths_and_writes_nothing() {
 }
 
 #[test]
+fn huge_sizes_are_an_error_not_an_overflow() {
+    let layer = Affine::new(4, 1 << 62);
+    let r = layer.forward(
+        &mut ctx(&mut []),
+        &mut [0.0f32; 4],
+        &[0.0; 4],
+        &[0.0; 4],
+        &[0.0; 2],
+    );
+    assert_eq!(r, Err(Error::SizeOverflow));
+    let layer = Affine::new(1, 1 << 63);
+    let r = layer.forward(
+        &mut ctx(&mut []),
+        &mut [0.0f32; 4],
+        &[0.0; 2],
+        &[0.0; 4],
+        &[0.0; 2],
+    );
+    assert!(r.is_err());
+    let s = SoftmaxWithLoss::new(1 << 63);
+    assert_eq!(
+        s.forward_inplace::<f32, u8>(&mut [], &[0, 0]),
+        Err(Error::SizeOverflow)
+    );
+    assert_eq!(
+        zeronn::functions::one_hot::<f32, u8>(&[], 0, &mut []),
+        Err(Error::ZeroSize { what: "classes" })
+    );
+}
+
+#[test]
+fn relu_passes_nan_through() {
+    let mut x = [f32::NAN, -1.0];
+    Relu::forward_inplace(&mut x);
+    assert!(x[0].is_nan());
+    assert_eq!(x[1], 0.0);
+}
+
+#[test]
 fn relu_by_hand() {
     let x = [-1.0f32, 0.0, 2.0];
     let mut out = [9.0; 3];

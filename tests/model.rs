@@ -283,6 +283,41 @@ fn no_panic_on_any_single_byte_change_or_random_input() {
     }
 }
 
+/// A one-record model with the given Affine sizes and payload length field, checksums valid.
+fn one_affine_header(input: u32, output: u32, payload_len: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    b[0..4].copy_from_slice(&model::MAGIC);
+    b[4..6].copy_from_slice(&1u16.to_le_bytes());
+    b[6] = 1;
+    b[7] = 1;
+    b[8..12].copy_from_slice(&64u32.to_le_bytes());
+    b[12..16].copy_from_slice(&payload_len.to_le_bytes());
+    b[16..20].copy_from_slice(&model::crc32(&[]).to_le_bytes());
+    b[24..26].copy_from_slice(&1u16.to_le_bytes());
+    b[32..34].copy_from_slice(&1u16.to_le_bytes());
+    b[36..40].copy_from_slice(&input.to_le_bytes());
+    b[40..44].copy_from_slice(&output.to_le_bytes());
+    b
+}
+
+#[test]
+fn huge_layer_sizes_are_rejected_without_overflow() {
+    for (i, o, len) in [
+        (u32::MAX, 0x4000_0000, 0),
+        (u32::MAX, u32::MAX, 0),
+        (0x3FFF_FFFE, 1, 0xFFFF_FFFC),
+    ] {
+        let e = error_of(&one_affine_header(i, o, len));
+        assert!(
+            matches!(
+                e,
+                ModelError::PayloadLength { .. } | ModelError::Truncated { .. }
+            ),
+            "{i} x {o}: {e:?}"
+        );
+    }
+}
+
 #[test]
 fn writer_refuses_bad_architectures_and_short_buffers() {
     let arch = model::two_layer_architecture(&SHAPE);

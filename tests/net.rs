@@ -155,6 +155,26 @@ fn errors_come_before_any_write() {
 }
 
 #[test]
+fn one_hidden_unit_or_one_input_still_gets_random_weights() {
+    for shape in [TwoLayerShape::new(1, 4, 2), TwoLayerShape::new(4, 1, 2)] {
+        let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+        net.init_params(&mut seeded(1), 0.1);
+        for name in ["W1", "W2"] {
+            assert!(
+                net.tensor(name).unwrap().iter().all(|&w| w != 0.0),
+                "{shape:?} {name}"
+            );
+        }
+        for name in ["b1", "b2"] {
+            assert!(
+                net.tensor(name).unwrap().iter().all(|&b| b == 0.0),
+                "{shape:?} {name}"
+            );
+        }
+    }
+}
+
+#[test]
 fn learns_a_separable_problem() {
     // Two Gaussian blobs in 2-D: class = sign of x0 + x1.
     let shape = TwoLayerShape::new(2, 8, 2);

@@ -24,11 +24,12 @@
 //!
 //! # Summation order
 //!
-//! The naive, packed and unpacked portable paths all compute each element of C the same way:
-//! `k` is cut into blocks of [`KC`]; within a block the products are summed in order of `k`
-//! from zero, and each block's sum `s` is stored as `α·s + β·c` (β = 1 after the first block).
-//! So for k ≤ `KC` naive and portable agree bit for bit, and for any k the portable result does
-//! not depend on how much packing space it was given, nor on the target it runs on.
+//! The packed and unpacked portable paths compute each element of C the same way: `k` is cut
+//! into blocks of [`KC`]; within a block the products are summed in order of `k` from zero, and
+//! each block's sum `s` is stored as `α·s + β·c` (β = 1 after the first block). The naive loop
+//! sums all of `k` at once, so for k ≤ `KC` naive and portable agree bit for bit; for any k the
+//! portable result does not depend on how much packing space it was given, nor on the target
+//! it runs on.
 
 mod blocked;
 mod constants;
@@ -390,11 +391,18 @@ pub fn gemm<T: Element>(
             actual: b.rows,
         });
     }
-    if c.rows != m || c.cols != n {
+    if c.rows != m {
         return Err(Error::ShapeMismatch {
-            what: "gemm: C must be (rows of A) × (columns of B)",
-            expected: m * n,
-            actual: c.rows * c.cols,
+            what: "gemm: rows of C must equal rows of A",
+            expected: m,
+            actual: c.rows,
+        });
+    }
+    if c.cols != n {
+        return Err(Error::ShapeMismatch {
+            what: "gemm: columns of C must equal columns of B",
+            expected: n,
+            actual: c.cols,
         });
     }
     let backend = backend.resolve()?;

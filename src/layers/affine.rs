@@ -7,7 +7,7 @@
 //! - `out`: batch × output_size
 //! - `dout`, `dx`, `dW`, `db`: the shapes of `out`, `x`, `W`, `b`
 
-use crate::error::{Error, Result, check_len};
+use crate::error::{Error, Result, check_len, mul};
 use crate::gemm::{Context, MatMut, MatRef};
 use crate::math::Float;
 
@@ -31,12 +31,12 @@ impl Affine {
 
     /// Elements of `W`.
     pub const fn weight_len(&self) -> usize {
-        self.input_size * self.output_size
+        self.input_size.saturating_mul(self.output_size)
     }
 
     /// Elements of `W` and `b` together.
     pub const fn param_len(&self) -> usize {
-        self.weight_len() + self.output_size
+        self.weight_len().saturating_add(self.output_size)
     }
 
     /// Batch size implied by an input of `x_len` elements, checked to be whole and positive.
@@ -46,6 +46,7 @@ impl Affine {
                 what: "Affine size",
             });
         }
+        mul(self.input_size, self.output_size)?;
         let batch = x_len / self.input_size;
         if batch == 0 {
             return Err(Error::EmptyBatch);
@@ -65,7 +66,7 @@ impl Affine {
     ) -> Result<()> {
         let batch = self.batch(x.len())?;
         let (k, n) = (self.input_size, self.output_size);
-        check_len("out", batch * n, out.len())?;
+        check_len("out", mul(batch, n)?, out.len())?;
         check_len("W", k * n, w.len())?;
         check_len("b", n, b.len())?;
         for row in out.chunks_exact_mut(n) {
@@ -96,12 +97,12 @@ impl Affine {
     ) -> Result<()> {
         let batch = self.batch(x.len())?;
         let (k, n) = (self.input_size, self.output_size);
-        check_len("dout", batch * n, dout.len())?;
+        check_len("dout", mul(batch, n)?, dout.len())?;
         check_len("W", k * n, w.len())?;
         check_len("dW", k * n, dw.len())?;
         check_len("db", n, db.len())?;
         if let Some(dx) = &dx {
-            check_len("dx", batch * k, dx.len())?;
+            check_len("dx", batch * k, dx.len())?; // batch·k ≤ x.len()
         }
         let dout_m = MatRef::row_major(dout, batch, n)?;
         let x_m = MatRef::row_major(x, batch, k)?;

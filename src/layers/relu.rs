@@ -3,7 +3,8 @@
 //! Shapes: `x`, `out`, `dout`, `dx` all of one length (any batch × features).
 //! Backward takes the forward output as its mask (`out > 0` exactly where `x > 0`), so the
 //! forward may run in place and need not keep `x`. At `x == 0` the gradient is 0, as in the
-//! book's `layers.Relu`.
+//! book's `layers.Relu`. NaN passes through the forward pass (as with the book's mask), so a
+//! diverged run shows in the loss.
 
 use crate::error::{Result, check_len};
 use crate::math::Float;
@@ -17,7 +18,7 @@ impl Relu {
     pub fn forward<T: Float>(out: &mut [T], x: &[T]) -> Result<()> {
         check_len("out", x.len(), out.len())?;
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = if v > T::ZERO { v } else { T::ZERO };
+            *o = if v <= T::ZERO { T::ZERO } else { v };
         }
         Ok(())
     }
@@ -25,7 +26,7 @@ impl Relu {
     /// `x = max(x, 0)` in place.
     pub fn forward_inplace<T: Float>(x: &mut [T]) {
         for v in x {
-            *v = if *v > T::ZERO { *v } else { T::ZERO };
+            *v = if *v <= T::ZERO { T::ZERO } else { *v };
         }
     }
 

@@ -10,7 +10,7 @@
 //! `ln Σ e^(x - max) - (x_t - max)` per row: max-shifted, and exact where the book adds 1e-7
 //! inside the logarithm to avoid `ln 0`. Backward is `(y - onehot(t)) / batch`.
 
-use crate::error::{Error, Result, check_len};
+use crate::error::{Error, Result, check_len, mul};
 use crate::functions::{Label, check_labels, softmax_inplace};
 use crate::math::Float;
 
@@ -34,7 +34,7 @@ impl SoftmaxWithLoss {
         if t.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        check_len("x", t.len() * self.classes, x_len)?;
+        check_len("x", mul(t.len(), self.classes)?, x_len)?;
         check_labels(t, self.classes)?;
         Ok(t.len())
     }

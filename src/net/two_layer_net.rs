@@ -58,7 +58,8 @@ impl Tensor {
 }
 
 /// The sizes of a [`TwoLayerNet`], and from them every buffer length, as `const fn`s so that
-/// firmware can declare `static` buffers of exactly the right size:
+/// firmware can declare `static` buffers of exactly the right size. (Lengths saturate at
+/// `usize::MAX` instead of overflowing; [`TwoLayerShape::validate`] rejects such shapes.)
 ///
 /// ```
 /// use zeronn::TwoLayerShape;
@@ -108,34 +109,38 @@ impl TwoLayerShape {
 
     /// Elements of the parameter buffer (and of the gradient buffer).
     pub const fn param_len(&self) -> usize {
-        self.affine1().param_len() + self.affine2().param_len()
+        self.affine1()
+            .param_len()
+            .saturating_add(self.affine2().param_len())
     }
 
     /// Workspace elements per batch row for `predict`, `loss` and `accuracy`.
     pub const fn predict_row_len(&self) -> usize {
-        self.hidden_size + self.output_size
+        self.hidden_size.saturating_add(self.output_size)
     }
 
     /// Workspace elements per batch row for `gradient`.
     pub const fn gradient_row_len(&self) -> usize {
-        2 * self.hidden_size + self.output_size
+        self.hidden_size
+            .saturating_mul(2)
+            .saturating_add(self.output_size)
     }
 
     /// The least workspace for any method with batches up to `max_batch`; the products run
     /// unpacked. Right for firmware.
     pub const fn min_workspace_len(&self, max_batch: usize) -> usize {
-        max_batch * self.gradient_row_len()
+        max_batch.saturating_mul(self.gradient_row_len())
     }
 
     /// The least workspace for `predict`/`loss`/`accuracy` with batches up to `max_batch`.
     pub const fn min_predict_workspace_len(&self, max_batch: usize) -> usize {
-        max_batch * self.predict_row_len()
+        max_batch.saturating_mul(self.predict_row_len())
     }
 
     /// Workspace for any method with batches up to `max_batch`, plus full gemm packing space
     /// ([`PACK_LEN`]) for speed. Right for the desktop.
     pub const fn workspace_len(&self, max_batch: usize) -> usize {
-        self.min_workspace_len(max_batch) + PACK_LEN
+        self.min_workspace_len(max_batch).saturating_add(PACK_LEN)
     }
 
     /// The named tensors, in buffer order.
@@ -419,15 +424,12 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> TwoLayerNet<T, P> {
 
     /// The book's initialisation: weights ~ N(0, `weight_init_std`²), biases 0.
     pub fn init_params<R: Rng + ?Sized>(&mut self, rng: &mut R, weight_init_std: f64) {
-        let layout = self.shape.layout();
+        let [w1, b1, w2, b2] = self.shape.layout();
         let p = self.params.as_mut();
-        for t in layout {
-            if t.rows == 1 {
-                p[t.range()].fill(T::ZERO);
-            } else {
-                crate::init::gaussian(rng, weight_init_std, &mut p[t.range()]);
-            }
-        }
+        crate::init::gaussian(rng, weight_init_std, &mut p[w1.range()]);
+        p[b1.range()].fill(T::ZERO);
+        crate::init::gaussian(rng, weight_init_std, &mut p[w2.range()]);
+        p[b2.range()].fill(T::ZERO);
     }
 
     /// The gradient by central differences with step `h` (the book uses 1e-4, see

@@ -259,7 +259,30 @@ fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<u32>, Vec<u8>)
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let expected: u64 = dims.iter().map(|&d| d as u64).product();
+    // Images: rows and columns must be positive, checked before reading any data.
+    if ndims == 3 && (dims[1] == 0 || dims[2] == 0) {
+        return Err(err(
+            path,
+            Problem::BadDimensions {
+                rows: dims[1],
+                cols: dims[2],
+            },
+        ));
+    }
+    let Some(expected) = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+    else {
+        // Only a 3-dimensional (images) header can overflow u64.
+        let dim = |i: usize| dims.get(i).copied().unwrap_or(0);
+        return Err(err(
+            path,
+            Problem::BadDimensions {
+                rows: dim(1),
+                cols: dim(2),
+            },
+        ));
+    };
     // Never allocate more than the data actually present: read in chunks.
     let mut data = Vec::with_capacity(expected.min(1 << 26) as usize);
     let got = r
@@ -287,9 +310,6 @@ fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<u32>, Vec<u8>)
 pub fn load_images(path: &Path) -> Result<Images, LoadError> {
     let (dims, pixels) = read_idx(path, IMAGES_MAGIC, 3)?;
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
-    if rows == 0 || cols == 0 {
-        return Err(err(path, Problem::BadDimensions { rows, cols }));
-    }
     Ok(Images {
         count: count as usize,
         rows: rows as usize,

@@ -157,6 +157,16 @@ fn garbage_gzip_is_an_error() {
 fn zero_image_dimensions_are_an_error() {
     let (p, _) = image_error(&idx(0x803, &[1, 0, 28], &[]), "flat-idx3-ubyte");
     assert!(matches!(p, Problem::BadDimensions { rows: 0, cols: 28 }));
+    // Reported as such even with data following the header.
+    let (p, _) = image_error(&idx(0x803, &[1, 0, 28], &[1, 2, 3]), "flat2-idx3-ubyte");
+    assert!(matches!(p, Problem::BadDimensions { rows: 0, cols: 28 }));
+}
+
+#[test]
+fn dimensions_whose_product_overflows_are_an_error() {
+    let m = u32::MAX;
+    let (p, msg) = image_error(&idx(0x803, &[m, m, m], &[0; 8]), "huge-idx3-ubyte");
+    assert!(matches!(p, Problem::BadDimensions { .. }), "{msg}");
 }
 
 #[test]
