@@ -31,6 +31,8 @@
 //!
 //! ## Features
 //!
+//! - `std`: detect the CPU's SIMD features at run time (AVX-512, AVX2+FMA). Without it the SIMD
+//!   backends are chosen at compile time from `-C target-feature` / `-C target-cpu`.
 //! - `matrixmultiply`: adds [`gemm::Backend::MatrixMultiply`] (needs `alloc` and a global
 //!   allocator: that crate heap-allocates its packing buffers).
 //!
@@ -58,7 +60,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 mod error;

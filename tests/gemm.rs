@@ -87,11 +87,7 @@ fn check_exact_small_ints(backend: Backend, sizes: &[(usize, usize, usize)], pac
     for &(m, k, n) in sizes {
         for la in LAYOUTS {
             for lb in LAYOUTS {
-                let lc = if (m + k + n) % 2 == 0 {
-                    Layout::Row
-                } else {
-                    Layout::PaddedRow
-                };
+                let lc = LAYOUTS[(m + k + n) % 3];
                 let a = small_ints(&mut r, strides(la, m, k).0);
                 let b = small_ints(&mut r, strides(lb, k, n).0);
                 for (alpha, beta) in [
@@ -183,6 +179,144 @@ fn small_packing_space_still_gives_exact_results() {
     // Just enough for one sliver pair, and an odd amount in between.
     check_exact_small_ints(Backend::Portable, &edge_sizes(), (4 + 8) * KC);
     check_exact_small_ints(Backend::Portable, &edge_sizes(), 37 * KC + 5);
+}
+
+/// The SIMD backends present on this CPU (a note is printed for the others).
+fn simd_backends() -> Vec<Backend> {
+    [Backend::Avx2, Backend::Avx512]
+        .into_iter()
+        .filter(|b| {
+            let ok = b.is_available();
+            if !ok {
+                eprintln!("skipped: {b} is not available on this CPU/build");
+            }
+            ok
+        })
+        .collect()
+}
+
+#[test]
+fn simd_equals_naive_on_every_size_to_20() {
+    for backend in simd_backends() {
+        check_exact_small_ints(backend, &every_size_to_20(), PACK_LEN);
+    }
+}
+
+#[test]
+fn simd_equals_naive_on_edge_tiles_kc_blocks_and_training_shapes() {
+    let mut sizes = edge_sizes();
+    sizes.extend([
+        (7, 127, 65),
+        (15, 128, 64),
+        (9, 129, 63),
+        (13, 257, 130),
+        (29, 384, 200),
+    ]);
+    for backend in simd_backends() {
+        check_exact_small_ints(backend, &sizes, PACK_LEN);
+        // Without packing space a strided B falls back to the portable kernel: still exact.
+        check_exact_small_ints(backend, &sizes[..6], 0);
+    }
+}
+
+#[test]
+fn auto_picks_the_best_available_backend() {
+    let b = Backend::Auto.resolve().unwrap();
+    if Backend::Avx512.is_available() {
+        assert_eq!(b, Backend::Avx512);
+    } else if Backend::Avx2.is_available() {
+        assert_eq!(b, Backend::Avx2);
+    } else {
+        assert_eq!(b, Backend::Portable);
+    }
+}
+
+#[test]
+fn epilogue_adds_bias_and_relu_in_every_backend() {
+    use zeronn::gemm::{Epilogue, gemm_ex};
+    let mut r = rng(5);
+    let mut backends = vec![Backend::Naive, Backend::Portable];
+    backends.extend(simd_backends());
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (100, 784, 50),
+        (17, 300, 70),
+        (6, 3, 16),
+        (5, 200, 33),
+    ] {
+        let a = small_ints(&mut r, m * k);
+        let b = small_ints(&mut r, k * n);
+        let bias = small_ints(&mut r, n);
+        let c0 = small_ints(&mut r, m * n);
+        let am = MatRef::row_major(&a, m, k).unwrap();
+        let bm = MatRef::row_major(&b, k, n).unwrap();
+        // Reference: naive product, then the epilogue by hand.
+        let mut expect = c0.clone();
+        gemm::gemm(
+            Backend::Naive,
+            2.0,
+            am,
+            bm,
+            -1.0,
+            MatMut::row_major(&mut expect, m, n).unwrap(),
+            &mut [],
+        )
+        .unwrap();
+        for (i, x) in expect.iter_mut().enumerate() {
+            *x += bias[i % n];
+        }
+        let relu: Vec<f32> = expect
+            .iter()
+            .map(|&x| if x <= 0.0 { 0.0 } else { x })
+            .collect();
+        for &backend in &backends {
+            for (epi, want) in [
+                (Epilogue::Bias(&bias[..]), &expect),
+                (Epilogue::BiasRelu(&bias[..]), &relu),
+            ] {
+                let mut c = c0.clone();
+                let mut pack = vec![0.0; PACK_LEN];
+                gemm_ex(
+                    backend,
+                    2.0,
+                    am,
+                    bm,
+                    -1.0,
+                    MatMut::row_major(&mut c, m, n).unwrap(),
+                    &mut pack,
+                    epi,
+                )
+                .unwrap();
+                assert!(same_values(&c, want), "{backend} {m}x{k}x{n} {epi:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_is_close_to_naive_on_random_floats() {
+    let mut r = rng(6);
+    for backend in simd_backends() {
+        for &(m, k, n) in &[
+            (100, 784, 50),
+            (784, 100, 50),
+            (100, 50, 10),
+            (1, 784, 50),
+            (33, 1000, 129),
+        ] {
+            let a = uniform_f32(&mut r, m * k);
+            let b = uniform_f32(&mut r, k * n);
+            let c0 = uniform_f32(&mut r, m * n);
+            let l = (Layout::Row, Layout::Row, Layout::Row);
+            let (fast, reference) = both(backend, (m, k, n), l, 1.0f32, 0.5, &a, &b, &c0, PACK_LEN);
+            for (x, y) in fast.iter().zip(&reference) {
+                assert!(
+                    (x - y).abs() <= 2e-5 * (k as f32).sqrt(),
+                    "{backend} {m}x{k}x{n}: {x} vs {y}"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(feature = "matrixmultiply")]

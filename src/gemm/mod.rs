@@ -33,15 +33,19 @@
 
 mod blocked;
 mod constants;
+pub mod detect;
 mod kernel;
 #[cfg(feature = "matrixmultiply")]
 mod mm;
 mod naive;
+mod simd;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
-pub use constants::{KC, MC, NC, PACK_LEN};
+pub use constants::{KC, MC, NC, PACK_LEN, SIMD_KC};
 pub use naive::gemm as gemm_naive;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_len};
 use core::ops::{Add, Mul};
 
 mod sealed {
@@ -56,6 +60,7 @@ pub trait Element:
     + Copy
     + Default
     + PartialEq
+    + PartialOrd
     + Add<Output = Self>
     + Mul<Output = Self>
     + Send
@@ -66,6 +71,20 @@ pub trait Element:
     const GEMM_ZERO: Self;
     #[doc(hidden)]
     const GEMM_ONE: Self;
+
+    /// Runs a SIMD backend if there is one for this type; `false` if not (nothing touched).
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    fn simd(
+        backend: Backend,
+        alpha: Self,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
+        beta: Self,
+        c: MatMut<'_, Self>,
+        pack: &mut [Self],
+        epi: Epilogue<'_, Self>,
+    ) -> bool;
 
     /// Runs the `matrixmultiply` crate's gemm for this type.
     #[doc(hidden)]
@@ -82,6 +101,32 @@ pub trait Element:
 impl Element for f32 {
     const GEMM_ZERO: Self = 0.0;
     const GEMM_ONE: Self = 1.0;
+    fn simd(
+        backend: Backend,
+        alpha: Self,
+        a: MatRef<'_, Self>,
+        b: MatRef<'_, Self>,
+        beta: Self,
+        c: MatMut<'_, Self>,
+        pack: &mut [Self],
+        epi: Epilogue<'_, Self>,
+    ) -> bool {
+        use simd::SimdKernel;
+        match backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 if x86::avx512::Avx512::available() => {
+                simd::gemm::<x86::avx512::Avx512>(SIMD_KC, alpha, a, b, beta, c, pack, epi)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 if x86::avx2::Avx2::available() => {
+                simd::gemm::<x86::avx2::Avx2>(SIMD_KC, alpha, a, b, beta, c, pack, epi)
+            }
+            _ => {
+                let _ = (alpha, a, b, beta, c, pack, epi);
+                false
+            }
+        }
+    }
     #[cfg(feature = "matrixmultiply")]
     fn matrixmultiply(
         alpha: Self,
@@ -97,6 +142,18 @@ impl Element for f32 {
 impl Element for f64 {
     const GEMM_ZERO: Self = 0.0;
     const GEMM_ONE: Self = 1.0;
+    fn simd(
+        _: Backend,
+        _: Self,
+        _: MatRef<'_, Self>,
+        _: MatRef<'_, Self>,
+        _: Self,
+        _: MatMut<'_, Self>,
+        _: &mut [Self],
+        _: Epilogue<'_, Self>,
+    ) -> bool {
+        false
+    }
     #[cfg(feature = "matrixmultiply")]
     fn matrixmultiply(
         alpha: Self,
@@ -113,7 +170,7 @@ impl Element for f64 {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// The best backend available here that needs no heap.
+    /// The best backend available here that needs no heap: AVX-512, else AVX2, else portable.
     #[default]
     Auto,
     /// The reference triple loop.
@@ -121,16 +178,22 @@ pub enum Backend {
     /// Cache-blocked driver with the portable register kernel: the same results on every
     /// target, so a run on the desktop can be reproduced bit for bit on a microcontroller.
     Portable,
+    /// AVX2 + FMA register tiles (x86-64; f32; f64 runs the portable kernel).
+    Avx2,
+    /// AVX-512F register tiles (x86-64; f32; f64 runs the portable kernel).
+    Avx512,
     /// The `matrixmultiply` crate (feature `matrixmultiply`).
     MatrixMultiply,
 }
 
 impl Backend {
     /// Every backend, for listings.
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 6] = [
         Backend::Auto,
         Backend::Naive,
         Backend::Portable,
+        Backend::Avx2,
+        Backend::Avx512,
         Backend::MatrixMultiply,
     ];
 
@@ -140,6 +203,8 @@ impl Backend {
             Backend::Auto => "auto",
             Backend::Naive => "naive",
             Backend::Portable => "portable",
+            Backend::Avx2 => "avx2",
+            Backend::Avx512 => "avx512",
             Backend::MatrixMultiply => "matrixmultiply",
         }
     }
@@ -153,6 +218,8 @@ impl Backend {
     pub fn is_available(self) -> bool {
         match self {
             Backend::Auto | Backend::Naive | Backend::Portable => true,
+            Backend::Avx2 => detect::avx2_fma(),
+            Backend::Avx512 => detect::avx512(),
             Backend::MatrixMultiply => cfg!(feature = "matrixmultiply"),
         }
     }
@@ -161,6 +228,8 @@ impl Backend {
     /// heap-free backend; an unavailable backend is an error.
     pub fn resolve(self) -> Result<Backend> {
         match self {
+            Backend::Auto if detect::avx512() => Ok(Backend::Avx512),
+            Backend::Auto if detect::avx2_fma() => Ok(Backend::Avx2),
             Backend::Auto => Ok(Backend::Portable),
             b if b.is_available() => Ok(b),
             b => Err(Error::BackendUnavailable { backend: b.name() }),
@@ -371,6 +440,17 @@ impl<'a, T> MatMut<'a, T> {
     }
 }
 
+/// What to do to each element of C after `α·A·B + β·C`, as it is stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Epilogue<'a, T> {
+    /// Nothing.
+    None,
+    /// Add `bias[j]` to column j (the Affine layer's `+ b`).
+    Bias(&'a [T]),
+    /// Add `bias[j]`, then `max(·, 0)` (Affine followed by ReLU, in one pass).
+    BiasRelu(&'a [T]),
+}
+
 /// Computes `C ← α·A·B + β·C` with the given backend. See the [module docs](self) for the
 /// contract. `pack` is packing space for the blocked backends: give [`PACK_LEN`] elements for
 /// full speed, fewer (even none) to save memory; the result does not depend on it.
@@ -380,8 +460,24 @@ pub fn gemm<T: Element>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     beta: T,
+    c: MatMut<'_, T>,
+    pack: &mut [T],
+) -> Result<()> {
+    gemm_ex(backend, alpha, a, b, beta, c, pack, Epilogue::None)
+}
+
+/// [`gemm`] followed by an [`Epilogue`]: `C ← epi(α·A·B + β·C)`. The SIMD backends apply it
+/// in registers as each tile is stored; the others in one pass over C afterwards.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_ex<T: Element>(
+    backend: Backend,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
     mut c: MatMut<'_, T>,
     pack: &mut [T],
+    epi: Epilogue<'_, T>,
 ) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
@@ -405,26 +501,32 @@ pub fn gemm<T: Element>(
             actual: c.cols,
         });
     }
+    if let Epilogue::Bias(bias) | Epilogue::BiasRelu(bias) = epi {
+        check_len("bias", n, bias.len())?;
+    }
     let backend = backend.resolve()?;
     if m == 0 || n == 0 {
         return Ok(());
     }
     if k == 0 || alpha == T::GEMM_ZERO {
         scale(beta, c.rb());
+        apply_epilogue(c, epi);
         return Ok(());
     }
     match backend {
-        Backend::Naive => naive::gemm(alpha, a, b, beta, c),
-        Backend::Portable => blocked::gemm::<T, kernel::Portable>(alpha, a, b, beta, c, pack),
+        Backend::Naive => naive::gemm(alpha, a, b, beta, c.rb()),
         #[cfg(feature = "matrixmultiply")]
-        Backend::MatrixMultiply => T::matrixmultiply(alpha, a, b, beta, c),
-        // `resolve` returned only available concrete backends.
-        _ => {
-            return Err(Error::BackendUnavailable {
-                backend: backend.name(),
-            });
+        Backend::MatrixMultiply => T::matrixmultiply(alpha, a, b, beta, c.rb()),
+        Backend::Avx2 | Backend::Avx512 => {
+            if T::simd(backend, alpha, a, b, beta, c.rb(), pack, epi) {
+                return Ok(());
+            }
+            // No f64 kernel, or too little packing space for a strided B: portable.
+            blocked::gemm::<T, kernel::Portable>(alpha, a, b, beta, c.rb(), pack)
         }
+        _ => blocked::gemm::<T, kernel::Portable>(alpha, a, b, beta, c.rb(), pack),
     }
+    apply_epilogue(c, epi);
     Ok(())
 }
 
@@ -437,6 +539,26 @@ fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
                 T::GEMM_ZERO
             } else {
                 beta * *x
+            };
+        }
+    }
+}
+
+/// Applies an epilogue to every element of C (for the backends that do not fuse it).
+fn apply_epilogue<T: Element>(mut c: MatMut<'_, T>, epi: Epilogue<'_, T>) {
+    let (bias, relu) = match epi {
+        Epilogue::None => return,
+        Epilogue::Bias(b) => (b, false),
+        Epilogue::BiasRelu(b) => (b, true),
+    };
+    for i in 0..c.rows {
+        for (j, &bj) in bias.iter().enumerate() {
+            let x = c.at_mut(i, j);
+            let v = *x + bj;
+            *x = if relu && v <= T::GEMM_ZERO {
+                T::GEMM_ZERO
+            } else {
+                v
             };
         }
     }
@@ -467,6 +589,19 @@ impl<'p, T: Element> Context<'p, T> {
         c: MatMut<'_, T>,
     ) -> Result<()> {
         gemm(self.backend, alpha, a, b, beta, c, self.pack)
+    }
+
+    /// `C ← epi(α·A·B + β·C)` (see [`gemm_ex`]).
+    pub fn gemm_ex(
+        &mut self,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        c: MatMut<'_, T>,
+        epi: Epilogue<'_, T>,
+    ) -> Result<()> {
+        gemm_ex(self.backend, alpha, a, b, beta, c, self.pack, epi)
     }
 }
 

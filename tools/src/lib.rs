@@ -1,9 +1,11 @@
 //! The `zeronn` command's library: MNIST loading, the training run, the gradient check,
 //! evaluation, model files and formatting. `main.rs` is the command line around it.
 
+pub mod bench;
 pub mod format;
 pub mod gradcheck;
 pub mod mnist;
 pub mod modelfile;
+pub mod peak;
 pub mod progress;
 pub mod train;

@@ -33,6 +33,8 @@ enum Cmd {
     Gradcheck(GradcheckArgs),
     /// Accuracy of a saved model on the MNIST test set
     Eval(EvalArgs),
+    /// Time the book's run: gemm shapes, training step, evaluation pass, batch-1 forward, whole run
+    Bench(BenchArgs),
 }
 
 #[derive(Args)]
@@ -48,11 +50,13 @@ enum ActivationArg {
     Sigmoid,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum BackendArg {
     Auto,
     Naive,
     Portable,
+    Avx2,
+    Avx512,
     Matrixmultiply,
 }
 
@@ -62,6 +66,8 @@ impl From<BackendArg> for Backend {
             BackendArg::Auto => Backend::Auto,
             BackendArg::Naive => Backend::Naive,
             BackendArg::Portable => Backend::Portable,
+            BackendArg::Avx2 => Backend::Avx2,
+            BackendArg::Avx512 => Backend::Avx512,
             BackendArg::Matrixmultiply => Backend::MatrixMultiply,
         }
     }
@@ -142,6 +148,21 @@ struct EvalArgs {
     backend: BackendArg,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Backends to time (repeat the flag) [default: auto and matrixmultiply]
+    #[arg(long, value_enum)]
+    backend: Vec<BackendArg>,
+    /// Samples per figure (the median is printed)
+    #[arg(long, default_value_t = 7)]
+    reps: usize,
+    /// Only the gemm products (no MNIST needed)
+    #[arg(long)]
+    gemm_only: bool,
+}
+
 type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
@@ -150,6 +171,7 @@ fn main() -> ExitCode {
         Cmd::Train(a) => cmd_train(a),
         Cmd::Gradcheck(a) => cmd_gradcheck(a),
         Cmd::Eval(a) => cmd_eval(a),
+        Cmd::Bench(a) => cmd_bench(a),
     };
     match result {
         Ok(code) => code,
@@ -331,5 +353,104 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     let acc = accuracy(&net, &test, &mut ws).map_err(|e| e.to_string())?;
     let correct = (acc * test.len() as f64).round() as usize;
     println!("test accuracy: {} ({correct}/{})", py_repr(acc), test.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
+    use zeronn_tools::bench;
+    let reps = positive("reps", a.reps)?;
+    let backends: Vec<Backend> = if a.backend.is_empty() {
+        vec![Backend::Auto, Backend::MatrixMultiply]
+    } else {
+        a.backend.iter().map(|&b| b.into()).collect()
+    };
+    let backends: Vec<Backend> = backends
+        .into_iter()
+        .map(|b| b.resolve().map_err(|e| e.to_string()))
+        .collect::<Result<_>>()?;
+    let (peak, isa) = zeronn_tools::peak::fma_peak_gflops(reps);
+    println!("FMA peak measured on this core ({isa}): {peak:.1} GFLOP/s");
+    println!();
+    println!(
+        "| product | m×k×n | {} |",
+        backends
+            .iter()
+            .map(|b| format!("{b} GFLOP/s (of peak)"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("| --- | --- |{}", " --- |".repeat(backends.len()));
+    let shapes = bench::TRAINING_SHAPES
+        .iter()
+        .copied()
+        .chain(bench::LADDER.iter().map(|&s| bench::Shape {
+            name: "square",
+            m: s,
+            k: s,
+            n: s,
+            a_t: false,
+            b_t: false,
+        }));
+    for s in shapes {
+        let flops = 2.0 * (s.m * s.k * s.n) as f64;
+        let cells: Vec<String> = backends
+            .iter()
+            .map(|&b| {
+                bench::time_gemm(b, &s, reps)
+                    .map(|t| {
+                        format!(
+                            "{:.1} ({:.0}%)",
+                            flops / t / 1e9,
+                            100.0 * flops / t / 1e9 / peak
+                        )
+                    })
+                    .unwrap_or_else(|e| e.to_string())
+            })
+            .collect();
+        println!(
+            "| {} | {}×{}×{} | {} |",
+            s.name,
+            s.m,
+            s.k,
+            s.n,
+            cells.join(" | ")
+        );
+    }
+    if a.gemm_only {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    println!(
+        "| figure | {} |",
+        backends
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("| --- |{}", " --- |".repeat(backends.len()));
+    let row = |name: &str, f: &dyn Fn(Backend) -> zeronn::Result<f64>, unit: f64, suffix: &str| {
+        let cells: Vec<String> = backends
+            .iter()
+            .map(|&b| {
+                f(b).map(|t| format!("{:.1} {suffix}", t * unit))
+                    .unwrap_or_else(|e| e.to_string())
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    };
+    row(
+        "training step, batch 100",
+        &|b| bench::time_train_step(b, reps),
+        1e6,
+        "µs",
+    );
+    row(
+        "forward of one image",
+        &|b| bench::time_forward1(b, reps),
+        1e6,
+        "µs",
+    );
+    let _ = &a.data;
     Ok(ExitCode::SUCCESS)
 }

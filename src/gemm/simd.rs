@@ -1,0 +1,342 @@
+//! The driver of the SIMD backends (f32): register tiles of `MR` rows × `NV` vectors, with A
+//! read in place through its strides (one broadcast per element), B read in place when its rows
+//! are contiguous (packed otherwise), and the epilogue (α, β, bias, ReLU) applied as each tile
+//! is stored.
+//!
+//! Why no packing of A: for the shapes of these networks (n ≤ 64 columns, k up to 784) the
+//! kernel broadcasts each element of A once per tile, so A's layout costs only cache lines, not
+//! shuffles; and packing X would cost a full copy of the batch per product.
+//!
+//! ```text
+//! LOOP 3: k in blocks of KC (constants.rs): a KC × 64 slab of B stays in L1
+//!   LOOP 2: columns in tiles of up to NV_MAX vectors (64 floats with AVX-512)
+//!     LOOP 1: rows in blocks of MR (MR chosen per tile width so MR·NV accumulators fill the registers)
+//!       kernel: Σ over the block's k of A(i, p)·B(p, j) in registers, then the epilogue
+//! ```
+
+use super::{Epilogue, MatMut, MatRef};
+
+/// Everything one tile needs, as raw parts of views already validated.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile {
+    /// Depth of this k block.
+    pub kc: usize,
+    /// Rows in this tile (≤ the kernel's MR for `nv`).
+    pub mr: usize,
+    /// Vectors per row.
+    pub nv: usize,
+    /// Valid columns (the last vector is masked to `ncols - (nv-1)·LANES`).
+    pub ncols: usize,
+    /// A(i, p) = `*a.add(i·rsa + p·csa)`.
+    pub a: *const f32,
+    pub rsa: usize,
+    pub csa: usize,
+    /// B(p, j) = `*b.add(p·rsb + j)`.
+    pub b: *const f32,
+    pub rsb: usize,
+    /// C(i, j) = `*c.add(i·rsc + j)`.
+    pub c: *mut f32,
+    pub rsc: usize,
+    pub alpha: f32,
+    /// 0 means C is not read.
+    pub beta: f32,
+    /// Bias for the tile's columns (null: none).
+    pub bias: *const f32,
+    /// Apply `max(·, 0)` after the bias.
+    pub relu: bool,
+}
+
+/// The last few columns (fewer than a vector) of a block of rows, by dot products along k:
+/// A's rows are contiguous (`csa = 1`) and the columns of B are packed contiguous,
+/// `Bᵀ(j, p) = *bt.add(j·k + p)`.
+#[derive(Clone, Copy)]
+pub(crate) struct DotTile {
+    pub k: usize,
+    /// Rows (≤ [`DOT_ROWS`]).
+    pub rows: usize,
+    /// Columns (≤ [`REM_MAX`]).
+    pub r: usize,
+    pub a: *const f32,
+    pub rsa: usize,
+    pub bt: *const f32,
+    pub c: *mut f32,
+    pub rsc: usize,
+    pub csc: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: *const f32,
+    pub relu: bool,
+}
+
+/// The last few columns of a block of rows, with vectors along m: A's columns are contiguous
+/// (`rsa = 1`), B is read element by element.
+#[derive(Clone, Copy)]
+pub(crate) struct ColTile {
+    pub k: usize,
+    /// Rows (≤ [`COL_ROWS`]).
+    pub rows: usize,
+    /// Columns (≤ [`REM_MAX`]).
+    pub r: usize,
+    pub a: *const f32,
+    pub csa: usize,
+    pub b: *const f32,
+    pub rsb: usize,
+    pub csb: usize,
+    pub c: *mut f32,
+    pub rsc: usize,
+    pub csc: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: *const f32,
+    pub relu: bool,
+}
+
+/// Rows per [`DotTile`].
+pub(crate) const DOT_ROWS: usize = 6;
+/// Rows per [`ColTile`].
+pub(crate) const COL_ROWS: usize = 64;
+/// Most remainder columns handled by the remainder kernels (more use masked tiles).
+pub(crate) const REM_MAX: usize = 4;
+
+/// A family of SIMD tile kernels.
+pub(crate) trait SimdKernel {
+    /// f32 lanes per vector.
+    const LANES: usize;
+    /// Most vectors per tile row.
+    const NV_MAX: usize;
+    /// Rows per tile for a tile `nv` vectors wide (index `nv`, 1..=NV_MAX).
+    const MR: [usize; 5];
+
+    /// Whether this CPU can run the kernel.
+    fn available() -> bool;
+
+    /// Kernel for [`DotTile`]s, if the family has one. Safety contract as for `tile`, for the
+    /// elements a `DotTile` addresses.
+    const DOT: Option<unsafe fn(&DotTile)> = None;
+    /// Kernel for [`ColTile`]s, if the family has one. Safety contract as for `tile`.
+    const COL: Option<unsafe fn(&ColTile)> = None;
+
+    /// Computes one tile: for `i < mr`, `j < ncols`:
+    /// `s = Σ_{p<kc} A(i,p)·B(p,j)` (in registers, fused multiply-adds), then
+    /// `c = α·s` (β = 0) or `α·s + β·c`, then `+ bias[j]`, then `max(·, 0)` if `relu`.
+    ///
+    /// # Safety
+    /// The CPU supports the kernel ([`SimdKernel::available`]); every A, B, C and bias
+    /// element addressed above is valid (C for writes, and for reads when β ≠ 0), the C
+    /// elements are distinct; `1 ≤ mr ≤ MR[nv]`, `1 ≤ nv ≤ NV_MAX`,
+    /// `(nv-1)·LANES < ncols ≤ nv·LANES`.
+    unsafe fn tile(t: &Tile);
+}
+
+/// Columns per tile at most, for any kernel (the stack tile for strided C).
+const MAX_TILE_COLS: usize = 64;
+/// Rows per tile at most, for any kernel.
+const MAX_TILE_ROWS: usize = 16;
+
+/// `C ← α·A·B + β·C` then the epilogue, for shapes already checked, `m, n, k > 0`.
+/// Returns `false`, having touched nothing, when it cannot run (B needs packing and `pack`
+/// is too small); the caller then uses the portable backend.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<K: SimdKernel>(
+    kc_max: usize,
+    alpha: f32,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+    pack: &mut [f32],
+    epi: Epilogue<'_, f32>,
+) -> bool {
+    let (m, k, n_all) = (a.rows, a.cols, b.cols);
+    // Columns past the last whole vector: by a remainder kernel when A's layout suits one
+    // (full lanes instead of a mostly masked vector), else by masked tiles.
+    let r = n_all % K::LANES;
+    let rem_dot = K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && pack.len() >= r * k);
+    let rem_col = K::COL.filter(|_| r != 0 && r <= REM_MAX && a.rs == 1 && rem_dot.is_none());
+    let n = if rem_dot.is_some() || rem_col.is_some() {
+        n_all - r
+    } else {
+        n_all
+    };
+    let tile_w = K::NV_MAX * K::LANES;
+    debug_assert!(tile_w <= MAX_TILE_COLS && K::MR.iter().all(|&r| r <= MAX_TILE_ROWS));
+    let kc = kc_max.min(k);
+    let pack_b = b.cs != 1 && (b.rows > 1 || b.cols > 1);
+    if pack_b && pack.len() < kc * tile_w {
+        return false;
+    }
+    let (bias, relu) = match epi {
+        Epilogue::None => (None, false),
+        Epilogue::Bias(b) => (Some(b), false),
+        Epilogue::BiasRelu(b) => (Some(b), true),
+    };
+    let (cp, rsc, csc) = (c.data.as_mut_ptr(), c.rs, c.cs);
+    let mut pc = 0;
+    while pc < k {
+        // LOOP 3: a block of k.
+        let kcb = kc.min(k - pc);
+        let last = pc + kcb == k;
+        let beta_blk = if pc == 0 { beta } else { 1.0 };
+        let mut j0 = 0;
+        while j0 < n {
+            // LOOP 2: a tile of columns, B in place or packed row-major (rsb = w).
+            let w = tile_w.min(n - j0);
+            let nv = w.div_ceil(K::LANES);
+            let (bp, rsb) = if pack_b {
+                for p in 0..kcb {
+                    for j in 0..w {
+                        pack[p * w + j] = b.at(pc + p, j0 + j);
+                    }
+                }
+                (pack.as_ptr(), w)
+            } else {
+                // SAFETY: (pc, j0) is inside B (pc < k, j0 < n), so the offset is in bounds.
+                (unsafe { b.data.as_ptr().add(pc * b.rs + j0) }, b.rs)
+            };
+            let mr_full = K::MR[nv];
+            let mut i0 = 0;
+            while i0 < m {
+                // LOOP 1: a block of rows.
+                let mr = mr_full.min(m - i0);
+                let bias_p = match (last, bias) {
+                    // SAFETY: bias has n elements (checked by `gemm`), j0 < n.
+                    (true, Some(bb)) => unsafe { bb.as_ptr().add(j0) },
+                    _ => core::ptr::null(),
+                };
+                // SAFETY: (i0, pc) is inside A.
+                let ap = unsafe { a.data.as_ptr().add(i0 * a.rs + pc * a.cs) };
+                let mut t = Tile {
+                    kc: kcb,
+                    mr,
+                    nv,
+                    ncols: w,
+                    a: ap,
+                    rsa: a.rs,
+                    csa: a.cs,
+                    b: bp,
+                    rsb,
+                    c: core::ptr::null_mut(),
+                    rsc,
+                    alpha,
+                    beta: beta_blk,
+                    bias: bias_p,
+                    relu: relu && last,
+                };
+                if csc == 1 {
+                    // SAFETY: (i0, j0) is inside C.
+                    t.c = unsafe { cp.add(i0 * rsc + j0) };
+                    // SAFETY: `available()` was checked by the caller; A rows i0..i0+mr and
+                    // columns pc..pc+kcb, B rows of this block and columns j0..j0+w (in place
+                    // or in `pack`), C rows i0..i0+mr × columns j0..j0+w with unit column
+                    // stride, and bias j0..j0+w are all inside views validated in bounds, and
+                    // C is injective; mr ≤ MR[nv] and (nv-1)·LANES < w ≤ nv·LANES.
+                    unsafe { K::tile(&t) };
+                } else {
+                    // Strided C: compute s into a stack tile, then combine element by element
+                    // with the same arithmetic as the kernel's epilogue.
+                    let mut tmp = [0f32; MAX_TILE_ROWS * MAX_TILE_COLS];
+                    t.c = tmp.as_mut_ptr();
+                    t.rsc = MAX_TILE_COLS;
+                    t.alpha = 1.0;
+                    t.beta = 0.0;
+                    t.bias = core::ptr::null();
+                    t.relu = false;
+                    // SAFETY: as above for A and B; the C tile is `tmp`, mr ≤ 16 rows of
+                    // 64 columns with row stride 64.
+                    unsafe { K::tile(&t) };
+                    for i in 0..mr {
+                        for j in 0..w {
+                            // SAFETY: (i0+i, j0+j) is inside C, whose view is validated.
+                            let cij = unsafe { &mut *cp.add((i0 + i) * rsc + (j0 + j) * csc) };
+                            let s = tmp[i * MAX_TILE_COLS + j];
+                            let mut x = if beta_blk == 0.0 {
+                                alpha * s
+                            } else {
+                                alpha * s + beta_blk * *cij
+                            };
+                            if last && let Some(bb) = bias {
+                                x += bb[j0 + j];
+                            }
+                            if relu && last {
+                                x = if x > 0.0 { x } else { 0.0 };
+                            }
+                            *cij = x;
+                        }
+                    }
+                }
+                i0 += mr;
+            }
+            j0 += w;
+        }
+        pc += kcb;
+    }
+    let bias_at = |j: usize| match bias {
+        // SAFETY: bias has n_all elements and j < n_all.
+        Some(bb) => unsafe { bb.as_ptr().add(j) },
+        None => core::ptr::null(),
+    };
+    if let Some(dot) = rem_dot {
+        // Pack the remainder columns of B transposed: Bᵀ(j, p) at pack[j·k + p].
+        for j in 0..r {
+            for p in 0..k {
+                pack[j * k + p] = b.at(p, n + j);
+            }
+        }
+        for i0 in (0..m).step_by(DOT_ROWS) {
+            // SAFETY: (i0, 0) is inside A and (i0, n) inside C.
+            let (ap, cq) = unsafe { (a.data.as_ptr().add(i0 * a.rs), cp.add(i0 * rsc + n * csc)) };
+            let t = DotTile {
+                k,
+                rows: DOT_ROWS.min(m - i0),
+                r,
+                a: ap,
+                rsa: a.rs,
+                bt: pack.as_ptr(),
+                c: cq,
+                rsc,
+                csc,
+                alpha,
+                beta,
+                bias: bias_at(n),
+                relu,
+            };
+            // SAFETY: rows i0.. of A (contiguous along k, csa = 1) and the packed Bᵀ (r × k)
+            // are valid for reads, the C block rows i0.. × columns n..n_all is inside the
+            // validated, injective C; the CPU supports the family (checked by the caller).
+            unsafe { dot(&t) };
+        }
+    } else if let Some(col) = rem_col {
+        for i0 in (0..m).step_by(COL_ROWS) {
+            // SAFETY: (i0, 0) is inside A (rsa = 1), (0, n) inside B and (i0, n) inside C.
+            let (ap, bq, cq) = unsafe {
+                (
+                    a.data.as_ptr().add(i0),
+                    b.data.as_ptr().add(n * b.cs),
+                    cp.add(i0 * rsc + n * csc),
+                )
+            };
+            let t = ColTile {
+                k,
+                rows: COL_ROWS.min(m - i0),
+                r,
+                a: ap,
+                csa: a.cs,
+                b: bq,
+                rsb: b.rs,
+                csb: b.cs,
+                c: cq,
+                rsc,
+                csc,
+                alpha,
+                beta,
+                bias: bias_at(n),
+                relu,
+            };
+            // SAFETY: A rows i0.. (contiguous down each column, rsa = 1), B columns n..n_all,
+            // and C rows i0.. × columns n..n_all are inside validated views; the CPU supports
+            // the family (checked by the caller).
+            unsafe { col(&t) };
+        }
+    }
+    true
+}

@@ -1,0 +1,282 @@
+//! AVX-512F register tiles: `MR` rows × `NV` vectors of 16 floats, `MR·NV ≤ 24` accumulators
+//! in the 32 zmm registers, the last vector masked to the valid columns.
+
+use core::arch::x86_64::*;
+
+use crate::gemm::simd::{COL_ROWS, ColTile, DOT_ROWS, DotTile, SimdKernel, Tile};
+
+/// The AVX-512F kernel family.
+pub(crate) struct Avx512;
+
+impl SimdKernel for Avx512 {
+    const LANES: usize = 16;
+    const NV_MAX: usize = 4;
+    // At most 8 rows: each row needs a general-purpose register for its address (more spill
+    // in the inner loop); 24 accumulators at widths 3 and 4.
+    const MR: [usize; 5] = [0, 8, 8, 8, 6];
+
+    fn available() -> bool {
+        crate::gemm::detect::avx512()
+    }
+
+    const DOT: Option<unsafe fn(&DotTile)> = Some(dot);
+    const COL: Option<unsafe fn(&ColTile)> = Some(col);
+
+    unsafe fn tile(t: &Tile) {
+        // SAFETY: forwarded from the caller's contract; `mr ≤ MR[nv]` selects an instance
+        // whose MR covers it.
+        unsafe {
+            match (t.nv, t.mr) {
+                (1, 1..=4) => tile_n::<4, 1>(t),
+                (1, _) => tile_n::<8, 1>(t),
+                (2, 1..=4) => tile_n::<4, 2>(t),
+                (2, _) => tile_n::<8, 2>(t),
+                (3, 1..=4) => tile_n::<4, 3>(t),
+                (3, _) => tile_n::<8, 3>(t),
+                (4, 1..=3) => tile_n::<3, 4>(t),
+                _ => tile_n::<6, 4>(t),
+            }
+        }
+    }
+}
+
+/// Dispatches a [`DotTile`] on its column count.
+///
+/// # Safety
+/// As for [`SimdKernel::DOT`].
+unsafe fn dot(t: &DotTile) {
+    // SAFETY: forwarded; `r ≤ REM_MAX = 4`.
+    unsafe {
+        match t.r {
+            1 => dot_n::<1>(t),
+            2 => dot_n::<2>(t),
+            3 => dot_n::<3>(t),
+            _ => dot_n::<4>(t),
+        }
+    }
+}
+
+/// Dispatches a [`ColTile`] on its column count.
+///
+/// # Safety
+/// As for [`SimdKernel::COL`].
+unsafe fn col(t: &ColTile) {
+    // SAFETY: forwarded; `r ≤ REM_MAX = 4`.
+    unsafe {
+        match t.r {
+            1 => col_n::<1>(t),
+            2 => col_n::<2>(t),
+            3 => col_n::<3>(t),
+            _ => col_n::<4>(t),
+        }
+    }
+}
+
+/// The scalar epilogue of the remainder kernels: the same arithmetic as the vector one.
+#[inline(always)]
+unsafe fn store_scalar(cp: *mut f32, s: f32, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
+    // SAFETY: the caller passes a valid C element, and bias null or valid.
+    unsafe {
+        let mut x = alpha * s;
+        if beta != 0.0 {
+            x += beta * *cp;
+        }
+        if !bias.is_null() {
+            x += *bias;
+        }
+        if relu && x <= 0.0 {
+            x = 0.0;
+        }
+        *cp = x;
+    }
+}
+
+/// `R` columns × up to [`DOT_ROWS`] rows, each element a dot product along k of a row of A
+/// and a packed column of B, 16 k at a time; rows beyond `t.rows` repeat the last one and are
+/// not stored.
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_n<const R: usize>(t: &DotTile) {
+    let mut rows = [t.a; DOT_ROWS];
+    for (i, r) in rows.iter_mut().enumerate() {
+        // SAFETY: row min(i, rows-1) is inside A.
+        *r = unsafe { t.a.add(i.min(t.rows - 1) * t.rsa) };
+    }
+    let mut acc = [[_mm512_setzero_ps(); R]; DOT_ROWS];
+    let mut p = 0;
+    while p < t.k {
+        let mask: __mmask16 = if t.k - p >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << (t.k - p)) - 1) as __mmask16
+        };
+        let mut bv = [_mm512_setzero_ps(); R];
+        for (j, b) in bv.iter_mut().enumerate() {
+            // SAFETY: Bᵀ(j, p..p+16) masked to k.
+            *b = unsafe { _mm512_maskz_loadu_ps(mask, t.bt.add(j * t.k + p)) };
+        }
+        for i in 0..DOT_ROWS {
+            // SAFETY: A(row, p..p+16) masked to k, contiguous (csa = 1).
+            let av = unsafe { _mm512_maskz_loadu_ps(mask, rows[i].add(p)) };
+            for j in 0..R {
+                acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+            }
+        }
+        p += 16;
+    }
+    for (i, row) in acc.iter().enumerate().take(t.rows) {
+        for (j, &v) in row.iter().enumerate() {
+            let s = _mm512_reduce_add_ps(v);
+            // SAFETY: C(i, j) of the block, bias j of the block.
+            unsafe {
+                let bias = if t.bias.is_null() {
+                    t.bias
+                } else {
+                    t.bias.add(j)
+                };
+                store_scalar(
+                    t.c.add(i * t.rsc + j * t.csc),
+                    s,
+                    t.alpha,
+                    t.beta,
+                    bias,
+                    t.relu,
+                );
+            }
+        }
+    }
+}
+
+/// `R` columns × up to [`COL_ROWS`] rows, vectors of 16 rows down the columns of A times a
+/// broadcast element of B.
+#[target_feature(enable = "avx512f")]
+unsafe fn col_n<const R: usize>(t: &ColTile) {
+    const U: usize = COL_ROWS / 16;
+    let mut masks = [0 as __mmask16; U];
+    for (u, m) in masks.iter_mut().enumerate() {
+        let valid = t.rows.saturating_sub(16 * u).min(16);
+        *m = ((1u32 << valid) - 1) as __mmask16;
+    }
+    let mut acc = [[_mm512_setzero_ps(); R]; U];
+    for p in 0..t.k {
+        let ap = t.a.wrapping_add(p * t.csa);
+        let mut av = [_mm512_setzero_ps(); U];
+        for (u, (v, &m)) in av.iter_mut().zip(&masks).enumerate() {
+            // SAFETY: column p of A, rows 16·u.. masked to the block's rows (rsa = 1); a lane
+            // whose mask bit is clear is not accessed.
+            *v = unsafe { _mm512_maskz_loadu_ps(m, ap.wrapping_add(16 * u)) };
+        }
+        let mut bv = [_mm512_setzero_ps(); R];
+        for (j, b) in bv.iter_mut().enumerate() {
+            // SAFETY: B(p, j) of the block.
+            *b = _mm512_set1_ps(unsafe { *t.b.add(p * t.rsb + j * t.csb) });
+        }
+        for (accu, a) in acc.iter_mut().zip(av) {
+            for (x, b) in accu.iter_mut().zip(bv) {
+                *x = _mm512_fmadd_ps(a, b, *x);
+            }
+        }
+    }
+    let mut lanes = [0f32; 16];
+    for (u, row) in acc.iter().enumerate() {
+        let valid = t.rows.saturating_sub(16 * u).min(16);
+        for (j, &v) in row.iter().enumerate() {
+            // SAFETY: `lanes` holds 16 floats.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
+            for (l, &s) in lanes.iter().enumerate().take(valid) {
+                // SAFETY: C(16u + l, j) of the block, bias j of the block.
+                unsafe {
+                    let bias = if t.bias.is_null() {
+                        t.bias
+                    } else {
+                        t.bias.add(j)
+                    };
+                    store_scalar(
+                        t.c.add((16 * u + l) * t.rsc + j * t.csc),
+                        s,
+                        t.alpha,
+                        t.beta,
+                        bias,
+                        t.relu,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Mask of the valid lanes of the last vector of a tile `nv` vectors wide with `ncols` columns.
+#[inline(always)]
+fn last_mask(nv: usize, ncols: usize) -> __mmask16 {
+    let rem = ncols - (nv - 1) * 16;
+    if rem >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << rem) - 1) as __mmask16
+    }
+}
+
+/// One tile of up to `MR` rows (`t.mr` of them real) × `NV` vectors.
+///
+/// Rows beyond `t.mr` are computed from row `t.mr - 1` again (so no address outside A is read)
+/// and never stored.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
+    let mask = last_mask(NV, t.ncols);
+    let mut rows = [t.a; MR];
+    for (i, r) in rows.iter_mut().enumerate() {
+        // SAFETY: row min(i, mr-1) is inside A (caller's contract).
+        *r = unsafe { t.a.add(i.min(t.mr - 1) * t.rsa) };
+    }
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let mut bp = t.b;
+    for p in 0..t.kc {
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (v, b) in bv.iter_mut().enumerate() {
+            // SAFETY: B row p, columns v·16.. (masked to the valid ones in the last vector).
+            *b = unsafe {
+                if v + 1 == NV {
+                    _mm512_maskz_loadu_ps(mask, bp.add(v * 16))
+                } else {
+                    _mm512_loadu_ps(bp.add(v * 16))
+                }
+            };
+        }
+        for i in 0..MR {
+            // SAFETY: A(row, p) for a row inside A and p < kc.
+            let a = _mm512_set1_ps(unsafe { *rows[i].add(p * t.csa) });
+            for v in 0..NV {
+                acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
+            }
+        }
+        // Only dereferenced for rows p < kc, all inside B.
+        bp = bp.wrapping_add(t.rsb);
+    }
+
+    let alpha = _mm512_set1_ps(t.alpha);
+    let beta = _mm512_set1_ps(t.beta);
+    let zero = _mm512_setzero_ps();
+    for (i, row) in acc.iter().enumerate().take(t.mr) {
+        for (v, &s) in row.iter().enumerate() {
+            let m = if v + 1 == NV { mask } else { 0xFFFF };
+            // SAFETY: C(i, v·16..) inside the tile, masked to the valid columns.
+            unsafe {
+                let cp = t.c.add(i * t.rsc + v * 16);
+                // Multiply and add separately (not fused): the same rounding as the portable
+                // epilogue and as a separate SGD update, so `W ← W - lr·(XᵀdY)` fused here is
+                // bit-identical to computing the gradient and then updating.
+                let mut x = _mm512_mul_ps(alpha, s);
+                if t.beta != 0.0 {
+                    x = _mm512_add_ps(x, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(m, cp)));
+                }
+                if !t.bias.is_null() {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias.add(v * 16)));
+                }
+                if t.relu {
+                    // max(0, x) returns x when x is NaN: NaN passes, as in the portable ReLU.
+                    x = _mm512_max_ps(zero, x);
+                }
+                _mm512_mask_storeu_ps(cp, m, x);
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `zeronn bench`: the end-to-end figures of the book's run, with GFLOP/s and the fraction of
+//! the machine's measured FMA peak. Medians of repeated runs (this machine is shared and noisy).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use zeronn::gemm::{self, Backend, MatMut, MatRef, PACK_LEN};
+use zeronn::random::{self, seeded};
+use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
+
+/// Median wall time of one call of `f`, over `reps` samples of `inner` calls each.
+pub fn median_time(reps: usize, inner: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm up caches and lazy detection
+    let mut v: Vec<Duration> = (0..reps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..inner.max(1) {
+                f();
+            }
+            t.elapsed() / inner.max(1) as u32
+        })
+        .collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// One gemm shape to time: `C(m×n) = A(m×k)·B(k×n)`, A and/or B given transposed in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// What it is in the training step.
+    pub name: &'static str,
+    /// Rows of C.
+    pub m: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// A is stored as its transpose (k × m row-major).
+    pub a_t: bool,
+    /// B is stored as its transpose (n × k row-major).
+    pub b_t: bool,
+}
+
+/// The products of one training step of the book's net (batch 100), and the evaluation's.
+pub const TRAINING_SHAPES: [Shape; 6] = [
+    Shape {
+        name: "X·W1 (forward 1)",
+        m: 100,
+        k: 784,
+        n: 50,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        name: "Xᵀ·dA1 (dW1)",
+        m: 784,
+        k: 100,
+        n: 50,
+        a_t: true,
+        b_t: false,
+    },
+    Shape {
+        name: "Z1·W2 (forward 2)",
+        m: 100,
+        k: 50,
+        n: 10,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        name: "dY·W2ᵀ (dZ1)",
+        m: 100,
+        k: 10,
+        n: 50,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        name: "Z1ᵀ·dY (dW2)",
+        m: 50,
+        k: 100,
+        n: 10,
+        a_t: true,
+        b_t: false,
+    },
+    Shape {
+        name: "X·W1 (evaluation, 1000 rows)",
+        m: 1000,
+        k: 784,
+        n: 50,
+        a_t: false,
+        b_t: false,
+    },
+];
+
+/// Square sizes of the ladder.
+pub const LADDER: [usize; 6] = [32, 64, 128, 256, 512, 1024];
+
+/// Median seconds of one product of `s` with `backend`.
+pub fn time_gemm(backend: Backend, s: &Shape, reps: usize) -> zeronn::Result<f64> {
+    let mut rng = seeded(1);
+    let a: Vec<f32> = (0..s.m * s.k)
+        .map(|_| random::uniform01(&mut rng) as f32)
+        .collect();
+    let b: Vec<f32> = (0..s.k * s.n)
+        .map(|_| random::uniform01(&mut rng) as f32)
+        .collect();
+    let mut c = vec![0f32; s.m * s.n];
+    let mut pack = vec![0f32; PACK_LEN];
+    let am = if s.a_t {
+        MatRef::row_major(&a, s.k, s.m)?.t()
+    } else {
+        MatRef::row_major(&a, s.m, s.k)?
+    };
+    let bm = if s.b_t {
+        MatRef::row_major(&b, s.n, s.k)?.t()
+    } else {
+        MatRef::row_major(&b, s.k, s.n)?
+    };
+    let flops = 2.0 * (s.m * s.k * s.n) as f64;
+    let inner = ((2e7 / flops) as usize).clamp(1, 10_000);
+    let mut result = Ok(());
+    let t = median_time(reps, inner, || {
+        let cm = MatMut::row_major(&mut c, s.m, s.n).expect("shape");
+        if let Err(e) = gemm::gemm(backend, 1.0, am, bm, 0.0, cm, &mut pack) {
+            result = Err(e);
+        }
+        black_box(&mut c);
+    });
+    result.map(|_| t.as_secs_f64())
+}
+
+/// Synthetic MNIST-shaped data for timing without the dataset.
+pub struct Synthetic {
+    /// 784 pixels per image.
+    pub x: Vec<f32>,
+    /// Labels.
+    pub t: Vec<u8>,
+}
+
+impl Synthetic {
+    /// `n` random images.
+    pub fn new(n: usize) -> Self {
+        let mut rng = seeded(2);
+        Synthetic {
+            x: (0..n * 784)
+                .map(|_| random::uniform01(&mut rng) as f32)
+                .collect(),
+            t: (0..n).map(|_| random::index(&mut rng, 10) as u8).collect(),
+        }
+    }
+}
+
+/// The book's net with initial weights, on `backend`.
+pub fn book_net(backend: Backend) -> zeronn::Result<TwoLayerNet<f32, Vec<f32>>> {
+    let shape = TwoLayerShape::new(784, 50, 10);
+    let mut net = TwoLayerNet::new(shape, vec![0f32; shape.param_len()])?.with_backend(backend)?;
+    net.init_params(&mut seeded(3), 0.01);
+    Ok(net)
+}
+
+/// Median seconds of one training step (gradient + SGD update) at batch 100.
+pub fn time_train_step(backend: Backend, reps: usize) -> zeronn::Result<f64> {
+    let data = Synthetic::new(100);
+    let mut net = book_net(backend)?;
+    let shape = net.shape();
+    let mut grads = vec![0f32; shape.param_len()];
+    let mut ws = vec![0f32; shape.workspace_len(100)];
+    let sgd = Sgd::new(0.1f32);
+    let mut result = Ok(());
+    let t = median_time(reps, 200, || {
+        let r = net
+            .gradient(&data.x, &data.t, &mut grads, &mut ws)
+            .and_then(|_| sgd.update(net.params_mut(), &grads));
+        if let Err(e) = r {
+            result = Err(e);
+        }
+    });
+    result.map(|_| t.as_secs_f64())
+}
+
+/// Median seconds of the forward pass of one image.
+pub fn time_forward1(backend: Backend, reps: usize) -> zeronn::Result<f64> {
+    let data = Synthetic::new(1);
+    let net = book_net(backend)?;
+    let mut ws = vec![0f32; net.shape().workspace_len(1)];
+    let mut result = Ok(());
+    let t = median_time(reps, 2000, || {
+        match net.predict(black_box(&data.x), &mut ws) {
+            Ok(y) => {
+                black_box(y);
+            }
+            Err(e) => result = Err(e),
+        }
+    });
+    result.map(|_| t.as_secs_f64())
+}
