@@ -252,3 +252,100 @@ fn predict_returns_the_scores() {
         1
     );
 }
+
+fn heap_free_backends() -> Vec<Backend> {
+    [
+        Backend::Naive,
+        Backend::Portable,
+        Backend::Avx2,
+        Backend::Avx512,
+    ]
+    .into_iter()
+    .filter(|b| b.is_available())
+    .collect()
+}
+
+#[test]
+fn fused_train_step_is_bit_identical_to_gradient_then_update() {
+    for activation in [Activation::Relu, Activation::Sigmoid] {
+        let shape = TwoLayerShape::new(784, 50, 10).with_activation(activation);
+        let mut g = rng(50);
+        let x = uniform_f32(&mut g, 100 * 784);
+        let t = labels(&mut g, 100, 10);
+        for backend in heap_free_backends() {
+            let new_net = || {
+                let mut n = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])
+                    .unwrap()
+                    .with_backend(backend)
+                    .unwrap();
+                n.init_params(&mut seeded(8), 0.05);
+                n
+            };
+            let (mut fused, mut split) = (new_net(), new_net());
+            let sgd = Sgd::new(0.1f32);
+            let mut ws = vec![0.0; shape.workspace_len(100)];
+            let mut grads = vec![0.0; shape.param_len()];
+            for step in 0..3 {
+                let a = fused.train_step(&x, &t, &sgd, &mut ws).unwrap();
+                let b = split.gradient(&x, &t, &mut grads, &mut ws).unwrap();
+                sgd.update(split.params_mut(), &grads).unwrap();
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{backend} {activation:?} step {step}: loss"
+                );
+                let same = fused
+                    .params()
+                    .iter()
+                    .zip(split.params())
+                    .all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(
+                    same,
+                    "{backend} {activation:?} step {step}: parameters differ"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_train_step_refuses_batches_it_cannot_fuse_exactly() {
+    let shape = TwoLayerShape::new(4, 3, 2);
+    let n = zeronn::layers::FUSED_MAX_BATCH + 1;
+    let mut net = TwoLayerNet::new(shape, vec![0.5f32; shape.param_len()]).unwrap();
+    let mut ws = vec![0.0f32; shape.workspace_len(n)];
+    let r = net.train_step(&vec![0.1; 4 * n], &vec![0u8; n], &Sgd::new(0.1), &mut ws);
+    assert_eq!(
+        r,
+        Err(Error::BatchTooLarge {
+            batch: n,
+            capacity: n - 1
+        })
+    );
+    assert!(net.params().iter().all(|&p| p == 0.5));
+}
+
+#[test]
+fn gradients_of_parts_add_up_to_the_whole_batch() {
+    let shape = TwoLayerShape::new(30, 8, 4);
+    let mut g = rng(60);
+    let x = uniform_f32(&mut g, 10 * 30);
+    let t = labels(&mut g, 10, 4);
+    let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+    net.init_params(&mut seeded(4), 0.3);
+    let mut ws = vec![0.0; shape.workspace_len(10)];
+    let mut whole = vec![0.0; shape.param_len()];
+    let loss = net.gradient(&x, &t, &mut whole, &mut ws).unwrap();
+    let (mut g1, mut g2) = (vec![0.0; shape.param_len()], vec![0.0; shape.param_len()]);
+    let l1 = net
+        .gradient_part(&x[..4 * 30], &t[..4], 10, &mut g1, &mut ws)
+        .unwrap();
+    let l2 = net
+        .gradient_part(&x[4 * 30..], &t[4..], 10, &mut g2, &mut ws)
+        .unwrap();
+    assert!((l1 + l2 - loss).abs() < 1e-6, "{l1} + {l2} vs {loss}");
+    for ((a, b), w) in g1.iter().zip(&g2).zip(&whole) {
+        assert!((a + b - w).abs() < 1e-6, "{a} + {b} vs {w}");
+    }
+    assert!(net.gradient_part(&x, &t, 9, &mut g1, &mut ws).is_err());
+}

@@ -52,7 +52,15 @@ fn a_training_step_allocates_nothing() {
         .collect();
     let mut grads = vec![0.0f32; SHAPE.param_len()];
     let sgd = Sgd::new(0.1f32);
-    for backend in [Backend::Auto, Backend::Portable] {
+    for backend in [
+        Backend::Auto,
+        Backend::Portable,
+        Backend::Avx2,
+        Backend::Avx512,
+    ]
+    .into_iter()
+    .filter(|b| b.is_available())
+    {
         for ws_len in [SHAPE.workspace_len(BATCH), SHAPE.min_workspace_len(BATCH)] {
             let mut net = TwoLayerNet::new(SHAPE, vec![0.0f32; SHAPE.param_len()])
                 .unwrap()
@@ -67,6 +75,7 @@ fn a_training_step_allocates_nothing() {
                     sgd.update(net.params_mut(), &grads).unwrap();
                 }
                 let _ = net.predict(&x[..784], &mut ws).unwrap();
+                net.train_step(&x, &t, &sgd, &mut ws).unwrap();
             });
             assert_eq!(n, 0, "{backend}, workspace {ws_len}: {n} allocations");
             assert!(losses[2] < losses[0], "the steps did something: {losses:?}");

@@ -19,4 +19,4 @@ pub const PACK_LEN: usize = MC * KC + KC * NC;
 
 /// The SIMD backends cut `k` into blocks of `SIMD_KC` (their LOOP 3): a `SIMD_KC × 64` slab of
 /// B (32 KiB) stays in the 48 KiB L1 while every row block of A passes over it.
-pub const SIMD_KC: usize = 128;
+pub const SIMD_KC: usize = 256;

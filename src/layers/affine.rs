@@ -8,7 +8,7 @@
 //! - `dout`, `dx`, `dW`, `db`: the shapes of `out`, `x`, `W`, `b`
 
 use crate::error::{Error, Result, check_len, mul};
-use crate::gemm::{Context, MatMut, MatRef};
+use crate::gemm::{Context, Epilogue, KC, MatMut, MatRef, SIMD_KC};
 use crate::math::Float;
 
 /// A fully connected layer: `input_size` inputs to `output_size` outputs.
@@ -64,20 +64,48 @@ impl Affine {
         w: &[T],
         b: &[T],
     ) -> Result<()> {
+        self.forward_epilogue(g, out, x, w, b, false)
+    }
+
+    /// `out = max(x·W + b, 0)`: this layer and the [`Relu`](crate::Relu) after it in one pass
+    /// (the bias and the ReLU are applied as the product is stored).
+    pub fn forward_relu<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        out: &mut [T],
+        x: &[T],
+        w: &[T],
+        b: &[T],
+    ) -> Result<()> {
+        self.forward_epilogue(g, out, x, w, b, true)
+    }
+
+    fn forward_epilogue<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        out: &mut [T],
+        x: &[T],
+        w: &[T],
+        b: &[T],
+        relu: bool,
+    ) -> Result<()> {
         let batch = self.batch(x.len())?;
         let (k, n) = (self.input_size, self.output_size);
         check_len("out", mul(batch, n)?, out.len())?;
         check_len("W", k * n, w.len())?;
         check_len("b", n, b.len())?;
-        for row in out.chunks_exact_mut(n) {
-            row.copy_from_slice(b);
-        }
-        g.gemm(
+        let epi = if relu {
+            Epilogue::BiasRelu(b)
+        } else {
+            Epilogue::Bias(b)
+        };
+        g.gemm_ex(
             T::ONE,
             MatRef::row_major(x, batch, k)?,
             MatRef::row_major(w, k, n)?,
-            T::ONE,
+            T::ZERO,
             MatMut::row_major(out, batch, n)?,
+            epi,
         )
     }
 
@@ -95,40 +123,102 @@ impl Affine {
         x: &[T],
         w: &[T],
     ) -> Result<()> {
-        let batch = self.batch(x.len())?;
+        let batch = self.check_backward(dx.as_deref(), dout, x, w)?;
         let (k, n) = (self.input_size, self.output_size);
-        check_len("dout", mul(batch, n)?, dout.len())?;
-        check_len("W", k * n, w.len())?;
         check_len("dW", k * n, dw.len())?;
         check_len("db", n, db.len())?;
-        if let Some(dx) = &dx {
-            check_len("dx", batch * k, dx.len())?; // batch·k ≤ x.len()
-        }
         let dout_m = MatRef::row_major(dout, batch, n)?;
-        let x_m = MatRef::row_major(x, batch, k)?;
         if let Some(dx) = dx {
-            let w_m = MatRef::row_major(w, k, n)?;
             g.gemm(
                 T::ONE,
                 dout_m,
-                w_m.t(),
+                MatRef::row_major(w, k, n)?.t(),
                 T::ZERO,
                 MatMut::row_major(dx, batch, k)?,
             )?;
         }
         g.gemm(
             T::ONE,
-            x_m.t(),
+            MatRef::row_major(x, batch, k)?.t(),
             dout_m,
             T::ZERO,
             MatMut::row_major(dw, k, n)?,
         )?;
-        db.copy_from_slice(&dout[..n]);
-        for row in dout.chunks_exact(n).skip(1) {
-            for (d, &r) in db.iter_mut().zip(row) {
-                *d += r;
-            }
+        for (j, d) in db.iter_mut().enumerate() {
+            *d = column_sum(dout, n, j);
         }
         Ok(())
     }
+
+    /// [`Affine::backward`] with the SGD update applied in the same pass, for batches of at
+    /// most [`FUSED_MAX_BATCH`] rows: `dx = dout·Wᵀ` (with W before the update), then
+    /// `W ← W - lr·xᵀ·dout` (the product's epilogue does the update: the gradient is never
+    /// stored) and `b ← b - lr·Σ_rows dout`. Bit for bit the same as `backward` followed by
+    /// [`Sgd::update`](crate::Sgd::update), because within one k block every backend stores
+    /// `α·s + β·c` with α = -lr, β = 1, rounding like `c - lr·s`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_sgd<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dx: Option<&mut [T]>,
+        dout: &[T],
+        x: &[T],
+        w: &mut [T],
+        b: &mut [T],
+        lr: T,
+    ) -> Result<()> {
+        let batch = self.check_backward(dx.as_deref(), dout, x, w)?;
+        let (k, n) = (self.input_size, self.output_size);
+        check_len("b", n, b.len())?;
+        if batch > FUSED_MAX_BATCH {
+            return Err(Error::BatchTooLarge {
+                batch,
+                capacity: FUSED_MAX_BATCH,
+            });
+        }
+        let dout_m = MatRef::row_major(dout, batch, n)?;
+        if let Some(dx) = dx {
+            g.gemm(
+                T::ONE,
+                dout_m,
+                MatRef::row_major(w, k, n)?.t(),
+                T::ZERO,
+                MatMut::row_major(dx, batch, k)?,
+            )?;
+        }
+        g.gemm(
+            -lr,
+            MatRef::row_major(x, batch, k)?.t(),
+            dout_m,
+            T::ONE,
+            MatMut::row_major(w, k, n)?,
+        )?;
+        for (j, bj) in b.iter_mut().enumerate() {
+            *bj -= lr * column_sum(dout, n, j);
+        }
+        Ok(())
+    }
+
+    fn check_backward<T>(&self, dx: Option<&[T]>, dout: &[T], x: &[T], w: &[T]) -> Result<usize> {
+        let batch = self.batch(x.len())?;
+        let (k, n) = (self.input_size, self.output_size);
+        check_len("dout", mul(batch, n)?, dout.len())?;
+        check_len("W", k * n, w.len())?;
+        if let Some(dx) = dx {
+            check_len("dx", batch * k, dx.len())?; // batch·k ≤ x.len()
+        }
+        Ok(batch)
+    }
 }
+
+/// `Σ_rows m[row][j]` of a row-major matrix with `n` columns, summed from the first row down.
+fn column_sum<T: Float>(m: &[T], n: usize, j: usize) -> T {
+    let mut rows = m.chunks_exact(n);
+    let first = rows.next().map_or(T::ZERO, |r| r[j]);
+    rows.fold(first, |s, r| s + r[j])
+}
+
+/// Largest batch for which [`Affine::backward_sgd`] is exact: the products sum over the batch
+/// in one k block of every backend ([`gemm::KC`](crate::gemm::KC) and
+/// [`gemm::SIMD_KC`](crate::gemm::SIMD_KC)).
+pub const FUSED_MAX_BATCH: usize = if KC < SIMD_KC { KC } else { SIMD_KC };

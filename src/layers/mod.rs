@@ -11,7 +11,7 @@ mod relu;
 mod sigmoid;
 mod softmax_with_loss;
 
-pub use affine::Affine;
+pub use affine::{Affine, FUSED_MAX_BATCH};
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;
 pub use softmax_with_loss::SoftmaxWithLoss;

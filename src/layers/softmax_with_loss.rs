@@ -50,6 +50,12 @@ impl SoftmaxWithLoss {
     /// [`SoftmaxWithLoss::forward`] in place: the scores `x` become the probabilities `y`.
     pub fn forward_inplace<T: Float, L: Label>(&self, x: &mut [T], t: &[L]) -> Result<T> {
         let batch = self.check(x.len(), t)?;
+        Ok(self.rows(x, t, None) / T::from_usize(batch))
+    }
+
+    /// Softmax of each row in place; returns the summed loss. With `dx_scale`, each row then
+    /// becomes `(y - onehot(t))·dx_scale` (the backward pass) in the same sweep.
+    fn rows<T: Float, L: Label>(&self, x: &mut [T], t: &[L], dx_scale: Option<T>) -> T {
         let mut loss = T::ZERO;
         for (row, l) in x.chunks_exact_mut(self.classes).zip(t) {
             let c = l.class();
@@ -57,8 +63,44 @@ impl SoftmaxWithLoss {
             let shifted_t = row[c] - max;
             let lse = softmax_inplace(row);
             loss += lse - shifted_t;
+            if let Some(inv) = dx_scale {
+                row[c] -= T::ONE;
+                for v in row.iter_mut() {
+                    *v *= inv;
+                }
+            }
         }
-        Ok(loss / T::from_usize(batch))
+        loss
+    }
+
+    /// Forward and backward in one sweep over the scores: `x` becomes `dx`, the mean loss is
+    /// returned. Bit for bit the same as [`SoftmaxWithLoss::forward_inplace`] followed by
+    /// [`SoftmaxWithLoss::backward_inplace`].
+    pub fn forward_backward_inplace<T: Float, L: Label>(&self, x: &mut [T], t: &[L]) -> Result<T> {
+        let batch = self.check(x.len(), t)?;
+        self.forward_backward_part_inplace(x, t, batch)
+    }
+
+    /// [`SoftmaxWithLoss::forward_backward_inplace`] for rows that are part of a batch of
+    /// `full_batch` rows split across workers: the mean is over `full_batch`, so the losses
+    /// and gradients of the parts add up to those of the whole batch.
+    pub fn forward_backward_part_inplace<T: Float, L: Label>(
+        &self,
+        x: &mut [T],
+        t: &[L],
+        full_batch: usize,
+    ) -> Result<T> {
+        self.check(x.len(), t)?;
+        if full_batch < t.len() {
+            return Err(Error::ShapeMismatch {
+                what: "full batch must hold the part",
+                expected: t.len(),
+                actual: full_batch,
+            });
+        }
+        let n = T::from_usize(full_batch);
+        let loss = self.rows(x, t, Some(T::ONE / n));
+        Ok(loss / n)
     }
 
     /// Differentiates `loss = -(1/batch) Σ ln softmax(x)[t]`: `dx = (y - onehot(t)) / batch`.

@@ -14,8 +14,9 @@ use crate::error::{Error, Result, check_len};
 use crate::functions::{Label, argmax, check_labels};
 use crate::gemm::{Backend, Context, PACK_LEN};
 use crate::gradient::numerical_gradient;
-use crate::layers::{Affine, Relu, Sigmoid, SoftmaxWithLoss};
+use crate::layers::{Affine, FUSED_MAX_BATCH, Relu, Sigmoid, SoftmaxWithLoss};
 use crate::math::Float;
+use crate::optimizer::Sgd;
 use crate::random::Rng;
 
 /// The hidden layer's activation.
@@ -264,10 +265,12 @@ fn forward<T: Float>(
 ) -> Result<()> {
     let [w1, b1, w2, b2] = split_params(shape, params);
     let mut g = Context::new(backend, w.pack);
-    shape.affine1().forward(&mut g, w.a1, x, w1, b1)?;
     match shape.activation {
-        Activation::Relu => Relu::forward_inplace(w.a1),
-        Activation::Sigmoid => Sigmoid::forward_inplace(w.a1),
+        Activation::Relu => shape.affine1().forward_relu(&mut g, w.a1, x, w1, b1)?,
+        Activation::Sigmoid => {
+            shape.affine1().forward(&mut g, w.a1, x, w1, b1)?;
+            Sigmoid::forward_inplace(w.a1);
+        }
     }
     shape.affine2().forward(&mut g, w.y, w.a1, w2, b2)
 }
@@ -386,29 +389,45 @@ impl<T: Float, P: AsRef<[T]>> TwoLayerNet<T, P> {
     /// Backpropagation: writes the gradient of the loss into `grads` (same layout as the
     /// parameters) and returns the loss of this forward pass.
     pub fn gradient<L: Label>(&self, x: &[T], t: &[L], grads: &mut [T], ws: &mut [T]) -> Result<T> {
+        self.gradient_part(x, t, t.len(), grads, ws)
+    }
+
+    /// [`TwoLayerNet::gradient`] of rows that are part of a batch of `full_batch` rows split
+    /// across workers: loss and gradient are means over `full_batch`, so the parts' results
+    /// add up to the whole batch's (up to the order of that sum).
+    pub fn gradient_part<L: Label>(
+        &self,
+        x: &[T],
+        t: &[L],
+        full_batch: usize,
+        grads: &mut [T],
+        ws: &mut [T],
+    ) -> Result<T> {
         let shape = &self.shape;
         let batch = check_batch(shape, x, t)?;
         check_len("grads", shape.param_len(), grads.len())?;
         let mut w = split_workspace(shape, ws, batch, true)?;
+        if full_batch < batch {
+            return Err(Error::ShapeMismatch {
+                what: "full batch must hold the part",
+                expected: batch,
+                actual: full_batch,
+            });
+        }
         let [w1, _, w2, _] = split_params(shape, self.params());
-
-        forward(shape, self.backend, self.params(), x, &mut w)?;
-        let softmax = SoftmaxWithLoss::new(shape.output_size);
-        let loss = softmax.forward_inplace(w.y, t)?;
-
         let [l1, l2, l3, _] = shape.layout();
         let (dw1, rest) = grads.split_at_mut(l1.len());
         let (db1, rest) = rest.split_at_mut(l2.len());
         let (dw2, db2) = rest.split_at_mut(l3.len());
+
+        forward(shape, self.backend, self.params(), x, &mut w)?;
+        let softmax = SoftmaxWithLoss::new(shape.output_size);
+        let loss = softmax.forward_backward_part_inplace(w.y, t, full_batch)?; // y is now dy
         let mut g = Context::new(self.backend, w.pack);
-        softmax.backward_inplace(w.y, t)?; // y is now dy
         shape
             .affine2()
             .backward(&mut g, Some(w.d1), dw2, db2, w.y, w.a1, w2)?;
-        match shape.activation {
-            Activation::Relu => Relu::backward_inplace(w.d1, w.a1)?,
-            Activation::Sigmoid => Sigmoid::backward_inplace(w.d1, w.a1)?,
-        }
+        activation_backward(shape.activation, w.d1, w.a1)?;
         shape
             .affine1()
             .backward(&mut g, None, dw1, db1, w.d1, x, w1)?;
@@ -416,7 +435,54 @@ impl<T: Float, P: AsRef<[T]>> TwoLayerNet<T, P> {
     }
 }
 
+/// `dz = dout ⊙ act'(z)` in place, from the activation's output `z`.
+fn activation_backward<T: Float>(act: Activation, d: &mut [T], z: &[T]) -> Result<()> {
+    match act {
+        Activation::Relu => Relu::backward_inplace(d, z),
+        Activation::Sigmoid => Sigmoid::backward_inplace(d, z),
+    }
+}
+
 impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> TwoLayerNet<T, P> {
+    /// One SGD step on a batch, with the update fused into the backward products (see
+    /// [`Affine::backward_sgd`]): no gradient buffer, two fewer passes over the parameters.
+    /// Returns the batch's loss (before the update). Bit for bit the same parameters as
+    /// [`TwoLayerNet::gradient`] followed by [`Sgd::update`](crate::Sgd::update), for
+    /// batches of at most [`FUSED_MAX_BATCH`] rows (a larger batch is an error).
+    pub fn train_step<L: Label>(
+        &mut self,
+        x: &[T],
+        t: &[L],
+        sgd: &Sgd<T>,
+        ws: &mut [T],
+    ) -> Result<T> {
+        let shape = self.shape;
+        let batch = check_batch(&shape, x, t)?;
+        if batch > FUSED_MAX_BATCH {
+            return Err(Error::BatchTooLarge {
+                batch,
+                capacity: FUSED_MAX_BATCH,
+            });
+        }
+        let mut w = split_workspace(&shape, ws, batch, true)?;
+        forward(&shape, self.backend, self.params.as_ref(), x, &mut w)?;
+        let loss = SoftmaxWithLoss::new(shape.output_size).forward_backward_inplace(w.y, t)?; // y is now dy
+
+        let [l1, l2, l3, _] = shape.layout();
+        let (w1, rest) = self.params.as_mut().split_at_mut(l1.len());
+        let (b1, rest) = rest.split_at_mut(l2.len());
+        let (w2, b2) = rest.split_at_mut(l3.len());
+        let mut g = Context::new(self.backend, w.pack);
+        shape
+            .affine2()
+            .backward_sgd(&mut g, Some(w.d1), w.y, w.a1, w2, b2, sgd.lr)?;
+        activation_backward(shape.activation, w.d1, w.a1)?;
+        shape
+            .affine1()
+            .backward_sgd(&mut g, None, w.d1, x, w1, b1, sgd.lr)?;
+        Ok(loss)
+    }
+
     /// The flat parameter buffer, mutably (for an optimizer's `update`).
     pub fn params_mut(&mut self) -> &mut [T] {
         self.params.as_mut()

@@ -159,7 +159,8 @@ pub fn book_net(backend: Backend) -> zeronn::Result<TwoLayerNet<f32, Vec<f32>>> 
     Ok(net)
 }
 
-/// Median seconds of one training step (gradient + SGD update) at batch 100.
+/// Median seconds of one training step (gradient and SGD update) at batch 100: the fused
+/// `train_step`, or `gradient` then `Sgd::update` for the backends where fusing is not exact.
 pub fn time_train_step(backend: Backend, reps: usize) -> zeronn::Result<f64> {
     let data = Synthetic::new(100);
     let mut net = book_net(backend)?;
@@ -169,9 +170,12 @@ pub fn time_train_step(backend: Backend, reps: usize) -> zeronn::Result<f64> {
     let sgd = Sgd::new(0.1f32);
     let mut result = Ok(());
     let t = median_time(reps, 200, || {
-        let r = net
-            .gradient(&data.x, &data.t, &mut grads, &mut ws)
-            .and_then(|_| sgd.update(net.params_mut(), &grads));
+        let r = if backend == Backend::MatrixMultiply {
+            net.gradient(&data.x, &data.t, &mut grads, &mut ws)
+                .and_then(|_| sgd.update(net.params_mut(), &grads))
+        } else {
+            net.train_step(&data.x, &data.t, &sgd, &mut ws).map(|_| ())
+        };
         if let Err(e) = r {
             result = Err(e);
         }
@@ -191,6 +195,29 @@ pub fn time_forward1(backend: Backend, reps: usize) -> zeronn::Result<f64> {
                 black_box(y);
             }
             Err(e) => result = Err(e),
+        }
+    });
+    result.map(|_| t.as_secs_f64())
+}
+
+/// Median seconds of one evaluation pass: accuracy on every image of `splits`, in chunks
+/// of [`EVAL_CHUNK`](crate::train::EVAL_CHUNK) rows.
+pub fn time_eval_pass(
+    backend: Backend,
+    splits: &[&crate::mnist::Split],
+    reps: usize,
+) -> zeronn::Result<f64> {
+    let net = book_net(backend)?;
+    let mut ws = vec![0f32; net.shape().workspace_len(crate::train::EVAL_CHUNK)];
+    let mut result = Ok(());
+    let t = median_time(reps, 1, || {
+        for s in splits {
+            match crate::train::accuracy(&net, s, &mut ws) {
+                Ok(a) => {
+                    black_box(a);
+                }
+                Err(e) => result = Err(e),
+            }
         }
     });
     result.map(|_| t.as_secs_f64())

@@ -451,6 +451,17 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         1e6,
         "µs",
     );
-    let _ = &a.data;
+    match load_data(&a.data) {
+        Ok(data) => {
+            let splits = [&data.train, &data.test];
+            row(
+                "evaluation pass, 70 000 images",
+                &|b| bench::time_eval_pass(b, &splits, reps),
+                1e3,
+                "ms",
+            );
+        }
+        Err(e) => eprintln!("evaluation pass and whole run skipped: {e}"),
+    }
     Ok(ExitCode::SUCCESS)
 }

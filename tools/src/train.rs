@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use zeronn::gemm::Backend;
+use zeronn::layers::FUSED_MAX_BATCH;
 use zeronn::random::{self, seeded};
 use zeronn::{Activation, Sgd, TwoLayerNet, TwoLayerShape};
 
@@ -77,7 +78,7 @@ pub struct TrainReport {
 }
 
 /// Rows per chunk when evaluating a whole split.
-pub const EVAL_CHUNK: usize = 1000;
+pub const EVAL_CHUNK: usize = 250;
 
 /// Accuracy of `net` on a whole split, in chunks of [`EVAL_CHUNK`] through `ws`.
 pub fn accuracy<P: AsRef<[f32]>>(
@@ -136,7 +137,8 @@ pub fn train(
     let mut rng = seeded(cfg.seed);
     net.init_params(&mut rng, cfg.weight_init_std);
     let sgd = Sgd::new(cfg.lr);
-    let mut grads = vec![0.0f32; shape.param_len()];
+    let fused = cfg.batch_size <= FUSED_MAX_BATCH && net.backend() != Backend::MatrixMultiply;
+    let mut grads = vec![0.0f32; if fused { 0 } else { shape.param_len() }];
     let mut ws = vec![0.0f32; shape.workspace_len(cfg.batch_size.max(EVAL_CHUNK))];
     let mut batch_mask = vec![0usize; cfg.batch_size];
     let mut x_batch = vec![0.0f32; cfg.batch_size * shape.input_size];
@@ -149,10 +151,16 @@ pub fn train(
         // Sample a mini-batch.
         random::choice(&mut rng, train_size, &mut batch_mask);
         gather(&data.train, &batch_mask, &mut x_batch, &mut t_batch);
-        // Gradient by backpropagation (and this batch's loss).
-        let loss = net.gradient(&x_batch, &t_batch, &mut grads, &mut ws)?;
-        // Update.
-        sgd.update(net.params_mut(), &grads)?;
+        let loss = if fused {
+            // Gradient by backpropagation and the SGD update, fused (bit-identical to the
+            // two steps below; see `TwoLayerNet::train_step`).
+            net.train_step(&x_batch, &t_batch, &sgd, &mut ws)?
+        } else {
+            // Gradient by backpropagation (and this batch's loss), then the update.
+            let loss = net.gradient(&x_batch, &t_batch, &mut grads, &mut ws)?;
+            sgd.update(net.params_mut(), &grads)?;
+            loss
+        };
         train_time += start.elapsed();
         // Record.
         losses.push(loss);
