@@ -44,6 +44,9 @@ pub(crate) struct Tile {
     pub bias: *const f32,
     /// Apply `max(·, 0)` after the bias.
     pub relu: bool,
+    /// The whole product has this one row (a batch of one): the kernel may split the sum
+    /// over k into independent partial sums to hide the latency of the multiply-adds.
+    pub single: bool,
 }
 
 /// The last few columns (fewer than a vector) of a block of rows, by dot products along k:
@@ -151,6 +154,11 @@ pub(crate) fn gemm<K: SimdKernel>(
     // Columns past the last whole vector: by a remainder kernel when A's layout suits one
     // (full lanes instead of a mostly masked vector), else by masked tiles.
     let r = n_all % K::LANES;
+    // A single row (a batch of one): the remainder kernels would not pay for their packing,
+    // and one k block streams B once.
+    let single_row = m == 1;
+    let kc_max = if single_row { k } else { kc_max };
+    let r = if single_row { 0 } else { r };
     let rem_dot = K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && pack.len() >= r * k);
     let rem_col = K::COL.filter(|_| r != 0 && r <= REM_MAX && a.rs == 1 && rem_dot.is_none());
     let n = if rem_dot.is_some() || rem_col.is_some() {
@@ -221,6 +229,7 @@ pub(crate) fn gemm<K: SimdKernel>(
                     beta: beta_blk,
                     bias: bias_p,
                     relu: relu && last,
+                    single: single_row,
                 };
                 if csc == 1 {
                     // SAFETY: (i0, j0) is inside C.
@@ -241,6 +250,7 @@ pub(crate) fn gemm<K: SimdKernel>(
                     t.beta = 0.0;
                     t.bias = core::ptr::null();
                     t.relu = false;
+                    t.single = false;
                     // SAFETY: as above for A and B; the C tile is `tmp`, mr ≤ 16 rows of
                     // 64 columns with row stride 64.
                     unsafe { K::tile(&t) };

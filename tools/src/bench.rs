@@ -42,7 +42,7 @@ pub struct Shape {
 }
 
 /// The products of one training step of the book's net (batch 100), and the evaluation's.
-pub const TRAINING_SHAPES: [Shape; 6] = [
+pub const TRAINING_SHAPES: [Shape; 8] = [
     Shape {
         name: "X·W1 (forward 1)",
         m: 100,
@@ -88,6 +88,22 @@ pub const TRAINING_SHAPES: [Shape; 6] = [
         m: 1000,
         k: 784,
         n: 50,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        name: "x·W1 (one image)",
+        m: 1,
+        k: 784,
+        n: 50,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        name: "z1·W2 (one image)",
+        m: 1,
+        k: 50,
+        n: 10,
         a_t: false,
         b_t: false,
     },

@@ -71,7 +71,11 @@ fn check<T: Float>(
     h: f64,
 ) -> zeronn::Result<Vec<TensorDiff>> {
     let data = train.head(cfg.samples);
-    let x: Vec<T> = data.x.iter().map(|&v| T::from_f64(v as f64)).collect();
+    let x: Vec<T> = data
+        .x_f32()
+        .iter()
+        .map(|&v| T::from_f64(v as f64))
+        .collect();
     let t = &data.t;
     let shape = TwoLayerShape::new(data.pixels, cfg.hidden, 10);
     let mut net = TwoLayerNet::new(shape, vec![T::ZERO; shape.param_len()])?;

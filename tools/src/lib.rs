@@ -7,5 +7,8 @@ pub mod gradcheck;
 pub mod mnist;
 pub mod modelfile;
 pub mod peak;
+pub mod pixels;
 pub mod progress;
+pub mod team;
 pub mod train;
+pub mod train_threads;

@@ -110,6 +110,9 @@ struct TrainArgs {
     /// No progress bar, even on a terminal
     #[arg(long)]
     no_progress: bool,
+    /// Threads: each mini-batch is split by rows; results are bit-reproducible for a given count
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Args)]
@@ -233,7 +236,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     }
     let data = load_data(&a.data)?;
     eprintln!(
-        "zeronn train: {}-{}-10 {:?}, batch {}, lr {}, {} iterations, seed {}, backend {}",
+        "zeronn train: {}-{}-10 {:?}, batch {}, lr {}, {} iterations, seed {}, backend {}, {} thread(s)",
         data.train.pixels,
         cfg.hidden,
         cfg.activation,
@@ -241,18 +244,25 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         cfg.lr,
         cfg.iters,
         cfg.seed,
-        cfg.backend
+        cfg.backend,
+        a.threads
     );
     eprintln!("train_acc test_acc (after the update of every epoch's first iteration)");
     let start = Instant::now();
     let mut progress = Progress::new(cfg.iters, !a.no_progress);
-    let report = train(&cfg, &data, |event| match event {
+    let on_event = |event: Event<'_>| match event {
         Event::Iter(i, loss) => progress.tick(i + 1, loss),
         Event::Epoch(e) => {
             progress.clear();
             println!("{} {}", py_repr(e.train_acc), py_repr(e.test_acc));
         }
-    })
+    };
+    let threads = positive("threads", a.threads)?;
+    let report = if threads == 1 {
+        train(&cfg, &data, on_event)
+    } else {
+        zeronn_tools::train_threads::train_threads(&cfg, &data, threads, on_event)
+    }
     .map_err(|e| e.to_string())?;
     progress.clear();
     let total = start.elapsed();

@@ -333,11 +333,13 @@ pub fn load_labels(path: &Path) -> Result<Vec<u8>, LoadError> {
     Ok(labels)
 }
 
-/// One split of the data: images scaled to [0, 1] and their labels.
+/// One split of the data: the images as stored (bytes) and their labels. Images are turned
+/// into `f32` in [0, 1] (the book's `normalize=True`) as they are used, exactly
+/// (see [`crate::pixels`]).
 #[derive(Debug, Clone)]
 pub struct Split {
-    /// `len × pixels` values in [0, 1], image after image.
-    pub x: Vec<f32>,
+    /// `len × pixels` bytes 0–255, image after image.
+    pub raw: Vec<u8>,
     /// Labels 0–9.
     pub t: Vec<u8>,
     /// Pixels per image.
@@ -353,15 +355,61 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.t.is_empty()
     }
-    /// Image `i` as a slice of `pixels` values.
-    pub fn image(&self, i: usize) -> &[f32] {
-        &self.x[i * self.pixels..(i + 1) * self.pixels]
+    /// Image `i`, as stored.
+    pub fn image_raw(&self, i: usize) -> &[u8] {
+        &self.raw[i * self.pixels..(i + 1) * self.pixels]
     }
+    /// Images `lo..hi` as f32 in [0, 1], into `out` (`(hi - lo) × pixels` values).
+    pub fn images_f32(&self, lo: usize, hi: usize, out: &mut [f32]) {
+        crate::pixels::to_unit_f32(&self.raw[lo * self.pixels..hi * self.pixels], out);
+    }
+    /// All images as f32 in [0, 1].
+    pub fn x_f32(&self) -> Vec<f32> {
+        let mut x = vec![0.0; self.raw.len()];
+        self.images_f32(0, self.len(), &mut x);
+        x
+    }
+    /// The images at `idx` (as f32) into `x` and their labels into `t`: a mini-batch.
+    pub fn gather(&self, idx: &[usize], x: &mut [f32], t: &mut [u8]) {
+        for ((&i, row), label) in idx
+            .iter()
+            .zip(x.chunks_exact_mut(self.pixels))
+            .zip(t.iter_mut())
+        {
+            crate::pixels::to_unit_f32(self.image_raw(i), row);
+            *label = self.t[i];
+        }
+    }
+    /// Asks the CPU to bring the images at `idx` into the cache (L2), without waiting: a
+    /// gather of them later finds them there instead of stalling on memory for each row.
+    pub fn prefetch(&self, idx: &[usize]) {
+        for &i in idx {
+            self.prefetch_part(i, 0, self.pixels);
+        }
+    }
+
+    /// [`Split::prefetch`] for pixels `lo..hi` of image `i`.
+    pub fn prefetch_part(&self, i: usize, lo: usize, hi: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            for line in self.image_raw(i)[lo..hi].chunks(64) {
+                // SAFETY: SSE is part of x86-64; a prefetch is a hint that never faults and
+                // changes nothing the program can observe.
+                unsafe {
+                    use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+                    _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast());
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (i, lo, hi);
+    }
+
     /// The first `n` images (or all).
     pub fn head(&self, n: usize) -> Split {
         let n = n.min(self.len());
         Split {
-            x: self.x[..n * self.pixels].to_vec(),
+            raw: self.raw[..n * self.pixels].to_vec(),
             t: self.t[..n].to_vec(),
             pixels: self.pixels,
         }
@@ -456,8 +504,11 @@ pub fn load_split(images: &Path, labels: &Path, pixels: Option<usize>) -> Result
             },
         ));
     }
-    let x = img.pixels.iter().map(|&p| p as f32 / 255.0).collect();
-    Ok(Split { x, t, pixels: per })
+    Ok(Split {
+        raw: img.pixels,
+        t,
+        pixels: per,
+    })
 }
 
 /// Any failure of [`load`]: a missing file (with where it looked) or a bad one.

@@ -86,27 +86,28 @@ pub fn accuracy<P: AsRef<[f32]>>(
     data: &Split,
     ws: &mut [f32],
 ) -> zeronn::Result<f64> {
-    let mut correct = 0;
-    for (x, t) in data
-        .x
-        .chunks(EVAL_CHUNK * data.pixels)
-        .zip(data.t.chunks(EVAL_CHUNK))
-    {
-        correct += net.count_correct(x, t, ws)?;
-    }
-    Ok(correct as f64 / data.len() as f64)
+    Ok(count_correct_range(net, data, (0, data.len()), ws)? as f64 / data.len() as f64)
 }
 
-/// Copies the sampled rows into the batch buffers.
-fn gather(data: &Split, mask: &[usize], x: &mut [f32], t: &mut [u8]) {
-    for ((&i, row), label) in mask
-        .iter()
-        .zip(x.chunks_exact_mut(data.pixels))
-        .zip(t.iter_mut())
-    {
-        row.copy_from_slice(data.image(i));
-        *label = data.t[i];
+/// Correct answers of `net` on images `lo..hi` of `data`: each chunk of [`EVAL_CHUNK`] rows is
+/// turned into f32 and run through `predict`, in `ws`.
+pub fn count_correct_range<P: AsRef<[f32]>>(
+    net: &TwoLayerNet<f32, P>,
+    data: &Split,
+    (lo, hi): (usize, usize),
+    ws: &mut [f32],
+) -> zeronn::Result<usize> {
+    let mut x = vec![0.0f32; EVAL_CHUNK.min(hi - lo) * data.pixels];
+    let mut correct = 0;
+    let mut i = lo;
+    while i < hi {
+        let j = (i + EVAL_CHUNK).min(hi);
+        let x = &mut x[..(j - i) * data.pixels];
+        data.images_f32(i, j, x);
+        correct += net.count_correct(x, &data.t[i..j], ws)?;
+        i = j;
     }
+    Ok(correct)
 }
 
 /// What [`train`] reports as it goes (for printing).
@@ -146,11 +147,19 @@ pub fn train(
     let (mut losses, mut epochs) = (Vec::with_capacity(cfg.iters), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
 
+    // Mini-batches are drawn one step ahead (the same draws, in the same order) so that the
+    // next batch's images are on their way from memory while this step computes.
+    let mut next_mask = vec![0usize; cfg.batch_size];
+    random::choice(&mut rng, train_size, &mut next_mask);
     for i in 0..cfg.iters {
         let start = Instant::now();
         // Sample a mini-batch.
-        random::choice(&mut rng, train_size, &mut batch_mask);
-        gather(&data.train, &batch_mask, &mut x_batch, &mut t_batch);
+        std::mem::swap(&mut batch_mask, &mut next_mask);
+        data.train.gather(&batch_mask, &mut x_batch, &mut t_batch);
+        if i + 1 < cfg.iters {
+            random::choice(&mut rng, train_size, &mut next_mask);
+            data.train.prefetch(&next_mask);
+        }
         let loss = if fused {
             // Gradient by backpropagation and the SGD update, fused (bit-identical to the
             // two steps below; see `TwoLayerNet::train_step`).

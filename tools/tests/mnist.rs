@@ -18,14 +18,21 @@ fn real_files_load_with_the_known_facts() {
     assert_eq!(data.train.pixels, 784);
     assert_eq!(&data.train.t[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
     assert_eq!(&data.test.t[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
-    let mean: f64 = data.train.x.iter().map(|&v| v as f64).sum::<f64>() / data.train.x.len() as f64;
+    let x = data.train.x_f32();
+    let mean: f64 = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
     assert!(
         (mean * 255.0 - 33.318).abs() < 0.001,
         "mean pixel {}",
         mean * 255.0
     );
-    assert!(data.train.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
-    assert_eq!(data.train.x.iter().cloned().fold(0.0f32, f32::max), 1.0);
+    assert!(x.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert_eq!(x.iter().cloned().fold(0.0f32, f32::max), 1.0);
+    let raw_mean =
+        data.train.raw.iter().map(|&p| p as f64).sum::<f64>() / data.train.raw.len() as f64;
+    assert!(
+        (raw_mean - 33.3184).abs() < 1e-4,
+        "mean raw pixel {raw_mean}"
+    );
 }
 
 /// An IDX file: magic, dims, data.
@@ -64,7 +71,7 @@ fn small_valid_files_load_raw_and_gzipped() {
     let split = mnist::load_split(&s.path("i"), &s.path("l.gz"), Some(4)).unwrap();
     assert_eq!(split.len(), 3);
     assert_eq!(split.t, vec![3, 3, 3]);
-    assert!(split.x.iter().all(|&v| v == 1.0));
+    assert!(split.x_f32().iter().all(|&v| v == 1.0));
 }
 
 /// The message of loading `bytes` as images (or labels), checked to name the file.

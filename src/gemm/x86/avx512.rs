@@ -27,6 +27,10 @@ impl SimdKernel for Avx512 {
         // whose MR covers it.
         unsafe {
             match (t.nv, t.mr) {
+                (1, _) if t.single => row_n::<1>(t),
+                (2, _) if t.single => row_n::<2>(t),
+                (3, _) if t.single => row_n::<3>(t),
+                (_, _) if t.single => row_n::<4>(t),
                 (1, 1..=4) => tile_n::<4, 1>(t),
                 (1, _) => tile_n::<8, 1>(t),
                 (2, 1..=4) => tile_n::<4, 2>(t),
@@ -38,6 +42,88 @@ impl SimdKernel for Avx512 {
             }
         }
     }
+}
+
+/// The epilogue of a tile: `α·s` (+ `β·c`) (+ bias) (ReLU), stored masked.
+///
+/// # Safety
+/// As for [`SimdKernel::tile`]; `acc` holds at least `t.mr` rows.
+#[target_feature(enable = "avx512f")]
+unsafe fn store_tile<const NV: usize>(t: &Tile, acc: &[[__m512; NV]], mask: __mmask16) {
+    let alpha = _mm512_set1_ps(t.alpha);
+    let beta = _mm512_set1_ps(t.beta);
+    let zero = _mm512_setzero_ps();
+    for (i, row) in acc.iter().enumerate().take(t.mr) {
+        for (v, &s) in row.iter().enumerate() {
+            let m = if v + 1 == NV { mask } else { 0xFFFF };
+            // SAFETY: C(i, v·16..) inside the tile, masked to the valid columns.
+            unsafe {
+                let cp = t.c.add(i * t.rsc + v * 16);
+                // Multiply and add separately (not fused): the same rounding as the portable
+                // epilogue and as a separate SGD update, so `W ← W - lr·(XᵀdY)` fused here is
+                // bit-identical to computing the gradient and then updating.
+                let mut x = _mm512_mul_ps(alpha, s);
+                if t.beta != 0.0 {
+                    x = _mm512_add_ps(x, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(m, cp)));
+                }
+                if !t.bias.is_null() {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias.add(v * 16)));
+                }
+                if t.relu {
+                    // max(0, x) returns x when x is NaN: NaN passes, as in the portable ReLU.
+                    x = _mm512_max_ps(zero, x);
+                }
+                _mm512_mask_storeu_ps(cp, m, x);
+            }
+        }
+    }
+}
+
+/// One row (the whole product is a single row): the sum over k is split four ways into
+/// independent accumulators, so the multiply-adds do not wait on each other, then added
+/// pairwise. B streams through once.
+#[target_feature(enable = "avx512f")]
+unsafe fn row_n<const NV: usize>(t: &Tile) {
+    let mask = last_mask(NV, t.ncols);
+    let mut acc = [[_mm512_setzero_ps(); NV]; 4];
+    // Rows p.. of B and A(0, p) for p < kc: inside their views (caller's contract).
+    let step = |acc: &mut [__m512; NV], p: usize| {
+        // SAFETY: p < kc (see above); the last vector is masked to the valid columns.
+        unsafe {
+            let bp = t.b.add(p * t.rsb);
+            let a = _mm512_set1_ps(*t.a.add(p * t.csa));
+            for (v, x) in acc.iter_mut().enumerate() {
+                let b = if v + 1 == NV {
+                    _mm512_maskz_loadu_ps(mask, bp.add(v * 16))
+                } else {
+                    _mm512_loadu_ps(bp.add(v * 16))
+                };
+                *x = _mm512_fmadd_ps(a, b, *x);
+            }
+        }
+    };
+    let mut p = 0;
+    while p + 4 <= t.kc {
+        let [a0, a1, a2, a3] = &mut acc;
+        step(a0, p);
+        step(a1, p + 1);
+        step(a2, p + 2);
+        step(a3, p + 3);
+        p += 4;
+    }
+    while p < t.kc {
+        step(&mut acc[0], p);
+        p += 1;
+    }
+    let mut sum = [[_mm512_setzero_ps(); NV]; 1];
+    for v in 0..NV {
+        sum[0][v] = _mm512_add_ps(
+            _mm512_add_ps(acc[0][v], acc[1][v]),
+            _mm512_add_ps(acc[2][v], acc[3][v]),
+        );
+    }
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { store_tile(t, &sum, mask) };
 }
 
 /// Dispatches a [`DotTile`] on its column count.
@@ -252,31 +338,6 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
         bp = bp.wrapping_add(t.rsb);
     }
 
-    let alpha = _mm512_set1_ps(t.alpha);
-    let beta = _mm512_set1_ps(t.beta);
-    let zero = _mm512_setzero_ps();
-    for (i, row) in acc.iter().enumerate().take(t.mr) {
-        for (v, &s) in row.iter().enumerate() {
-            let m = if v + 1 == NV { mask } else { 0xFFFF };
-            // SAFETY: C(i, v·16..) inside the tile, masked to the valid columns.
-            unsafe {
-                let cp = t.c.add(i * t.rsc + v * 16);
-                // Multiply and add separately (not fused): the same rounding as the portable
-                // epilogue and as a separate SGD update, so `W ← W - lr·(XᵀdY)` fused here is
-                // bit-identical to computing the gradient and then updating.
-                let mut x = _mm512_mul_ps(alpha, s);
-                if t.beta != 0.0 {
-                    x = _mm512_add_ps(x, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(m, cp)));
-                }
-                if !t.bias.is_null() {
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias.add(v * 16)));
-                }
-                if t.relu {
-                    // max(0, x) returns x when x is NaN: NaN passes, as in the portable ReLU.
-                    x = _mm512_max_ps(zero, x);
-                }
-                _mm512_mask_storeu_ps(cp, m, x);
-            }
-        }
-    }
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { store_tile(t, &acc, mask) };
 }

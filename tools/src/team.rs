@@ -1,0 +1,148 @@
+//! A team of threads that run one program in lockstep (SPMD), separated into phases by a
+//! spinning barrier, sharing buffers whose parts each phase assigns to one member.
+//!
+//! Why not `std::sync::Barrier`: it sleeps on a futex, and waking costs microseconds; a
+//! training step of the book's net takes about 60 µs per thread, so the two barriers a step
+//! needs must cost well under a microsecond. Waiters spin, and yield after a while so an
+//! oversubscribed machine still makes progress.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A reusable barrier for `n` threads that spins instead of sleeping.
+pub struct SpinBarrier {
+    n: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    /// A barrier for `n ≥ 1` threads.
+    pub fn new(n: usize) -> Self {
+        SpinBarrier {
+            n: n.max(1),
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until all `n` threads have called `wait` for this generation. Everything a thread
+    /// wrote before its `wait` is visible to every thread after theirs.
+    pub fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation
+                .store(generation.wrapping_add(1), Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if spins < 20_000 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// A buffer shared by a team, accessed in phases: within a phase, members only read it, or
+/// each writes a part no other member touches; a [`SpinBarrier`] separates the phases.
+pub struct Shared<T> {
+    data: UnsafeCell<Vec<T>>,
+}
+
+// SAFETY: access goes through `read`/`part_mut`, whose callers keep to the phase discipline
+// (no part written in a phase is read or written by another member in that phase), and the
+// barrier between phases orders the accesses (release/acquire).
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Wraps a buffer.
+    pub fn new(v: Vec<T>) -> Self {
+        Shared {
+            data: UnsafeCell::new(v),
+        }
+    }
+
+    /// The whole buffer, read-only.
+    ///
+    /// # Safety
+    /// No member writes any part of the buffer until the next barrier.
+    pub unsafe fn read(&self) -> &[T] {
+        // SAFETY: per the contract, nothing writes while this reference lives.
+        unsafe { &*self.data.get() }
+    }
+
+    /// Elements `start..end`, mutably.
+    ///
+    /// # Safety
+    /// Until the next barrier, no other member reads or writes any element of `start..end`,
+    /// and this member creates no other reference to them.
+    // The mutable slice comes from the `UnsafeCell`, not from `&self`: that is the point of
+    // this type, and the contract above keeps the parts disjoint.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn part_mut(&self, start: usize, end: usize) -> &mut [T] {
+        // SAFETY: the range is exclusive to this member for this phase (contract); the
+        // slice is built from the raw pointer so no reference to the whole Vec is made.
+        unsafe {
+            let v = &mut *self.data.get();
+            let len = v.len();
+            assert!(start <= end && end <= len, "part {start}..{end} of {len}");
+            std::slice::from_raw_parts_mut(v.as_mut_ptr().add(start), end - start)
+        }
+    }
+
+    /// Gives the buffer back once the team is done.
+    pub fn into_inner(self) -> Vec<T> {
+        self.data.into_inner()
+    }
+}
+
+/// Member `i`'s part of `0..len` split into `n` nearly equal contiguous ranges.
+pub fn part(len: usize, n: usize, i: usize) -> (usize, usize) {
+    (len * i / n, len * (i + 1) / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_range_without_overlap() {
+        for n in 1..5 {
+            let mut next = 0;
+            for i in 0..n {
+                let (a, b) = part(10, n, i);
+                assert_eq!(a, next);
+                next = b;
+            }
+            assert_eq!(next, 10);
+        }
+    }
+
+    #[test]
+    fn barrier_orders_phases() {
+        let n = 3;
+        let barrier = SpinBarrier::new(n);
+        let buf = Shared::new(vec![0usize; n]);
+        std::thread::scope(|s| {
+            for me in 0..n {
+                let (barrier, buf) = (&barrier, &buf);
+                s.spawn(move || {
+                    for round in 1..50 {
+                        // SAFETY: each member writes only its own element in this phase.
+                        unsafe { buf.part_mut(me, me + 1)[0] = round * 10 + me };
+                        barrier.wait();
+                        // SAFETY: nobody writes in this phase.
+                        let all = unsafe { buf.read() }.to_vec();
+                        assert_eq!(all, (0..n).map(|i| round * 10 + i).collect::<Vec<_>>());
+                        barrier.wait();
+                    }
+                });
+            }
+        });
+    }
+}
