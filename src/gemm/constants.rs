@@ -17,6 +17,8 @@ pub const NC: usize = 256;
 /// The driver works with less, down to none (then it runs unpacked, with the same results).
 pub const PACK_LEN: usize = MC * KC + KC * NC;
 
-/// The SIMD backends cut `k` into blocks of `SIMD_KC` (their LOOP 3): a `SIMD_KC × 64` slab of
-/// B (32 KiB) stays in the 48 KiB L1 while every row block of A passes over it.
-pub const SIMD_KC: usize = 256;
+/// The SIMD backends cut `k` into blocks of `SIMD_KC` (their LOOP 3). For the shapes of these
+/// nets (n ≤ 64, k ≤ 1024) one block measured as fast as any split: the `k × 48` panel of B
+/// streams from L2 for each row block, and C is stored once. Larger k (the square ladder)
+/// splits into blocks of this size.
+pub const SIMD_KC: usize = 1024;

@@ -9,6 +9,7 @@ pub mod modelfile;
 pub mod peak;
 pub mod pixels;
 pub mod progress;
+pub mod sparse;
 pub mod team;
 pub mod train;
 pub mod train_threads;

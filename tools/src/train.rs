@@ -9,6 +9,7 @@ use zeronn::random::{self, seeded};
 use zeronn::{Activation, Sgd, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::{Mnist, Split};
+use crate::sparse;
 
 /// Hyperparameters; `Default` is the book's run.
 #[derive(Debug, Clone)]
@@ -150,22 +151,33 @@ pub fn train(
     // Mini-batches are drawn one step ahead (the same draws, in the same order) so that the
     // next batch's images are on their way from memory while this step computes.
     let mut next_mask = vec![0usize; cfg.batch_size];
+    let mut compact = sparse::Compact::new();
     random::choice(&mut rng, train_size, &mut next_mask);
     for i in 0..cfg.iters {
         let start = Instant::now();
         // Sample a mini-batch.
         std::mem::swap(&mut batch_mask, &mut next_mask);
-        data.train.gather(&batch_mask, &mut x_batch, &mut t_batch);
         if i + 1 < cfg.iters {
             random::choice(&mut rng, train_size, &mut next_mask);
             data.train.prefetch(&next_mask);
         }
         let loss = if fused {
-            // Gradient by backpropagation and the SGD update, fused (bit-identical to the
-            // two steps below; see `TwoLayerNet::train_step`).
-            net.train_step(&x_batch, &t_batch, &sgd, &mut ws)?
+            // Gradient by backpropagation and the SGD update, fused, on the batch's non-blank
+            // pixels only (bit-identical to the two steps below; see `sparse.rs` and
+            // `TwoLayerNet::train_step`).
+            sparse::train_step(
+                &mut compact,
+                &mut net,
+                &data.train,
+                &batch_mask,
+                &mut x_batch,
+                &mut t_batch,
+                &sgd,
+                &mut ws,
+            )?
         } else {
             // Gradient by backpropagation (and this batch's loss), then the update.
+            data.train.gather(&batch_mask, &mut x_batch, &mut t_batch);
             let loss = net.gradient(&x_batch, &t_batch, &mut grads, &mut ws)?;
             sgd.update(net.params_mut(), &grads)?;
             loss

@@ -242,7 +242,17 @@ fn two_threads_reproduce_bit_for_bit_and_learn() {
     let run = |name: &str| {
         let p = s.path(name);
         let o = zeronn(
-            &["train", "--seed", "5", "--threads", "2", "--iters", "1201", "--save", p.to_str().unwrap()],
+            &[
+                "train",
+                "--seed",
+                "5",
+                "--threads",
+                "2",
+                "--iters",
+                "1201",
+                "--save",
+                p.to_str().unwrap(),
+            ],
             Some(&dir),
         );
         assert!(o.status.success(), "{}", stderr(&o));
@@ -253,5 +263,9 @@ fn two_threads_reproduce_bit_for_bit_and_learn() {
     assert!(a == b, "two threads, same seed, different parameters");
     assert_eq!(ea, eb);
     assert_eq!(ea.len(), 3);
-    assert!(ea[2].1 > 0.9, "test accuracy after 1200 iterations on two threads: {:?}", ea[2]);
+    assert!(
+        ea[2].1 > 0.9,
+        "test accuracy after 1200 iterations on two threads: {:?}",
+        ea[2]
+    );
 }

@@ -1,0 +1,105 @@
+"""Runs zeronn, PyTorch (1 and 2 threads) and NumPy in alternation on the book's run and
+prints medians and ratios. Called by run.sh (which makes the virtualenv)."""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DONE = re.compile(r"done in ([0-9.]+) s \(training ([0-9.]+) s, evaluation ([0-9.]+) s\)")
+
+
+def zeronn_whole(exe, data, threads, seed):
+    out = subprocess.run([exe, "train", "--data", data, "--seed", str(seed), "--threads", str(threads),
+                          "--no-progress"], capture_output=True, text=True, check=True)
+    m = DONE.search(out.stderr)
+    last = out.stdout.strip().splitlines()[-1].split()
+    return {"whole_s": float(m[1]), "train_s": float(m[2]), "eval_s": float(m[3]),
+            "final_train_acc": float(last[0]), "final_test_acc": float(last[1])}
+
+
+def zeronn_micro(exe, data, reps):
+    out = subprocess.run([exe, "bench", "--data", data, "--backend", "auto", "--reps", str(reps)],
+                         capture_output=True, text=True, check=True).stdout
+    def cell(name):
+        row = next(l for l in out.splitlines() if l.startswith("| " + name))
+        value, unit = row.split("|")[2].split()
+        return float(value) * {"µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    return {"step_s": cell("training step"), "eval_pass_s": cell("evaluation pass"),
+            "forward1_s": cell("forward of one image")}
+
+
+def python_run(script, data, mode, threads=None, seed=1):
+    cmd = [sys.executable, os.path.join(HERE, script), data, mode, "--seed", str(seed)]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads or 1), MKL_NUM_THREADS=str(threads or 1),
+               OPENBLAS_NUM_THREADS=str(threads or 1))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=HERE)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--zeronn", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-numpy-whole", action="store_true", help="skip the slow NumPy whole runs")
+    a = ap.parse_args()
+
+    contenders = [
+        ("zeronn 1 thread", lambda s: zeronn_whole(a.zeronn, a.data, 1, s)),
+        ("zeronn 2 threads", lambda s: zeronn_whole(a.zeronn, a.data, 2, s)),
+        ("PyTorch 1 thread", lambda s: python_run("book_torch.py", a.data, "whole", 1, s)),
+        ("PyTorch 2 threads", lambda s: python_run("book_torch.py", a.data, "whole", 2, s)),
+    ]
+    if not a.no_numpy_whole:
+        contenders.append(("NumPy (float64)", lambda s: python_run("book_numpy.py", a.data, "whole", None, s)))
+    whole = {name: [] for name, _ in contenders}
+    for rep in range(a.reps):
+        for name, run in contenders:
+            r = run(rep + 1)
+            whole[name].append(r)
+            print(f"rep {rep + 1} {name}: {r['whole_s']:.2f} s (test acc {r['final_test_acc']:.4f})", file=sys.stderr)
+
+    micro_runs = [
+        ("zeronn 1 thread", lambda: zeronn_micro(a.zeronn, a.data, 7)),
+        ("PyTorch 1 thread", lambda: python_run("book_torch.py", a.data, "micro", 1)),
+        ("PyTorch 2 threads", lambda: python_run("book_torch.py", a.data, "micro", 2)),
+        ("NumPy (float64)", lambda: python_run("book_numpy.py", a.data, "micro")),
+    ]
+    micro = {name: [] for name, _ in micro_runs}
+    for rep in range(a.reps):
+        for name, run in micro_runs:
+            micro[name].append(run())
+
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    base = whole["zeronn 1 thread"]
+    print(f"\nWhole book run (10 000 iterations + 17 evaluations), median of {a.reps} alternating runs:\n")
+    print("| implementation | whole run | training, per iteration | evaluation, per pass | final test acc | zeronn 1 thread is faster by |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, rs in whole.items():
+        ratio = med(rs, "whole_s") / med(base, "whole_s")
+        print(f"| {name} | {med(rs, 'whole_s'):.2f} s | {med(rs, 'train_s') / 10000 * 1e6:.0f} µs "
+              f"| {med(rs, 'eval_s') / 17 * 1e3:.1f} ms | {med(rs, 'final_test_acc'):.4f} | {ratio:.2f}× |")
+    two = whole["zeronn 2 threads"]
+    print(f"\nzeronn on 2 threads is {med(base, 'whole_s') / med(two, 'whole_s'):.2f}× faster than on 1.")
+
+    mbase = micro["zeronn 1 thread"]
+    print(f"\nMicro-benchmarks (fixed batch; median of {a.reps} runs, each itself a median):\n")
+    print("| implementation | training step, batch 100 | evaluation pass, 70 000 images | forward of one image |")
+    print("| --- | --- | --- | --- |")
+    for name, rs in micro.items():
+        cells = []
+        for k, unit, scale in (("step_s", "µs", 1e6), ("eval_pass_s", "ms", 1e3), ("forward1_s", "µs", 1e6)):
+            v = med(rs, k)
+            cells.append(f"{v * scale:.1f} {unit}" + ("" if rs is mbase else f" ({v / med(mbase, k):.1f}×)"))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n(×: how many times longer than zeronn 1 thread)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Side by side on this machine: zeronn against our NumPy and PyTorch versions of the book's
+# chapter 5 run, in alternation, repeated; prints medians and ratios as Markdown tables.
+#
+#   ZERONN_DATA=../shared/data/mnist benches/compare/run.sh [--reps 5]
+#
+# NumPy and PyTorch come from the Python package index into a virtualenv made here
+# (target/compare-venv, or $COMPARE_VENV). Timings are noisy: not part of CI's pass/fail.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+data=${ZERONN_DATA:?set ZERONN_DATA to the directory with the MNIST IDX files}
+venv=${COMPARE_VENV:-$root/target/compare-venv}
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --progress-bar off numpy torch
+fi
+(cd "$root" && cargo build --release -p zeronn-tools --quiet)
+exec "$venv/bin/python" "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" "$@"

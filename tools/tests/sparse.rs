@@ -1,0 +1,159 @@
+//! Skipping blank pixels changes nothing but rounding: the compact step computes the same sums
+//! as the dense `train_step` (the same terms; only the lane-parallel remainder columns group
+//! them differently), and leaves the rows of `W1` for blank pixels exactly as they were.
+
+use zeronn::gemm::Backend;
+use zeronn::random::{self, Rng, seeded};
+use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
+use zeronn_tools::mnist::Split;
+use zeronn_tools::sparse::{self, Compact};
+
+/// `n` random 28×28 byte images whose outer `border` pixels are blank, like MNIST digits.
+fn images(n: usize, border: usize) -> Split {
+    let mut rng = seeded(3);
+    let mut raw = vec![0u8; n * 784];
+    for (k, p) in raw.iter_mut().enumerate() {
+        let (r, c) = ((k % 784) / 28, k % 28);
+        let inside = (border..28 - border).contains(&r) && (border..28 - border).contains(&c);
+        if inside && rng.next_u32() % 3 == 0 {
+            *p = (rng.next_u32() % 256) as u8;
+        }
+    }
+    let t = (0..n).map(|_| random::index(&mut rng, 10) as u8).collect();
+    Split {
+        raw,
+        t,
+        pixels: 784,
+    }
+}
+
+#[test]
+fn compact_step_equals_the_dense_step() {
+    let data = images(400, 4);
+    let shape = TwoLayerShape::new(784, 50, 10);
+    for backend in [Backend::Avx512, Backend::Avx2, Backend::Naive] {
+        if !backend.is_available() {
+            eprintln!("skipped: {backend} is not available here");
+            continue;
+        }
+        let make = || {
+            let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])
+                .unwrap()
+                .with_backend(backend)
+                .unwrap();
+            net.init_params(&mut seeded(1), 0.05);
+            net
+        };
+        let (mut dense, mut compact_net) = (make(), make());
+        let sgd = Sgd::new(0.1f32);
+        let mut ws = vec![0.0f32; shape.workspace_len(100)];
+        let (mut x, mut t) = (vec![0.0f32; 100 * 784], vec![0u8; 100]);
+        let mut cx = Vec::new();
+        let mut compact = Compact::new();
+        let mut rng = seeded(9);
+        let mut idx = vec![0usize; 100];
+        for step in 0..4 {
+            random::choice(&mut rng, data.len(), &mut idx);
+            data.gather(&idx, &mut x, &mut t);
+            let a = dense.train_step(&x, &t, &sgd, &mut ws).unwrap();
+            let b = sparse::train_step(
+                &mut compact,
+                &mut compact_net,
+                &data,
+                &idx,
+                &mut cx,
+                &mut t,
+                &sgd,
+                &mut ws,
+            )
+            .unwrap();
+            assert!(
+                compact.len() < 784 - 100,
+                "the border is blank: {} active",
+                compact.len()
+            );
+            assert!(
+                (a - b).abs() <= 1e-6 * a.abs(),
+                "{backend} step {step}: loss {a} vs {b}"
+            );
+            for (i, (p, q)) in dense.params().iter().zip(compact_net.params()).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-6 * (1.0 + p.abs()),
+                    "{backend} step {step}: parameter {i}: {p} vs {q}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rows_of_blank_pixels_stay_exactly_as_they_were() {
+    let data = images(100, 4);
+    let shape = TwoLayerShape::new(784, 50, 10);
+    let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+    net.init_params(&mut seeded(1), 0.05);
+    let before = net.tensor("W1").unwrap().to_vec();
+    let (mut cx, mut t) = (Vec::new(), vec![0u8; 100]);
+    let mut ws = vec![0.0f32; shape.workspace_len(100)];
+    let idx: Vec<usize> = (0..100).collect();
+    let mut compact = Compact::new();
+    sparse::train_step(
+        &mut compact,
+        &mut net,
+        &data,
+        &idx,
+        &mut cx,
+        &mut t,
+        &Sgd::new(0.1),
+        &mut ws,
+    )
+    .unwrap();
+    let after = net.tensor("W1").unwrap();
+    for f in 0..784 {
+        let blank = idx.iter().all(|&r| data.image_raw(r)[f] == 0);
+        let same = before[f * 50..(f + 1) * 50] == after[f * 50..(f + 1) * 50];
+        assert_eq!(
+            blank, same,
+            "pixel {f}: blank {blank}, row unchanged {same}"
+        );
+    }
+}
+
+#[test]
+fn a_blank_batch_is_a_valid_step() {
+    let data = Split {
+        raw: vec![0u8; 10 * 784],
+        t: vec![3; 10],
+        pixels: 784,
+    };
+    let shape = TwoLayerShape::new(784, 5, 10);
+    let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+    net.init_params(&mut seeded(2), 0.1);
+    let w1 = net.tensor("W1").unwrap().to_vec();
+    let mut ws = vec![0.0f32; shape.workspace_len(10)];
+    let (mut cx, mut t) = (Vec::new(), vec![0u8; 10]);
+    let mut compact = Compact::new();
+    let idx: Vec<usize> = (0..10).collect();
+    let loss = sparse::train_step(
+        &mut compact,
+        &mut net,
+        &data,
+        &idx,
+        &mut cx,
+        &mut t,
+        &Sgd::new(0.1),
+        &mut ws,
+    )
+    .unwrap();
+    assert!(loss.is_finite());
+    assert_eq!(
+        net.tensor("W1").unwrap(),
+        &w1[..],
+        "blank inputs leave W1 as it was"
+    );
+    assert_ne!(
+        net.tensor("b2").unwrap(),
+        &[0.0; 10][..],
+        "the biases still learn"
+    );
+}
