@@ -15,7 +15,7 @@ fn images(n: usize, border: usize) -> Split {
     for (k, p) in raw.iter_mut().enumerate() {
         let (r, c) = ((k % 784) / 28, k % 28);
         let inside = (border..28 - border).contains(&r) && (border..28 - border).contains(&c);
-        if inside && rng.next_u32() % 3 == 0 {
+        if inside && rng.next_u32().is_multiple_of(3) {
             *p = (rng.next_u32() % 256) as u8;
         }
     }
