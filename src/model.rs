@@ -277,6 +277,15 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     crc32_update(0xFFFF_FFFF, bytes) ^ 0xFFFF_FFFF
 }
 
+/// CRC-32 of parameters as a model stores them (little-endian bytes): the payload checksum a
+/// model of these parameters would carry. A short fingerprint to compare two runs bit for bit.
+pub fn crc32_params(params: &[f32]) -> u32 {
+    params
+        .iter()
+        .fold(0xFFFF_FFFF, |crc, p| crc32_update(crc, &p.to_le_bytes()))
+        ^ 0xFFFF_FFFF
+}
+
 const CRC_NIBBLE: [u32; 16] = {
     let mut t = [0u32; 16];
     let mut i = 0;
@@ -617,6 +626,16 @@ macro_rules! include_model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32_of_params_is_the_crc_of_their_bytes() {
+        let p = [1.5f32, -0.25, 3.0e-8];
+        let mut bytes = [0u8; 12];
+        for (c, v) in bytes.chunks_exact_mut(4).zip(p) {
+            c.copy_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(crc32_params(&p), crc32(&bytes));
+    }
 
     #[test]
     fn crc32_matches_the_standard_check_value() {

@@ -38,6 +38,7 @@ mod kernel;
 #[cfg(feature = "matrixmultiply")]
 mod mm;
 mod naive;
+#[cfg(target_arch = "x86_64")]
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -111,6 +112,7 @@ impl Element for f32 {
         pack: &mut [Self],
         epi: Epilogue<'_, Self>,
     ) -> bool {
+        #[cfg(target_arch = "x86_64")]
         use simd::SimdKernel;
         match backend {
             #[cfg(target_arch = "x86_64")]

@@ -2,6 +2,7 @@
 //! evaluation, model files and formatting. `main.rs` is the command line around it.
 
 pub mod bench;
+pub mod export;
 pub mod format;
 pub mod gradcheck;
 pub mod mnist;

@@ -35,6 +35,8 @@ enum Cmd {
     Eval(EvalArgs),
     /// Time the book's run: gemm shapes, training step, evaluation pass, batch-1 forward, whole run
     Bench(BenchArgs),
+    /// Write what a firmware build embeds: the model, test and training images, and the results the desktop computes on them
+    Export(ExportArgs),
 }
 
 #[derive(Args)]
@@ -166,6 +168,36 @@ struct BenchArgs {
     gemm_only: bool,
 }
 
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The model file (from `zeronn train --save`)
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Directory to write the bundle into
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Test images to embed (the first N of the test set)
+    #[arg(long, default_value_t = 200)]
+    test_images: usize,
+    /// Training images to embed for on-device training (the first N of the training set)
+    #[arg(long, default_value_t = 300)]
+    train_images: usize,
+    /// On-device training: SGD steps
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    /// On-device training: mini-batch size
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// On-device training: hidden units
+    #[arg(long, default_value_t = 50)]
+    hidden: usize,
+    /// On-device training: seed
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
@@ -175,6 +207,7 @@ fn main() -> ExitCode {
         Cmd::Gradcheck(a) => cmd_gradcheck(a),
         Cmd::Eval(a) => cmd_eval(a),
         Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Export(a) => cmd_export(a),
     };
     match result {
         Ok(code) => code,
@@ -473,5 +506,38 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         }
         Err(e) => eprintln!("evaluation pass and whole run skipped: {e}"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
+    let bytes = modelfile::read(&a.model)?;
+    let model = modelfile::parse(&a.model, &bytes)?;
+    let net = model
+        .two_layer_net()
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let cfg = zeronn_tools::export::DeviceTraining {
+        hidden: positive("hidden", a.hidden)?,
+        batch: positive("batch", a.batch)?,
+        steps: positive("steps", a.steps)?,
+        seed: a.seed,
+        ..Default::default()
+    };
+    if cfg.batch > zeronn::layers::FUSED_MAX_BATCH {
+        return Err(format!(
+            "--batch must be at most {}",
+            zeronn::layers::FUSED_MAX_BATCH
+        ));
+    }
+    let data = load_data(&a.data)?;
+    let summary = zeronn_tools::export::export(
+        bytes.bytes(),
+        &net,
+        &data,
+        &a.out,
+        positive("test-images", a.test_images)?,
+        positive("train-images", a.train_images)?,
+        &cfg,
+    )?;
+    eprintln!("exported {summary}");
     Ok(ExitCode::SUCCESS)
 }

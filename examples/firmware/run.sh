@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Cargo runner for the thumb targets: runs a firmware ELF under QEMU on the board that matches
+# its target (taken from the ELF's path), with semihosting for output and the exit code.
+# Set ZERONN_ICOUNT=/path/to/libicount.so to count instructions between the markers.
+set -euo pipefail
+elf=$1; shift
+case "$elf" in
+    *thumbv7em-none-eabihf*) board=(-machine mps2-an386 -cpu cortex-m4) ;;
+    *thumbv7m-none-eabi*) board=(-machine mps2-an385 -cpu cortex-m3) ;;
+    *thumbv8m.main-none-eabihf*) board=(-machine mps2-an505 -cpu cortex-m33) ;;
+    *) echo "run.sh: no board for $elf" >&2; exit 2 ;;
+esac
+qemu=${QEMU:-qemu-system-arm}
+plugin=()
+if [ -n "${ZERONN_ICOUNT:-}" ]; then
+    plugin=(-icount shift=0 -d plugin -D "${ZERONN_ICOUNT_LOG:-/dev/stderr}" -plugin "$ZERONN_ICOUNT")
+fi
+exec timeout "${ZERONN_QEMU_TIMEOUT:-600}" "$qemu" "${board[@]}" -display none -monitor none -serial none \
+    -semihosting-config enable=on,target=native "${plugin[@]}" -kernel "$elf" "$@" < /dev/null

@@ -1,0 +1,175 @@
+//! On-device training with no heap: every buffer is a `static` sized by the core's `const fn`s.
+//! A few hundred SGD steps on embedded MNIST images; the loss must fall and the final
+//! parameters must be bit-identical to the same run on the desktop through the portable kernel
+//! (`zeronn export` computes it there). Then the gradient check, on the device.
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+use core::mem::size_of;
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use zeronn::model::crc32_params;
+use zeronn::random::{self, seeded};
+use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
+use zeronn_firmware::{
+    PIXELS, TRAIN_T, TRAIN_X, UNIT, exit, expected, icount_start, icount_stop, load_image,
+};
+
+const SHAPE: TwoLayerShape = TwoLayerShape::new(PIXELS, expected::TRAIN_HIDDEN, 10);
+const BATCH: usize = expected::TRAIN_BATCH;
+
+type Params = [f32; SHAPE.param_len()];
+type Workspace = [f32; SHAPE.min_workspace_len(BATCH)];
+type Batch = [f32; BATCH * PIXELS];
+
+static mut PARAMS: Params = [0.0; SHAPE.param_len()];
+static mut WS: Workspace = [0.0; SHAPE.min_workspace_len(BATCH)];
+static mut XB: Batch = [0.0; BATCH * PIXELS];
+static mut TB: [u8; BATCH] = [0; BATCH];
+static mut IDX: [usize; BATCH] = [0; BATCH];
+
+// The buffers and the net agree, at compile time: the workspace holds exactly the forward and
+// backward activations of a batch, the batch fits one fused step, and everything fits the
+// board's 4 MiB of RAM.
+const _: () = assert!(size_of::<Workspace>() == 4 * BATCH * (2 * expected::TRAIN_HIDDEN + 10));
+const _: () = assert!(BATCH <= zeronn::layers::FUSED_MAX_BATCH);
+const _: () = assert!(size_of::<Params>() + size_of::<Workspace>() + size_of::<Batch>() < 4 << 20);
+
+/// The gradient check's net: 7×7 pooled images, 10 hidden units, 10 classes.
+const CHECK: TwoLayerShape = TwoLayerShape::new(49, 10, 10);
+const CHECK_BATCH: usize = 3;
+static mut CHECK_PARAMS: [f32; CHECK.param_len()] = [0.0; CHECK.param_len()];
+static mut CHECK_BACKPROP: [f32; CHECK.param_len()] = [0.0; CHECK.param_len()];
+static mut CHECK_NUMERICAL: [f32; CHECK.param_len()] = [0.0; CHECK.param_len()];
+static mut CHECK_WS: [f32; CHECK.min_workspace_len(CHECK_BATCH)] =
+    [0.0; CHECK.min_workspace_len(CHECK_BATCH)];
+
+#[entry]
+fn main() -> ! {
+    let trained = train();
+    let checked = gradient_check();
+    exit(trained && checked)
+}
+
+/// The training run; true if it matched the desktop's bit for bit and the loss fell.
+fn train() -> bool {
+    // SAFETY: `main` runs once and these are the only references to the buffers.
+    let (params, ws, xb, tb, idx) = unsafe {
+        (
+            &mut *&raw mut PARAMS,
+            &mut *&raw mut WS,
+            &mut *&raw mut XB,
+            &mut *&raw mut TB,
+            &mut *&raw mut IDX,
+        )
+    };
+    let Ok(mut net) = TwoLayerNet::new(SHAPE, &mut params[..]) else {
+        return false;
+    };
+    let mut rng = seeded(expected::TRAIN_SEED);
+    net.init_params(&mut rng, expected::TRAIN_INIT_STD);
+    let sgd = Sgd::new(f32::from_bits(expected::TRAIN_LR_BITS));
+    let images = TRAIN_T.len();
+    let (mut first, mut last) = (0.0f32, 0.0f32);
+    for step in 0..expected::TRAIN_STEPS {
+        random::choice(&mut rng, images, idx);
+        for (b, &i) in idx.iter().enumerate() {
+            load_image(TRAIN_X, i, &mut xb[b * PIXELS..(b + 1) * PIXELS]);
+            tb[b] = TRAIN_T[i];
+        }
+        if step == 0 {
+            icount_start();
+        }
+        let loss = match net.train_step(
+            black_box(&xb[..]),
+            black_box(&tb[..]),
+            &sgd,
+            black_box(&mut ws[..]),
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                hprintln!("train_step failed: {}", e);
+                return false;
+            }
+        };
+        if step == 0 {
+            icount_stop();
+            first = loss;
+        }
+        last = loss;
+    }
+    let crc = crc32_params(net.params());
+    let same = crc == expected::TRAIN_PARAMS_CRC
+        && first.to_bits() == expected::TRAIN_FIRST_LOSS_BITS
+        && last.to_bits() == expected::TRAIN_LAST_LOSS_BITS;
+    hprintln!(
+        "training: {} steps of batch {} on {} images; loss {} -> {} (per mille); parameters crc {:08x}, desktop {:08x}: {}",
+        expected::TRAIN_STEPS,
+        BATCH,
+        images,
+        (first * 1000.0) as u32,
+        (last * 1000.0) as u32,
+        crc,
+        expected::TRAIN_PARAMS_CRC,
+        if same { "bit-identical" } else { "DIFFERENT" }
+    );
+    same && last < first
+}
+
+/// The book's gradient check on the device, in f32: backprop against central differences on a
+/// small net over 7×7 pooled training images; true if every tensor agrees within 2%.
+fn gradient_check() -> bool {
+    // SAFETY: as in `train`: single-threaded, the only references.
+    let (params, back, num, ws) = unsafe {
+        (
+            &mut *&raw mut CHECK_PARAMS,
+            &mut *&raw mut CHECK_BACKPROP,
+            &mut *&raw mut CHECK_NUMERICAL,
+            &mut *&raw mut CHECK_WS,
+        )
+    };
+    let mut x = [0.0f32; CHECK_BATCH * 49];
+    for (b, row) in x.chunks_exact_mut(49).enumerate() {
+        let img = &TRAIN_X[b * PIXELS..(b + 1) * PIXELS];
+        for (k, v) in row.iter_mut().enumerate() {
+            let (r, c) = (k / 7 * 4, k % 7 * 4);
+            let mut s = 0.0f32;
+            for dr in 0..4 {
+                for dc in 0..4 {
+                    s += UNIT[img[(r + dr) * 28 + c + dc] as usize];
+                }
+            }
+            *v = s / 16.0;
+        }
+    }
+    let t = &TRAIN_T[..CHECK_BATCH];
+    let Ok(mut net) = TwoLayerNet::new(CHECK, &mut params[..]) else {
+        return false;
+    };
+    net.init_params(&mut seeded(7), 0.5);
+    if net.gradient(&x, t, back, ws).is_err()
+        || net.numerical_gradient(1e-2, &x, t, num, ws).is_err()
+    {
+        return false;
+    }
+    let mut ok = true;
+    for tensor in CHECK.layout() {
+        let (b, n) = (&back[tensor.range()], &num[tensor.range()]);
+        let (mut d2, mut b2, mut n2) = (0.0f32, 0.0f32, 0.0f32);
+        for (&p, &q) in b.iter().zip(n) {
+            d2 += (p - q) * (p - q);
+            b2 += p * p;
+            n2 += q * q;
+        }
+        let rel = zeronn::Float::sqrt(d2) / (zeronn::Float::sqrt(b2) + zeronn::Float::sqrt(n2));
+        hprintln!(
+            "gradient check {}: relative error {} ppm",
+            tensor.name,
+            (rel * 1e6) as u32
+        );
+        ok &= rel < 0.02;
+    }
+    ok
+}

@@ -1,0 +1,213 @@
+//! `zeronn export`: everything a firmware build embeds, in one directory.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `model.zrnn` | the model, validated (the on-flash format) |
+//! | `test-x.u8`, `test-t.u8` | the first test images (784 bytes each) and their labels |
+//! | `train-x.u8`, `train-t.u8` | the first training images and their labels, for on-device training |
+//! | `expected.rs` | what the desktop computes on the same data: the correct answers `zeronn eval` gives, and the on-device training run (its settings, first and last loss, CRC-32 of the final parameters) computed through the portable kernel, which rounds exactly as the microcontroller does |
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use zeronn::gemm::Backend;
+use zeronn::model::crc32_params;
+use zeronn::random::{self, seeded};
+use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
+
+use crate::mnist::{Mnist, Split};
+use crate::pixels;
+use crate::train::{EVAL_CHUNK, count_correct_range};
+
+/// The on-device training run, as the firmware's `train` binary does it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviceTraining {
+    /// Hidden units (784-hidden-10).
+    pub hidden: usize,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// SGD steps.
+    pub steps: usize,
+    /// Seed of the generator that draws the initial weights, then the batches.
+    pub seed: u64,
+    /// Learning rate.
+    pub lr: f32,
+    /// Standard deviation of the initial weights.
+    pub init_std: f64,
+}
+
+impl Default for DeviceTraining {
+    fn default() -> Self {
+        DeviceTraining {
+            hidden: 50,
+            batch: 10,
+            steps: 200,
+            seed: 1,
+            lr: 0.1,
+            init_std: 0.01,
+        }
+    }
+}
+
+/// What a device training run ends with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviceResult {
+    /// Loss of the first step.
+    pub first_loss: f32,
+    /// Loss of the last step.
+    pub last_loss: f32,
+    /// CRC-32 of the final parameters (little-endian bytes).
+    pub params_crc: u32,
+}
+
+/// Runs the firmware's training on the host, through `backend` (the portable kernel rounds
+/// exactly as the device does): the same initialisation, the same draws, the same steps.
+pub fn device_training(
+    cfg: &DeviceTraining,
+    images: &Split,
+    backend: Backend,
+) -> zeronn::Result<DeviceResult> {
+    let shape = TwoLayerShape::new(images.pixels, cfg.hidden, 10);
+    let mut net =
+        TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])?.with_backend(backend)?;
+    let mut rng = seeded(cfg.seed);
+    net.init_params(&mut rng, cfg.init_std);
+    let sgd = Sgd::new(cfg.lr);
+    let mut ws = vec![0.0f32; shape.min_workspace_len(cfg.batch)];
+    let mut idx = vec![0usize; cfg.batch];
+    let mut x = vec![0.0f32; cfg.batch * images.pixels];
+    let mut t = vec![0u8; cfg.batch];
+    let (mut first, mut last) = (0.0, 0.0);
+    for step in 0..cfg.steps {
+        random::choice(&mut rng, images.len(), &mut idx);
+        for ((&i, row), label) in idx
+            .iter()
+            .zip(x.chunks_exact_mut(images.pixels))
+            .zip(t.iter_mut())
+        {
+            for (v, &p) in row.iter_mut().zip(images.image_raw(i)) {
+                *v = pixels::unit(p);
+            }
+            *label = images.t[i];
+        }
+        let loss = net.train_step(&x, &t, &sgd, &mut ws)?;
+        if step == 0 {
+            first = loss;
+        }
+        last = loss;
+    }
+    Ok(DeviceResult {
+        first_loss: first,
+        last_loss: last,
+        params_crc: crc32_params(net.params()),
+    })
+}
+
+/// Writes the bundle for `model_bytes` (already validated by the caller) into `out`.
+pub fn export(
+    model_bytes: &[u8],
+    net: &TwoLayerNet<f32, &[f32]>,
+    data: &Mnist,
+    out: &Path,
+    test_images: usize,
+    train_images: usize,
+    cfg: &DeviceTraining,
+) -> Result<String, String> {
+    let test = data.test.head(test_images);
+    let train = data.train.head(train_images);
+    if test.is_empty() || train.len() < cfg.batch {
+        return Err("export needs at least one test image and a batch of training images".into());
+    }
+    let mut ws = vec![0.0f32; net.shape().workspace_len(EVAL_CHUNK)];
+    let correct =
+        count_correct_range(net, &test, (0, test.len()), &mut ws).map_err(|e| e.to_string())?;
+    let run = device_training(cfg, &train, Backend::Portable).map_err(|e| e.to_string())?;
+
+    let mut rs = String::new();
+    let w = &mut rs;
+    let _ = writeln!(
+        w,
+        "// Written by `zeronn export`: what the desktop computed on this bundle's data."
+    );
+    let _ = writeln!(
+        w,
+        "/// Test images in the bundle.\npub const TEST_IMAGES: usize = {};",
+        test.len()
+    );
+    let _ = writeln!(
+        w,
+        "/// How many of them `zeronn eval` classifies correctly.\npub const TEST_CORRECT: usize = {correct};"
+    );
+    let _ = writeln!(
+        w,
+        "/// Hidden units of the on-device training net (784-hidden-10).\npub const TRAIN_HIDDEN: usize = {};",
+        cfg.hidden
+    );
+    let _ = writeln!(
+        w,
+        "/// Mini-batch size.\npub const TRAIN_BATCH: usize = {};",
+        cfg.batch
+    );
+    let _ = writeln!(
+        w,
+        "/// SGD steps.\npub const TRAIN_STEPS: usize = {};",
+        cfg.steps
+    );
+    let _ = writeln!(
+        w,
+        "/// Seed of the initial weights and the batches.\npub const TRAIN_SEED: u64 = {};",
+        cfg.seed
+    );
+    let _ = writeln!(
+        w,
+        "/// Learning rate ({}), as f32 bits.\npub const TRAIN_LR_BITS: u32 = {:#010x};",
+        cfg.lr,
+        cfg.lr.to_bits()
+    );
+    let _ = writeln!(
+        w,
+        "/// Standard deviation of the initial weights.\npub const TRAIN_INIT_STD: f64 = {:?};",
+        cfg.init_std
+    );
+    let _ = writeln!(
+        w,
+        "/// Loss of the first step ({}), as f32 bits.\npub const TRAIN_FIRST_LOSS_BITS: u32 = {:#010x};",
+        run.first_loss,
+        run.first_loss.to_bits()
+    );
+    let _ = writeln!(
+        w,
+        "/// Loss of the last step ({}), as f32 bits.\npub const TRAIN_LAST_LOSS_BITS: u32 = {:#010x};",
+        run.last_loss,
+        run.last_loss.to_bits()
+    );
+    let _ = writeln!(
+        w,
+        "/// CRC-32 of the final parameters.\npub const TRAIN_PARAMS_CRC: u32 = {:#010x};",
+        run.params_crc
+    );
+
+    let files: [(&str, &[u8]); 6] = [
+        ("model.zrnn", model_bytes),
+        ("test-x.u8", &test.raw),
+        ("test-t.u8", &test.t),
+        ("train-x.u8", &train.raw),
+        ("train-t.u8", &train.t),
+        ("expected.rs", rs.as_bytes()),
+    ];
+    fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for (name, bytes) in files {
+        let p = out.join(name);
+        fs::write(&p, bytes).map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
+    }
+    Ok(format!(
+        "{}: model, {} test images ({correct} correct), {} training images; device training: loss {} -> {}, parameters crc {:08x}",
+        out.display(),
+        test.len(),
+        train.len(),
+        run.first_loss,
+        run.last_loss,
+        run.params_crc
+    ))
+}
