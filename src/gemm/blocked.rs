@@ -2,7 +2,7 @@
 //! with packing space owned by the caller (no heap), and an unpacked path with the same
 //! arithmetic for when there is no packing space.
 
-use super::constants::{KC, MC, NC};
+use super::constants::{KC, MC, NC, PACK_LEN};
 use super::kernel::{Kernel, MAX_TILE};
 use super::{Element, MatMut, MatRef};
 
@@ -21,7 +21,7 @@ pub(crate) fn gemm<T: Element, K: Kernel<T>>(
 ) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     let kc = k.min(KC);
-    if pack.len() < (K::MR + K::NR) * kc {
+    if PACK_LEN == 0 || pack.len() < (K::MR + K::NR) * kc {
         return unpacked(alpha, a, b, beta, c);
     }
     // Block sizes that fit the space given: a full A block if possible, B gets the rest.
@@ -209,13 +209,42 @@ fn unpacked<T: Element>(
     mut c: MatMut<'_, T>,
 ) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    // Where the target has register kernels for rows of 16, 8, 4, 2, 1 columns (Cortex-M with
+    // an FPU), they take every column: the same sums in the same order.
+    let wide = if T::ROW_KERNEL && b.col_stride() == 1 {
+        n
+    } else {
+        0
+    };
     for i in 0..m {
-        for j0 in (0..n).step_by(W) {
+        let mut j0 = 0;
+        while j0 < wide {
+            let w = [16, 8, 4, 2, 1]
+                .into_iter()
+                .find(|&w| w <= wide - j0)
+                .unwrap_or(1);
+            let mut pc = 0;
+            while pc < k {
+                let kcb = KC.min(k - pc);
+                let mut acc = [T::GEMM_ZERO; 16];
+                T::row_kernel(kcb, &a, i, pc, &b, j0, &mut acc[..w]);
+                store(
+                    &mut c,
+                    i,
+                    j0,
+                    &acc[..w],
+                    alpha,
+                    if pc == 0 { beta } else { T::GEMM_ONE },
+                );
+                pc += kcb;
+            }
+            j0 += w;
+        }
+        for j0 in (wide..n).step_by(W) {
             let w = W.min(n - j0);
             let mut pc = 0;
             while pc < k {
                 let kcb = KC.min(k - pc);
-                let beta_block = if pc == 0 { beta } else { T::GEMM_ONE };
                 let mut acc = [T::GEMM_ZERO; W];
                 for p in pc..pc + kcb {
                     let av = a.at(i, p);
@@ -223,16 +252,29 @@ fn unpacked<T: Element>(
                         *s = *s + av * b.at(p, j0 + jj);
                     }
                 }
-                for (jj, &s) in acc.iter().enumerate().take(w) {
-                    let cij = c.at_mut(i, j0 + jj);
-                    *cij = if beta_block == T::GEMM_ZERO {
-                        alpha * s
-                    } else {
-                        alpha * s + beta_block * *cij
-                    };
-                }
+                store(
+                    &mut c,
+                    i,
+                    j0,
+                    &acc[..w],
+                    alpha,
+                    if pc == 0 { beta } else { T::GEMM_ONE },
+                );
                 pc += kcb;
             }
         }
+    }
+}
+
+/// `C(i, j0 + jj) ← α·s[jj]` (β = 0: C not read) or `α·s[jj] + β·C(i, j0 + jj)`.
+#[inline]
+fn store<T: Element>(c: &mut MatMut<'_, T>, i: usize, j0: usize, s: &[T], alpha: T, beta: T) {
+    for (jj, &s) in s.iter().enumerate() {
+        let cij = c.at_mut(i, j0 + jj);
+        *cij = if beta == T::GEMM_ZERO {
+            alpha * s
+        } else {
+            alpha * s + beta * *cij
+        };
     }
 }

@@ -15,7 +15,15 @@ pub const NC: usize = 256;
 
 /// Packing space (elements) for full-size blocks: `MC·KC` for A plus `KC·NC` for B.
 /// The driver works with less, down to none (then it runs unpacked, with the same results).
+///
+/// On bare-metal targets (`target_os = "none"`: microcontrollers, which have no data cache
+/// for packing to help) it is 0: the portable driver always runs unpacked, which gives the
+/// same results, and its packing code is not even linked.
+#[cfg(not(target_os = "none"))]
 pub const PACK_LEN: usize = MC * KC + KC * NC;
+/// Packing space: none on bare-metal targets (see the desktop definition).
+#[cfg(target_os = "none")]
+pub const PACK_LEN: usize = 0;
 
 /// The SIMD backends cut `k` into blocks of `SIMD_KC` (their LOOP 3). For the shapes of these
 /// nets (n ≤ 64, k ≤ 1024) one block measured as fast as any split: the `k × 48` panel of B

@@ -31,6 +31,8 @@
 //! portable result does not depend on how much packing space it was given, nor on the target
 //! it runs on.
 
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+mod arm;
 mod blocked;
 mod constants;
 pub mod detect;
@@ -87,6 +89,26 @@ pub trait Element:
         epi: Epilogue<'_, Self>,
     ) -> bool;
 
+    /// Whether [`Element::row_kernel`] is a register kernel on this target.
+    #[doc(hidden)]
+    const ROW_KERNEL: bool = false;
+
+    /// `out[j] = Σ_{p<kc} A(i, pc+p)·B(pc+p, j0+j)` for `j < out.len()` (16, 8, 4, 2 or 1),
+    /// summed in order of `p` from zero (the portable kernel's arithmetic), for columns of B
+    /// that must exist and have unit column stride. Only called when [`Element::ROW_KERNEL`].
+    #[doc(hidden)]
+    fn row_kernel(
+        kc: usize,
+        a: &MatRef<'_, Self>,
+        i: usize,
+        pc: usize,
+        b: &MatRef<'_, Self>,
+        j0: usize,
+        out: &mut [Self],
+    ) {
+        let _ = (kc, a, i, pc, b, j0, out);
+    }
+
     /// Runs the `matrixmultiply` crate's gemm for this type.
     #[doc(hidden)]
     #[cfg(feature = "matrixmultiply")]
@@ -102,6 +124,49 @@ pub trait Element:
 impl Element for f32 {
     const GEMM_ZERO: Self = 0.0;
     const GEMM_ONE: Self = 1.0;
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    const ROW_KERNEL: bool = true;
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    fn row_kernel(
+        kc: usize,
+        a: &MatRef<'_, Self>,
+        i: usize,
+        pc: usize,
+        b: &MatRef<'_, Self>,
+        j0: usize,
+        out: &mut [Self],
+    ) {
+        let w = out.len();
+        // Check the extremes of what the kernel reads (row i of A over the block, rows of B
+        // over the block, columns j0..j0+w): the views guarantee everything in between.
+        assert!(
+            kc > 0
+                && i < a.rows
+                && pc + kc <= a.cols
+                && pc + kc <= b.rows
+                && j0 + w <= b.cols
+                && b.cs == 1
+        );
+        // SAFETY: A(i, pc+p) for p < kc and B(pc+p, j0+j) for j < w are inside their views
+        // (asserted above), which lie inside their slices.
+        unsafe {
+            let (ap, bp) = (
+                a.data.as_ptr().add(i * a.rs + pc * a.cs),
+                b.data.as_ptr().add(pc * b.rs + j0),
+            );
+            if let Ok(o) = <&mut [f32; 16]>::try_from(&mut *out) {
+                arm::row16(kc, ap, a.cs, bp, b.rs, o)
+            } else if let Ok(o) = <&mut [f32; 8]>::try_from(&mut *out) {
+                arm::row8(kc, ap, a.cs, bp, b.rs, o)
+            } else if let Ok(o) = <&mut [f32; 4]>::try_from(&mut *out) {
+                arm::row4(kc, ap, a.cs, bp, b.rs, o)
+            } else if let Ok(o) = <&mut [f32; 2]>::try_from(&mut *out) {
+                arm::row2(kc, ap, a.cs, bp, b.rs, o)
+            } else if let Ok(o) = <&mut [f32; 1]>::try_from(&mut *out) {
+                arm::row1(kc, ap, a.cs, bp, b.rs, o)
+            }
+        }
+    }
     fn simd(
         backend: Backend,
         alpha: Self,

@@ -3,7 +3,8 @@
 #![no_std]
 
 use cortex_m_rt::{ExceptionFrame, exception};
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::debug;
+use cortex_m_semihosting::hio::hstdout;
 
 /// The results the desktop computed on the same data (`zeronn export`).
 pub mod expected {
@@ -43,6 +44,45 @@ pub fn load_image(images: &[u8], i: usize, out: &mut [f32]) {
     }
 }
 
+unsafe extern "C" {
+    /// End of the statically allocated RAM (cortex-m-rt's linker script).
+    static mut __sheap: u32;
+}
+
+/// The pattern the unused stack is painted with.
+const PAINT: u32 = 0x5afe_c0de;
+
+/// Paints the free RAM between the static data and the current stack pointer (less a margin
+/// for this function's own frame), so that [`stack_used`] can find how deep the stack went.
+#[inline(never)]
+pub fn stack_paint() {
+    let bottom = &raw mut __sheap;
+    let sp = cortex_m::register::msp::read() as usize - 64;
+    let mut p = bottom;
+    while (p as usize) < sp {
+        // SAFETY: [__sheap, sp - 64) is free RAM: above every static, below the live stack.
+        unsafe { p.write_volatile(PAINT) };
+        p = p.wrapping_add(1);
+    }
+}
+
+/// Bytes of stack used since [`stack_paint`], up to the point where `stack_paint` was called:
+/// the distance from that point down to the deepest word no longer painted.
+#[inline(never)]
+pub fn stack_used(painted_from: usize) -> usize {
+    let mut p = &raw const __sheap;
+    // SAFETY: reads RAM between the statics and the stack, painted by `stack_paint`.
+    while (p as usize) < painted_from && unsafe { p.read_volatile() } == PAINT {
+        p = p.wrapping_add(1);
+    }
+    painted_from.saturating_sub(p as usize)
+}
+
+/// The current stack pointer.
+pub fn stack_pointer() -> usize {
+    cortex_m::register::msp::read() as usize
+}
+
 /// Ends the run: QEMU exits with 0 on success, 1 otherwise.
 pub fn exit(ok: bool) -> ! {
     debug::exit(if ok {
@@ -69,14 +109,45 @@ pub extern "C" fn icount_stop() {
     cortex_m::asm::nop();
 }
 
+/// Writes text to the host's stdout without `core::fmt` (which costs kilobytes of flash).
+pub fn print(s: &str) {
+    if let Ok(mut out) = hstdout() {
+        let _ = out.write_all(s.as_bytes());
+    }
+}
+
+/// Writes a number in decimal, without `core::fmt`.
+pub fn print_u32(mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    print(core::str::from_utf8(&buf[i..]).unwrap_or("?"));
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    hprintln!("panic: {}", info);
+    // Where, without the message: formatting it would pull `core::fmt` into every binary.
+    print("panic at ");
+    if let Some(l) = info.location() {
+        print(l.file());
+        print(":");
+        print_u32(l.line());
+    }
+    print("\n");
     exit(false)
 }
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    hprintln!("hard fault at pc {:#010x}", frame.pc());
+    print("hard fault at pc ");
+    print_u32(frame.pc());
+    print("\n");
     exit(false)
 }

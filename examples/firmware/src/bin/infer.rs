@@ -11,22 +11,21 @@ use zeronn::functions::argmax;
 use zeronn::{Model, TwoLayerShape};
 use zeronn_firmware::{
     MODEL, PIXELS, TEST_T, TEST_X, exit, expected, icount_start, icount_stop, load_image,
+    stack_paint, stack_pointer, stack_used,
 };
 
 /// The net the model holds (checked against the model's header at run time).
 const SHAPE: TwoLayerShape = TwoLayerShape::new(784, 50, 10);
 
-/// One image, as f32.
-static mut X: [f32; PIXELS] = [0.0; PIXELS];
-/// The workspace of one forward pass of one image: hidden and output activations.
-static mut WS: [f32; SHAPE.min_predict_workspace_len(1)] =
-    [0.0; SHAPE.min_predict_workspace_len(1)];
-
 #[entry]
 fn main() -> ! {
-    // SAFETY: `main` runs once, with interrupts that never touch these buffers; these are the
-    // only references made to them.
-    let (x, ws) = unsafe { (&mut *&raw mut X, &mut *&raw mut WS) };
+    // `static mut` in the entry function: cortex-m-rt hands them out as `&'static mut`, safely.
+    // One image, as f32, and the workspace of one forward pass (hidden and output activations).
+    static mut X: [f32; PIXELS] = [0.0; PIXELS];
+    static mut WS: [f32; SHAPE.min_predict_workspace_len(1)] =
+        [0.0; SHAPE.min_predict_workspace_len(1)];
+    let (x, ws) = (X, WS);
+
     let model = match Model::from_bytes(MODEL) {
         Ok(m) => m,
         Err(e) => {
@@ -42,10 +41,12 @@ fn main() -> ! {
         }
     };
     let n = TEST_T.len();
-    let mut correct = 0;
-    for i in 0..n {
+    let (mut correct, mut stack) = (0, 0);
+    for (i, &label) in TEST_T.iter().enumerate() {
         load_image(TEST_X, i, x);
+        let sp = stack_pointer();
         if i == 0 {
+            stack_paint();
             icount_start();
         }
         let y = match net.predict(black_box(&x[..]), black_box(&mut ws[..])) {
@@ -57,15 +58,17 @@ fn main() -> ! {
         };
         if i == 0 {
             icount_stop();
+            stack = stack_used(sp);
         }
-        correct += (argmax(y) == TEST_T[i] as usize) as usize;
+        correct += (argmax(y) == label as usize) as usize;
     }
     hprintln!(
-        "inference: {}/{} test images correct (zeronn eval: {}/{})",
+        "inference: {}/{} test images correct (zeronn eval: {}/{}); stack of one predict: {} bytes",
         correct,
         n,
         expected::TEST_CORRECT,
-        expected::TEST_IMAGES
+        expected::TEST_IMAGES,
+        stack
     );
     exit(n == expected::TEST_IMAGES && correct == expected::TEST_CORRECT)
 }

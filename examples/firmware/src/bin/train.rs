@@ -24,12 +24,6 @@ type Params = [f32; SHAPE.param_len()];
 type Workspace = [f32; SHAPE.min_workspace_len(BATCH)];
 type Batch = [f32; BATCH * PIXELS];
 
-static mut PARAMS: Params = [0.0; SHAPE.param_len()];
-static mut WS: Workspace = [0.0; SHAPE.min_workspace_len(BATCH)];
-static mut XB: Batch = [0.0; BATCH * PIXELS];
-static mut TB: [u8; BATCH] = [0; BATCH];
-static mut IDX: [usize; BATCH] = [0; BATCH];
-
 // The buffers and the net agree, at compile time: the workspace holds exactly the forward and
 // backward activations of a batch, the batch fits one fused step, and everything fits the
 // board's 4 MiB of RAM.
@@ -40,31 +34,55 @@ const _: () = assert!(size_of::<Params>() + size_of::<Workspace>() + size_of::<B
 /// The gradient check's net: 7×7 pooled images, 10 hidden units, 10 classes.
 const CHECK: TwoLayerShape = TwoLayerShape::new(49, 10, 10);
 const CHECK_BATCH: usize = 3;
-static mut CHECK_PARAMS: [f32; CHECK.param_len()] = [0.0; CHECK.param_len()];
-static mut CHECK_BACKPROP: [f32; CHECK.param_len()] = [0.0; CHECK.param_len()];
-static mut CHECK_NUMERICAL: [f32; CHECK.param_len()] = [0.0; CHECK.param_len()];
-static mut CHECK_WS: [f32; CHECK.min_workspace_len(CHECK_BATCH)] =
-    [0.0; CHECK.min_workspace_len(CHECK_BATCH)];
+
+/// Every buffer of the training run, in one `static`: its size is known at compile time.
+struct TrainBuffers {
+    params: Params,
+    ws: Workspace,
+    xb: Batch,
+    tb: [u8; BATCH],
+    idx: [usize; BATCH],
+}
+
+/// Every buffer of the gradient check.
+struct CheckBuffers {
+    params: [f32; CHECK.param_len()],
+    backprop: [f32; CHECK.param_len()],
+    numerical: [f32; CHECK.param_len()],
+    ws: [f32; CHECK.min_workspace_len(CHECK_BATCH)],
+}
 
 #[entry]
 fn main() -> ! {
-    let trained = train();
-    let checked = gradient_check();
+    // `static mut` in the entry function: cortex-m-rt hands them out as `&'static mut`, safely.
+    static mut TRAIN: TrainBuffers = TrainBuffers {
+        params: [0.0; SHAPE.param_len()],
+        ws: [0.0; SHAPE.min_workspace_len(BATCH)],
+        xb: [0.0; BATCH * PIXELS],
+        tb: [0; BATCH],
+        idx: [0; BATCH],
+    };
+    static mut GRADCHECK: CheckBuffers = CheckBuffers {
+        params: [0.0; CHECK.param_len()],
+        backprop: [0.0; CHECK.param_len()],
+        numerical: [0.0; CHECK.param_len()],
+        ws: [0.0; CHECK.min_workspace_len(CHECK_BATCH)],
+    };
+    let t = TRAIN;
+    let trained = train(&mut t.params, &mut t.ws, &mut t.xb, &mut t.tb, &mut t.idx);
+    let c = GRADCHECK;
+    let checked = gradient_check(&mut c.params, &mut c.backprop, &mut c.numerical, &mut c.ws);
     exit(trained && checked)
 }
 
 /// The training run; true if it matched the desktop's bit for bit and the loss fell.
-fn train() -> bool {
-    // SAFETY: `main` runs once and these are the only references to the buffers.
-    let (params, ws, xb, tb, idx) = unsafe {
-        (
-            &mut *&raw mut PARAMS,
-            &mut *&raw mut WS,
-            &mut *&raw mut XB,
-            &mut *&raw mut TB,
-            &mut *&raw mut IDX,
-        )
-    };
+fn train(
+    params: &mut Params,
+    ws: &mut Workspace,
+    xb: &mut Batch,
+    tb: &mut [u8; BATCH],
+    idx: &mut [usize; BATCH],
+) -> bool {
     let Ok(mut net) = TwoLayerNet::new(SHAPE, &mut params[..]) else {
         return false;
     };
@@ -74,7 +92,7 @@ fn train() -> bool {
     let images = TRAIN_T.len();
     let (mut first, mut last) = (0.0f32, 0.0f32);
     for step in 0..expected::TRAIN_STEPS {
-        random::choice(&mut rng, images, idx);
+        random::choice(&mut rng, images, &mut idx[..]);
         for (b, &i) in idx.iter().enumerate() {
             load_image(TRAIN_X, i, &mut xb[b * PIXELS..(b + 1) * PIXELS]);
             tb[b] = TRAIN_T[i];
@@ -120,16 +138,7 @@ fn train() -> bool {
 
 /// The book's gradient check on the device, in f32: backprop against central differences on a
 /// small net over 7×7 pooled training images; true if every tensor agrees within 2%.
-fn gradient_check() -> bool {
-    // SAFETY: as in `train`: single-threaded, the only references.
-    let (params, back, num, ws) = unsafe {
-        (
-            &mut *&raw mut CHECK_PARAMS,
-            &mut *&raw mut CHECK_BACKPROP,
-            &mut *&raw mut CHECK_NUMERICAL,
-            &mut *&raw mut CHECK_WS,
-        )
-    };
+fn gradient_check(params: &mut [f32], back: &mut [f32], num: &mut [f32], ws: &mut [f32]) -> bool {
     let mut x = [0.0f32; CHECK_BATCH * 49];
     for (b, row) in x.chunks_exact_mut(49).enumerate() {
         let img = &TRAIN_X[b * PIXELS..(b + 1) * PIXELS];

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Cost figures of zeronn in firmware, as a Markdown table for README.md.
+
+Builds the firmware for the three boards, runs each binary under QEMU with the instruction
+counting plugin (exact counts between the `icount_start`/`icount_stop` markers around the real
+API calls), and reads flash and RAM from the ELF files.
+
+    ZERONN_FIRMWARE_DATA=DIR examples/firmware/costs.py
+
+Needs on PATH: qemu-system-arm. Builds the plugin from ../shared/tools/qemu-icount/icount.c
+(or $ZERONN_ICOUNT_SRC) with gcc, and uses llvm-size/llvm-nm from rustup's llvm-tools.
+"""
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TARGETS = [
+    ("thumbv7em-none-eabihf", "Cortex-M4F (mps2-an386)"),
+    ("thumbv7m-none-eabi", "Cortex-M3, no FPU (mps2-an385)"),
+    ("thumbv8m.main-none-eabihf", "Cortex-M33 (mps2-an505)"),
+]
+# Multiply-adds of the book's 784-50-10 net.
+MACS_INFER = 784 * 50 + 50 * 10
+
+
+def macs_train_step(batch, hidden=50):
+    forward = batch * (784 * hidden + hidden * 10)
+    backward = batch * 10 * hidden + hidden * batch * 10 + 784 * batch * hidden  # dZ1, dW2, dW1
+    return forward + backward
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def llvm_tool(name):
+    sysroot = run(["rustc", "--print", "sysroot"]).stdout.strip()
+    host = re.search(r"host: (\S+)", run(["rustc", "-vV"]).stdout)[1]
+    path = os.path.join(sysroot, "lib", "rustlib", host, "bin", name)
+    if not os.path.exists(path):
+        run(["rustup", "component", "add", "llvm-tools"])
+    return path
+
+
+def sections(elf):
+    out = run([llvm_tool("llvm-size"), "-A", elf]).stdout
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+\d+", out, re.M)}
+
+
+def symbol_sizes(elf):
+    out = run([llvm_tool("llvm-nm"), "--print-size", "--radix=d", "-C", elf]).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4:
+            sizes[parts[3]] = int(parts[1])
+    return sizes
+
+
+def flash(s):
+    return s.get(".vector_table", 0) + s.get(".text", 0) + s.get(".rodata", 0) + s.get(".data", 0)
+
+
+def main():
+    data = os.environ.get("ZERONN_FIRMWARE_DATA")
+    if not data:
+        sys.exit("set ZERONN_FIRMWARE_DATA to the directory `zeronn export` wrote")
+    src = os.environ.get("ZERONN_ICOUNT_SRC", os.path.join(ROOT, "..", "shared", "tools", "qemu-icount", "icount.c"))
+    plugin = os.path.join(HERE, "target", "libicount.so")
+    os.makedirs(os.path.dirname(plugin), exist_ok=True)
+    run(["gcc", "-shared", "-fPIC", "-O2", "-o", plugin, src])
+    expected = open(os.path.join(data, "expected.rs")).read()
+    batch = int(re.search(r"TRAIN_BATCH: usize = (\d+)", expected)[1])
+
+    rows = []
+    for target, board in TARGETS:
+        run(["cargo", "build", "--release", "--target", target], cwd=HERE)
+        counts, stack = {}, None
+        for b in ("infer", "train"):
+            log = os.path.join(HERE, "target", f"icount-{target}-{b}.log")
+            env = dict(os.environ, ZERONN_ICOUNT=plugin, ZERONN_ICOUNT_LOG=log)
+            out = run([os.path.join(HERE, "run.sh"), os.path.join(HERE, "target", target, "release", b)], env=env).stdout
+            m = re.search(r"stack of one predict: (\d+) bytes", out)
+            if m:
+                stack = int(m[1])
+            counts[b] = int(re.search(r"icount region 0: (\d+) insns", open(log).read())[1])
+        rows.append((board, target, counts["infer"], counts["train"], stack))
+
+    print(f"Exact instruction counts (QEMU TCG plugin; markers around `predict` of one image and the first")
+    print(f"`train_step`, batch {batch}, with runtime shapes), the book's 784-50-10 net:\n")
+    print("| board | target | one inference | per multiply-add | one training step | per multiply-add | stack of one inference |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    mt = macs_train_step(batch)
+    for board, target, inf, tr, stack in rows:
+        print(f"| {board} | `{target}` | {inf:,} | {inf / MACS_INFER:.2f} | {tr:,} | {tr / mt:.2f} | {stack:,} B |")
+
+    t = "thumbv7em-none-eabihf"
+    rel = os.path.join(HERE, "target", t, "release")
+    s = {b: sections(os.path.join(rel, b)) for b in ("empty", "infer_min", "infer")}
+    syms = symbol_sizes(os.path.join(rel, "infer"))
+    model = syms.get("zeronn_firmware::MODEL::ALIGNED") or next(v for k, v in syms.items() if "ALIGNED" in k)
+    images = sum(os.path.getsize(os.path.join(data, f)) for f in ("test-x.u8", "test-t.u8"))
+    code_infer = s["infer_min"][".text"] - s["empty"][".text"]
+    printing = s["infer"][".text"] - s["infer_min"][".text"]
+    runtime = s["empty"][".text"] + s["empty"].get(".vector_table", 0)
+    zeronn_code = sum(v for k, v in symbol_sizes(os.path.join(rel, "infer_min")).items() if k.startswith("zeronn::"))
+    bss_min = s["infer_min"].get(".bss", 0)
+    print(f"\nFootprint of the inference firmware (`infer`, {t}, release, LTO); flash {flash(s['infer']):,} B, "
+          f"static RAM {s['infer'].get('.bss', 0) + s['infer'].get('.data', 0):,} B:\n")
+    print("| part | flash | RAM |")
+    print("| --- | --- | --- |")
+    print(f"| the model, used in place (`include_model!`, zero-copy) | {model:,} B | 0 |")
+    print(f"| inference code: model validation, `predict`, the loop (`infer_min` − `empty`) | {code_infer:,} B | |")
+    print(f"| … of which functions of `zeronn` itself | {zeronn_code:,} B | |")
+    print(f"| runtime: vector table, reset, semihosting exit (`empty`) | {runtime:,} B | |")
+    print(f"| demo: the embedded test images and labels | {images:,} B | |")
+    print(f"| demo: printing with `core::fmt` (`infer` − `infer_min`) | {printing:,} B | |")
+    print(f"| one image as f32 + the workspace of one inference (`min_predict_workspace_len(1)` = 60 floats) "
+          f"| | {bss_min:,} B (const fns: {(784 + 60) * 4:,} B) |")
+    print(f"| stack of one inference (measured by painting) | | {rows[0][4]:,} B |")
+
+
+if __name__ == "__main__":
+    main()
