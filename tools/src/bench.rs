@@ -220,7 +220,7 @@ pub fn time_forward1(backend: Backend, reps: usize) -> zeronn::Result<f64> {
 /// of [`EVAL_CHUNK`](crate::train::EVAL_CHUNK) rows.
 pub fn time_eval_pass(
     backend: Backend,
-    splits: &[&crate::mnist::Split],
+    splits: &[&crate::sparse::EvalSet],
     reps: usize,
 ) -> zeronn::Result<f64> {
     let net = book_net(backend)?;

@@ -18,7 +18,8 @@ use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::{Mnist, Split};
 use crate::pixels;
-use crate::train::{EVAL_CHUNK, count_correct_range};
+use crate::sparse::EvalSet;
+use crate::train::EVAL_CHUNK;
 
 /// The on-device training run, as the firmware's `train` binary does it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,8 +121,10 @@ pub fn export(
         return Err("export needs at least one test image and a batch of training images".into());
     }
     let mut ws = vec![0.0f32; net.shape().workspace_len(EVAL_CHUNK)];
-    let correct =
-        count_correct_range(net, &test, (0, test.len()), &mut ws).map_err(|e| e.to_string())?;
+    let set = EvalSet::new(&test, EVAL_CHUNK);
+    let correct = set
+        .count_correct(net, (0, set.chunks()), &mut Default::default(), &mut ws)
+        .map_err(|e| e.to_string())?;
     let run = device_training(cfg, &train, Backend::Portable).map_err(|e| e.to_string())?;
 
     let mut rs = String::new();

@@ -11,6 +11,7 @@ use zeronn_tools::format::py_repr;
 use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
 use zeronn_tools::mnist::{self, Mnist};
 use zeronn_tools::progress::Progress;
+use zeronn_tools::sparse::EvalSet;
 use zeronn_tools::train::{Event, TrainConfig, accuracy, train};
 use zeronn_tools::{modelfile, train::EVAL_CHUNK};
 
@@ -393,7 +394,8 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         None => data.test,
     };
     let mut ws = vec![0.0f32; net.shape().workspace_len(EVAL_CHUNK)];
-    let acc = accuracy(&net, &test, &mut ws).map_err(|e| e.to_string())?;
+    let acc =
+        accuracy(&net, &EvalSet::new(&test, EVAL_CHUNK), &mut ws).map_err(|e| e.to_string())?;
     let correct = (acc * test.len() as f64).round() as usize;
     println!("test accuracy: {} ({correct}/{})", py_repr(acc), test.len());
     Ok(ExitCode::SUCCESS)
@@ -496,7 +498,11 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     );
     match load_data(&a.data) {
         Ok(data) => {
-            let splits = [&data.train, &data.test];
+            let (train, test) = (
+                EvalSet::new(&data.train, EVAL_CHUNK),
+                EvalSet::new(&data.test, EVAL_CHUNK),
+            );
+            let splits = [&train, &test];
             row(
                 "evaluation pass, 70 000 images",
                 &|b| bench::time_eval_pass(b, &splits, reps),

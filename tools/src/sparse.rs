@@ -66,6 +66,39 @@ impl Compact {
         }
     }
 
+    /// Keeps only the active features in `f0..f1`.
+    pub fn restrict(&mut self, f0: usize, f1: usize) {
+        for (wi, w) in self.mask.iter_mut().enumerate() {
+            let (lo, hi) = (wi * 64, wi * 64 + 64);
+            for f in lo..hi {
+                if f < f0 || f >= f1 {
+                    *w &= !(1u64 << (f - lo));
+                }
+            }
+        }
+        self.active.retain(|&f| (f0..f1).contains(&f));
+    }
+
+    /// The rows of `w` (a block of a weight matrix whose first row is feature `f0`, rows of
+    /// `cols` values) for the active features, into `out`.
+    pub fn copy_rows(&self, f0: usize, cols: usize, w: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        for &f in &self.active {
+            out.extend_from_slice(&w[(f - f0) * cols..(f - f0 + 1) * cols]);
+        }
+        if self.active.is_empty() {
+            out.extend(std::iter::repeat_n(0.0, cols));
+        }
+    }
+
+    /// Writes rows copied by [`Compact::copy_rows`] back into `w`.
+    pub fn store_rows(&self, f0: usize, cols: usize, rows: &[f32], w: &mut [f32]) {
+        for (q, &f) in self.active.iter().enumerate() {
+            w[(f - f0) * cols..(f - f0 + 1) * cols]
+                .copy_from_slice(&rows[q * cols..(q + 1) * cols]);
+        }
+    }
+
     /// Number of active features.
     pub fn len(&self) -> usize {
         self.active.len()
@@ -215,4 +248,120 @@ impl Default for Compact {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// One chunk of an [`EvalSet`]: images `lo..hi`, compacted to their active pixels.
+#[derive(Debug, Clone)]
+struct EvalChunk {
+    lo: usize,
+    hi: usize,
+    active: Vec<usize>,
+    /// `(hi - lo) × active.len()` bytes.
+    raw: Vec<u8>,
+}
+
+/// A split prepared once for evaluation: chunks of images, each compacted to the pixels that
+/// are non-zero somewhere in it (about 70% of MNIST's for chunks of 250). Every evaluation
+/// pass then streams a third fewer bytes and does a third fewer multiply-adds; the answers are
+/// those of the dense net (the same terms, summed in a different grouping only in the
+/// remainder columns).
+#[derive(Debug, Clone)]
+pub struct EvalSet {
+    labels: Vec<u8>,
+    chunks: Vec<EvalChunk>,
+}
+
+impl EvalSet {
+    /// Compacts `data` in chunks of `chunk` images.
+    pub fn new(data: &Split, chunk: usize) -> Self {
+        let mut compact = Compact::new();
+        let mut chunks = Vec::new();
+        let mut lo = 0;
+        while lo < data.len() {
+            let hi = (lo + chunk.max(1)).min(data.len());
+            compact.find_active(data, lo..hi);
+            let mut raw = Vec::with_capacity((hi - lo) * compact.len());
+            for r in lo..hi {
+                let img = data.image_raw(r);
+                raw.extend(compact.active.iter().map(|&f| img[f]));
+            }
+            chunks.push(EvalChunk {
+                lo,
+                hi,
+                active: compact.active.clone(),
+                raw,
+            });
+            lo = hi;
+        }
+        EvalSet {
+            labels: data.t.clone(),
+            chunks,
+        }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of chunks.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Correct answers of `net` on chunks `c0..c1`, using `scratch` for the compact net and
+    /// `ws` (a workspace for a chunk) for its activations.
+    pub fn count_correct<P: AsRef<[f32]>>(
+        &self,
+        net: &TwoLayerNet<f32, P>,
+        (c0, c1): (usize, usize),
+        scratch: &mut EvalScratch,
+        ws: &mut [f32],
+    ) -> zeronn::Result<usize> {
+        let shape = net.shape();
+        let mut correct = 0;
+        for c in &self.chunks[c0..c1] {
+            let k = c.active.len().max(1);
+            let n = c.hi - c.lo;
+            scratch.x.resize(n * k, 0.0);
+            let x = &mut scratch.x[..n * k];
+            if c.active.is_empty() {
+                x.fill(0.0);
+            } else {
+                pixels::to_unit_f32(&c.raw, x);
+            }
+            scratch.compact.active.clone_from(&c.active);
+            let cnet = scratch
+                .compact
+                .load(&shape, net.params())?
+                .with_backend(net.backend())?;
+            correct += cnet.count_correct(x, &self.labels[c.lo..c.hi], ws)?;
+        }
+        Ok(correct)
+    }
+
+    /// The fraction of all images `net` classifies correctly.
+    pub fn accuracy<P: AsRef<[f32]>>(
+        &self,
+        net: &TwoLayerNet<f32, P>,
+        ws: &mut [f32],
+    ) -> zeronn::Result<f64> {
+        let mut scratch = EvalScratch::default();
+        Ok(
+            self.count_correct(net, (0, self.chunks()), &mut scratch, ws)? as f64
+                / self.len() as f64,
+        )
+    }
+}
+
+/// Scratch space for [`EvalSet::count_correct`].
+#[derive(Debug, Default)]
+pub struct EvalScratch {
+    compact: Compact,
+    x: Vec<f32>,
 }

@@ -8,8 +8,8 @@ use zeronn::layers::FUSED_MAX_BATCH;
 use zeronn::random::{self, seeded};
 use zeronn::{Activation, Sgd, TwoLayerNet, TwoLayerShape};
 
-use crate::mnist::{Mnist, Split};
-use crate::sparse;
+use crate::mnist::Mnist;
+use crate::sparse::{self, EvalSet};
 
 /// Hyperparameters; `Default` is the book's run.
 #[derive(Debug, Clone)]
@@ -81,34 +81,14 @@ pub struct TrainReport {
 /// Rows per chunk when evaluating a whole split.
 pub const EVAL_CHUNK: usize = 250;
 
-/// Accuracy of `net` on a whole split, in chunks of [`EVAL_CHUNK`] through `ws`.
+/// Accuracy of `net` on a whole split (prepared with [`EvalSet::new`] in chunks of
+/// [`EVAL_CHUNK`]), through `ws`, a workspace for a chunk.
 pub fn accuracy<P: AsRef<[f32]>>(
     net: &TwoLayerNet<f32, P>,
-    data: &Split,
+    data: &EvalSet,
     ws: &mut [f32],
 ) -> zeronn::Result<f64> {
-    Ok(count_correct_range(net, data, (0, data.len()), ws)? as f64 / data.len() as f64)
-}
-
-/// Correct answers of `net` on images `lo..hi` of `data`: each chunk of [`EVAL_CHUNK`] rows is
-/// turned into f32 and run through `predict`, in `ws`.
-pub fn count_correct_range<P: AsRef<[f32]>>(
-    net: &TwoLayerNet<f32, P>,
-    data: &Split,
-    (lo, hi): (usize, usize),
-    ws: &mut [f32],
-) -> zeronn::Result<usize> {
-    let mut x = vec![0.0f32; EVAL_CHUNK.min(hi - lo) * data.pixels];
-    let mut correct = 0;
-    let mut i = lo;
-    while i < hi {
-        let j = (i + EVAL_CHUNK).min(hi);
-        let x = &mut x[..(j - i) * data.pixels];
-        data.images_f32(i, j, x);
-        correct += net.count_correct(x, &data.t[i..j], ws)?;
-        i = j;
-    }
-    Ok(correct)
+    data.accuracy(net, ws)
 }
 
 /// What [`train`] reports as it goes (for printing).
@@ -152,6 +132,10 @@ pub fn train(
     // next batch's images are on their way from memory while this step computes.
     let mut next_mask = vec![0usize; cfg.batch_size];
     let mut compact = sparse::Compact::new();
+    let (eval_train, eval_test) = (
+        EvalSet::new(&data.train, EVAL_CHUNK),
+        EvalSet::new(&data.test, EVAL_CHUNK),
+    );
     random::choice(&mut rng, train_size, &mut next_mask);
     for i in 0..cfg.iters {
         let start = Instant::now();
@@ -188,8 +172,8 @@ pub fn train(
         on_event(Event::Iter(i, loss));
         if i % iter_per_epoch == 0 {
             let start = Instant::now();
-            let train_acc = accuracy(&net, &data.train, &mut ws)?;
-            let test_acc = accuracy(&net, &data.test, &mut ws)?;
+            let train_acc = accuracy(&net, &eval_train, &mut ws)?;
+            let test_acc = accuracy(&net, &eval_test, &mut ws)?;
             eval_time += start.elapsed();
             epochs.push(Epoch {
                 iter: i,

@@ -28,8 +28,9 @@ use zeronn::random::{self, seeded};
 use zeronn::{Affine, Relu, Sgd, SoftmaxWithLoss, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::Mnist;
+use crate::sparse::{Compact, EvalScratch, EvalSet};
 use crate::team::{Shared, SpinBarrier, part};
-use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, count_correct_range};
+use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport};
 
 /// What member 0 holds besides the others: the generator and the event sink.
 type Leader<'a> = Option<(&'a mut random::XorShiftRng, &'a mut dyn FnMut(Event<'_>))>;
@@ -77,6 +78,10 @@ pub fn train_threads(
     debug_assert_eq!(w1.len(), tail);
 
     let params = Shared::new(net.into_params());
+    let (eval_train, eval_test) = (
+        EvalSet::new(&data.train, EVAL_CHUNK),
+        EvalSet::new(&data.test, EVAL_CHUNK),
+    );
     let partials = Shared::new(vec![0.0f32; n * batch * hidden]);
     let a1 = Shared::new(vec![0.0f32; batch * hidden]);
     let d1 = Shared::new(vec![0.0f32; batch * hidden]);
@@ -98,12 +103,15 @@ pub fn train_threads(
         let (f0, f1) = part(inputs, n, me);
         let w = f1 - f0;
         let mut xb = vec![0.0f32; batch * w];
+        let (mut compact, mut w1c) = (Compact::new(), Vec::new());
+        let mut kw;
         let mut tb = vec![0u8; batch];
         let mut pack = vec![0.0f32; PACK_LEN];
         let mut y = vec![0.0f32; batch * classes];
         let mut db1 = vec![0.0f32; hidden];
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut next = vec![0usize; batch];
+        let mut scratch = EvalScratch::default();
         let mut log: Log = (
             Vec::with_capacity(cfg.iters),
             Vec::new(),
@@ -144,20 +152,26 @@ pub fn train_threads(
                         partials.part_mut(me * batch * hidden, (me + 1) * batch * hidden),
                     )
                 };
-                for ((&r, row), label) in m
-                    .iter()
-                    .zip(xb.chunks_exact_mut(w.max(1)))
-                    .zip(tb.iter_mut())
-                {
-                    crate::pixels::to_unit_f32(&data.train.image_raw(r)[f0..f1], row);
+                // Only this member's pixels that are non-zero somewhere in the batch, and the
+                // matching rows of W1 (as the single-thread run does; see `sparse.rs`).
+                compact.find_active(&data.train, m.iter().copied());
+                compact.restrict(f0, f1);
+                kw = compact.len().max(1);
+                xb.resize(batch * kw, 0.0);
+                if compact.is_empty() {
+                    xb.fill(0.0);
+                }
+                for ((&r, row), label) in m.iter().zip(xb.chunks_exact_mut(kw)).zip(tb.iter_mut()) {
+                    compact.compact_row(&data.train, r, row);
                     *label = data.train.t[r];
                 }
+                compact.copy_rows(f0, hidden, w1_part, &mut w1c);
                 let r = (|| {
                     gemm::gemm(
                         backend,
                         1.0,
-                        MatRef::row_major(&xb, batch, w)?,
-                        MatRef::row_major(w1_part, w, hidden)?,
+                        MatRef::row_major(&xb, batch, kw)?,
+                        MatRef::row_major(&w1c, kw, hidden)?,
                         0.0,
                         MatMut::row_major(p, batch, hidden)?,
                         &mut pack,
@@ -242,13 +256,14 @@ pub fn train_threads(
                     gemm::gemm(
                         backend,
                         -sgd.lr,
-                        MatRef::row_major(&xb, batch, w)?.t(),
+                        MatRef::row_major(&xb, batch, kw)?.t(),
                         MatRef::row_major(d, batch, hidden)?,
                         1.0,
-                        MatMut::row_major(w1_part, w, hidden)?,
+                        MatMut::row_major(&mut w1c, kw, hidden)?,
                         &mut pack,
                     )
                 })();
+                compact.store_rows(f0, hidden, &w1c, w1_part);
                 if let Err(e) = r {
                     fail(e);
                 }
@@ -268,16 +283,16 @@ pub fn train_threads(
                         .and_then(|net| net.with_backend(backend))
                         .and_then(|net| {
                             Ok((
-                                count_correct_range(
+                                eval_train.count_correct(
                                     &net,
-                                    &data.train,
-                                    part(train_size, n, me),
+                                    part(eval_train.chunks(), n, me),
+                                    &mut scratch,
                                     &mut ws,
                                 )?,
-                                count_correct_range(
+                                eval_test.count_correct(
                                     &net,
-                                    &data.test,
-                                    part(data.test.len(), n, me),
+                                    part(eval_test.chunks(), n, me),
+                                    &mut scratch,
                                     &mut ws,
                                 )?,
                             ))
