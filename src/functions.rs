@@ -49,10 +49,13 @@ pub fn argmax<T: Float>(row: &[T]) -> usize {
 /// Returns `ln Σ exp(x - max)`, from which the cross-entropy follows without a `ln(0)`.
 pub fn softmax_inplace<T: Float>(row: &mut [T]) -> T {
     let max = row.iter().fold(T::NEG_INFINITY, |m, &x| m.max(x));
-    let mut sum = T::ZERO;
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
+        *x -= max;
+    }
+    T::exp_slice(row);
+    let mut sum = T::ZERO;
+    for &x in row.iter() {
+        sum += x;
     }
     let inv = T::ONE / sum;
     for x in row.iter_mut() {

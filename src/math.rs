@@ -11,6 +11,9 @@ use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
 use crate::gemm::Element;
 
+#[cfg(target_arch = "x86_64")]
+mod expf_avx512;
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -71,6 +74,14 @@ pub trait Float:
     fn is_nan(self) -> bool;
     /// Whether this is neither infinite nor NaN.
     fn is_finite(self) -> bool;
+    /// `x = x.exp()` for every element (vectorized where the result is bit for bit the same).
+    #[doc(hidden)]
+    fn exp_slice(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.exp();
+        }
+    }
+
     /// The larger of two values (`self` if either is NaN-free and equal).
     #[inline]
     fn max(self, other: Self) -> Self {
@@ -79,6 +90,18 @@ pub trait Float:
 }
 
 impl Float for f32 {
+    #[inline]
+    fn exp_slice(xs: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512() {
+            // SAFETY: AVX-512F is present (checked just above).
+            unsafe { expf_avx512::expf_slice(xs) };
+            return;
+        }
+        for x in xs {
+            *x = libm::expf(*x);
+        }
+    }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const INFINITY: Self = f32::INFINITY;
@@ -202,6 +225,68 @@ mod tests {
     fn exp_and_ln_are_inverse_in_both_types() {
         assert!((Float::ln(Float::exp(1.5f32)) - 1.5).abs() < 1e-6);
         assert!((Float::ln(Float::exp(1.5f64)) - 1.5).abs() < 1e-15);
+    }
+
+    /// The vector `expf` is `libm::expf` bit for bit: a sweep of every 61st f32 pattern (all
+    /// signs, exponents and a spread of mantissas) and the special values.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_expf_is_libm_expf_bit_for_bit() {
+        if !crate::gemm::detect::avx512() {
+            std::eprintln!("skipped: no AVX-512 here");
+            return;
+        }
+        let specials = [
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            88.72283,
+            88.72284,
+            88.0,
+            87.33655,
+            -87.33655,
+            -103.97208,
+            -103.97209,
+            -100.0,
+            -110.0,
+            0.5 * core::f32::consts::LN_2,
+            1.5 * core::f32::consts::LN_2,
+            6.1035156e-5,
+            -6.1035156e-5,
+            1e-8,
+            f32::MAX,
+            f32::MIN,
+        ];
+        let mut buf = std::vec::Vec::with_capacity(1 << 20);
+        let check = |buf: &mut std::vec::Vec<f32>| {
+            let mut out = buf.clone();
+            f32::exp_slice(&mut out);
+            for (&x, &y) in buf.iter().zip(&out) {
+                let want = libm::expf(x);
+                assert!(
+                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                    "expf({x:e}) = {y:e}, libm {want:e}"
+                );
+            }
+            buf.clear();
+        };
+        buf.extend_from_slice(&specials);
+        check(&mut buf);
+        let mut bits: u64 = 0;
+        while bits <= u32::MAX as u64 {
+            buf.push(f32::from_bits(bits as u32));
+            if buf.len() == buf.capacity() {
+                check(&mut buf);
+            }
+            bits += 61;
+        }
+        check(&mut buf);
     }
 
     #[test]

@@ -22,6 +22,13 @@
 //!
 //! Which one runs is decided in one place, [`Backend::resolve`].
 //!
+//! # Zeros of A
+//!
+//! When C has a single row (a batch of one), the AVX-512 backend skips the terms whose element
+//! of A is exactly zero: they add nothing when B is finite (`0·b = 0`). With an infinite or NaN
+//! element of B facing a zero of A, the skipped term would have been NaN; such weights make a
+//! net's outputs NaN anyway.
+//!
 //! # Summation order
 //!
 //! The packed and unpacked portable paths compute each element of C the same way: `k` is cut

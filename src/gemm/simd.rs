@@ -14,7 +14,7 @@
 //!       kernel: Σ over the block's k of A(i, p)·B(p, j) in registers, then the epilogue
 //! ```
 
-use super::{Epilogue, MatMut, MatRef};
+use super::{Epilogue, MatMut, MatRef, SIMD_KC};
 
 /// Everything one tile needs, as raw parts of views already validated.
 #[derive(Clone, Copy)]
@@ -156,7 +156,7 @@ pub(crate) fn gemm<K: SimdKernel>(
     let r = n_all % K::LANES;
     // A single row (a batch of one): the remainder kernels would not pay for their packing,
     // and one k block streams B once.
-    let single_row = m == 1;
+    let single_row = m == 1 && k <= SIMD_KC;
     let kc_max = if single_row { k } else { kc_max };
     let r = if single_row { 0 } else { r };
     let rem_dot = K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && pack.len() >= r * k);

@@ -175,43 +175,70 @@ pub fn book_net(backend: Backend) -> zeronn::Result<TwoLayerNet<f32, Vec<f32>>> 
     Ok(net)
 }
 
-/// Median seconds of one training step (gradient and SGD update) at batch 100: the fused
-/// `train_step`, or `gradient` then `Sgd::update` for the backends where fusing is not exact.
-pub fn time_train_step(backend: Backend, reps: usize) -> zeronn::Result<f64> {
-    let data = Synthetic::new(100);
+/// Median seconds of one training step at batch 100, as `zeronn train` takes it: with MNIST,
+/// on its first 100 training images through the compact step (`sparse::train_step`, the
+/// non-blank pixels only); without, on random dense images through `train_step`. The
+/// matrixmultiply backend runs `gradient` then `Sgd::update` (fusing is not exact there).
+pub fn time_train_step(
+    backend: Backend,
+    data: Option<&crate::mnist::Split>,
+    reps: usize,
+) -> zeronn::Result<f64> {
+    let synthetic = Synthetic::new(100);
     let mut net = book_net(backend)?;
     let shape = net.shape();
     let mut grads = vec![0f32; shape.param_len()];
     let mut ws = vec![0f32; shape.workspace_len(100)];
     let sgd = Sgd::new(0.1f32);
+    let idx: Vec<usize> = (0..100).collect();
+    let (mut compact, mut x, mut t) = (crate::sparse::Compact::new(), Vec::new(), vec![0u8; 100]);
     let mut result = Ok(());
-    let t = median_time(reps, 200, || {
-        let r = if backend == Backend::MatrixMultiply {
-            net.gradient(&data.x, &data.t, &mut grads, &mut ws)
-                .and_then(|_| sgd.update(net.params_mut(), &grads))
-        } else {
-            net.train_step(&data.x, &data.t, &sgd, &mut ws).map(|_| ())
+    let time = median_time(reps, 200, || {
+        let r = match data {
+            _ if backend == Backend::MatrixMultiply => net
+                .gradient(&synthetic.x, &synthetic.t, &mut grads, &mut ws)
+                .and_then(|_| sgd.update(net.params_mut(), &grads)),
+            Some(d) => crate::sparse::train_step(
+                &mut compact,
+                &mut net,
+                d,
+                &idx,
+                &mut x,
+                &mut t,
+                &sgd,
+                &mut ws,
+            )
+            .map(|_| ()),
+            None => net
+                .train_step(&synthetic.x, &synthetic.t, &sgd, &mut ws)
+                .map(|_| ()),
         };
         if let Err(e) = r {
             result = Err(e);
         }
     });
-    result.map(|_| t.as_secs_f64())
+    result.map(|_| time.as_secs_f64())
 }
 
-/// Median seconds of the forward pass of one image.
-pub fn time_forward1(backend: Backend, reps: usize) -> zeronn::Result<f64> {
-    let data = Synthetic::new(1);
+/// Median seconds of the forward pass of one image: the first test image with MNIST, a
+/// random dense one without.
+pub fn time_forward1(
+    backend: Backend,
+    data: Option<&crate::mnist::Split>,
+    reps: usize,
+) -> zeronn::Result<f64> {
+    let x = match data {
+        Some(d) => d.head(1).x_f32(),
+        None => Synthetic::new(1).x,
+    };
     let net = book_net(backend)?;
     let mut ws = vec![0f32; net.shape().workspace_len(1)];
     let mut result = Ok(());
-    let t = median_time(reps, 2000, || {
-        match net.predict(black_box(&data.x), &mut ws) {
-            Ok(y) => {
-                black_box(y);
-            }
-            Err(e) => result = Err(e),
+    let t = median_time(reps, 2000, || match net.predict(black_box(&x), &mut ws) {
+        Ok(y) => {
+            black_box(y);
         }
+        Err(e) => result = Err(e),
     });
     result.map(|_| t.as_secs_f64())
 }

@@ -82,12 +82,12 @@ impl Compact {
     /// The rows of `w` (a block of a weight matrix whose first row is feature `f0`, rows of
     /// `cols` values) for the active features, into `out`.
     pub fn copy_rows(&self, f0: usize, cols: usize, w: &[f32], out: &mut Vec<f32>) {
-        out.clear();
-        for &f in &self.active {
-            out.extend_from_slice(&w[(f - f0) * cols..(f - f0 + 1) * cols]);
-        }
+        out.resize(self.active.len().max(1) * cols, 0.0);
         if self.active.is_empty() {
-            out.extend(std::iter::repeat_n(0.0, cols));
+            out.fill(0.0);
+        }
+        for (dst, &f) in out.chunks_exact_mut(cols).zip(&self.active) {
+            copy(dst, &w[(f - f0) * cols..(f - f0 + 1) * cols]);
         }
     }
 
@@ -112,12 +112,14 @@ impl Compact {
     /// Row `r` of `data`, active features only, as f32 in [0, 1], into `out` (`len()` values).
     pub fn compact_row(&mut self, data: &Split, r: usize, out: &mut [f32]) {
         let img = data.image_raw(r);
-        self.row.clear();
+        // Room for a whole 64-byte store past the last active byte.
+        self.row.resize(self.active.len() + 64, 0);
+        let mut at = 0;
         for (wi, &w) in self.mask.iter().enumerate() {
             let chunk = &img[wi * 64..(wi * 64 + 64).min(img.len())];
-            compress(chunk, w, &mut self.row, self.simd);
+            at += compress(chunk, w, &mut self.row[at..], self.simd);
         }
-        pixels::to_unit_f32(&self.row, out);
+        pixels::to_unit_f32(&self.row[..at], out);
     }
 
     /// Copies the net's parameters for the active features into the compact net and returns
@@ -132,28 +134,42 @@ impl Compact {
             input_size: self.active.len().max(1),
             ..*shape
         };
-        self.params.clear();
-        for &f in &self.active {
-            self.params.extend_from_slice(&params[f * h..(f + 1) * h]);
-        }
+        let k = self.active.len().max(1);
+        let tail = &params[shape.input_size * h..];
+        self.params.resize(k * h + tail.len(), 0.0);
         if self.active.is_empty() {
             // A batch of blank images: one zero feature keeps the shapes valid.
-            self.params.extend(std::iter::repeat_n(0.0, h));
+            self.params[..h].fill(0.0);
         }
-        self.params
-            .extend_from_slice(&params[shape.input_size * h..]);
+        for (dst, &f) in self.params.chunks_exact_mut(h).zip(&self.active) {
+            copy(dst, &params[f * h..(f + 1) * h]);
+        }
+        self.params[k * h..].copy_from_slice(tail);
         TwoLayerNet::new(cshape, &mut self.params[..])
     }
 
     /// Writes the compact net's parameters back into the full ones.
     pub fn store(&self, shape: &TwoLayerShape, params: &mut [f32]) {
         let h = shape.hidden_size;
-        for (q, &f) in self.active.iter().enumerate() {
-            params[f * h..(f + 1) * h].copy_from_slice(&self.params[q * h..(q + 1) * h]);
+        for (src, &f) in self.params.chunks_exact(h).zip(&self.active) {
+            copy(&mut params[f * h..(f + 1) * h], src);
         }
         let tail = self.active.len().max(1) * h;
         params[shape.input_size * h..].copy_from_slice(&self.params[tail..]);
     }
+}
+
+/// Copies a short row in place (no call to `memcpy`, which costs more than the copy for
+/// rows of a few dozen floats).
+#[inline(always)]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() <= 64 && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present (checked).
+        unsafe { x86::copy_64(dst, src) };
+        return;
+    }
+    dst.copy_from_slice(src);
 }
 
 /// Bit `i` set where `chunk[i] != 0` (at most 64 bytes).
@@ -169,21 +185,24 @@ fn nonzero_bits(chunk: &[u8], simd: bool) -> u64 {
         .fold(0, |m, (i, &b)| m | (((b != 0) as u64) << i))
 }
 
-/// Appends the bytes of `chunk` whose bit is set in `mask`, in order.
-fn compress(chunk: &[u8], mask: u64, out: &mut Vec<u8>, simd: bool) {
+/// Writes the bytes of `chunk` whose bit is set in `mask`, in order, to the start of `out`
+/// (which has room for 64 bytes); returns how many.
+fn compress(chunk: &[u8], mask: u64, out: &mut [u8], simd: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if simd && chunk.len() == 64 {
-        // SAFETY: `simd` means AVX-512 VBMI2 and BW are present; `chunk` holds 64 bytes.
+    if simd && chunk.len() == 64 && out.len() >= 64 {
+        // SAFETY: `simd` means AVX-512 VBMI2 and BW are present; `chunk` holds 64 bytes and
+        // `out` room for 64.
         unsafe { x86::compress_64(chunk, mask, out) };
-        return;
+        return mask.count_ones() as usize;
     }
-    out.extend(
-        chunk
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask >> i & 1 == 1)
-            .map(|(_, &b)| b),
-    );
+    let mut n = 0;
+    for (i, &b) in chunk.iter().enumerate() {
+        if mask >> i & 1 == 1 {
+            out[n] = b;
+            n += 1;
+        }
+    }
+    n
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -198,15 +217,33 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512vbmi2,avx512bw")]
-    pub unsafe fn compress_64(chunk: &[u8], mask: u64, out: &mut Vec<u8>) {
-        let n = mask.count_ones() as usize;
-        let mut tmp = [0u8; 64];
-        // SAFETY: the caller passes 64 bytes; `tmp` holds 64.
+    pub unsafe fn compress_64(chunk: &[u8], mask: u64, out: &mut [u8]) {
+        // SAFETY: the caller passes 64 bytes in `chunk` and room for 64 in `out`; the store
+        // writes only the selected bytes, packed at the start.
         unsafe {
             let v = _mm512_loadu_si512(chunk.as_ptr().cast());
-            _mm512_storeu_si512(tmp.as_mut_ptr().cast(), _mm512_maskz_compress_epi8(mask, v));
+            _mm512_mask_compressstoreu_epi8(out.as_mut_ptr().cast(), mask, v);
         }
-        out.extend_from_slice(&tmp[..n]);
+    }
+
+    /// Copies up to 64 floats with masked vector moves (no call).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn copy_64(dst: &mut [f32], src: &[f32]) {
+        let n = dst.len().min(src.len()).min(64);
+        let mut i = 0;
+        while i < n {
+            let m: __mmask16 = if n - i >= 16 {
+                0xFFFF
+            } else {
+                ((1u32 << (n - i)) - 1) as __mmask16
+            };
+            // SAFETY: lanes i..min(i+16, n) of both slices; masked lanes are not touched.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, src.as_ptr().add(i));
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m, v);
+            }
+            i += 16;
+        }
     }
 }
 
