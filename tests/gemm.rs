@@ -441,3 +441,58 @@ fn views_that_reach_outside_their_slice_are_rejected() {
     let mut c = [0f32; 10];
     assert!(MatMut::new(&mut c, 2, 5, 4, 1).is_err(), "overlapping rows");
 }
+
+/// Rows picked through an index (`gather_rows`) give what the same rows copied out give, in
+/// every backend, for A, B and C (and for the transposes, where the index picks columns).
+#[test]
+fn gathered_rows_equal_copied_rows_in_every_backend() {
+    let mut r = rng(9);
+    let mut backends = vec![Backend::Naive, Backend::Portable];
+    backends.extend(simd_backends());
+    if Backend::MatrixMultiply.is_available() {
+        backends.push(Backend::MatrixMultiply);
+    }
+    let (rows, k, n) = (40usize, 37usize, 50usize);
+    let big_b = small_ints(&mut r, rows * n); // a 40 × 50 matrix; pick some of its rows as B
+    let pick: Vec<usize> = (0..rows).filter(|i| i % 3 != 1).collect(); // 27 rows, increasing
+    let m = 9;
+    let a = small_ints(&mut r, m * pick.len());
+    let copied_b: Vec<f32> = pick.iter().flat_map(|&i| big_b[i * n..(i + 1) * n].to_vec()).collect();
+    for &backend in &backends {
+        for beta in [0.0f32, 1.0] {
+            // B gathered.
+            let c0 = small_ints(&mut r, m * n);
+            let (mut c1, mut c2) = (c0.clone(), c0.clone());
+            let am = MatRef::row_major(&a, m, pick.len()).unwrap();
+            let bg = MatRef::gather_rows(&big_b, &pick, n, n).unwrap();
+            let bc = MatRef::row_major(&copied_b, pick.len(), n).unwrap();
+            let mut pack = vec![0.0; PACK_LEN];
+            gemm::gemm(backend, 1.0, am, bg, beta, MatMut::row_major(&mut c1, m, n).unwrap(), &mut pack).unwrap();
+            gemm::gemm(Backend::Naive, 1.0, am, bc, beta, MatMut::row_major(&mut c2, m, n).unwrap(), &mut []).unwrap();
+            assert!(same_values(&c1, &c2), "{backend}: B gathered, beta {beta}");
+
+            // C gathered: update picked rows of a big C in place; the others stay as they were.
+            let x = small_ints(&mut r, k * pick.len()); // k × 27, used transposed as A (27 × k)
+            let d = small_ints(&mut r, k * n);
+            let mut big_c = small_ints(&mut r, rows * n);
+            let before = big_c.clone();
+            let mut copied_c: Vec<f32> = pick.iter().flat_map(|&i| big_c[i * n..(i + 1) * n].to_vec()).collect();
+            let at = MatRef::row_major(&x, k, pick.len()).unwrap().t();
+            let dm = MatRef::row_major(&d, k, n).unwrap();
+            gemm::gemm(backend, -0.5, at, dm, beta, MatMut::gather_rows(&mut big_c, &pick, n, n).unwrap(), &mut pack).unwrap();
+            gemm::gemm(Backend::Naive, -0.5, at, dm, beta, MatMut::row_major(&mut copied_c, pick.len(), n).unwrap(), &mut []).unwrap();
+            for (q, &i) in pick.iter().enumerate() {
+                assert!(same_values(&big_c[i * n..(i + 1) * n], &copied_c[q * n..(q + 1) * n]), "{backend}: C row {i}");
+            }
+            for i in (0..rows).filter(|i| !pick.contains(i)) {
+                assert_eq!(&big_c[i * n..(i + 1) * n], &before[i * n..(i + 1) * n], "{backend}: row {i} not picked");
+            }
+        }
+    }
+    // Indices must stay inside the data, and a mutable view's must increase.
+    let mut d = vec![0f32; 10];
+    assert!(MatRef::gather_rows(&d, &[0, 5], 2, 2).is_err());
+    assert!(MatMut::gather_rows(&mut d, &[2, 1], 2, 2).is_err());
+    assert!(MatMut::gather_rows(&mut d, &[1, 1], 2, 2).is_err());
+    assert!(MatMut::gather_rows(&mut d, &[0, 4], 2, 2).is_ok());
+}

@@ -95,7 +95,7 @@ fn tile<T: Element, K: Kernel<T>>(
 ) {
     assert!(a.len() >= kcb * K::MR && b.len() >= kcb * K::NR);
     let (rs, cs) = (c.rs, c.cs);
-    if mr == K::MR && nr == K::NR {
+    if mr == K::MR && nr == K::NR && !c.is_indexed() {
         // SAFETY: the slivers hold kcb·MR and kcb·NR elements (asserted above); the MR × NR
         // tile at (i0, j0) lies inside C, whose view was checked to be in bounds and
         // injective, so every `i·rs + j·cs` offset from its corner is a distinct valid index.
@@ -211,7 +211,7 @@ fn unpacked<T: Element>(
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     // Where the target has register kernels for rows of 16, 8, 4, 2, 1 columns (Cortex-M with
     // an FPU), they take every column: the same sums in the same order.
-    let wide = if T::ROW_KERNEL && b.col_stride() == 1 {
+    let wide = if T::ROW_KERNEL && b.col_stride() == 1 && !a.is_indexed() && !b.is_indexed() {
         n
     } else {
         0

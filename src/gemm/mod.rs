@@ -328,7 +328,18 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
         .checked_add(1)
 }
 
-/// A read-only matrix view: `rows × cols`, element (i, j) at `data[i·rs + j·cs]`.
+/// Largest index in `idx`, checked to fit with `cols` columns of stride `cs` and a row
+/// stride `rs` inside `len` elements.
+fn indexed_extent_ok(idx: &[usize], cols: usize, rs: usize, cs: usize, len: usize) -> bool {
+    match idx.iter().max() {
+        None => true,
+        Some(&max) => extent(max + 1, cols, rs, cs).is_some_and(|e| e <= len),
+    }
+}
+
+/// A read-only matrix view: `rows × cols`, element (i, j) at `data[i·rs + j·cs]`, or, for a
+/// view made by [`MatRef::gather_rows`], at `data[idx[i]·rs + j·cs]` (rows picked out of a
+/// bigger matrix without copying them; a transpose makes that a column index).
 #[derive(Debug, Clone, Copy)]
 pub struct MatRef<'a, T> {
     data: &'a [T],
@@ -336,19 +347,15 @@ pub struct MatRef<'a, T> {
     cols: usize,
     rs: usize,
     cs: usize,
+    ri: Option<&'a [usize]>,
+    ci: Option<&'a [usize]>,
 }
 
 impl<'a, T> MatRef<'a, T> {
     /// A strided view; fails if it reaches outside `data`.
     pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Result<Self> {
         match extent(rows, cols, rs, cs) {
-            Some(e) if e <= data.len() => Ok(MatRef {
-                data,
-                rows,
-                cols,
-                rs,
-                cs,
-            }),
+            Some(e) if e <= data.len() => Ok(MatRef { data, rows, cols, rs, cs, ri: None, ci: None }),
             _ => Err(Error::MatrixLayout { matrix: "a/b" }),
         }
     }
@@ -358,16 +365,20 @@ impl<'a, T> MatRef<'a, T> {
         Self::new(data, rows, cols, cols, 1)
     }
 
+    /// Rows `idx[0], idx[1], …` of the row-major matrix in `data` (`cols` columns, row stride
+    /// `rs`), as a `idx.len() × cols` view: row i is row `idx[i]` of the matrix. Fails if an
+    /// index reaches outside `data`.
+    pub fn gather_rows(data: &'a [T], idx: &'a [usize], cols: usize, rs: usize) -> Result<Self> {
+        if !indexed_extent_ok(idx, cols, rs, 1, data.len()) {
+            return Err(Error::MatrixLayout { matrix: "a/b" });
+        }
+        Ok(MatRef { data, rows: idx.len(), cols, rs, cs: 1, ri: Some(idx), ci: None })
+    }
+
     /// The transpose: rows and columns, and their strides, swapped. No data moves.
     #[must_use]
     pub fn t(self) -> Self {
-        MatRef {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
+        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ri: self.ci, ci: self.ri }
     }
 
     /// Number of rows.
@@ -390,23 +401,31 @@ impl<'a, T> MatRef<'a, T> {
     pub fn data(&self) -> &'a [T] {
         self.data
     }
+    /// Whether rows or columns are picked through an index ([`MatRef::gather_rows`]).
+    pub fn is_indexed(&self) -> bool {
+        self.ri.is_some() || self.ci.is_some()
+    }
+
+    /// Offset of element (i, j) in the slice.
+    #[inline(always)]
+    fn pos(&self, i: usize, j: usize) -> usize {
+        let r = self.ri.map_or(i, |v| v[i]);
+        let c = self.ci.map_or(j, |v| v[j]);
+        r * self.rs + c * self.cs
+    }
 }
 
 impl<T: Copy> MatRef<'_, T> {
     /// Element (i, j), or `None` outside the matrix.
     pub fn get(&self, i: usize, j: usize) -> Option<T> {
-        if i < self.rows && j < self.cols {
-            Some(self.data[i * self.rs + j * self.cs])
-        } else {
-            None
-        }
+        if i < self.rows && j < self.cols { Some(self.data[self.pos(i, j)]) } else { None }
     }
 
     /// Element (i, j) for indices already known to be inside the view.
     #[inline(always)]
     pub(crate) fn at(&self, i: usize, j: usize) -> T {
         debug_assert!(i < self.rows && j < self.cols);
-        self.data[i * self.rs + j * self.cs]
+        self.data[self.pos(i, j)]
     }
 }
 
@@ -418,6 +437,8 @@ pub struct MatMut<'a, T> {
     cols: usize,
     rs: usize,
     cs: usize,
+    ri: Option<&'a [usize]>,
+    ci: Option<&'a [usize]>,
 }
 
 impl<'a, T> MatMut<'a, T> {
@@ -441,13 +462,7 @@ impl<'a, T> MatMut<'a, T> {
         } else if (rows > 1 && rs == 0) || (cols > 1 && cs == 0) {
             return bad;
         }
-        Ok(MatMut {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        })
+        Ok(MatMut { data, rows, cols, rs, cs, ri: None, ci: None })
     }
 
     /// A dense row-major view (`rs = cols`, `cs = 1`).
@@ -455,16 +470,21 @@ impl<'a, T> MatMut<'a, T> {
         Self::new(data, rows, cols, cols, 1)
     }
 
+    /// Rows `idx[0] < idx[1] < …` of the row-major matrix in `data` (`cols` columns, row
+    /// stride `rs ≥ cols`), as a mutable `idx.len() × cols` view. The indices must increase
+    /// strictly (so no two rows are one) and stay inside `data`.
+    pub fn gather_rows(data: &'a mut [T], idx: &'a [usize], cols: usize, rs: usize) -> Result<Self> {
+        let increasing = idx.windows(2).all(|w| w[0] < w[1]);
+        if !increasing || (idx.len() > 1 && cols > 1 && rs < cols) || !indexed_extent_ok(idx, cols, rs, 1, data.len()) {
+            return Err(Error::MatrixLayout { matrix: "c" });
+        }
+        Ok(MatMut { data, rows: idx.len(), cols, rs, cs: 1, ri: Some(idx), ci: None })
+    }
+
     /// The transpose, as a mutable view.
     #[must_use]
     pub fn t(self) -> Self {
-        MatMut {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
+        MatMut { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ri: self.ci, ci: self.ri }
     }
 
     /// Number of rows.
@@ -483,34 +503,35 @@ impl<'a, T> MatMut<'a, T> {
     pub fn col_stride(&self) -> usize {
         self.cs
     }
+    /// Whether rows or columns are picked through an index.
+    pub fn is_indexed(&self) -> bool {
+        self.ri.is_some() || self.ci.is_some()
+    }
 
     /// A read-only view of the same elements.
     pub fn as_ref(&self) -> MatRef<'_, T> {
-        MatRef {
-            data: self.data,
-            rows: self.rows,
-            cols: self.cols,
-            rs: self.rs,
-            cs: self.cs,
-        }
+        MatRef { data: self.data, rows: self.rows, cols: self.cols, rs: self.rs, cs: self.cs, ri: self.ri, ci: self.ci }
     }
 
     /// Reborrows for a shorter lifetime.
     pub fn rb(&mut self) -> MatMut<'_, T> {
-        MatMut {
-            data: self.data,
-            rows: self.rows,
-            cols: self.cols,
-            rs: self.rs,
-            cs: self.cs,
-        }
+        MatMut { data: self.data, rows: self.rows, cols: self.cols, rs: self.rs, cs: self.cs, ri: self.ri, ci: self.ci }
+    }
+
+    /// Offset of element (i, j) in the slice.
+    #[inline(always)]
+    fn pos(&self, i: usize, j: usize) -> usize {
+        let r = self.ri.map_or(i, |v| v[i]);
+        let c = self.ci.map_or(j, |v| v[j]);
+        r * self.rs + c * self.cs
     }
 
     /// Element (i, j), mutably, for indices already known to be inside the view.
     #[inline(always)]
     pub(crate) fn at_mut(&mut self, i: usize, j: usize) -> &mut T {
         debug_assert!(i < self.rows && j < self.cols);
-        &mut self.data[i * self.rs + j * self.cs]
+        let p = self.pos(i, j);
+        &mut self.data[p]
     }
 }
 
@@ -590,7 +611,9 @@ pub fn gemm_ex<T: Element>(
     match backend {
         Backend::Naive => naive::gemm(alpha, a, b, beta, c.rb()),
         #[cfg(feature = "matrixmultiply")]
-        Backend::MatrixMultiply => T::matrixmultiply(alpha, a, b, beta, c.rb()),
+        Backend::MatrixMultiply if !(a.is_indexed() || b.is_indexed() || c.is_indexed()) => {
+            T::matrixmultiply(alpha, a, b, beta, c.rb())
+        }
         Backend::Avx2 | Backend::Avx512 => {
             if T::simd(backend, alpha, a, b, beta, c.rb(), pack, epi) {
                 return Ok(());

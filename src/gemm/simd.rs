@@ -31,12 +31,14 @@ pub(crate) struct Tile {
     pub a: *const f32,
     pub rsa: usize,
     pub csa: usize,
-    /// B(p, j) = `*b.add(p·rsb + j)`.
+    /// B(p, j) = `*b.add(row·rsb + j)`, row = `p`, or `b_rows[p]` when that is not null.
     pub b: *const f32,
     pub rsb: usize,
-    /// C(i, j) = `*c.add(i·rsc + j)`.
+    pub b_rows: *const usize,
+    /// C(i, j) = `*c.add(row·rsc + j)`, row = `i`, or `c_rows[i]` when that is not null.
     pub c: *mut f32,
     pub rsc: usize,
+    pub c_rows: *const usize,
     pub alpha: f32,
     /// 0 means C is not read.
     pub beta: f32,
@@ -47,6 +49,42 @@ pub(crate) struct Tile {
     /// The whole product has this one row (a batch of one): the kernel may split the sum
     /// over k into independent partial sums to hide the latency of the multiply-adds.
     pub single: bool,
+}
+
+impl Tile {
+    /// Where row `p` of the block's B starts (dereferenced only for `p < kc`).
+    ///
+    /// # Safety
+    /// `p < kc`, and `b_rows`, when not null, has `kc` entries.
+    #[inline(always)]
+    pub unsafe fn b_row(&self, p: usize) -> *const f32 {
+        // SAFETY: the caller's contract.
+        let r = if self.b_rows.is_null() { p } else { unsafe { *self.b_rows.add(p) } };
+        self.b.wrapping_add(r * self.rsb)
+    }
+
+    /// Where row `i` of the tile's C starts.
+    ///
+    /// # Safety
+    /// `i < mr`, and `c_rows`, when not null, has `mr` entries.
+    #[inline(always)]
+    pub unsafe fn c_row(&self, i: usize) -> *mut f32 {
+        // SAFETY: the caller's contract.
+        let r = if self.c_rows.is_null() { i } else { unsafe { *self.c_rows.add(i) } };
+        self.c.wrapping_add(r * self.rsc)
+    }
+}
+
+/// Where row `i` of a block of C starts: `c + row·rsc`, row = `i` or `rows[i]` when `rows` is
+/// not null.
+///
+/// # Safety
+/// `rows`, when not null, has more than `i` entries.
+#[inline(always)]
+pub(crate) unsafe fn row_at(c: *mut f32, rows: *const usize, i: usize, rsc: usize) -> *mut f32 {
+    // SAFETY: the caller's contract.
+    let r = if rows.is_null() { i } else { unsafe { *rows.add(i) } };
+    c.wrapping_add(r * rsc)
 }
 
 /// The last few columns (fewer than a vector) of a block of rows, by dot products along k:
@@ -65,6 +103,8 @@ pub(crate) struct DotTile {
     pub c: *mut f32,
     pub rsc: usize,
     pub csc: usize,
+    /// C's rows through an index (see [`Tile`]), or null.
+    pub c_rows: *const usize,
     pub alpha: f32,
     pub beta: f32,
     pub bias: *const f32,
@@ -88,6 +128,8 @@ pub(crate) struct ColTile {
     pub c: *mut f32,
     pub rsc: usize,
     pub csc: usize,
+    /// C's rows through an index (see [`Tile`]), or null.
+    pub c_rows: *const usize,
     pub alpha: f32,
     pub beta: f32,
     pub bias: *const f32,
@@ -151,6 +193,10 @@ pub(crate) fn gemm<K: SimdKernel>(
     epi: Epilogue<'_, f32>,
 ) -> bool {
     let (m, k, n_all) = (a.rows, a.cols, b.cols);
+    if a.is_indexed() {
+        // A's rows are read through strides only; picked rows go through the portable path.
+        return false;
+    }
     // Columns past the last whole vector: by a remainder kernel when A's layout suits one
     // (full lanes instead of a mostly masked vector), else by masked tiles.
     let r = n_all % K::LANES;
@@ -159,8 +205,10 @@ pub(crate) fn gemm<K: SimdKernel>(
     let single_row = m == 1 && k <= SIMD_KC;
     let kc_max = if single_row { k } else { kc_max };
     let r = if single_row { 0 } else { r };
-    let rem_dot = K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && pack.len() >= r * k);
-    let rem_col = K::COL.filter(|_| r != 0 && r <= REM_MAX && a.rs == 1 && rem_dot.is_none());
+    let plain_c = c.ci.is_none();
+    let rem_dot = K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && plain_c && pack.len() >= r * k);
+    let rem_col =
+        K::COL.filter(|_| r != 0 && r <= REM_MAX && a.rs == 1 && plain_c && !b.is_indexed() && rem_dot.is_none());
     let n = if rem_dot.is_some() || rem_col.is_some() {
         n_all - r
     } else {
@@ -169,7 +217,7 @@ pub(crate) fn gemm<K: SimdKernel>(
     let tile_w = K::NV_MAX * K::LANES;
     debug_assert!(tile_w <= MAX_TILE_COLS && K::MR.iter().all(|&r| r <= MAX_TILE_ROWS));
     let kc = kc_max.min(k);
-    let pack_b = b.cs != 1 && (b.rows > 1 || b.cols > 1);
+    let pack_b = (b.cs != 1 && (b.rows > 1 || b.cols > 1)) || b.ci.is_some();
     if pack_b && pack.len() < kc * tile_w {
         return false;
     }
@@ -190,16 +238,19 @@ pub(crate) fn gemm<K: SimdKernel>(
             // LOOP 2: a tile of columns, B in place or packed row-major (rsb = w).
             let w = tile_w.min(n - j0);
             let nv = w.div_ceil(K::LANES);
-            let (bp, rsb) = if pack_b {
+            let (bp, rsb, b_rows) = if pack_b {
                 for p in 0..kcb {
                     for j in 0..w {
                         pack[p * w + j] = b.at(pc + p, j0 + j);
                     }
                 }
-                (pack.as_ptr(), w)
+                (pack.as_ptr(), w, core::ptr::null())
+            } else if let Some(rows) = b.ri {
+                // Rows picked through an index: row p of the block is row rows[pc + p].
+                (b.data.as_ptr().wrapping_add(j0), b.rs, rows[pc..].as_ptr())
             } else {
                 // SAFETY: (pc, j0) is inside B (pc < k, j0 < n), so the offset is in bounds.
-                (unsafe { b.data.as_ptr().add(pc * b.rs + j0) }, b.rs)
+                (unsafe { b.data.as_ptr().add(pc * b.rs + j0) }, b.rs, core::ptr::null())
             };
             let mr_full = K::MR[nv];
             let mut i0 = 0;
@@ -223,17 +274,25 @@ pub(crate) fn gemm<K: SimdKernel>(
                     csa: a.cs,
                     b: bp,
                     rsb,
+                    b_rows,
                     c: core::ptr::null_mut(),
                     rsc,
+                    c_rows: core::ptr::null(),
                     alpha,
                     beta: beta_blk,
                     bias: bias_p,
                     relu: relu && last,
                     single: single_row,
                 };
-                if csc == 1 {
-                    // SAFETY: (i0, j0) is inside C.
-                    t.c = unsafe { cp.add(i0 * rsc + j0) };
+                if csc == 1 && plain_c {
+                    if let Some(rows) = c.ri {
+                        // Rows picked through an index: row i of the tile is row rows[i0 + i].
+                        t.c = cp.wrapping_add(j0);
+                        t.c_rows = rows[i0..].as_ptr();
+                    } else {
+                        // SAFETY: (i0, j0) is inside C.
+                        t.c = unsafe { cp.add(i0 * rsc + j0) };
+                    }
                     // SAFETY: `available()` was checked by the caller; A rows i0..i0+mr and
                     // columns pc..pc+kcb, B rows of this block and columns j0..j0+w (in place
                     // or in `pack`), C rows i0..i0+mr × columns j0..j0+w with unit column
@@ -257,7 +316,7 @@ pub(crate) fn gemm<K: SimdKernel>(
                     for i in 0..mr {
                         for j in 0..w {
                             // SAFETY: (i0+i, j0+j) is inside C, whose view is validated.
-                            let cij = unsafe { &mut *cp.add((i0 + i) * rsc + (j0 + j) * csc) };
+                            let cij = unsafe { &mut *cp.add(c.pos(i0 + i, j0 + j)) };
                             let s = tmp[i * MAX_TILE_COLS + j];
                             let mut x = if beta_blk == 0.0 {
                                 alpha * s
@@ -267,8 +326,8 @@ pub(crate) fn gemm<K: SimdKernel>(
                             if last && let Some(bb) = bias {
                                 x += bb[j0 + j];
                             }
-                            if relu && last {
-                                x = if x > 0.0 { x } else { 0.0 };
+                            if relu && last && x <= 0.0 {
+                                x = 0.0;
                             }
                             *cij = x;
                         }
@@ -293,8 +352,13 @@ pub(crate) fn gemm<K: SimdKernel>(
             }
         }
         for i0 in (0..m).step_by(DOT_ROWS) {
-            // SAFETY: (i0, 0) is inside A and (i0, n) inside C.
-            let (ap, cq) = unsafe { (a.data.as_ptr().add(i0 * a.rs), cp.add(i0 * rsc + n * csc)) };
+            // SAFETY: (i0, 0) is inside A.
+            let ap = unsafe { a.data.as_ptr().add(i0 * a.rs) };
+            // Row i of the block is row i0 + i of C, or rows[i0 + i] when C's rows are picked.
+            let (cq, c_rows) = match c.ri {
+                Some(rows) => (cp.wrapping_add(n * csc), rows[i0..].as_ptr()),
+                None => (cp.wrapping_add(i0 * rsc + n * csc), core::ptr::null()),
+            };
             let t = DotTile {
                 k,
                 rows: DOT_ROWS.min(m - i0),
@@ -305,6 +369,7 @@ pub(crate) fn gemm<K: SimdKernel>(
                 c: cq,
                 rsc,
                 csc,
+                c_rows,
                 alpha,
                 beta,
                 bias: bias_at(n),
@@ -317,13 +382,11 @@ pub(crate) fn gemm<K: SimdKernel>(
         }
     } else if let Some(col) = rem_col {
         for i0 in (0..m).step_by(COL_ROWS) {
-            // SAFETY: (i0, 0) is inside A (rsa = 1), (0, n) inside B and (i0, n) inside C.
-            let (ap, bq, cq) = unsafe {
-                (
-                    a.data.as_ptr().add(i0),
-                    b.data.as_ptr().add(n * b.cs),
-                    cp.add(i0 * rsc + n * csc),
-                )
+            // SAFETY: (i0, 0) is inside A (rsa = 1) and (0, n) inside B.
+            let (ap, bq) = unsafe { (a.data.as_ptr().add(i0), b.data.as_ptr().add(n * b.cs)) };
+            let (cq, c_rows) = match c.ri {
+                Some(rows) => (cp.wrapping_add(n * csc), rows[i0..].as_ptr()),
+                None => (cp.wrapping_add(i0 * rsc + n * csc), core::ptr::null()),
             };
             let t = ColTile {
                 k,
@@ -337,6 +400,7 @@ pub(crate) fn gemm<K: SimdKernel>(
                 c: cq,
                 rsc,
                 csc,
+                c_rows,
                 alpha,
                 beta,
                 bias: bias_at(n),

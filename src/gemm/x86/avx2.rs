@@ -52,8 +52,9 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
         *r = unsafe { t.a.add(i.min(t.mr - 1) * t.rsa) };
     }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-    let mut bp = t.b;
     for p in 0..t.kc {
+        // SAFETY: p < kc (the caller's contract covers the block's rows of B).
+        let bp = unsafe { t.b_row(p) };
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, b) in bv.iter_mut().enumerate() {
             // SAFETY: B row p, columns v·8.. (masked to the valid ones in the last vector).
@@ -72,8 +73,6 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
                 acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
             }
         }
-        // Only dereferenced for rows p < kc, all inside B.
-        bp = bp.wrapping_add(t.rsb);
     }
 
     let alpha = _mm256_set1_ps(t.alpha);
@@ -85,7 +84,7 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
             let m = if v + 1 == NV { mask } else { full };
             // SAFETY: C(i, v·8..) inside the tile, masked to the valid columns.
             unsafe {
-                let cp = t.c.add(i * t.rsc + v * 8);
+                let cp = t.c_row(i).add(v * 8);
                 // Separate multiply and add, as in the AVX-512 kernel (see there).
                 let mut x = _mm256_mul_ps(alpha, s);
                 if t.beta != 0.0 {

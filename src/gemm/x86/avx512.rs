@@ -3,7 +3,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::gemm::simd::{COL_ROWS, ColTile, DOT_ROWS, DotTile, SimdKernel, Tile};
+use crate::gemm::simd::{COL_ROWS, ColTile, DOT_ROWS, DotTile, SimdKernel, Tile, row_at};
 
 /// The AVX-512F kernel family.
 pub(crate) struct Avx512;
@@ -58,7 +58,7 @@ unsafe fn store_tile<const NV: usize>(t: &Tile, acc: &[[__m512; NV]], mask: __mm
             let m = if v + 1 == NV { mask } else { 0xFFFF };
             // SAFETY: C(i, v·16..) inside the tile, masked to the valid columns.
             unsafe {
-                let cp = t.c.add(i * t.rsc + v * 16);
+                let cp = t.c_row(i).add(v * 16);
                 // Multiply and add separately (not fused): the same rounding as the portable
                 // epilogue and as a separate SGD update, so `W ← W - lr·(XᵀdY)` fused here is
                 // bit-identical to computing the gradient and then updating.
@@ -124,7 +124,7 @@ unsafe fn row_n<const NV: usize>(t: &Tile) {
     let step = |acc: &mut [__m512; NV], p: usize| {
         // SAFETY: p < kc (see above); the last vector is masked to the valid columns.
         unsafe {
-            let bp = t.b.add(p * t.rsb);
+            let bp = t.b_row(p);
             let a = _mm512_set1_ps(*t.a.add(p * t.csa));
             for (v, x) in acc.iter_mut().enumerate() {
                 let b = if v + 1 == NV {
@@ -254,7 +254,7 @@ unsafe fn dot_n<const R: usize>(t: &DotTile) {
                     t.bias.add(j)
                 };
                 store_scalar(
-                    t.c.add(i * t.rsc + j * t.csc),
+                    row_at(t.c, t.c_rows, i, t.rsc).add(j * t.csc),
                     s,
                     t.alpha,
                     t.beta,
@@ -311,7 +311,7 @@ unsafe fn col_n<const R: usize>(t: &ColTile) {
                         t.bias.add(j)
                     };
                     store_scalar(
-                        t.c.add((16 * u + l) * t.rsc + j * t.csc),
+                        row_at(t.c, t.c_rows, 16 * u + l, t.rsc).add(j * t.csc),
                         s,
                         t.alpha,
                         t.beta,
@@ -348,8 +348,9 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
         *r = unsafe { t.a.add(i.min(t.mr - 1) * t.rsa) };
     }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    let mut bp = t.b;
     for p in 0..t.kc {
+        // SAFETY: p < kc (the caller's contract covers the block's rows of B).
+        let bp = unsafe { t.b_row(p) };
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, b) in bv.iter_mut().enumerate() {
             // SAFETY: B row p, columns v·16.. (masked to the valid ones in the last vector).
@@ -368,8 +369,6 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
                 acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
             }
         }
-        // Only dereferenced for rows p < kc, all inside B.
-        bp = bp.wrapping_add(t.rsb);
     }
 
     // SAFETY: forwarded from the caller's contract.
