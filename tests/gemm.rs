@@ -457,7 +457,10 @@ fn gathered_rows_equal_copied_rows_in_every_backend() {
     let pick: Vec<usize> = (0..rows).filter(|i| i % 3 != 1).collect(); // 27 rows, increasing
     let m = 9;
     let a = small_ints(&mut r, m * pick.len());
-    let copied_b: Vec<f32> = pick.iter().flat_map(|&i| big_b[i * n..(i + 1) * n].to_vec()).collect();
+    let copied_b: Vec<f32> = pick
+        .iter()
+        .flat_map(|&i| big_b[i * n..(i + 1) * n].to_vec())
+        .collect();
     for &backend in &backends {
         for beta in [0.0f32, 1.0] {
             // B gathered.
@@ -467,8 +470,26 @@ fn gathered_rows_equal_copied_rows_in_every_backend() {
             let bg = MatRef::gather_rows(&big_b, &pick, n, n).unwrap();
             let bc = MatRef::row_major(&copied_b, pick.len(), n).unwrap();
             let mut pack = vec![0.0; PACK_LEN];
-            gemm::gemm(backend, 1.0, am, bg, beta, MatMut::row_major(&mut c1, m, n).unwrap(), &mut pack).unwrap();
-            gemm::gemm(Backend::Naive, 1.0, am, bc, beta, MatMut::row_major(&mut c2, m, n).unwrap(), &mut []).unwrap();
+            gemm::gemm(
+                backend,
+                1.0,
+                am,
+                bg,
+                beta,
+                MatMut::row_major(&mut c1, m, n).unwrap(),
+                &mut pack,
+            )
+            .unwrap();
+            gemm::gemm(
+                Backend::Naive,
+                1.0,
+                am,
+                bc,
+                beta,
+                MatMut::row_major(&mut c2, m, n).unwrap(),
+                &mut [],
+            )
+            .unwrap();
             assert!(same_values(&c1, &c2), "{backend}: B gathered, beta {beta}");
 
             // C gathered: update picked rows of a big C in place; the others stay as they were.
@@ -476,16 +497,44 @@ fn gathered_rows_equal_copied_rows_in_every_backend() {
             let d = small_ints(&mut r, k * n);
             let mut big_c = small_ints(&mut r, rows * n);
             let before = big_c.clone();
-            let mut copied_c: Vec<f32> = pick.iter().flat_map(|&i| big_c[i * n..(i + 1) * n].to_vec()).collect();
+            let mut copied_c: Vec<f32> = pick
+                .iter()
+                .flat_map(|&i| big_c[i * n..(i + 1) * n].to_vec())
+                .collect();
             let at = MatRef::row_major(&x, k, pick.len()).unwrap().t();
             let dm = MatRef::row_major(&d, k, n).unwrap();
-            gemm::gemm(backend, -0.5, at, dm, beta, MatMut::gather_rows(&mut big_c, &pick, n, n).unwrap(), &mut pack).unwrap();
-            gemm::gemm(Backend::Naive, -0.5, at, dm, beta, MatMut::row_major(&mut copied_c, pick.len(), n).unwrap(), &mut []).unwrap();
+            gemm::gemm(
+                backend,
+                -0.5,
+                at,
+                dm,
+                beta,
+                MatMut::gather_rows(&mut big_c, &pick, n, n).unwrap(),
+                &mut pack,
+            )
+            .unwrap();
+            gemm::gemm(
+                Backend::Naive,
+                -0.5,
+                at,
+                dm,
+                beta,
+                MatMut::row_major(&mut copied_c, pick.len(), n).unwrap(),
+                &mut [],
+            )
+            .unwrap();
             for (q, &i) in pick.iter().enumerate() {
-                assert!(same_values(&big_c[i * n..(i + 1) * n], &copied_c[q * n..(q + 1) * n]), "{backend}: C row {i}");
+                assert!(
+                    same_values(&big_c[i * n..(i + 1) * n], &copied_c[q * n..(q + 1) * n]),
+                    "{backend}: C row {i}"
+                );
             }
             for i in (0..rows).filter(|i| !pick.contains(i)) {
-                assert_eq!(&big_c[i * n..(i + 1) * n], &before[i * n..(i + 1) * n], "{backend}: row {i} not picked");
+                assert_eq!(
+                    &big_c[i * n..(i + 1) * n],
+                    &before[i * n..(i + 1) * n],
+                    "{backend}: row {i} not picked"
+                );
             }
         }
     }

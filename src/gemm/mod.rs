@@ -355,7 +355,15 @@ impl<'a, T> MatRef<'a, T> {
     /// A strided view; fails if it reaches outside `data`.
     pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Result<Self> {
         match extent(rows, cols, rs, cs) {
-            Some(e) if e <= data.len() => Ok(MatRef { data, rows, cols, rs, cs, ri: None, ci: None }),
+            Some(e) if e <= data.len() => Ok(MatRef {
+                data,
+                rows,
+                cols,
+                rs,
+                cs,
+                ri: None,
+                ci: None,
+            }),
             _ => Err(Error::MatrixLayout { matrix: "a/b" }),
         }
     }
@@ -372,13 +380,29 @@ impl<'a, T> MatRef<'a, T> {
         if !indexed_extent_ok(idx, cols, rs, 1, data.len()) {
             return Err(Error::MatrixLayout { matrix: "a/b" });
         }
-        Ok(MatRef { data, rows: idx.len(), cols, rs, cs: 1, ri: Some(idx), ci: None })
+        Ok(MatRef {
+            data,
+            rows: idx.len(),
+            cols,
+            rs,
+            cs: 1,
+            ri: Some(idx),
+            ci: None,
+        })
     }
 
     /// The transpose: rows and columns, and their strides, swapped. No data moves.
     #[must_use]
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ri: self.ci, ci: self.ri }
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ri: self.ci,
+            ci: self.ri,
+        }
     }
 
     /// Number of rows.
@@ -418,7 +442,11 @@ impl<'a, T> MatRef<'a, T> {
 impl<T: Copy> MatRef<'_, T> {
     /// Element (i, j), or `None` outside the matrix.
     pub fn get(&self, i: usize, j: usize) -> Option<T> {
-        if i < self.rows && j < self.cols { Some(self.data[self.pos(i, j)]) } else { None }
+        if i < self.rows && j < self.cols {
+            Some(self.data[self.pos(i, j)])
+        } else {
+            None
+        }
     }
 
     /// Element (i, j) for indices already known to be inside the view.
@@ -462,7 +490,15 @@ impl<'a, T> MatMut<'a, T> {
         } else if (rows > 1 && rs == 0) || (cols > 1 && cs == 0) {
             return bad;
         }
-        Ok(MatMut { data, rows, cols, rs, cs, ri: None, ci: None })
+        Ok(MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+            ri: None,
+            ci: None,
+        })
     }
 
     /// A dense row-major view (`rs = cols`, `cs = 1`).
@@ -473,18 +509,42 @@ impl<'a, T> MatMut<'a, T> {
     /// Rows `idx[0] < idx[1] < …` of the row-major matrix in `data` (`cols` columns, row
     /// stride `rs ≥ cols`), as a mutable `idx.len() × cols` view. The indices must increase
     /// strictly (so no two rows are one) and stay inside `data`.
-    pub fn gather_rows(data: &'a mut [T], idx: &'a [usize], cols: usize, rs: usize) -> Result<Self> {
+    pub fn gather_rows(
+        data: &'a mut [T],
+        idx: &'a [usize],
+        cols: usize,
+        rs: usize,
+    ) -> Result<Self> {
         let increasing = idx.windows(2).all(|w| w[0] < w[1]);
-        if !increasing || (idx.len() > 1 && cols > 1 && rs < cols) || !indexed_extent_ok(idx, cols, rs, 1, data.len()) {
+        if !increasing
+            || (idx.len() > 1 && cols > 1 && rs < cols)
+            || !indexed_extent_ok(idx, cols, rs, 1, data.len())
+        {
             return Err(Error::MatrixLayout { matrix: "c" });
         }
-        Ok(MatMut { data, rows: idx.len(), cols, rs, cs: 1, ri: Some(idx), ci: None })
+        Ok(MatMut {
+            data,
+            rows: idx.len(),
+            cols,
+            rs,
+            cs: 1,
+            ri: Some(idx),
+            ci: None,
+        })
     }
 
     /// The transpose, as a mutable view.
     #[must_use]
     pub fn t(self) -> Self {
-        MatMut { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ri: self.ci, ci: self.ri }
+        MatMut {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ri: self.ci,
+            ci: self.ri,
+        }
     }
 
     /// Number of rows.
@@ -510,12 +570,28 @@ impl<'a, T> MatMut<'a, T> {
 
     /// A read-only view of the same elements.
     pub fn as_ref(&self) -> MatRef<'_, T> {
-        MatRef { data: self.data, rows: self.rows, cols: self.cols, rs: self.rs, cs: self.cs, ri: self.ri, ci: self.ci }
+        MatRef {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+            ri: self.ri,
+            ci: self.ci,
+        }
     }
 
     /// Reborrows for a shorter lifetime.
     pub fn rb(&mut self) -> MatMut<'_, T> {
-        MatMut { data: self.data, rows: self.rows, cols: self.cols, rs: self.rs, cs: self.cs, ri: self.ri, ci: self.ci }
+        MatMut {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+            ri: self.ri,
+            ci: self.ci,
+        }
     }
 
     /// Offset of element (i, j) in the slice.

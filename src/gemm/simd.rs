@@ -31,10 +31,11 @@ pub(crate) struct Tile {
     pub a: *const f32,
     pub rsa: usize,
     pub csa: usize,
-    /// B(p, j) = `*b.add(row·rsb + j)`, row = `p`, or `b_rows[p]` when that is not null.
+    /// B(p, j) = `*b.add(p·rsb + j)`, or `*b_ptrs[p].add(j)` when `b_ptrs` is not null (B's
+    /// rows picked through an index: one pointer per row of the block).
     pub b: *const f32,
     pub rsb: usize,
-    pub b_rows: *const usize,
+    pub b_ptrs: *const *const f32,
     /// C(i, j) = `*c.add(row·rsc + j)`, row = `i`, or `c_rows[i]` when that is not null.
     pub c: *mut f32,
     pub rsc: usize,
@@ -55,12 +56,15 @@ impl Tile {
     /// Where row `p` of the block's B starts (dereferenced only for `p < kc`).
     ///
     /// # Safety
-    /// `p < kc`, and `b_rows`, when not null, has `kc` entries.
+    /// `p < kc`, and `b_ptrs`, when not null, has `kc` entries.
     #[inline(always)]
     pub unsafe fn b_row(&self, p: usize) -> *const f32 {
-        // SAFETY: the caller's contract.
-        let r = if self.b_rows.is_null() { p } else { unsafe { *self.b_rows.add(p) } };
-        self.b.wrapping_add(r * self.rsb)
+        if self.b_ptrs.is_null() {
+            self.b.wrapping_add(p * self.rsb)
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { *self.b_ptrs.add(p) }
+        }
     }
 
     /// Where row `i` of the tile's C starts.
@@ -70,7 +74,11 @@ impl Tile {
     #[inline(always)]
     pub unsafe fn c_row(&self, i: usize) -> *mut f32 {
         // SAFETY: the caller's contract.
-        let r = if self.c_rows.is_null() { i } else { unsafe { *self.c_rows.add(i) } };
+        let r = if self.c_rows.is_null() {
+            i
+        } else {
+            unsafe { *self.c_rows.add(i) }
+        };
         self.c.wrapping_add(r * self.rsc)
     }
 }
@@ -83,7 +91,11 @@ impl Tile {
 #[inline(always)]
 pub(crate) unsafe fn row_at(c: *mut f32, rows: *const usize, i: usize, rsc: usize) -> *mut f32 {
     // SAFETY: the caller's contract.
-    let r = if rows.is_null() { i } else { unsafe { *rows.add(i) } };
+    let r = if rows.is_null() {
+        i
+    } else {
+        unsafe { *rows.add(i) }
+    };
     c.wrapping_add(r * rsc)
 }
 
@@ -206,9 +218,11 @@ pub(crate) fn gemm<K: SimdKernel>(
     let kc_max = if single_row { k } else { kc_max };
     let r = if single_row { 0 } else { r };
     let plain_c = c.ci.is_none();
-    let rem_dot = K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && plain_c && pack.len() >= r * k);
-    let rem_col =
-        K::COL.filter(|_| r != 0 && r <= REM_MAX && a.rs == 1 && plain_c && !b.is_indexed() && rem_dot.is_none());
+    let rem_dot =
+        K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && plain_c && pack.len() >= r * k);
+    let rem_col = K::COL.filter(|_| {
+        r != 0 && r <= REM_MAX && a.rs == 1 && plain_c && !b.is_indexed() && rem_dot.is_none()
+    });
     let n = if rem_dot.is_some() || rem_col.is_some() {
         n_all - r
     } else {
@@ -227,6 +241,8 @@ pub(crate) fn gemm<K: SimdKernel>(
         Epilogue::BiasRelu(b) => (Some(b), true),
     };
     let (cp, rsc, csc) = (c.data.as_mut_ptr(), c.rs, c.cs);
+    // Row pointers of a block of B when its rows are picked through an index.
+    let mut b_row_ptrs = [core::ptr::null::<f32>(); SIMD_KC];
     let mut pc = 0;
     while pc < k {
         // LOOP 3: a block of k.
@@ -238,7 +254,7 @@ pub(crate) fn gemm<K: SimdKernel>(
             // LOOP 2: a tile of columns, B in place or packed row-major (rsb = w).
             let w = tile_w.min(n - j0);
             let nv = w.div_ceil(K::LANES);
-            let (bp, rsb, b_rows) = if pack_b {
+            let (bp, rsb, b_ptrs) = if pack_b {
                 for p in 0..kcb {
                     for j in 0..w {
                         pack[p * w + j] = b.at(pc + p, j0 + j);
@@ -246,11 +262,19 @@ pub(crate) fn gemm<K: SimdKernel>(
                 }
                 (pack.as_ptr(), w, core::ptr::null())
             } else if let Some(rows) = b.ri {
-                // Rows picked through an index: row p of the block is row rows[pc + p].
-                (b.data.as_ptr().wrapping_add(j0), b.rs, rows[pc..].as_ptr())
+                // Rows picked through an index: a pointer to each row of the block (rows of
+                // B are inside the validated view, so each pointer is in bounds).
+                for (ptr, &r) in b_row_ptrs.iter_mut().zip(&rows[pc..pc + kcb]) {
+                    *ptr = b.data.as_ptr().wrapping_add(r * b.rs + j0);
+                }
+                (b.data.as_ptr(), b.rs, b_row_ptrs.as_ptr())
             } else {
                 // SAFETY: (pc, j0) is inside B (pc < k, j0 < n), so the offset is in bounds.
-                (unsafe { b.data.as_ptr().add(pc * b.rs + j0) }, b.rs, core::ptr::null())
+                (
+                    unsafe { b.data.as_ptr().add(pc * b.rs + j0) },
+                    b.rs,
+                    core::ptr::null(),
+                )
             };
             let mr_full = K::MR[nv];
             let mut i0 = 0;
@@ -274,7 +298,7 @@ pub(crate) fn gemm<K: SimdKernel>(
                     csa: a.cs,
                     b: bp,
                     rsb,
-                    b_rows,
+                    b_ptrs,
                     c: core::ptr::null_mut(),
                     rsc,
                     c_rows: core::ptr::null(),

@@ -199,6 +199,105 @@ impl Affine {
         Ok(())
     }
 
+    /// The forward pass with only some inputs: `x` holds, for each row, the inputs `active`
+    /// (ascending indices below `input_size`); every other input is zero, so it adds nothing
+    /// and only the rows `active` of `W` are read: `out = x·W[active, :] + b`, then
+    /// `max(·, 0)` if `relu`. For inputs that are mostly zero across a batch (blank pixels),
+    /// this skips their work exactly.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_active<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        out: &mut [T],
+        x: &[T],
+        active: &[usize],
+        w: &[T],
+        b: &[T],
+        relu: bool,
+    ) -> Result<()> {
+        let (batch, k, n) = self.check_active(out.len(), x.len(), active, w.len())?;
+        check_len("b", n, b.len())?;
+        let epi = if relu {
+            Epilogue::BiasRelu(b)
+        } else {
+            Epilogue::Bias(b)
+        };
+        g.gemm_ex(
+            T::ONE,
+            MatRef::row_major(x, batch, k)?,
+            MatRef::gather_rows(w, active, n, n)?,
+            T::ZERO,
+            MatMut::row_major(out, batch, n)?,
+            epi,
+        )
+    }
+
+    /// [`Affine::backward_sgd`] for a first layer run by [`Affine::forward_active`]: `dx` is
+    /// not computed; `W[active, :] -= lr·xᵀ·dout` (the other rows have zero gradient and stay
+    /// exactly as they are) and `b -= lr·Σ_rows dout`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_sgd_active<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dout: &[T],
+        x: &[T],
+        active: &[usize],
+        w: &mut [T],
+        b: &mut [T],
+        lr: T,
+    ) -> Result<()> {
+        let (batch, k, n) = self.check_active(dout.len(), x.len(), active, w.len())?;
+        check_len("b", n, b.len())?;
+        if batch > FUSED_MAX_BATCH {
+            return Err(Error::BatchTooLarge {
+                batch,
+                capacity: FUSED_MAX_BATCH,
+            });
+        }
+        g.gemm(
+            -lr,
+            MatRef::row_major(x, batch, k)?.t(),
+            MatRef::row_major(dout, batch, n)?,
+            T::ONE,
+            MatMut::gather_rows(w, active, n, n)?,
+        )?;
+        for (j, bj) in b.iter_mut().enumerate() {
+            *bj -= lr * column_sum(dout, n, j);
+        }
+        Ok(())
+    }
+
+    /// Checks the shapes of the `_active` methods; returns (batch, active inputs, outputs).
+    fn check_active(
+        &self,
+        out_len: usize,
+        x_len: usize,
+        active: &[usize],
+        w_len: usize,
+    ) -> Result<(usize, usize, usize)> {
+        let (i, n) = (self.input_size, self.output_size);
+        if i == 0 || n == 0 {
+            return Err(Error::ZeroSize {
+                what: "Affine size",
+            });
+        }
+        check_len("W", mul(i, n)?, w_len)?;
+        if !active.windows(2).all(|p| p[0] < p[1]) || active.last().is_some_and(|&a| a >= i) {
+            return Err(Error::ShapeMismatch {
+                what: "active inputs must increase and be below input_size",
+                expected: i,
+                actual: active.last().copied().unwrap_or(0),
+            });
+        }
+        let batch = out_len / n;
+        if batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        check_len("out/dout", batch * n, out_len)?;
+        check_len("x", mul(batch, active.len())?, x_len)?;
+        Ok((batch, active.len(), n))
+    }
+
     fn check_backward<T>(&self, dx: Option<&[T]>, dout: &[T], x: &[T], w: &[T]) -> Result<usize> {
         let batch = self.batch(x.len())?;
         let (k, n) = (self.input_size, self.output_size);

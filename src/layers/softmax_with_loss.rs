@@ -62,7 +62,11 @@ impl SoftmaxWithLoss {
         let mut loss = T::ZERO;
         for (rows, labels) in x.chunks_mut(GROUP * self.classes).zip(t.chunks(GROUP)) {
             let mut shifted_t = [T::ZERO; GROUP];
-            for ((row, l), st) in rows.chunks_exact_mut(self.classes).zip(labels).zip(&mut shifted_t) {
+            for ((row, l), st) in rows
+                .chunks_exact_mut(self.classes)
+                .zip(labels)
+                .zip(&mut shifted_t)
+            {
                 let max = row.iter().fold(T::NEG_INFINITY, |m, &v| m.max(v));
                 for v in row.iter_mut() {
                     *v -= max;
@@ -70,7 +74,11 @@ impl SoftmaxWithLoss {
                 *st = row[l.class()];
             }
             T::exp_slice(rows);
-            for ((row, l), &st) in rows.chunks_exact_mut(self.classes).zip(labels).zip(&shifted_t) {
+            for ((row, l), &st) in rows
+                .chunks_exact_mut(self.classes)
+                .zip(labels)
+                .zip(&shifted_t)
+            {
                 let mut sum = T::ZERO;
                 for &v in row.iter() {
                     sum += v;

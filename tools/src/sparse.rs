@@ -9,7 +9,7 @@
 //! columns), so results agree to rounding (tested against the dense `train_step`), and the
 //! rows of blank pixels are left exactly unchanged.
 
-use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
+use zeronn::{Sgd, TwoLayerNet};
 
 use crate::mnist::Split;
 use crate::pixels;
@@ -25,8 +25,6 @@ pub struct Compact {
     active: Vec<usize>,
     /// One compacted row of bytes.
     row: Vec<u8>,
-    /// The compact parameters `[W1 active rows | b1 | W2 | b2]`.
-    params: Vec<f32>,
 }
 
 impl Compact {
@@ -42,7 +40,6 @@ impl Compact {
             mask: Vec::new(),
             active: Vec::new(),
             row: Vec::new(),
-            params: Vec::new(),
         }
     }
 
@@ -79,24 +76,9 @@ impl Compact {
         self.active.retain(|&f| (f0..f1).contains(&f));
     }
 
-    /// The rows of `w` (a block of a weight matrix whose first row is feature `f0`, rows of
-    /// `cols` values) for the active features, into `out`.
-    pub fn copy_rows(&self, f0: usize, cols: usize, w: &[f32], out: &mut Vec<f32>) {
-        out.resize(self.active.len().max(1) * cols, 0.0);
-        if self.active.is_empty() {
-            out.fill(0.0);
-        }
-        for (dst, &f) in out.chunks_exact_mut(cols).zip(&self.active) {
-            copy(dst, &w[(f - f0) * cols..(f - f0 + 1) * cols]);
-        }
-    }
-
-    /// Writes rows copied by [`Compact::copy_rows`] back into `w`.
-    pub fn store_rows(&self, f0: usize, cols: usize, rows: &[f32], w: &mut [f32]) {
-        for (q, &f) in self.active.iter().enumerate() {
-            w[(f - f0) * cols..(f - f0 + 1) * cols]
-                .copy_from_slice(&rows[q * cols..(q + 1) * cols]);
-        }
+    /// The active features, ascending.
+    pub fn active(&self) -> &[usize] {
+        &self.active
     }
 
     /// Number of active features.
@@ -121,55 +103,6 @@ impl Compact {
         }
         pixels::to_unit_f32(&self.row[..at], out);
     }
-
-    /// Copies the net's parameters for the active features into the compact net and returns
-    /// it: input size `len()`, the same hidden and output layers.
-    pub fn load(
-        &mut self,
-        shape: &TwoLayerShape,
-        params: &[f32],
-    ) -> zeronn::Result<TwoLayerNet<f32, &mut [f32]>> {
-        let h = shape.hidden_size;
-        let cshape = TwoLayerShape {
-            input_size: self.active.len().max(1),
-            ..*shape
-        };
-        let k = self.active.len().max(1);
-        let tail = &params[shape.input_size * h..];
-        self.params.resize(k * h + tail.len(), 0.0);
-        if self.active.is_empty() {
-            // A batch of blank images: one zero feature keeps the shapes valid.
-            self.params[..h].fill(0.0);
-        }
-        for (dst, &f) in self.params.chunks_exact_mut(h).zip(&self.active) {
-            copy(dst, &params[f * h..(f + 1) * h]);
-        }
-        self.params[k * h..].copy_from_slice(tail);
-        TwoLayerNet::new(cshape, &mut self.params[..])
-    }
-
-    /// Writes the compact net's parameters back into the full ones.
-    pub fn store(&self, shape: &TwoLayerShape, params: &mut [f32]) {
-        let h = shape.hidden_size;
-        for (src, &f) in self.params.chunks_exact(h).zip(&self.active) {
-            copy(&mut params[f * h..(f + 1) * h], src);
-        }
-        let tail = self.active.len().max(1) * h;
-        params[shape.input_size * h..].copy_from_slice(&self.params[tail..]);
-    }
-}
-
-/// Copies a short row in place (no call to `memcpy`, which costs more than the copy for
-/// rows of a few dozen floats).
-#[inline(always)]
-fn copy(dst: &mut [f32], src: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if dst.len() <= 64 && std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present (checked).
-        unsafe { x86::copy_64(dst, src) };
-        return;
-    }
-    dst.copy_from_slice(src);
 }
 
 /// Bit `i` set where `chunk[i] != 0` (at most 64 bytes).
@@ -225,26 +158,6 @@ mod x86 {
             _mm512_mask_compressstoreu_epi8(out.as_mut_ptr().cast(), mask, v);
         }
     }
-
-    /// Copies up to 64 floats with masked vector moves (no call).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn copy_64(dst: &mut [f32], src: &[f32]) {
-        let n = dst.len().min(src.len()).min(64);
-        let mut i = 0;
-        while i < n {
-            let m: __mmask16 = if n - i >= 16 {
-                0xFFFF
-            } else {
-                ((1u32 << (n - i)) - 1) as __mmask16
-            };
-            // SAFETY: lanes i..min(i+16, n) of both slices; masked lanes are not touched.
-            unsafe {
-                let v = _mm512_maskz_loadu_ps(m, src.as_ptr().add(i));
-                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m, v);
-            }
-            i += 16;
-        }
-    }
 }
 
 /// One SGD step of `net` on the images `idx` of `data`, on the compact net of the batch's
@@ -261,24 +174,18 @@ pub fn train_step(
     ws: &mut [f32],
 ) -> zeronn::Result<f32> {
     compact.find_active(data, idx.iter().copied());
-    let k = compact.len().max(1);
+    let k = compact.len();
     x.resize(idx.len() * k, 0.0); // every element is written below
     let x = &mut x[..idx.len() * k];
-    if compact.is_empty() {
-        x.fill(0.0); // all blank: the one stand-in feature is 0
-    }
-    for ((&r, row), label) in idx.iter().zip(x.chunks_exact_mut(k)).zip(t.iter_mut()) {
+    for ((&r, row), label) in idx
+        .iter()
+        .zip(x.chunks_exact_mut(k.max(1)))
+        .zip(t.iter_mut())
+    {
         compact.compact_row(data, r, row);
         *label = data.t[r];
     }
-    let shape = net.shape();
-    let backend = net.backend();
-    let loss = compact
-        .load(&shape, net.params())?
-        .with_backend(backend)?
-        .train_step(x, t, sgd, ws)?;
-    compact.store(&shape, net.params_mut());
-    Ok(loss)
+    net.train_step_active(x, &compact.active, &t[..idx.len()], sgd, ws)
 }
 
 impl Default for Compact {
@@ -360,24 +267,13 @@ impl EvalSet {
         scratch: &mut EvalScratch,
         ws: &mut [f32],
     ) -> zeronn::Result<usize> {
-        let shape = net.shape();
         let mut correct = 0;
         for c in &self.chunks[c0..c1] {
-            let k = c.active.len().max(1);
-            let n = c.hi - c.lo;
-            scratch.x.resize(n * k, 0.0);
-            let x = &mut scratch.x[..n * k];
-            if c.active.is_empty() {
-                x.fill(0.0);
-            } else {
-                pixels::to_unit_f32(&c.raw, x);
-            }
-            scratch.compact.active.clone_from(&c.active);
-            let cnet = scratch
-                .compact
-                .load(&shape, net.params())?
-                .with_backend(net.backend())?;
-            correct += cnet.count_correct(x, &self.labels[c.lo..c.hi], ws)?;
+            let len = (c.hi - c.lo) * c.active.len();
+            scratch.x.resize(len, 0.0);
+            let x = &mut scratch.x[..len];
+            pixels::to_unit_f32(&c.raw, x);
+            correct += net.count_correct_active(x, &c.active, &self.labels[c.lo..c.hi], ws)?;
         }
         Ok(correct)
     }
@@ -399,6 +295,5 @@ impl EvalSet {
 /// Scratch space for [`EvalSet::count_correct`].
 #[derive(Debug, Default)]
 pub struct EvalScratch {
-    compact: Compact,
     x: Vec<f32>,
 }

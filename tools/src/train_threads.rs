@@ -103,7 +103,8 @@ pub fn train_threads(
         let (f0, f1) = part(inputs, n, me);
         let w = f1 - f0;
         let mut xb = vec![0.0f32; batch * w];
-        let (mut compact, mut w1c) = (Compact::new(), Vec::new());
+        // This member's active pixels of the batch, relative to f0 (rows of its block of W1).
+        let (mut compact, mut rel) = (Compact::new(), Vec::new());
         let mut kw;
         let mut tb = vec![0u8; batch];
         let mut pack = vec![0.0f32; PACK_LEN];
@@ -156,22 +157,27 @@ pub fn train_threads(
                 // matching rows of W1 (as the single-thread run does; see `sparse.rs`).
                 compact.find_active(&data.train, m.iter().copied());
                 compact.restrict(f0, f1);
-                kw = compact.len().max(1);
+                kw = compact.len();
+                rel.clear();
+                rel.extend(compact.active().iter().map(|&f| f - f0));
                 xb.resize(batch * kw, 0.0);
                 if compact.is_empty() {
                     xb.fill(0.0);
                 }
-                for ((&r, row), label) in m.iter().zip(xb.chunks_exact_mut(kw)).zip(tb.iter_mut()) {
+                for ((&r, row), label) in m
+                    .iter()
+                    .zip(xb.chunks_exact_mut(kw.max(1)))
+                    .zip(tb.iter_mut())
+                {
                     compact.compact_row(&data.train, r, row);
                     *label = data.train.t[r];
                 }
-                compact.copy_rows(f0, hidden, w1_part, &mut w1c);
                 let r = (|| {
                     gemm::gemm(
                         backend,
                         1.0,
-                        MatRef::row_major(&xb, batch, kw)?,
-                        MatRef::row_major(&w1c, kw, hidden)?,
+                        MatRef::row_major(&xb[..batch * kw], batch, kw)?,
+                        MatRef::gather_rows(w1_part, &rel, hidden, hidden)?,
                         0.0,
                         MatMut::row_major(p, batch, hidden)?,
                         &mut pack,
@@ -256,14 +262,13 @@ pub fn train_threads(
                     gemm::gemm(
                         backend,
                         -sgd.lr,
-                        MatRef::row_major(&xb, batch, kw)?.t(),
+                        MatRef::row_major(&xb[..batch * kw], batch, kw)?.t(),
                         MatRef::row_major(d, batch, hidden)?,
                         1.0,
-                        MatMut::row_major(&mut w1c, kw, hidden)?,
+                        MatMut::gather_rows(w1_part, &rel, hidden, hidden)?,
                         &mut pack,
                     )
                 })();
-                compact.store_rows(f0, hidden, &w1c, w1_part);
                 if let Err(e) = r {
                     fail(e);
                 }

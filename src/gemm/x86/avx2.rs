@@ -51,10 +51,21 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
         // SAFETY: row min(i, mr-1) is inside A (caller's contract).
         *r = unsafe { t.a.add(i.min(t.mr - 1) * t.rsa) };
     }
+    // C's row starts, taken before the loop (read inside it, the row index would keep the
+    // accumulators in memory).
+    let mut crow = [t.c; MR];
+    for (i, r) in crow.iter_mut().enumerate().take(t.mr) {
+        // SAFETY: i < mr; `c_rows`, when not null, has mr entries (caller's contract).
+        *r = unsafe { t.c_row(i) };
+    }
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    let (rsb, b_ptrs) = (t.rsb, t.b_ptrs);
+    let mut bp = t.b;
     for p in 0..t.kc {
-        // SAFETY: p < kc (the caller's contract covers the block's rows of B).
-        let bp = unsafe { t.b_row(p) };
+        if !b_ptrs.is_null() {
+            // SAFETY: p < kc, and `b_ptrs` has kc entries (caller's contract).
+            bp = unsafe { *b_ptrs.add(p) };
+        }
         let mut bv = [_mm256_setzero_ps(); NV];
         for (v, b) in bv.iter_mut().enumerate() {
             // SAFETY: B row p, columns v·8.. (masked to the valid ones in the last vector).
@@ -73,6 +84,8 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
                 acc[i][v] = _mm256_fmadd_ps(a, bv[v], acc[i][v]);
             }
         }
+        // The next row of B, when its rows are not picked (dereferenced only for p < kc).
+        bp = bp.wrapping_add(rsb);
     }
 
     let alpha = _mm256_set1_ps(t.alpha);
@@ -84,7 +97,7 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
             let m = if v + 1 == NV { mask } else { full };
             // SAFETY: C(i, v·8..) inside the tile, masked to the valid columns.
             unsafe {
-                let cp = t.c_row(i).add(v * 8);
+                let cp = crow[i].add(v * 8);
                 // Separate multiply and add, as in the AVX-512 kernel (see there).
                 let mut x = _mm256_mul_ps(alpha, s);
                 if t.beta != 0.0 {

@@ -26,57 +26,85 @@ impl SimdKernel for Avx512 {
         // SAFETY: forwarded from the caller's contract; `mr ≤ MR[nv]` selects an instance
         // whose MR covers it.
         unsafe {
-            match (t.nv, t.mr) {
-                (1, _) if t.single => row_n::<1>(t),
-                (2, _) if t.single => row_n::<2>(t),
-                (3, _) if t.single => row_n::<3>(t),
-                (_, _) if t.single => row_n::<4>(t),
-                (1, 1..=4) => tile_n::<4, 1>(t),
-                (1, _) => tile_n::<8, 1>(t),
-                (2, 1..=4) => tile_n::<4, 2>(t),
-                (2, _) => tile_n::<8, 2>(t),
-                (3, 1..=4) => tile_n::<4, 3>(t),
-                (3, _) => tile_n::<8, 3>(t),
-                (4, 1..=3) => tile_n::<3, 4>(t),
-                _ => tile_n::<6, 4>(t),
+            if t.b_ptrs.is_null() {
+                dispatch::<false>(t)
+            } else {
+                dispatch::<true>(t)
             }
         }
     }
 }
 
-/// The epilogue of a tile: `α·s` (+ `β·c`) (+ bias) (ReLU), stored masked.
+/// Picks the tile instance for `(nv, mr)`; `P`: B's rows are picked through `b_ptrs`.
 ///
 /// # Safety
-/// As for [`SimdKernel::tile`]; `acc` holds at least `t.mr` rows.
-#[target_feature(enable = "avx512f")]
-unsafe fn store_tile<const NV: usize>(t: &Tile, acc: &[[__m512; NV]], mask: __mmask16) {
-    let alpha = _mm512_set1_ps(t.alpha);
-    let beta = _mm512_set1_ps(t.beta);
-    let zero = _mm512_setzero_ps();
-    for (i, row) in acc.iter().enumerate().take(t.mr) {
-        for (v, &s) in row.iter().enumerate() {
-            let m = if v + 1 == NV { mask } else { 0xFFFF };
-            // SAFETY: C(i, v·16..) inside the tile, masked to the valid columns.
-            unsafe {
-                let cp = t.c_row(i).add(v * 16);
-                // Multiply and add separately (not fused): the same rounding as the portable
-                // epilogue and as a separate SGD update, so `W ← W - lr·(XᵀdY)` fused here is
-                // bit-identical to computing the gradient and then updating.
-                let mut x = _mm512_mul_ps(alpha, s);
-                if t.beta != 0.0 {
-                    x = _mm512_add_ps(x, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(m, cp)));
-                }
-                if !t.bias.is_null() {
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias.add(v * 16)));
-                }
-                if t.relu {
-                    // max(0, x) returns x when x is NaN: NaN passes, as in the portable ReLU.
-                    x = _mm512_max_ps(zero, x);
-                }
-                _mm512_mask_storeu_ps(cp, m, x);
-            }
+/// As for [`SimdKernel::tile`].
+#[inline(always)]
+unsafe fn dispatch<const P: bool>(t: &Tile) {
+    // SAFETY: forwarded; `mr ≤ MR[nv]` selects an instance whose MR covers it.
+    unsafe {
+        match (t.nv, t.mr) {
+            (1, _) if t.single => row_n::<1>(t),
+            (2, _) if t.single => row_n::<2>(t),
+            (3, _) if t.single => row_n::<3>(t),
+            (_, _) if t.single => row_n::<4>(t),
+            (1, 1..=4) => tile_n::<4, 1, P>(t),
+            (1, _) => tile_n::<8, 1, P>(t),
+            (2, 1..=4) => tile_n::<4, 2, P>(t),
+            (2, _) => tile_n::<8, 2, P>(t),
+            (3, 1..=4) => tile_n::<4, 3, P>(t),
+            (3, _) => tile_n::<8, 3, P>(t),
+            (4, 1..=3) => tile_n::<3, 4, P>(t),
+            _ => tile_n::<6, 4, P>(t),
         }
     }
+}
+
+/// The epilogue of a tile: `α·s` (+ `β·c`) (+ bias) (ReLU), stored masked. A macro, not a
+/// function, so that the accumulators stay in registers (a `#[target_feature]` function
+/// cannot be forced inline, and passing them by reference would put them in memory).
+///
+/// Safety (of the expansion): as for [`SimdKernel::tile`]; `$acc` holds at least `$t.mr`
+/// rows of `NV` vectors (the `NV` of the function it expands in), `$crow` the start of each
+/// of those rows of C (taken before the loop: read inside it, the row index would keep the
+/// accumulators in memory).
+macro_rules! store_tile {
+    ($t:expr, $acc:expr, $crow:expr, $mask:expr) => {{
+        let (t, acc, crow, mask): (&Tile, _, _, __mmask16) = ($t, $acc, $crow, $mask);
+    let alpha = _mm512_set1_ps(t.alpha);
+        let beta = _mm512_set1_ps(t.beta);
+        let zero = _mm512_setzero_ps();
+        // Loops with constant trip counts (the array's), so the accumulators stay registers.
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..acc.len() {
+            if i >= t.mr {
+                break;
+            }
+            for v in 0..NV {
+                let s = acc[i][v];
+                let m = if v + 1 == NV { mask } else { 0xFFFF };
+                // SAFETY: C(i, v·16..) inside the tile, masked to the valid columns.
+                unsafe {
+                    let cp = crow[i].add(v * 16);
+                    // Multiply and add separately (not fused): the same rounding as the portable
+                    // epilogue and as a separate SGD update, so `W ← W - lr·(XᵀdY)` fused here is
+                    // bit-identical to computing the gradient and then updating.
+                    let mut x = _mm512_mul_ps(alpha, s);
+                    if t.beta != 0.0 {
+                        x = _mm512_add_ps(x, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(m, cp)));
+                    }
+                    if !t.bias.is_null() {
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias.add(v * 16)));
+                    }
+                    if t.relu {
+                        // max(0, x) returns x when x is NaN: NaN passes, as in the portable ReLU.
+                        x = _mm512_max_ps(zero, x);
+                    }
+                    _mm512_mask_storeu_ps(cp, m, x);
+                }
+            }
+        }
+    }};
 }
 
 /// Most k of a single-row product (the `SIMD_KC` block size).
@@ -157,7 +185,9 @@ unsafe fn row_n<const NV: usize>(t: &Tile) {
         );
     }
     // SAFETY: forwarded from the caller's contract.
-    unsafe { store_tile(t, &sum, mask) };
+    // SAFETY: row 0 < mr = 1 (caller's contract).
+    let crow = [unsafe { t.c_row(0) }];
+    store_tile!(t, &sum, &crow, mask);
 }
 
 /// Dispatches a [`DotTile`] on its column count.
@@ -340,17 +370,26 @@ fn last_mask(nv: usize, ncols: usize) -> __mmask16 {
 /// Rows beyond `t.mr` are computed from row `t.mr - 1` again (so no address outside A is read)
 /// and never stored.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
+unsafe fn tile_n<const MR: usize, const NV: usize, const PICKED: bool>(t: &Tile) {
     let mask = last_mask(NV, t.ncols);
     let mut rows = [t.a; MR];
     for (i, r) in rows.iter_mut().enumerate() {
         // SAFETY: row min(i, mr-1) is inside A (caller's contract).
         *r = unsafe { t.a.add(i.min(t.mr - 1) * t.rsa) };
     }
+    let mut crow = [t.c; MR];
+    for (i, r) in crow.iter_mut().enumerate().take(t.mr) {
+        // SAFETY: i < mr; `c_rows`, when not null, has mr entries (caller's contract).
+        *r = unsafe { t.c_row(i) };
+    }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let (csa, rsb, b_ptrs) = (t.csa, t.rsb, t.b_ptrs);
+    let mut bp = t.b;
     for p in 0..t.kc {
-        // SAFETY: p < kc (the caller's contract covers the block's rows of B).
-        let bp = unsafe { t.b_row(p) };
+        if PICKED {
+            // SAFETY: p < kc, and `b_ptrs` has kc entries (caller's contract).
+            bp = unsafe { *b_ptrs.add(p) };
+        }
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, b) in bv.iter_mut().enumerate() {
             // SAFETY: B row p, columns v·16.. (masked to the valid ones in the last vector).
@@ -364,13 +403,15 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
         }
         for i in 0..MR {
             // SAFETY: A(row, p) for a row inside A and p < kc.
-            let a = _mm512_set1_ps(unsafe { *rows[i].add(p * t.csa) });
+            let a = _mm512_set1_ps(unsafe { *rows[i].add(p * csa) });
             for v in 0..NV {
                 acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
             }
         }
+        // The next row of B, when its rows are not picked (dereferenced only for p < kc).
+        bp = bp.wrapping_add(rsb);
     }
 
     // SAFETY: forwarded from the caller's contract.
-    unsafe { store_tile(t, &acc, mask) };
+    store_tile!(t, &acc, &crow, mask);
 }
