@@ -73,10 +73,10 @@ impl Tile {
     /// `i < mr`, and `c_rows`, when not null, has `mr` entries.
     #[inline(always)]
     pub unsafe fn c_row(&self, i: usize) -> *mut f32 {
-        // SAFETY: the caller's contract.
         let r = if self.c_rows.is_null() {
             i
         } else {
+            // SAFETY: the caller's contract.
             unsafe { *self.c_rows.add(i) }
         };
         self.c.wrapping_add(r * self.rsc)
@@ -90,10 +90,10 @@ impl Tile {
 /// `rows`, when not null, has more than `i` entries.
 #[inline(always)]
 pub(crate) unsafe fn row_at(c: *mut f32, rows: *const usize, i: usize, rsc: usize) -> *mut f32 {
-    // SAFETY: the caller's contract.
     let r = if rows.is_null() {
         i
     } else {
+        // SAFETY: the caller's contract.
         unsafe { *rows.add(i) }
     };
     c.wrapping_add(r * rsc)

@@ -251,6 +251,12 @@ unsafe fn dot_n<const R: usize>(t: &DotTile) {
         // SAFETY: row min(i, rows-1) is inside A.
         *r = unsafe { t.a.add(i.min(t.rows - 1) * t.rsa) };
     }
+    // C's row starts, before the loop (see `store_tile!`).
+    let mut crow = [t.c; DOT_ROWS];
+    for (i, r) in crow.iter_mut().enumerate().take(t.rows) {
+        // SAFETY: i < rows; `c_rows`, when not null, has that many entries.
+        *r = unsafe { row_at(t.c, t.c_rows, i, t.rsc) };
+    }
     let mut acc = [[_mm512_setzero_ps(); R]; DOT_ROWS];
     let mut p = 0;
     while p < t.k {
@@ -284,7 +290,7 @@ unsafe fn dot_n<const R: usize>(t: &DotTile) {
                     t.bias.add(j)
                 };
                 store_scalar(
-                    row_at(t.c, t.c_rows, i, t.rsc).add(j * t.csc),
+                    crow[i].add(j * t.csc),
                     s,
                     t.alpha,
                     t.beta,
@@ -305,6 +311,12 @@ unsafe fn col_n<const R: usize>(t: &ColTile) {
     for (u, m) in masks.iter_mut().enumerate() {
         let valid = t.rows.saturating_sub(16 * u).min(16);
         *m = ((1u32 << valid) - 1) as __mmask16;
+    }
+    // C's row starts, before the loop (see `store_tile!`).
+    let mut crow = [t.c; COL_ROWS];
+    for (i, r) in crow.iter_mut().enumerate().take(t.rows) {
+        // SAFETY: i < rows; `c_rows`, when not null, has that many entries.
+        *r = unsafe { row_at(t.c, t.c_rows, i, t.rsc) };
     }
     let mut acc = [[_mm512_setzero_ps(); R]; U];
     for p in 0..t.k {
@@ -341,7 +353,7 @@ unsafe fn col_n<const R: usize>(t: &ColTile) {
                         t.bias.add(j)
                     };
                     store_scalar(
-                        row_at(t.c, t.c_rows, 16 * u + l, t.rsc).add(j * t.csc),
+                        crow[16 * u + l].add(j * t.csc),
                         s,
                         t.alpha,
                         t.beta,
