@@ -144,9 +144,7 @@ impl Affine {
             T::ZERO,
             MatMut::row_major(dw, k, n)?,
         )?;
-        for (j, d) in db.iter_mut().enumerate() {
-            *d = column_sum(dout, n, j);
-        }
+        column_sums(dout, db);
         Ok(())
     }
 
@@ -193,9 +191,7 @@ impl Affine {
             T::ONE,
             MatMut::row_major(w, k, n)?,
         )?;
-        for (j, bj) in b.iter_mut().enumerate() {
-            *bj -= lr * column_sum(dout, n, j);
-        }
+        sgd_bias(dout, b, lr);
         Ok(())
     }
 
@@ -261,9 +257,7 @@ impl Affine {
             T::ONE,
             MatMut::gather_rows(w, active, n, n)?,
         )?;
-        for (j, bj) in b.iter_mut().enumerate() {
-            *bj -= lr * column_sum(dout, n, j);
-        }
+        sgd_bias(dout, b, lr);
         Ok(())
     }
 
@@ -310,11 +304,43 @@ impl Affine {
     }
 }
 
-/// `Σ_rows m[row][j]` of a row-major matrix with `n` columns, summed from the first row down.
-fn column_sum<T: Float>(m: &[T], n: usize, j: usize) -> T {
+/// `sums[j] = Σ_rows m[row][j]` for a row-major `m` with `sums.len()` columns, each column
+/// summed from the first row down (row after row, so it vectorizes across columns).
+fn column_sums<T: Float>(m: &[T], sums: &mut [T]) {
+    let n = sums.len();
     let mut rows = m.chunks_exact(n);
-    let first = rows.next().map_or(T::ZERO, |r| r[j]);
-    rows.fold(first, |s, r| s + r[j])
+    match rows.next() {
+        Some(first) => sums.copy_from_slice(first),
+        None => sums.fill(T::ZERO),
+    }
+    for row in rows {
+        for (s, &v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+}
+
+/// `b[j] -= lr · Σ_rows dout[row][j]`, the sums exactly as [`column_sums`] makes them, in
+/// blocks of columns on the stack (no buffer needed from the caller).
+fn sgd_bias<T: Float>(dout: &[T], b: &mut [T], lr: T) {
+    const BLOCK: usize = 64;
+    let n = b.len();
+    for j0 in (0..n).step_by(BLOCK) {
+        let w = BLOCK.min(n - j0);
+        let mut s = [T::ZERO; BLOCK];
+        let mut rows = dout.chunks_exact(n);
+        if let Some(first) = rows.next() {
+            s[..w].copy_from_slice(&first[j0..j0 + w]);
+        }
+        for row in rows {
+            for (x, &v) in s[..w].iter_mut().zip(&row[j0..j0 + w]) {
+                *x += v;
+            }
+        }
+        for (bj, &x) in b[j0..j0 + w].iter_mut().zip(&s[..w]) {
+            *bj -= lr * x;
+        }
+    }
 }
 
 /// Largest batch for which [`Affine::backward_sgd`] is exact: the products sum over the batch
