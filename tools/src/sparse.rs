@@ -45,12 +45,35 @@ impl Compact {
 
     /// The active features of the rows `rows` of `data`.
     pub fn find_active(&mut self, data: &Split, rows: impl Iterator<Item = usize>) {
+        self.find_active_in(data, rows, 0, data.pixels);
+    }
+
+    /// [`Compact::find_active`] among the features `f0..f1` only (the others are inactive):
+    /// only the 64-pixel words that overlap the range are read.
+    pub fn find_active_in(
+        &mut self,
+        data: &Split,
+        rows: impl Iterator<Item = usize>,
+        f0: usize,
+        f1: usize,
+    ) {
         let words = data.pixels.div_ceil(64);
+        let (w0, w1) = (f0 / 64, f1.div_ceil(64).min(words));
         self.mask.clear();
         self.mask.resize(words, 0);
         for r in rows {
-            for (w, chunk) in self.mask.iter_mut().zip(data.image_raw(r).chunks(64)) {
-                *w |= nonzero_bits(chunk, self.simd);
+            let img = data.image_raw(r);
+            for (wi, w) in self.mask.iter_mut().enumerate().take(w1).skip(w0) {
+                *w |= nonzero_bits(&img[wi * 64..(wi * 64 + 64).min(img.len())], self.simd);
+            }
+        }
+        for (wi, w) in self.mask.iter_mut().enumerate().take(w1).skip(w0) {
+            let (lo, hi) = (wi * 64, wi * 64 + 64);
+            if lo < f0 {
+                *w &= !0u64 << (f0 - lo);
+            }
+            if hi > f1 {
+                *w &= !0u64 >> (hi - f1);
             }
         }
         self.active.clear();
@@ -61,19 +84,6 @@ impl Compact {
                 bits &= bits - 1;
             }
         }
-    }
-
-    /// Keeps only the active features in `f0..f1`.
-    pub fn restrict(&mut self, f0: usize, f1: usize) {
-        for (wi, w) in self.mask.iter_mut().enumerate() {
-            let (lo, hi) = (wi * 64, wi * 64 + 64);
-            for f in lo..hi {
-                if f < f0 || f >= f1 {
-                    *w &= !(1u64 << (f - lo));
-                }
-            }
-        }
-        self.active.retain(|&f| (f0..f1).contains(&f));
     }
 
     /// The active features, ascending.
@@ -98,8 +108,10 @@ impl Compact {
         self.row.resize(self.active.len() + 64, 0);
         let mut at = 0;
         for (wi, &w) in self.mask.iter().enumerate() {
-            let chunk = &img[wi * 64..(wi * 64 + 64).min(img.len())];
-            at += compress(chunk, w, &mut self.row[at..], self.simd);
+            if w != 0 {
+                let chunk = &img[wi * 64..(wi * 64 + 64).min(img.len())];
+                at += compress(chunk, w, &mut self.row[at..], self.simd);
+            }
         }
         pixels::to_unit_f32(&self.row[..at], out);
     }

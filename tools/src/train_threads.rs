@@ -85,6 +85,8 @@ pub fn train_threads(
     let partials = Shared::new(vec![0.0f32; n * batch * hidden]);
     let a1 = Shared::new(vec![0.0f32; batch * hidden]);
     let d1 = Shared::new(vec![0.0f32; batch * hidden]);
+    let ys = Shared::new(vec![0.0f32; batch * classes]);
+    let losses = Shared::new(vec![0.0f32; n]);
     let mask = Shared::new(vec![0usize; batch]);
     let next_mask = Shared::new(vec![0usize; batch]);
     let counts = Shared::new(vec![0usize; 2 * n]);
@@ -108,8 +110,6 @@ pub fn train_threads(
         let mut kw;
         let mut tb = vec![0u8; batch];
         let mut pack = vec![0.0f32; PACK_LEN];
-        let mut y = vec![0.0f32; batch * classes];
-        let mut db1 = vec![0.0f32; hidden];
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut next = vec![0usize; batch];
         let mut scratch = EvalScratch::default();
@@ -155,8 +155,7 @@ pub fn train_threads(
                 };
                 // Only this member's pixels that are non-zero somewhere in the batch, and the
                 // matching rows of W1 (as the single-thread run does; see `sparse.rs`).
-                compact.find_active(&data.train, m.iter().copied());
-                compact.restrict(f0, f1);
+                compact.find_active_in(&data.train, m.iter().copied(), f0, f1);
                 kw = compact.len();
                 rel.clear();
                 rel.extend(compact.active().iter().map(|&f| f - f0));
@@ -188,77 +187,128 @@ pub fn train_threads(
                 }
             }
             barrier.wait();
-            // B: the rest of the forward pass, the loss, layer 2's backward and update, dA1.
-            if let Some((_, report)) = leader.as_mut() {
-                // SAFETY: in this phase only member 0 runs: it reads the partials and writes
-                // A1, dA1 and the parameters after W1 (b1, W2, b2).
-                let (parts, a, d, rest) = unsafe {
+            // B: each member, its rows of the batch: A1 = relu(Σ partials + b1), layer 2
+            // forward, softmax with loss, dA1 = dY·W2ᵀ (with W2 before its update).
+            {
+                let (r0, r1) = part(batch, n, me);
+                // SAFETY: the partials and the parameters are only read in this phase; each
+                // member writes only its rows of A1, Y and dA1, and its loss slot.
+                let (parts, p, a, y, d, l) = unsafe {
                     (
                         partials.read(),
-                        a1.part_mut(0, batch * hidden),
-                        d1.part_mut(0, batch * hidden),
-                        params.part_mut(tail, plen),
+                        &params.read()[tail..],
+                        a1.part_mut(r0 * hidden, r1 * hidden),
+                        ys.part_mut(r0 * classes, r1 * classes),
+                        d1.part_mut(r0 * hidden, r1 * hidden),
+                        losses.part_mut(me, me + 1),
                     )
                 };
-                let (b1, rest) = rest.split_at_mut(hidden);
-                let (w2, b2) = rest.split_at_mut(hidden * classes);
+                let (b1, rest) = p.split_at(hidden);
+                let (w2, b2) = rest.split_at(hidden * classes);
                 let r = (|| {
-                    // A1 = relu(partial_0 + partial_1 + … + b1), row by row (vectorizes).
-                    a.copy_from_slice(&parts[..batch * hidden]);
+                    // Σ partials in member order, then the bias and the ReLU.
+                    a.copy_from_slice(&parts[r0 * hidden..r1 * hidden]);
                     for other in parts.chunks_exact(batch * hidden).skip(1) {
-                        for (x, &p) in a.iter_mut().zip(other) {
-                            *x += p;
+                        for (x, &q) in a.iter_mut().zip(&other[r0 * hidden..r1 * hidden]) {
+                            *x += q;
                         }
                     }
                     for row in a.chunks_exact_mut(hidden) {
-                        for (x, &bj) in row.iter_mut().zip(b1.iter()) {
+                        for (x, &bj) in row.iter_mut().zip(b1) {
                             let v = *x + bj;
                             *x = if v <= 0.0 { 0.0 } else { v };
                         }
                     }
+                    let rows = r1 - r0;
+                    if rows == 0 {
+                        return Ok(0.0);
+                    }
                     let mut g = gemm::Context::new(backend, &mut pack);
-                    let layer2 = Affine::new(hidden, classes);
-                    layer2.forward(&mut g, &mut y, a, w2, b2)?;
-                    let loss =
-                        SoftmaxWithLoss::new(classes).forward_backward_inplace(&mut y, &tb)?;
-                    layer2.backward_sgd(&mut g, Some(d), &y, a, w2, b2, sgd.lr)?;
+                    Affine::new(hidden, classes).forward(&mut g, y, a, w2, b2)?;
+                    let loss = SoftmaxWithLoss::new(classes).forward_backward_part_inplace(
+                        y,
+                        &tb[r0..r1],
+                        batch,
+                    )?;
+                    g.gemm(
+                        1.0,
+                        MatRef::row_major(y, rows, classes)?,
+                        MatRef::row_major(w2, hidden, classes)?.t(),
+                        0.0,
+                        MatMut::row_major(d, rows, hidden)?,
+                    )?;
                     Relu::backward_inplace(d, a)?;
-                    // b1 -= lr·Σ_rows dA1, summed row after row (vectorizes).
-                    db1.copy_from_slice(&d[..hidden]);
-                    for row in d.chunks_exact(hidden).skip(1) {
-                        for (s, &v) in db1.iter_mut().zip(row) {
-                            *s += v;
-                        }
-                    }
-                    for (bj, &s) in b1.iter_mut().zip(db1.iter()) {
-                        *bj -= sgd.lr * s;
-                    }
                     Ok::<f32, zeronn::Error>(loss)
                 })();
                 match r {
-                    Ok(loss) => {
-                        log.0.push(loss);
-                        report(Event::Iter(i, loss));
-                    }
+                    Ok(loss) => l[0] = loss,
                     Err(e) => fail(e),
                 }
             }
             if leader.is_none() && i + 1 < cfg.iters {
-                // The other members are idle in phase B: they bring their columns of the next
-                // mini-batch into their own caches meanwhile.
-                // SAFETY: the next mask is written only in phase S, read here in phase B.
+                // Bring this member's columns of the next mini-batch into its cache.
+                // SAFETY: the next mask is written only in phase S.
                 for &r in unsafe { next_mask.read() } {
                     data.train.prefetch_part(r, f0, f1);
                 }
             }
             barrier.wait();
-            // C: W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dA1, the update fused into the product.
+            // C: the updates, each member its own slice: W2 rows and b1 entries of its hidden
+            // units (sums over all rows), b2 (member 0), and W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dA1
+            // fused into the product.
+            if let Some((_, report)) = leader.as_mut() {
+                // SAFETY: the loss slots are only read in this phase.
+                let loss = unsafe { losses.read() }.iter().fold(0.0f32, |s, &l| s + l);
+                log.0.push(loss);
+                report(Event::Iter(i, loss));
+            }
             {
-                // SAFETY: dA1 is only read in this phase (member 0 writes it in phase B, after
-                // a barrier); rows f0..f1 of W1 are this member's alone.
-                let (d, w1_part) =
-                    unsafe { (d1.read(), params.part_mut(f0 * hidden, f1 * hidden)) };
+                let (h0, h1) = part(hidden, n, me);
+                let (w2_at, b1_at, b2_at) = (tail + hidden, tail, tail + hidden + hidden * classes);
+                // SAFETY: A1, Y (now dY) and dA1 are only read in this phase; each member
+                // writes only its hidden units' rows of W2 and entries of b1, member 0 b2, and
+                // each its own rows f0..f1 of W1: disjoint parts.
+                let (a, dy, d, w2_rows, b1_part, w1_part) = unsafe {
+                    (
+                        a1.read(),
+                        ys.read(),
+                        d1.read(),
+                        params.part_mut(w2_at + h0 * classes, w2_at + h1 * classes),
+                        params.part_mut(b1_at + h0, b1_at + h1),
+                        params.part_mut(f0 * hidden, f1 * hidden),
+                    )
+                };
                 let r = (|| {
+                    let hw = h1 - h0;
+                    if hw > 0 {
+                        gemm::gemm(
+                            backend,
+                            -sgd.lr,
+                            MatRef::new(&a[h0..], hw, batch, 1, hidden)?,
+                            MatRef::row_major(dy, batch, classes)?,
+                            1.0,
+                            MatMut::row_major(w2_rows, hw, classes)?,
+                            &mut pack,
+                        )?;
+                    }
+                    for (q, bj) in b1_part.iter_mut().enumerate() {
+                        let mut s = d[h0 + q];
+                        for row in d.chunks_exact(hidden).skip(1) {
+                            s += row[h0 + q];
+                        }
+                        *bj -= sgd.lr * s;
+                    }
+                    if me == 0 {
+                        // SAFETY: b2 is member 0's alone in this phase.
+                        let b2 = unsafe { params.part_mut(b2_at, plen) };
+                        for (j, bj) in b2.iter_mut().enumerate() {
+                            let mut s = dy[j];
+                            for row in dy.chunks_exact(classes).skip(1) {
+                                s += row[j];
+                            }
+                            *bj -= sgd.lr * s;
+                        }
+                    }
                     gemm::gemm(
                         backend,
                         -sgd.lr,

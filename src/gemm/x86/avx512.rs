@@ -289,14 +289,7 @@ unsafe fn dot_n<const R: usize>(t: &DotTile) {
                 } else {
                     t.bias.add(j)
                 };
-                store_scalar(
-                    crow[i].add(j * t.csc),
-                    s,
-                    t.alpha,
-                    t.beta,
-                    bias,
-                    t.relu,
-                );
+                store_scalar(crow[i].add(j * t.csc), s, t.alpha, t.beta, bias, t.relu);
             }
         }
     }
