@@ -230,25 +230,50 @@ pub struct EvalSet {
 impl EvalSet {
     /// Compacts `data` in chunks of `chunk` images.
     pub fn new(data: &Split, chunk: usize) -> Self {
-        let mut compact = Compact::new();
-        let mut chunks = Vec::new();
-        let mut lo = 0;
-        while lo < data.len() {
-            let hi = (lo + chunk.max(1)).min(data.len());
-            compact.find_active(data, lo..hi);
-            let mut raw = Vec::with_capacity((hi - lo) * compact.len());
-            for r in lo..hi {
-                let img = data.image_raw(r);
-                raw.extend(compact.active.iter().map(|&f| img[f]));
+        Self::new_on(data, chunk, 1)
+    }
+
+    /// [`EvalSet::new`] with the chunks shared out to `threads` threads (the same set).
+    pub fn new_on(data: &Split, chunk: usize, threads: usize) -> Self {
+        let chunk = chunk.max(1);
+        let count = data.len().div_ceil(chunk);
+        let build = |c0: usize, c1: usize| {
+            let mut compact = Compact::new();
+            let mut chunks = Vec::with_capacity(c1 - c0);
+            for c in c0..c1 {
+                let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(data.len()));
+                compact.find_active(data, lo..hi);
+                let mut raw = Vec::with_capacity((hi - lo) * compact.len());
+                for r in lo..hi {
+                    let img = data.image_raw(r);
+                    raw.extend(compact.active.iter().map(|&f| img[f]));
+                }
+                chunks.push(EvalChunk {
+                    lo,
+                    hi,
+                    active: compact.active.clone(),
+                    raw,
+                });
             }
-            chunks.push(EvalChunk {
-                lo,
-                hi,
-                active: compact.active.clone(),
-                raw,
-            });
-            lo = hi;
-        }
+            chunks
+        };
+        let threads = threads.clamp(1, count.max(1));
+        let chunks = if threads == 1 {
+            build(0, count)
+        } else {
+            std::thread::scope(|s| {
+                let parts: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let (c0, c1) = crate::team::part(count, threads, t);
+                        s.spawn(move || build(c0, c1))
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("evaluation set builder panicked"))
+                    .collect()
+            })
+        };
         EvalSet {
             labels: data.t.clone(),
             chunks,

@@ -79,8 +79,8 @@ pub fn train_threads(
 
     let params = Shared::new(net.into_params());
     let (eval_train, eval_test) = (
-        EvalSet::new(&data.train, EVAL_CHUNK),
-        EvalSet::new(&data.test, EVAL_CHUNK),
+        EvalSet::new_on(&data.train, EVAL_CHUNK, n),
+        EvalSet::new_on(&data.test, EVAL_CHUNK, n),
     );
     let partials = Shared::new(vec![0.0f32; n * batch * hidden]);
     let a1 = Shared::new(vec![0.0f32; batch * hidden]);
