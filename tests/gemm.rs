@@ -293,6 +293,62 @@ fn epilogue_adds_bias_and_relu_in_every_backend() {
     }
 }
 
+/// The fused ReLU is the portable one exactly: NaN passes through (as `v <= 0` is false for
+/// it), and everything at or below zero becomes +0.
+#[test]
+fn fused_relu_keeps_nan_and_stores_positive_zero() {
+    use zeronn::gemm::{Epilogue, gemm_ex};
+    let mut backends = vec![Backend::Naive, Backend::Portable];
+    backends.extend(simd_backends());
+    let (m, k, n) = (16, 4, 37);
+    let a = vec![1.0f32; m * k];
+    let b = vec![0.0f32; k * n];
+    let specials = [
+        f32::NAN,
+        -0.0,
+        -1.5,
+        2.5,
+        0.0,
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+    ];
+    let bias: Vec<f32> = (0..n).map(|j| specials[j % specials.len()]).collect();
+    let want: Vec<u32> = (0..m * n)
+        .map(|i| match bias[i % n] {
+            v if v.is_nan() => f32::NAN.to_bits(),
+            v if v <= 0.0 => 0.0f32.to_bits(),
+            v => v.to_bits(),
+        })
+        .collect();
+    for &backend in &backends {
+        let mut c = vec![0.0f32; m * n];
+        let mut pack = vec![0.0; PACK_LEN];
+        // α = −1 makes the product −0, so the bias −0 gives a −0 to clamp.
+        gemm_ex(
+            backend,
+            -1.0,
+            MatRef::row_major(&a, m, k).unwrap(),
+            MatRef::row_major(&b, k, n).unwrap(),
+            0.0,
+            MatMut::row_major(&mut c, m, n).unwrap(),
+            &mut pack,
+            Epilogue::BiasRelu(&bias),
+        )
+        .unwrap();
+        let got: Vec<u32> = c
+            .iter()
+            .map(|v| {
+                if v.is_nan() {
+                    f32::NAN.to_bits()
+                } else {
+                    v.to_bits()
+                }
+            })
+            .collect();
+        assert_eq!(got, want, "{backend}");
+    }
+}
+
 #[test]
 fn simd_is_close_to_naive_on_random_floats() {
     let mut r = rng(6);
@@ -544,4 +600,9 @@ fn gathered_rows_equal_copied_rows_in_every_backend() {
     assert!(MatMut::gather_rows(&mut d, &[2, 1], 2, 2).is_err());
     assert!(MatMut::gather_rows(&mut d, &[1, 1], 2, 2).is_err());
     assert!(MatMut::gather_rows(&mut d, &[0, 4], 2, 2).is_ok());
+    // An index so large that its extent overflows is refused, not wrapped around.
+    assert!(MatRef::gather_rows(&d, &[usize::MAX], 2, 2).is_err());
+    assert!(MatMut::gather_rows(&mut d, &[0, usize::MAX], 2, 2).is_err());
+    // Mutable rows closer than a row's width would overlap.
+    assert!(MatMut::gather_rows(&mut d, &[0, 1], 2, 1).is_err());
 }

@@ -333,7 +333,10 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
 fn indexed_extent_ok(idx: &[usize], cols: usize, rs: usize, cs: usize, len: usize) -> bool {
     match idx.iter().max() {
         None => true,
-        Some(&max) => extent(max + 1, cols, rs, cs).is_some_and(|e| e <= len),
+        Some(&max) => max
+            .checked_add(1)
+            .and_then(|rows| extent(rows, cols, rs, cs))
+            .is_some_and(|e| e <= len),
     }
 }
 
@@ -517,7 +520,7 @@ impl<'a, T> MatMut<'a, T> {
     ) -> Result<Self> {
         let increasing = idx.windows(2).all(|w| w[0] < w[1]);
         if !increasing
-            || (idx.len() > 1 && cols > 1 && rs < cols)
+            || (idx.len() > 1 && cols > 0 && rs < cols.max(1))
             || !indexed_extent_ok(idx, cols, rs, 1, data.len())
         {
             return Err(Error::MatrixLayout { matrix: "c" });

@@ -189,12 +189,11 @@ pub fn train_step(
     let k = compact.len();
     x.resize(idx.len() * k, 0.0); // every element is written below
     let x = &mut x[..idx.len() * k];
-    for ((&r, row), label) in idx
-        .iter()
-        .zip(x.chunks_exact_mut(k.max(1)))
-        .zip(t.iter_mut())
-    {
+    for (&r, row) in idx.iter().zip(x.chunks_exact_mut(k.max(1))) {
         compact.compact_row(data, r, row);
+    }
+    // The labels apart: with no active pixel there are no rows of x to zip with.
+    for (label, &r) in t.iter_mut().zip(idx) {
         *label = data.t[r];
     }
     net.train_step_active(x, &compact.active, &t[..idx.len()], sgd, ws)

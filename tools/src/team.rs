@@ -6,14 +6,14 @@
 //! needs must cost well under a microsecond. Waiters spin, and yield after a while so an
 //! oversubscribed machine still makes progress.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A reusable barrier for `n` threads that spins instead of sleeping.
 pub struct SpinBarrier {
     n: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    poisoned: AtomicBool,
 }
 
 impl SpinBarrier {
@@ -23,7 +23,14 @@ impl SpinBarrier {
             n: n.max(1),
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the team as broken (a member panicked): every waiter panics instead of waiting
+    /// forever for it.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
     }
 
     /// Waits until all `n` threads have called `wait` for this generation. Everything a thread
@@ -38,6 +45,9 @@ impl SpinBarrier {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
+            if self.poisoned.load(Ordering::Acquire) {
+                panic!("another thread of the team panicked");
+            }
             if spins < 20_000 {
                 std::hint::spin_loop();
                 spins += 1;
@@ -51,20 +61,23 @@ impl SpinBarrier {
 /// A buffer shared by a team, accessed in phases: within a phase, members only read it, or
 /// each writes a part no other member touches; a [`SpinBarrier`] separates the phases.
 pub struct Shared<T> {
-    data: UnsafeCell<Vec<T>>,
+    /// The buffer; only touched again by `into_inner`, after the team is done.
+    data: Vec<T>,
+    ptr: *mut T,
+    len: usize,
 }
 
 // SAFETY: access goes through `read`/`part_mut`, whose callers keep to the phase discipline
 // (no part written in a phase is read or written by another member in that phase), and the
-// barrier between phases orders the accesses (release/acquire).
-unsafe impl<T: Send> Sync for Shared<T> {}
+// barrier between phases orders the accesses (release/acquire). Several members read at once,
+// so `T: Sync` too.
+unsafe impl<T: Send + Sync> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
     /// Wraps a buffer.
-    pub fn new(v: Vec<T>) -> Self {
-        Shared {
-            data: UnsafeCell::new(v),
-        }
+    pub fn new(mut data: Vec<T>) -> Self {
+        let (ptr, len) = (data.as_mut_ptr(), data.len());
+        Shared { data, ptr, len }
     }
 
     /// The whole buffer, read-only.
@@ -72,8 +85,9 @@ impl<T> Shared<T> {
     /// # Safety
     /// No member writes any part of the buffer until the next barrier.
     pub unsafe fn read(&self) -> &[T] {
-        // SAFETY: per the contract, nothing writes while this reference lives.
-        unsafe { &*self.data.get() }
+        // SAFETY: `ptr..ptr+len` is the live buffer (owned by `data`, never reallocated), and
+        // per the contract nothing writes it while this reference lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
     /// Elements `start..end`, mutably.
@@ -81,23 +95,35 @@ impl<T> Shared<T> {
     /// # Safety
     /// Until the next barrier, no other member reads or writes any element of `start..end`,
     /// and this member creates no other reference to them.
-    // The mutable slice comes from the `UnsafeCell`, not from `&self`: that is the point of
+    // The mutable slice comes from the raw pointer, not from `&self`: that is the point of
     // this type, and the contract above keeps the parts disjoint.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn part_mut(&self, start: usize, end: usize) -> &mut [T] {
-        // SAFETY: the range is exclusive to this member for this phase (contract); the
-        // slice is built from the raw pointer so no reference to the whole Vec is made.
-        unsafe {
-            let v = &mut *self.data.get();
-            let len = v.len();
-            assert!(start <= end && end <= len, "part {start}..{end} of {len}");
-            std::slice::from_raw_parts_mut(v.as_mut_ptr().add(start), end - start)
-        }
+        assert!(
+            start <= end && end <= self.len,
+            "part {start}..{end} of {}",
+            self.len
+        );
+        // SAFETY: the range is inside the live buffer (asserted), exclusive to this member for
+        // this phase (contract); built from the raw pointer, so no reference to the whole
+        // buffer is made.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
     }
 
     /// Gives the buffer back once the team is done.
     pub fn into_inner(self) -> Vec<T> {
-        self.data.into_inner()
+        self.data
+    }
+}
+
+/// Poisons a barrier if the thread holding it unwinds (see [`SpinBarrier::poison`]).
+pub struct PoisonOnPanic<'a>(pub &'a SpinBarrier);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poison();
+        }
     }
 }
 

@@ -11,9 +11,10 @@
 //! ```text
 //! S  thread 0 samples the mini-batch (the same draws as the single-thread run)
 //! A  each thread: its columns of the batch, and its partial product X[:, f]·W1[f, :]
-//! B  thread 0: A1 = relu(Σ partials + b1) (summed in thread order), layer 2 forward, softmax
-//!    with loss, layer 2 backward fused with its update, dA1, and the b1 update
-//! C  each thread: W1[f, :] -= lr·X[:, f]ᵀ·dA1, fused into the product
+//! B  each thread, its rows of the batch: A1 = relu(Σ partials + b1) (summed in thread
+//!    order), layer 2 forward, softmax with loss, dA1 = dY·W2ᵀ
+//! C  each thread, its slice of the parameters: W2 rows and b1 entries of its hidden units,
+//!    b2 (thread 0), and W1[f, :] -= lr·X[:, f]ᵀ·dA1 fused into the product
 //! E  at each evaluation, each thread counts the correct answers in its share of the images
 //! ```
 //!
@@ -29,7 +30,7 @@ use zeronn::{Affine, Relu, Sgd, SoftmaxWithLoss, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::Mnist;
 use crate::sparse::{Compact, EvalScratch, EvalSet};
-use crate::team::{Shared, SpinBarrier, part};
+use crate::team::{PoisonOnPanic, Shared, SpinBarrier, part};
 use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport};
 
 /// What member 0 holds besides the others: the generator and the event sink.
@@ -98,6 +99,7 @@ pub fn train_threads(
     // One member of the team. Member 0 (the calling thread) also samples, runs phase B and
     // reports.
     let member = |me: usize, mut leader: Leader<'_>| {
+        let _poison = PoisonOnPanic(&barrier);
         let fail = |e: zeronn::Error| {
             let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert(e);
@@ -163,12 +165,11 @@ pub fn train_threads(
                 if compact.is_empty() {
                     xb.fill(0.0);
                 }
-                for ((&r, row), label) in m
-                    .iter()
-                    .zip(xb.chunks_exact_mut(kw.max(1)))
-                    .zip(tb.iter_mut())
-                {
+                for (&r, row) in m.iter().zip(xb.chunks_exact_mut(kw.max(1))) {
                     compact.compact_row(&data.train, r, row);
+                }
+                // The labels apart: with no active pixel there are no rows of x to zip with.
+                for (label, &r) in tb.iter_mut().zip(m) {
                     *label = data.train.t[r];
                 }
                 let r = (|| {

@@ -107,7 +107,8 @@ unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
                     x = _mm256_add_ps(x, _mm256_maskload_ps(t.bias.add(v * 8), m));
                 }
                 if t.relu {
-                    x = _mm256_max_ps(zero, x);
+                    // Keep x where it is > 0 or NaN, else +0: the portable ReLU exactly.
+                    x = _mm256_and_ps(_mm256_cmp_ps::<_CMP_NLE_UQ>(x, zero), x);
                 }
                 _mm256_maskstore_ps(cp, m, x);
             }

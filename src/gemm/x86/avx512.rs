@@ -97,8 +97,9 @@ macro_rules! store_tile {
                         x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.bias.add(v * 16)));
                     }
                     if t.relu {
-                        // max(0, x) returns x when x is NaN: NaN passes, as in the portable ReLU.
-                        x = _mm512_max_ps(zero, x);
+                        // Keep x where it is > 0 or NaN, else +0: the portable ReLU exactly
+                        // (`x <= 0 → 0`), sign of zero included.
+                        x = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(x, zero), x);
                     }
                     _mm512_mask_storeu_ps(cp, m, x);
                 }
@@ -117,7 +118,9 @@ const ROW_MAX_K: usize = crate::gemm::SIMD_KC;
 #[target_feature(enable = "avx512f")]
 unsafe fn row_n<const NV: usize>(t: &Tile) {
     let mask = last_mask(NV, t.ncols);
-    // The k whose A(0, k) is not zero (NaN counts as not zero), in order.
+    // The k whose A(0, k) is not zero (NaN counts as not zero), in order. The driver sends
+    // single rows only for k ≤ SIMD_KC = ROW_MAX_K; checked here, since `nz` is written below.
+    assert!(t.kc <= ROW_MAX_K);
     let mut nz = [0u32; ROW_MAX_K];
     let mut n = 0;
     if t.csa == 1 {
@@ -130,7 +133,7 @@ unsafe fn row_n<const NV: usize>(t: &Tile) {
                 ((1u32 << (t.kc - p)) - 1) as __mmask16
             };
             // SAFETY: A(0, p..p+16) masked to kc, contiguous (csa = 1); `nz` has room for
-            // every k (kc ≤ ROW_MAX_K, asserted by the driver).
+            // every k (kc ≤ ROW_MAX_K, asserted above).
             unsafe {
                 let a = _mm512_maskz_loadu_ps(valid, t.a.add(p));
                 let m = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(valid, a, _mm512_setzero_ps());
@@ -184,7 +187,6 @@ unsafe fn row_n<const NV: usize>(t: &Tile) {
             _mm512_add_ps(acc[2][v], acc[3][v]),
         );
     }
-    // SAFETY: forwarded from the caller's contract.
     // SAFETY: row 0 < mr = 1 (caller's contract).
     let crow = [unsafe { t.c_row(0) }];
     store_tile!(t, &sum, &crow, mask);
