@@ -301,13 +301,20 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     progress.clear();
     let total = start.elapsed();
     let tail = report.losses.len().min(100);
-    let mean_loss = report.losses[report.losses.len() - tail..]
-        .iter()
-        .map(|&l| l as f64)
-        .sum::<f64>()
-        / tail.max(1) as f64;
+    let loss = if tail == 0 {
+        String::from("no batches")
+    } else {
+        let sum: f64 = report.losses[report.losses.len() - tail..]
+            .iter()
+            .map(|&l| l as f64)
+            .sum();
+        format!(
+            "mean loss of the last {tail} batches {:.4}",
+            sum / tail as f64
+        )
+    };
     eprintln!(
-        "done in {:.2} s (training {:.2} s, evaluation {:.2} s); mean loss of the last {tail} batches {mean_loss:.4}",
+        "done in {:.2} s (training {:.2} s, evaluation {:.2} s); {loss}",
         total.as_secs_f64(),
         report.train_time.as_secs_f64(),
         report.eval_time.as_secs_f64(),

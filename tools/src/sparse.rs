@@ -131,7 +131,7 @@ fn nonzero_bits(chunk: &[u8], simd: bool) -> u64 {
 }
 
 /// Writes the bytes of `chunk` whose bit is set in `mask`, in order, to the start of `out`
-/// (which has room for 64 bytes); returns how many.
+/// (which has room for 64 bytes, all of which may be written); returns how many.
 fn compress(chunk: &[u8], mask: u64, out: &mut [u8], simd: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
     if simd && chunk.len() == 64 && out.len() >= 64 {
@@ -163,11 +163,13 @@ mod x86 {
 
     #[target_feature(enable = "avx512vbmi2,avx512bw")]
     pub unsafe fn compress_64(chunk: &[u8], mask: u64, out: &mut [u8]) {
-        // SAFETY: the caller passes 64 bytes in `chunk` and room for 64 in `out`; the store
-        // writes only the selected bytes, packed at the start.
+        // The register form and a plain store: the compressing store to memory is
+        // microcoded and several times slower on Intel cores. The selected bytes come first,
+        // then zeros up to 64 (the caller's next chunk overwrites them).
+        // SAFETY: the caller passes 64 bytes in `chunk` and room for 64 in `out`.
         unsafe {
             let v = _mm512_loadu_si512(chunk.as_ptr().cast());
-            _mm512_mask_compressstoreu_epi8(out.as_mut_ptr().cast(), mask, v);
+            _mm512_storeu_si512(out.as_mut_ptr().cast(), _mm512_maskz_compress_epi8(mask, v));
         }
     }
 }

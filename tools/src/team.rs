@@ -90,6 +90,21 @@ impl<T> Shared<T> {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
+    /// Elements `start..end`, read-only.
+    ///
+    /// # Safety
+    /// No member writes any element of `start..end` until the next barrier.
+    pub unsafe fn part(&self, start: usize, end: usize) -> &[T] {
+        assert!(
+            start <= end && end <= self.len,
+            "part {start}..{end} of {}",
+            self.len
+        );
+        // SAFETY: the range is inside the live buffer (asserted), and per the contract
+        // nothing writes it while this reference lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(start), end - start) }
+    }
+
     /// Elements `start..end`, mutably.
     ///
     /// # Safety
