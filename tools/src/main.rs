@@ -113,7 +113,7 @@ struct TrainArgs {
     /// No progress bar, even on a terminal
     #[arg(long)]
     no_progress: bool,
-    /// Threads: each mini-batch is split by rows; results are bit-reproducible for a given count
+    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
