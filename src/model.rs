@@ -306,6 +306,8 @@ const CRC_NIBBLE: [u32; 16] = {
     t
 };
 
+/// One copy, not inlined at each of its callers: small code for firmware.
+#[inline(never)]
 fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;

@@ -211,7 +211,8 @@ fn unpacked<T: Element>(
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     // Where the target has register kernels for rows of 16, 8, 4, 2, 1 columns (Cortex-M with
     // an FPU), they take every column: the same sums in the same order.
-    let wide = if T::ROW_KERNEL && b.col_stride() == 1 && !a.is_indexed() && !b.is_indexed() {
+    let picked = a.is_indexed() || b.is_indexed() || c.is_indexed();
+    let wide = if T::ROW_KERNEL && b.col_stride() == 1 && !picked {
         n
     } else {
         0
@@ -240,6 +241,10 @@ fn unpacked<T: Element>(
             }
             j0 += w;
         }
+        if picked {
+            row_picked(alpha, &a, &b, beta, &mut c, i, wide);
+            continue;
+        }
         for j0 in (wide..n).step_by(W) {
             let w = W.min(n - j0);
             let mut pc = 0;
@@ -247,9 +252,9 @@ fn unpacked<T: Element>(
                 let kcb = KC.min(k - pc);
                 let mut acc = [T::GEMM_ZERO; W];
                 for p in pc..pc + kcb {
-                    let av = a.at(i, p);
+                    let av = a.data[i * a.rs + p * a.cs];
                     for (jj, s) in acc.iter_mut().enumerate().take(w) {
-                        *s = *s + av * b.at(p, j0 + jj);
+                        *s = *s + av * b.data[p * b.rs + (j0 + jj) * b.cs];
                     }
                 }
                 store(
@@ -266,11 +271,47 @@ fn unpacked<T: Element>(
     }
 }
 
-/// `C(i, j0 + jj) ← α·s[jj]` (β = 0: C not read) or `α·s[jj] + β·C(i, j0 + jj)`.
+/// Columns `j_from..` of row `i` of C for [`unpacked`] when a view has picked rows or
+/// columns: the same sums (each element over blocks of `KC` along k, in order), one element
+/// at a time through the out-of-line accessors; small code for a rare case.
+#[inline(never)]
+fn row_picked<T: Element>(
+    alpha: T,
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    beta: T,
+    c: &mut MatMut<'_, T>,
+    i: usize,
+    j_from: usize,
+) {
+    let k = a.cols();
+    for j in j_from..b.cols() {
+        let mut pc = 0;
+        while pc < k {
+            let kcb = KC.min(k - pc);
+            let mut s = T::GEMM_ZERO;
+            for p in pc..pc + kcb {
+                s = s + a.at_slow(i, p) * b.at_slow(p, j);
+            }
+            let beta = if pc == 0 { beta } else { T::GEMM_ONE };
+            let cij = c.at_mut_slow(i, j);
+            *cij = if beta == T::GEMM_ZERO {
+                alpha * s
+            } else {
+                alpha * s + beta * *cij
+            };
+            pc += kcb;
+        }
+    }
+}
+
+/// `C(i, j0 + jj) ← α·s[jj]` (β = 0: C not read) or `α·s[jj] + β·C(i, j0 + jj)`, for a C
+/// without picked rows or columns.
 #[inline]
 fn store<T: Element>(c: &mut MatMut<'_, T>, i: usize, j0: usize, s: &[T], alpha: T, beta: T) {
+    debug_assert!(!c.is_indexed());
     for (jj, &s) in s.iter().enumerate() {
-        let cij = c.at_mut(i, j0 + jj);
+        let cij = &mut c.data[i * c.rs + (j0 + jj) * c.cs];
         *cij = if beta == T::GEMM_ZERO {
             alpha * s
         } else {

@@ -328,6 +328,23 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
         .checked_add(1)
 }
 
+/// [`MatRef::pos`]/[`MatMut::pos`] for a view with picked rows or columns. Out of line and
+/// cold: the loops over plain views stay small (the element loops of the generic paths are
+/// not duplicated for every combination of picked and plain), which keeps firmware code
+/// small; views with picked rows take the SIMD kernels' own paths where speed matters.
+#[cold]
+#[inline(never)]
+fn indexed_pos(
+    ri: Option<&[usize]>,
+    ci: Option<&[usize]>,
+    rs: usize,
+    cs: usize,
+    i: usize,
+    j: usize,
+) -> usize {
+    ri.map_or(i, |v| v[i]) * rs + ci.map_or(j, |v| v[j]) * cs
+}
+
 /// Largest index in `idx`, checked to fit with `cols` columns of stride `cs` and a row
 /// stride `rs` inside `len` elements.
 fn indexed_extent_ok(idx: &[usize], cols: usize, rs: usize, cs: usize, len: usize) -> bool {
@@ -436,9 +453,11 @@ impl<'a, T> MatRef<'a, T> {
     /// Offset of element (i, j) in the slice.
     #[inline(always)]
     fn pos(&self, i: usize, j: usize) -> usize {
-        let r = self.ri.map_or(i, |v| v[i]);
-        let c = self.ci.map_or(j, |v| v[j]);
-        r * self.rs + c * self.cs
+        if self.ri.is_none() && self.ci.is_none() {
+            i * self.rs + j * self.cs
+        } else {
+            indexed_pos(self.ri, self.ci, self.rs, self.cs, i, j)
+        }
     }
 }
 
@@ -457,6 +476,13 @@ impl<T: Copy> MatRef<'_, T> {
     pub(crate) fn at(&self, i: usize, j: usize) -> T {
         debug_assert!(i < self.rows && j < self.cols);
         self.data[self.pos(i, j)]
+    }
+
+    /// [`MatRef::at`] out of line: for the loops that need not be fast (the naive reference,
+    /// the fallbacks), so that they stay small in firmware.
+    #[inline(never)]
+    pub(crate) fn at_slow(&self, i: usize, j: usize) -> T {
+        self.at(i, j)
     }
 }
 
@@ -600,9 +626,11 @@ impl<'a, T> MatMut<'a, T> {
     /// Offset of element (i, j) in the slice.
     #[inline(always)]
     fn pos(&self, i: usize, j: usize) -> usize {
-        let r = self.ri.map_or(i, |v| v[i]);
-        let c = self.ci.map_or(j, |v| v[j]);
-        r * self.rs + c * self.cs
+        if self.ri.is_none() && self.ci.is_none() {
+            i * self.rs + j * self.cs
+        } else {
+            indexed_pos(self.ri, self.ci, self.rs, self.cs, i, j)
+        }
     }
 
     /// Element (i, j), mutably, for indices already known to be inside the view.
@@ -611,6 +639,12 @@ impl<'a, T> MatMut<'a, T> {
         debug_assert!(i < self.rows && j < self.cols);
         let p = self.pos(i, j);
         &mut self.data[p]
+    }
+
+    /// [`MatMut::at_mut`] out of line (see [`MatRef::at_slow`]).
+    #[inline(never)]
+    pub(crate) fn at_mut_slow(&mut self, i: usize, j: usize) -> &mut T {
+        self.at_mut(i, j)
     }
 }
 
@@ -710,7 +744,7 @@ pub fn gemm_ex<T: Element>(
 fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
     for i in 0..c.rows {
         for j in 0..c.cols {
-            let x = c.at_mut(i, j);
+            let x = c.at_mut_slow(i, j);
             *x = if beta == T::GEMM_ZERO {
                 T::GEMM_ZERO
             } else {
@@ -729,7 +763,7 @@ fn apply_epilogue<T: Element>(mut c: MatMut<'_, T>, epi: Epilogue<'_, T>) {
     };
     for i in 0..c.rows {
         for (j, &bj) in bias.iter().enumerate() {
-            let x = c.at_mut(i, j);
+            let x = c.at_mut_slow(i, j);
             let v = *x + bj;
             *x = if relu && v <= T::GEMM_ZERO {
                 T::GEMM_ZERO

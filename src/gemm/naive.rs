@@ -18,9 +18,9 @@ pub fn gemm<T: Element>(
         for j in 0..n {
             let mut acc = T::GEMM_ZERO;
             for p in 0..k {
-                acc = acc + a.at(i, p) * b.at(p, j);
+                acc = acc + a.at_slow(i, p) * b.at_slow(p, j);
             }
-            let cij = c.at_mut(i, j);
+            let cij = c.at_mut_slow(i, j);
             *cij = if beta == T::GEMM_ZERO {
                 alpha * acc
             } else {
