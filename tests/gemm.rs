@@ -212,8 +212,8 @@ fn simd_equals_naive_on_edge_tiles_kc_blocks_and_training_shapes() {
         (13, 257, 130),
         (29, 384, 200),
         // B's panel spread wide enough to be packed, in one k block and in two.
-        (40, 300, 450),
-        (17, 1030, 130),
+        (40, 600, 450),
+        (17, 1030, 260),
     ]);
     for backend in simd_backends() {
         check_exact_small_ints(backend, &sizes, PACK_LEN);

@@ -189,8 +189,8 @@ pub(crate) trait SimdKernel {
 const MAX_TILE_COLS: usize = 64;
 /// Rows per tile at most, for any kernel.
 const MAX_TILE_ROWS: usize = 16;
-/// Elements of B a panel may spread over and still be read in place (128 Ki f32, 512 KB).
-const SCATTERED_PANEL: usize = 128 * 1024;
+/// Elements of B a panel may spread over and still be read in place (256 Ki f32, 1 MB).
+const SCATTERED_PANEL: usize = 256 * 1024;
 
 /// `C ← α·A·B + β·C` then the epilogue, for shapes already checked, `m, n, k > 0`.
 /// Returns `false`, having touched nothing, when it cannot run (B needs packing and `pack`
@@ -234,7 +234,7 @@ pub(crate) fn gemm<K: SimdKernel>(
     debug_assert!(tile_w <= MAX_TILE_COLS && K::MR.iter().all(|&r| r <= MAX_TILE_ROWS));
     let kc = kc_max.min(k);
     // B is packed when its layout needs it (column strides, picked columns), and when the
-    // in-place panel (kc rows of B, a row stride apart) spreads over more than 512 KB: the
+    // in-place panel (kc rows of B, a row stride apart) spreads over more than 1 MB: the
     // packed panel stays in L2 for all the row blocks that reuse it, the scattered one does
     // not (a 1024×1024 product runs at a third of the speed unpacked).
     let scattered = m > MAX_TILE_ROWS && kc * b.rs > SCATTERED_PANEL;
