@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{max_abs_diff, rng, uniform};
+use common::{max_abs_diff, rng, uniform, uniform_f32};
 use zeronn::gemm::{Backend, Context};
 use zeronn::{Affine, Error, Relu, Sigmoid, SoftmaxWithLoss, numerical_gradient};
 
@@ -44,6 +44,32 @@ fn affine_backward_by_hand() {
     assert_eq!(dx, [0.0, 2.0, 1.0, 1.0]);
     assert_eq!(dw, [1.0, 3.0, -2.0, 2.0, 4.0, -2.0]);
     assert_eq!(db, [1.0, 1.0, 0.0]);
+}
+
+/// The bias update alone is `b - lr·db` with the backward pass's `db`, bit for bit, and
+/// refuses a `b` or a `dout` that does not fit the layer.
+#[test]
+fn affine_sgd_bias_is_the_backward_bias_update() {
+    let mut r = rng(11);
+    let (batch, k, n) = (7, 5, 70);
+    let layer = Affine::new(k, n);
+    let x = uniform_f32(&mut r, batch * k);
+    let w = uniform_f32(&mut r, k * n);
+    let dout = uniform_f32(&mut r, batch * n);
+    let (mut dw, mut db) = (vec![0.0f32; k * n], vec![0.0f32; n]);
+    layer
+        .backward(&mut ctx(&mut []), None, &mut dw, &mut db, &dout, &x, &w)
+        .unwrap();
+    let b0 = uniform_f32(&mut r, n);
+    let mut b = b0.clone();
+    layer.sgd_bias(&dout, &mut b, 0.1).unwrap();
+    for j in 0..n {
+        assert_eq!(b[j].to_bits(), (b0[j] - 0.1 * db[j]).to_bits(), "b[{j}]");
+    }
+    let before = b.clone();
+    assert!(layer.sgd_bias(&dout[1..], &mut b, 0.1).is_err());
+    assert!(layer.sgd_bias(&dout, &mut b[1..], 0.1).is_err());
+    assert_eq!(b, before);
 }
 
 #[test]

@@ -195,6 +195,22 @@ impl Affine {
         Ok(())
     }
 
+    /// The bias part of [`Affine::backward_sgd`] alone: `b -= lr·Σ_rows dout`, the sums as
+    /// every backward of this layer makes them (for a caller that runs the products itself).
+    pub fn sgd_bias<T: Float>(&self, dout: &[T], b: &mut [T], lr: T) -> Result<()> {
+        let n = self.output_size;
+        check_len("b", n, b.len())?;
+        if !dout.len().is_multiple_of(n.max(1)) {
+            return Err(Error::ShapeMismatch {
+                what: "dout must hold whole rows of the layer's outputs",
+                expected: n,
+                actual: dout.len(),
+            });
+        }
+        sgd_bias(dout, b, lr);
+        Ok(())
+    }
+
     /// The forward pass with only some inputs: `x` holds, for each row, the inputs `active`
     /// (ascending indices below `input_size`); every other input is zero, so it adds nothing
     /// and only the rows `active` of `W` are read: `out = x·W[active, :] + b`, then

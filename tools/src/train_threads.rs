@@ -208,7 +208,6 @@ pub fn train_threads(
         let mut tb = vec![0u8; batch];
         let mut a1 = vec![0.0f32; batch * hidden];
         let mut y = vec![0.0f32; batch * classes];
-        let mut sums = vec![0.0f32; hidden];
         let mut drawn = vec![0usize; batch];
         let mut log: Log = (
             Vec::with_capacity(cfg.iters),
@@ -316,16 +315,7 @@ pub fn train_threads(
                         SoftmaxWithLoss::new(classes).forward_backward_inplace(&mut y, &tb)?;
                     affine2.backward_sgd(&mut g, Some(&mut *d), &y, &a1, w2, b2, sgd.lr)?;
                     Relu::backward_inplace(d, &a1)?;
-                    // b1 -= lr·Σ_rows dA1, the sums row after row (as `Affine` makes them).
-                    sums.copy_from_slice(&d[..hidden]);
-                    for row in d.chunks_exact(hidden).skip(1) {
-                        for (s, &v) in sums.iter_mut().zip(row) {
-                            *s += v;
-                        }
-                    }
-                    for (bj, &s) in b1.iter_mut().zip(&sums) {
-                        *bj -= sgd.lr * s;
-                    }
+                    Affine::new(inputs, hidden).sgd_bias(d, b1, sgd.lr)?;
                     Ok::<f32, zeronn::Error>(loss)
                 })();
                 let loss = r.unwrap_or_else(|e| {
