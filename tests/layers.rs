@@ -46,6 +46,62 @@ fn affine_backward_by_hand() {
     assert_eq!(db, [1.0, 1.0, 0.0]);
 }
 
+/// The input gradient alone, then the update without it, is the fused backward with it, bit
+/// for bit; wrong sizes are refused.
+#[test]
+fn affine_backward_dx_then_the_update_is_backward_sgd() {
+    let mut r = rng(12);
+    let (batch, k, n) = (9, 37, 10);
+    let layer = Affine::new(k, n);
+    let x = uniform_f32(&mut r, batch * k);
+    let dout = uniform_f32(&mut r, batch * n);
+    let (w0, b0) = (uniform_f32(&mut r, k * n), uniform_f32(&mut r, n));
+    let (mut w, mut b, mut dx) = (w0.clone(), b0.clone(), vec![0.0f32; batch * k]);
+    layer
+        .backward_sgd(
+            &mut ctx(&mut []),
+            Some(&mut dx),
+            &dout,
+            &x,
+            &mut w,
+            &mut b,
+            0.1,
+        )
+        .unwrap();
+    let (mut w2, mut b2, mut dx2) = (w0.clone(), b0.clone(), vec![0.0f32; batch * k]);
+    layer
+        .backward_dx(&mut ctx(&mut []), &mut dx2, &dout, &w2)
+        .unwrap();
+    layer
+        .backward_sgd(&mut ctx(&mut []), None, &dout, &x, &mut w2, &mut b2, 0.1)
+        .unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&dx), bits(&dx2));
+    assert_eq!(bits(&w), bits(&w2));
+    assert_eq!(bits(&b), bits(&b2));
+    assert_ne!(w, w0, "the update changed nothing");
+    assert!(
+        layer
+            .backward_dx(&mut ctx(&mut []), &mut dx2[1..], &dout, &w0)
+            .is_err()
+    );
+    assert!(
+        layer
+            .backward_dx(&mut ctx(&mut []), &mut dx2, &dout[1..], &w0)
+            .is_err()
+    );
+    assert!(
+        layer
+            .backward_dx(&mut ctx(&mut []), &mut dx2, &dout, &w0[1..])
+            .is_err()
+    );
+    assert!(
+        layer
+            .backward_dx(&mut ctx(&mut []), &mut [], &[], &w0)
+            .is_err()
+    );
+}
+
 /// The bias update alone is `b - lr·db` with the backward pass's `db`, bit for bit, and
 /// refuses a `b` or a `dout` that does not fit the layer.
 #[test]

@@ -195,6 +195,30 @@ impl Affine {
         Ok(())
     }
 
+    /// The input gradient alone, `dx = dout·Wᵀ` (the first product of [`Affine::backward`]),
+    /// for a caller that hands `dx` on before it updates `W`: this, then
+    /// [`Affine::backward_sgd`] with `dx = None`, is bit for bit that call with `dx`.
+    pub fn backward_dx<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dx: &mut [T],
+        dout: &[T],
+        w: &[T],
+    ) -> Result<()> {
+        let (k, n) = (self.input_size, self.output_size);
+        let batch = self.batch(dout.len() / n.max(1) * k)?; // checks the sizes, not dout
+        check_len("dout", mul(batch, n)?, dout.len())?;
+        check_len("dx", batch * k, dx.len())?;
+        check_len("W", k * n, w.len())?;
+        g.gemm(
+            T::ONE,
+            MatRef::row_major(dout, batch, n)?,
+            MatRef::row_major(w, k, n)?.t(),
+            T::ZERO,
+            MatMut::row_major(dx, batch, k)?,
+        )
+    }
+
     /// The bias part of [`Affine::backward_sgd`] alone: `b -= lr·Σ_rows dout`, the sums as
     /// every backward of this layer makes them (for a caller that runs the products itself).
     pub fn sgd_bias<T: Float>(&self, dout: &[T], b: &mut [T], lr: T) -> Result<()> {

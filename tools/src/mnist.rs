@@ -388,17 +388,21 @@ impl Split {
         }
     }
 
-    /// [`Split::prefetch`] for pixels `lo..hi` of image `i`.
+    /// [`Split::prefetch`] for pixels `lo..hi` of image `i`: every cache line they touch.
     pub fn prefetch_part(&self, i: usize, lo: usize, hi: usize) {
         #[cfg(target_arch = "x86_64")]
         {
-            for line in self.image_raw(i)[lo..hi].chunks(64) {
+            let part = &self.image_raw(i)[lo..hi];
+            let (start, end) = (part.as_ptr() as usize, part.as_ptr() as usize + part.len());
+            let mut line = start & !63;
+            while line < end {
                 // SAFETY: SSE is part of x86-64; a prefetch is a hint that never faults and
-                // changes nothing the program can observe.
+                // changes nothing the program can observe (the address need not be valid).
                 unsafe {
                     use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-                    _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast());
+                    _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
                 }
+                line += 64;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

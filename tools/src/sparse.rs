@@ -57,18 +57,38 @@ impl Compact {
         f0: usize,
         f1: usize,
     ) {
-        let words = data.pixels.div_ceil(64);
-        let (w0, w1) = (f0 / 64, f1.div_ceil(64).min(words));
-        self.mask.clear();
-        self.mask.resize(words, 0);
+        self.begin_scan(data);
         for r in rows {
-            let img = data.image_raw(r);
-            for (wi, w) in self.mask.iter_mut().enumerate().take(w1).skip(w0) {
-                *w |= nonzero_bits(&img[wi * 64..(wi * 64 + 64).min(img.len())], self.simd);
-            }
+            self.scan_row(data, r, f0, f1);
         }
+        self.end_scan(f0, f1);
+    }
+
+    /// Starts a scan for active features, a row at a time: [`Compact::scan_row`] for each
+    /// row, then [`Compact::end_scan`]; together the same as [`Compact::find_active_in`].
+    pub fn begin_scan(&mut self, data: &Split) {
+        self.mask.clear();
+        self.mask.resize(data.pixels.div_ceil(64), 0);
+    }
+
+    /// Adds row `r` of `data` to the scan begun by [`Compact::begin_scan`], features `f0..f1`.
+    pub fn scan_row(&mut self, data: &Split, r: usize, f0: usize, f1: usize) {
+        let (w0, w1) = (f0 / 64, f1.div_ceil(64).min(self.mask.len()));
+        let img = data.image_raw(r);
         for (wi, w) in self.mask.iter_mut().enumerate().take(w1).skip(w0) {
+            *w |= nonzero_bits(&img[wi * 64..(wi * 64 + 64).min(img.len())], self.simd);
+        }
+    }
+
+    /// Ends a scan: the active features among `f0..f1` of the rows scanned.
+    pub fn end_scan(&mut self, f0: usize, f1: usize) {
+        let (w0, w1) = (f0 / 64, f1.div_ceil(64).min(self.mask.len()));
+        for (wi, w) in self.mask.iter_mut().enumerate() {
             let (lo, hi) = (wi * 64, wi * 64 + 64);
+            if wi < w0 || wi >= w1 {
+                *w = 0;
+                continue;
+            }
             if lo < f0 {
                 *w &= !0u64 << (f0 - lo);
             }
@@ -103,6 +123,18 @@ impl Compact {
 
     /// Row `r` of `data`, active features only, as f32 in [0, 1], into `out` (`len()` values).
     pub fn compact_row(&mut self, data: &Split, r: usize, out: &mut [f32]) {
+        let at = self.compress_row(data, r);
+        pixels::to_unit_f32(&self.row[..at], out);
+    }
+
+    /// Row `r` of `data`, active features only, as raw bytes appended to `out`.
+    pub fn compact_row_bytes(&mut self, data: &Split, r: usize, out: &mut Vec<u8>) {
+        let at = self.compress_row(data, r);
+        out.extend_from_slice(&self.row[..at]);
+    }
+
+    /// The active bytes of row `r` into the start of `self.row`; returns how many.
+    fn compress_row(&mut self, data: &Split, r: usize) -> usize {
         let img = data.image_raw(r);
         // Room for a whole 64-byte store past the last active byte.
         self.row.resize(self.active.len() + 64, 0);
@@ -113,15 +145,15 @@ impl Compact {
                 at += compress(chunk, w, &mut self.row[at..], self.simd);
             }
         }
-        pixels::to_unit_f32(&self.row[..at], out);
+        at
     }
 }
 
 /// Bit `i` set where `chunk[i] != 0` (at most 64 bytes).
 fn nonzero_bits(chunk: &[u8], simd: bool) -> u64 {
     #[cfg(target_arch = "x86_64")]
-    if simd && chunk.len() == 64 {
-        // SAFETY: `simd` means AVX-512BW is present; `chunk` holds 64 bytes.
+    if simd && chunk.len() <= 64 {
+        // SAFETY: `simd` means AVX-512BW is present; `chunk` holds at most 64 bytes.
         return unsafe { x86::nonzero_bits_64(chunk) };
     }
     chunk
@@ -134,9 +166,9 @@ fn nonzero_bits(chunk: &[u8], simd: bool) -> u64 {
 /// (which has room for 64 bytes, all of which may be written); returns how many.
 fn compress(chunk: &[u8], mask: u64, out: &mut [u8], simd: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if simd && chunk.len() == 64 && out.len() >= 64 {
-        // SAFETY: `simd` means AVX-512 VBMI2 and BW are present; `chunk` holds 64 bytes and
-        // `out` room for 64.
+    if simd && chunk.len() <= 64 && out.len() >= 64 {
+        // SAFETY: `simd` means AVX-512 VBMI2 and BW are present; `chunk` holds at most 64
+        // bytes and `out` room for 64.
         unsafe { x86::compress_64(chunk, mask, out) };
         return mask.count_ones() as usize;
     }
@@ -154,10 +186,24 @@ fn compress(chunk: &[u8], mask: u64, out: &mut [u8], simd: bool) -> usize {
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// The bytes of `chunk` (at most 64), the lanes past its end zero: a masked load, which
+    /// does not touch the memory of masked-off lanes.
+    #[target_feature(enable = "avx512bw")]
+    unsafe fn load(chunk: &[u8]) -> __m512i {
+        if chunk.len() == 64 {
+            // SAFETY: the 64 bytes are `chunk`'s.
+            unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) }
+        } else {
+            let valid = (1u64 << chunk.len()) - 1; // len < 64
+            // SAFETY: only the first `len` lanes, `chunk`'s bytes, are read.
+            unsafe { _mm512_maskz_loadu_epi8(valid, chunk.as_ptr().cast()) }
+        }
+    }
+
     #[target_feature(enable = "avx512bw")]
     pub unsafe fn nonzero_bits_64(chunk: &[u8]) -> u64 {
-        // SAFETY: the caller passes 64 bytes.
-        let v = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
+        // SAFETY: the caller passes at most 64 bytes.
+        let v = unsafe { load(chunk) };
         _mm512_test_epi8_mask(v, v)
     }
 
@@ -166,9 +212,9 @@ mod x86 {
         // The register form and a plain store: the compressing store to memory is
         // microcoded and several times slower on Intel cores. The selected bytes come first,
         // then zeros up to 64 (the caller's next chunk overwrites them).
-        // SAFETY: the caller passes 64 bytes in `chunk` and room for 64 in `out`.
+        // SAFETY: the caller passes at most 64 bytes in `chunk` and room for 64 in `out`.
         unsafe {
-            let v = _mm512_loadu_si512(chunk.as_ptr().cast());
+            let v = load(chunk);
             _mm512_storeu_si512(out.as_mut_ptr().cast(), _mm512_maskz_compress_epi8(mask, v));
         }
     }
@@ -246,8 +292,7 @@ impl EvalSet {
                 compact.find_active(data, lo..hi);
                 let mut raw = Vec::with_capacity((hi - lo) * compact.len());
                 for r in lo..hi {
-                    let img = data.image_raw(r);
-                    raw.extend(compact.active.iter().map(|&f| img[f]));
+                    compact.compact_row_bytes(data, r, &mut raw);
                 }
                 chunks.push(EvalChunk {
                     lo,

@@ -1,5 +1,6 @@
 //! A team of threads that run one program in lockstep (SPMD), separated into phases by a
-//! spinning barrier, sharing buffers whose parts each phase assigns to one member.
+//! spinning barrier or by step counters one member publishes and others wait for
+//! ([`Signal`]), sharing buffers whose parts each phase assigns to one member.
 //!
 //! Why not `std::sync::Barrier`: it sleeps on a futex, and waking costs microseconds; a
 //! training step of the book's net takes about 60 µs per thread, so the two barriers a step
@@ -33,6 +34,13 @@ impl SpinBarrier {
         self.poisoned.store(true, Ordering::Release);
     }
 
+    /// Panics if the team is broken (see [`SpinBarrier::poison`]).
+    fn check(&self) {
+        if self.poisoned.load(Ordering::Acquire) {
+            panic!("another thread of the team panicked");
+        }
+    }
+
     /// Waits until all `n` threads have called `wait` for this generation. Everything a thread
     /// wrote before its `wait` is visible to every thread after theirs.
     pub fn wait(&self) {
@@ -45,21 +53,72 @@ impl SpinBarrier {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
-            if self.poisoned.load(Ordering::Acquire) {
-                panic!("another thread of the team panicked");
-            }
-            if spins < 20_000 {
-                std::hint::spin_loop();
-                spins += 1;
+            self.check();
+            idle(&mut spins);
+        }
+    }
+}
+
+/// One wait of a spinning loop: a pause, or after a while a yield, so that an oversubscribed
+/// machine still makes progress.
+fn idle(spins: &mut u32) {
+    if *spins < 20_000 {
+        std::hint::spin_loop();
+        *spins += 1;
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// How far one member has got: a step count it publishes and others wait for. Unlike a
+/// barrier it orders only the publisher before the waiter, so the publisher never waits, and
+/// the waiter can do other work meanwhile (see [`Signal::wait_for`]).
+// Its own cache lines: a member publishing must not disturb the line others spin on.
+#[repr(align(128))]
+pub struct Signal {
+    done: AtomicUsize,
+}
+
+impl Signal {
+    /// Nothing done yet (count 0).
+    pub fn new() -> Self {
+        Signal {
+            done: AtomicUsize::new(0),
+        }
+    }
+
+    /// Publishes that `count` steps are done. Everything this thread wrote before is visible to
+    /// a thread whose [`Signal::wait_for`] of a count `≤ count` has returned.
+    pub fn publish(&self, count: usize) {
+        self.done.store(count, Ordering::Release);
+    }
+
+    /// Waits until `count` steps are published, calling `work` while it waits; `work` returns
+    /// `false` once it has nothing left to do (then this spins). Panics instead of waiting
+    /// forever if `team` is poisoned.
+    pub fn wait_for(&self, count: usize, team: &SpinBarrier, mut work: impl FnMut() -> bool) {
+        let mut spins = 0u32;
+        let mut busy = true;
+        while self.done.load(Ordering::Acquire) < count {
+            team.check();
+            if busy {
+                busy = work();
             } else {
-                std::thread::yield_now();
+                idle(&mut spins);
             }
         }
     }
 }
 
+impl Default for Signal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A buffer shared by a team, accessed in phases: within a phase, members only read it, or
-/// each writes a part no other member touches; a [`SpinBarrier`] separates the phases.
+/// each writes a part no other member touches; a [`SpinBarrier`] separates the phases, or a
+/// [`Signal`] from the member that wrote a part to the members that read it next.
 pub struct Shared<T> {
     /// The buffer; only touched again by `into_inner`, after the team is done.
     data: Vec<T>,
@@ -83,7 +142,8 @@ impl<T> Shared<T> {
     /// The whole buffer, read-only.
     ///
     /// # Safety
-    /// No member writes any part of the buffer until the next barrier.
+    /// No member writes any part of the buffer while the reference lives (until the next
+    /// barrier, or until a signal tells the writer that this member is done).
     pub unsafe fn read(&self) -> &[T] {
         // SAFETY: `ptr..ptr+len` is the live buffer (owned by `data`, never reallocated), and
         // per the contract nothing writes it while this reference lives.
@@ -93,7 +153,7 @@ impl<T> Shared<T> {
     /// Elements `start..end`, read-only.
     ///
     /// # Safety
-    /// No member writes any element of `start..end` until the next barrier.
+    /// No member writes any element of `start..end` while the reference lives.
     pub unsafe fn part(&self, start: usize, end: usize) -> &[T] {
         assert!(
             start <= end && end <= self.len,
@@ -108,8 +168,8 @@ impl<T> Shared<T> {
     /// Elements `start..end`, mutably.
     ///
     /// # Safety
-    /// Until the next barrier, no other member reads or writes any element of `start..end`,
-    /// and this member creates no other reference to them.
+    /// While the reference lives, no other member reads or writes any element of
+    /// `start..end`, and this member creates no other reference to them.
     // The mutable slice comes from the raw pointer, not from `&self`: that is the point of
     // this type, and the contract above keeps the parts disjoint.
     #[allow(clippy::mut_from_ref)]
@@ -162,6 +222,47 @@ mod tests {
             }
             assert_eq!(next, 10);
         }
+    }
+
+    #[test]
+    fn a_signal_orders_the_publisher_before_the_waiter_and_stops_asking_for_work() {
+        let team = SpinBarrier::new(2);
+        let (written, read) = (Signal::new(), Signal::new());
+        let buf = Shared::new(vec![0usize; 64]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for step in 1..500 {
+                    read.wait_for(step - 1, &team, || false);
+                    // SAFETY: the reader has published that it is done with the last step,
+                    // and reads this one only after it is published below.
+                    unsafe { buf.part_mut(0, 64) }.fill(step);
+                    written.publish(step);
+                }
+            });
+            for step in 1..500 {
+                let mut calls = 0;
+                written.wait_for(step, &team, || {
+                    calls += 1;
+                    calls < 3
+                });
+                assert!(calls <= 3, "work asked for again after it said it was done");
+                // SAFETY: the writer published this step after writing it, and writes again
+                // only after this thread publishes below.
+                assert!(unsafe { buf.read() }.iter().all(|&v| v == step));
+                read.publish(step);
+            }
+        });
+    }
+
+    #[test]
+    fn a_poisoned_team_stops_a_signal_wait() {
+        let team = SpinBarrier::new(2);
+        team.poison();
+        let sig = Signal::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sig.wait_for(1, &team, || false)
+        }));
+        assert!(r.is_err());
     }
 
     #[test]

@@ -6,28 +6,29 @@
 //! `W1` update `W1 -= lr·Xᵀ·dA1` backward) split exactly along that range, so each member
 //! gathers only its columns of the mini-batch and keeps its rows of `W1` in its own cache;
 //! what crosses between members per step is small (the 100×50 partial sums and `dA1`).
-//! Layer 2 is small and runs on member 0; meanwhile the others gather their columns of the
-//! next mini-batch, and member 0 gets fewer features to even out the work
-//! ([`feature_split`]). Every member runs the same loop in lockstep ([`crate::team`]):
+//! Layer 2 is small and runs on member 0, which gets fewer features to even out the work
+//! ([`feature_split`]). Members do not meet at barriers within a step: each publishes how far
+//! it has got ([`Signal`]) and waits only for what it reads, gathering its columns of the
+//! next mini-batch while it waits:
 //!
 //! ```text
-//! A  member 0: samples the mini-batch after next (the same draws as the single-thread
-//!    run), gathers its columns of this one; every member: its partial product
-//!    X[:, f]·W1[f, :]
-//! ─── barrier
-//! L  member 0: A1 = relu(Σ partials + b1) (summed in member order), layer 2 forward,
-//!    softmax with loss, layer 2 backward fused with its update, dA1, the b1 update;
-//!    the others: their columns of the next mini-batch
-//! ─── barrier
-//! C  every member: W1[f, :] -= lr·X[:, f]ᵀ·dA1, fused into the product
-//! E  at each evaluation (between barriers), each member counts the correct answers in its
-//!    share of the images
+//! A  member 0: samples the mini-batch after next (the same draws as the single-thread run);
+//!    every member: its partial product X[:, f]·W1[f, :], then says so
+//! L  member 0, once every partial product is done: A1 = relu(Σ partials + b1) (summed in
+//!    member order), layer 2 forward, softmax with loss, dA1, then says so; then the
+//!    updates of W2, b2 and b1
+//!    the others: wait for dA1
+//! C  every member: W1[f, :] -= lr·X[:, f]ᵀ·dA1, fused into the product; finishes gathering
+//!    its columns of the next mini-batch
+//! E  at each evaluation (between two barriers), members take chunks of images as they get
+//!    free and count the correct answers
 //! ```
 //!
 //! The forward sum is split by features, so results differ in rounding from the
 //! single-thread run, but a run is bit-reproducible for a given thread count.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use zeronn::gemm::{self, MatMut, MatRef, PACK_LEN};
@@ -36,24 +37,23 @@ use zeronn::{Affine, Relu, Sgd, SoftmaxWithLoss, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::{Mnist, Split};
 use crate::sparse::{Compact, EvalScratch, EvalSet};
-use crate::team::{PoisonOnPanic, Shared, SpinBarrier, part};
+use crate::team::{PoisonOnPanic, Shared, Signal, SpinBarrier};
 use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport};
 
 /// What member 0 holds besides the others: the generator and the event sink.
 type Leader<'a> = Option<(&'a mut random::XorShiftRng, &'a mut dyn FnMut(Event<'_>))>;
 
-/// The work of a step per active feature, in relative units (measured on the book's run):
-/// the two products, and gathering the feature's column of the mini-batch.
-const PRODUCTS_COST: f64 = 0.72;
-const GATHER_COST: f64 = 0.26;
+/// What member 0 does besides its features' work (layer 2 and the b1 update), as a fraction of
+/// the whole features' work of a step (both products and the gathering), measured on the
+/// book's run.
+const LAYER2_SHARE: f64 = 0.12;
 
 /// Splits the `pixels` features among `n` members, as boundaries `f[0] = 0 ≤ … ≤ f[n] =
 /// pixels`. What a member's range costs is the number of its features active in a
 /// mini-batch of `batch` (a pixel is active if any image of the batch has it non-zero),
-/// estimated from how often each pixel is non-zero in `data`. Member 0 gathers its columns
-/// inside the step while the others gather theirs during layer 2 (which member 0 runs), so
-/// member 0 gets the share that evens out its products and gathering against their products:
-/// `p0·(P + G) = (1 − p0)·P / (n − 1)`.
+/// estimated from how often each pixel is non-zero in `data`. Member 0 also runs layer 2,
+/// so it gets the share `p0` of the features' work that evens out the members:
+/// `p0 + λ = (1 − p0) / (n − 1)`, λ = [`LAYER2_SHARE`].
 pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
     let pixels = data.pixels;
     let n = n.clamp(1, pixels.max(1));
@@ -70,11 +70,7 @@ pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
         .map(|&c| 1.0 - (1.0 - f64::from(c) / sample.max(1) as f64).powi(batch as i32))
         .collect();
     let total: f64 = weight.iter().sum();
-    let p0 = if n == 1 {
-        1.0
-    } else {
-        PRODUCTS_COST / (PRODUCTS_COST + (PRODUCTS_COST + GATHER_COST) * (n - 1) as f64)
-    };
+    let p0 = member0_share(n);
     // Member t's range ends where the running weight reaches its cumulative share.
     let mut bounds = vec![0usize; n + 1];
     let (mut f, mut acc) = (0, 0.0);
@@ -93,9 +89,23 @@ pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
     bounds
 }
 
-/// A member's columns of one mini-batch: its active features and their values.
+/// Member 0's share of the features' work on a team of `n` (see [`feature_split`]).
+fn member0_share(n: usize) -> f64 {
+    if n <= 1 {
+        1.0
+    } else {
+        ((1.0 - LAYER2_SHARE * (n - 1) as f64) / n as f64).max(0.0)
+    }
+}
+
+/// A member's columns of one mini-batch: its active features and their values, gathered a
+/// piece at a time ([`Cols::work`]) so that the member can fill its waits with it.
 struct Cols {
     compact: Compact,
+    /// The images, and how many of them are scanned for active features and packed.
+    rows: Vec<usize>,
+    scanned: usize,
+    packed: usize,
     /// The active features, relative to the member's first (rows of its block of `W1`).
     rel: Vec<usize>,
     /// `batch × rel.len()`, row-major.
@@ -106,27 +116,63 @@ impl Cols {
     fn new() -> Self {
         Cols {
             compact: Compact::new(),
+            rows: Vec::new(),
+            scanned: 0,
+            packed: 0,
             rel: Vec::new(),
             x: Vec::new(),
         }
     }
 
-    /// Gathers features `f0..f1` of the images `rows` of `data`, active ones only.
-    fn gather(&mut self, data: &Split, rows: &[usize], f0: usize, f1: usize) {
-        self.compact
-            .find_active_in(data, rows.iter().copied(), f0, f1);
-        let k = self.compact.len();
+    /// Starts gathering features `f0..f1` of the images `rows` of `data`.
+    fn start(&mut self, data: &Split, rows: &[usize], f0: usize, f1: usize) {
+        self.rows.clear();
+        self.rows.extend_from_slice(rows);
+        self.compact.begin_scan(data);
+        (self.scanned, self.packed) = (0, 0);
+        if rows.is_empty() {
+            self.end_scan(f0, f1);
+        }
+    }
+
+    /// Does one piece of the gathering begun by [`Cols::start`] (scans or packs one image);
+    /// returns whether any is left.
+    fn work(&mut self, data: &Split, f0: usize, f1: usize) -> bool {
+        let n = self.rows.len();
+        if self.scanned < n {
+            self.compact.scan_row(data, self.rows[self.scanned], f0, f1);
+            self.scanned += 1;
+            if self.scanned == n {
+                self.end_scan(f0, f1);
+            }
+            return true;
+        }
+        if self.packed < n {
+            let k = self.rel.len();
+            let (i, r) = (self.packed, self.rows[self.packed]);
+            self.compact
+                .compact_row(data, r, &mut self.x[i * k..(i + 1) * k]);
+            self.packed += 1;
+        }
+        self.packed < n
+    }
+
+    /// Finishes the gathering.
+    fn finish(&mut self, data: &Split, f0: usize, f1: usize) {
+        while self.work(data, f0, f1) {}
+    }
+
+    fn end_scan(&mut self, f0: usize, f1: usize) {
+        self.compact.end_scan(f0, f1);
         self.rel.clear();
         self.rel
             .extend(self.compact.active().iter().map(|&f| f - f0));
-        self.x.resize(rows.len() * k, 0.0); // every element is written below
-        for (&r, row) in rows.iter().zip(self.x.chunks_exact_mut(k.max(1))) {
-            self.compact.compact_row(data, r, row);
-        }
+        self.x.resize(self.rows.len() * self.rel.len(), 0.0); // packing writes every element
     }
 
     /// The gathered values as a `batch × k` matrix.
     fn x(&self, batch: usize) -> zeronn::Result<MatRef<'_, f32>> {
+        debug_assert_eq!(self.packed, self.rows.len(), "gathering not finished");
         MatRef::row_major(&self.x[..batch * self.rel.len()], batch, self.rel.len())
     }
 }
@@ -184,7 +230,12 @@ pub fn train_threads(
     // The masks of mini-batches i, i + 1 and i + 2, by i mod 3.
     let masks = Shared::new(vec![0usize; 3 * batch]);
     let counts = Shared::new(vec![0usize; 2 * n]);
+    // The next chunk of the evaluation sets to count (see E below).
+    let next_chunk = AtomicUsize::new(0);
     let barrier = SpinBarrier::new(n);
+    // Steps whose partial product member t has written, and steps whose dA1 member 0 has.
+    let partial_done: Vec<Signal> = (0..n).map(|_| Signal::new()).collect();
+    let d1_done = Signal::new();
     let first_error: Mutex<Option<zeronn::Error>> = Mutex::new(None);
     type Log = (Vec<f32>, Vec<Epoch>, Duration, Duration);
     let report: Mutex<Log> = Mutex::new((Vec::new(), Vec::new(), Duration::ZERO, Duration::ZERO));
@@ -199,11 +250,14 @@ pub fn train_threads(
             slot.get_or_insert(e);
         };
         let (f0, f1) = (bounds[me], bounds[me + 1]);
-        // This member's columns of the current mini-batch and (not member 0) of the next.
+        // The pixels a scan for active features reads: whole 64-pixel words.
+        let (s0, s1) = (f0 / 64 * 64, (f1.div_ceil(64) * 64).min(inputs));
+        // This member's columns of the current mini-batch and of the next.
         let (mut cur, mut nxt) = (Cols::new(), Cols::new());
         let mut pack = vec![0.0f32; PACK_LEN];
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut scratch = EvalScratch::default();
+        let mut evals = 0;
         // Member 0's layer 2 buffers.
         let mut tb = vec![0u8; batch];
         let mut a1 = vec![0.0f32; batch * hidden];
@@ -223,40 +277,42 @@ pub fn train_threads(
             }
         }
         barrier.wait();
-        if me != 0 && cfg.iters > 0 {
+        if cfg.iters > 0 {
             // SAFETY: mask 0 is written before the barrier above and not again until step 1.
             let m = unsafe { masks.part(mask_at(0).start, mask_at(0).end) };
-            cur.gather(&data.train, m, f0, f1);
+            cur.start(&data.train, m, f0, f1);
+            cur.finish(&data.train, f0, f1);
         }
         for i in 0..cfg.iters {
             let start = Instant::now();
-            // A: member 0 samples mini-batch i + 2 (whose mask was last read in step i - 1)
-            // and gathers its columns of this one; everyone prefetches its columns of the
+            // A: member 0 samples mini-batch i + 2; everyone prefetches its columns of the
             // next one and computes its partial product.
             if let Some((rng, _)) = leader.as_mut() {
                 if i + 2 < cfg.iters {
                     random::choice(*rng, train_size, &mut drawn);
                     let at = mask_at(i + 2);
-                    // SAFETY: this mask was last read in step i - 1 (member 0) and in step
-                    // i - 2 (the others), before barriers every member has passed.
+                    // SAFETY: this mask was last read in step i - 1 (the others finish
+                    // gathering mini-batch i - 1 before their product of step i - 1, which
+                    // member 0 waited for).
                     unsafe { masks.part_mut(at.start, at.end) }.copy_from_slice(&drawn);
                 }
-                // SAFETY: masks i and i + 1 are only read in this step.
+                // SAFETY: mask i is not written in this step.
                 let m = unsafe { masks.part(mask_at(i).start, mask_at(i).end) };
-                cur.gather(&data.train, m, f0, f1);
                 for (label, &r) in tb.iter_mut().zip(m) {
                     *label = data.train.t[r];
                 }
             }
-            if i + 1 < cfg.iters {
-                // SAFETY: as above.
-                for &r in unsafe { masks.part(mask_at(i + 1).start, mask_at(i + 1).end) } {
-                    data.train.prefetch_part(r, f0, f1);
-                }
+            // SAFETY: mask i + 1 is not written in this step (member 0 wrote it in step
+            // i - 1, before publishing dA1 of step i - 1, which the others waited for).
+            let next = (i + 1 < cfg.iters)
+                .then(|| unsafe { masks.part(mask_at(i + 1).start, mask_at(i + 1).end) });
+            for &r in next.unwrap_or_default() {
+                data.train.prefetch_part(r, s0, s1);
             }
             {
-                // SAFETY: nobody writes rows f0..f1 of W1 but this member, and each member
-                // writes only its own partial sum (read by member 0 after the barrier).
+                // SAFETY: nobody writes rows f0..f1 of W1 but this member; member 0 is done
+                // reading this member's partial sum of the last step (it published dA1 of
+                // that step, which this member waited for).
                 let (w1_part, p) = unsafe {
                     (
                         params.part(f0 * hidden, f1 * hidden),
@@ -278,13 +334,22 @@ pub fn train_threads(
                     fail(e);
                 }
             }
-            barrier.wait();
-            // L: member 0 runs layer 2 and the b1 update, the others gather their columns of
-            // the next mini-batch.
+            partial_done[me].publish(i + 1);
+            // Gathering the next mini-batch fills the waits below.
+            if let Some(m) = next {
+                nxt.start(&data.train, m, f0, f1);
+            }
+            let mut gather = || nxt.work(&data.train, f0, f1);
+            // L: member 0 waits for the partial products, then runs layer 2 and the b1
+            // update; the others wait for dA1.
             if leader.is_some() {
-                // SAFETY: the partials are only read in this phase; member 0 alone touches
-                // b1, W2 and b2 outside the evaluations, and writes dA1 (read after the
-                // barrier).
+                for done in &partial_done[1..] {
+                    done.wait_for(i + 1, &barrier, &mut gather);
+                }
+                // SAFETY: the partials are all written (waited for above) and not written
+                // again before dA1 is published below; member 0 alone touches b1, W2 and b2
+                // outside the evaluations, and the others read dA1 only once it is published
+                // (the mutable `d` is not used after that).
                 let (parts, tail_p, d) = unsafe {
                     (
                         partials.read(),
@@ -294,30 +359,41 @@ pub fn train_threads(
                 };
                 let (b1, rest) = tail_p.split_at_mut(hidden);
                 let (w2, b2) = rest.split_at_mut(hidden * classes);
+                let mut g = gemm::Context::new(backend, &mut pack);
+                let affine2 = Affine::new(hidden, classes);
+                // What the others wait for first: dA1, which needs W2 before its update.
                 let r = (|| {
-                    // Σ partials in member order, then the bias and the ReLU.
-                    a1.copy_from_slice(&parts[..batch * hidden]);
-                    for other in parts.chunks_exact(batch * hidden).skip(1) {
-                        for (x, &q) in a1.iter_mut().zip(other) {
-                            *x += q;
+                    // A1 = relu(Σ partials + b1), summed in member order.
+                    for (r, row) in a1.chunks_exact_mut(hidden).enumerate() {
+                        let at = |t: usize| (t * batch + r) * hidden;
+                        row.copy_from_slice(&parts[at(0)..at(0) + hidden]);
+                        for t in 1..n {
+                            for (x, &q) in row.iter_mut().zip(&parts[at(t)..at(t) + hidden]) {
+                                *x += q;
+                            }
                         }
-                    }
-                    for row in a1.chunks_exact_mut(hidden) {
                         for (x, &bj) in row.iter_mut().zip(&*b1) {
                             let v = *x + bj;
                             *x = if v <= 0.0 { 0.0 } else { v };
                         }
                     }
-                    let mut g = gemm::Context::new(backend, &mut pack);
-                    let affine2 = Affine::new(hidden, classes);
                     affine2.forward(&mut g, &mut y, &a1, w2, b2)?;
                     let loss =
                         SoftmaxWithLoss::new(classes).forward_backward_inplace(&mut y, &tb)?;
-                    affine2.backward_sgd(&mut g, Some(&mut *d), &y, &a1, w2, b2, sgd.lr)?;
+                    affine2.backward_dx(&mut g, d, &y, w2)?;
                     Relu::backward_inplace(d, &a1)?;
-                    Affine::new(inputs, hidden).sgd_bias(d, b1, sgd.lr)?;
                     Ok::<f32, zeronn::Error>(loss)
                 })();
+                d1_done.publish(i + 1);
+                // Then the updates of W2, b2 and b1, while the others update W1.
+                // SAFETY: dA1 is only read from here until member 0 writes it again in the
+                // next step, after every member's next partial product.
+                let d = unsafe { d1.read() };
+                let r = r.and_then(|loss| {
+                    affine2.backward_sgd(&mut g, None, &y, &a1, w2, b2, sgd.lr)?;
+                    Affine::new(inputs, hidden).sgd_bias(d, b1, sgd.lr)?;
+                    Ok(loss)
+                });
                 let loss = r.unwrap_or_else(|e| {
                     fail(e);
                     f32::NAN
@@ -326,16 +402,13 @@ pub fn train_threads(
                     log.0.push(loss);
                     report(Event::Iter(i, loss));
                 }
-            } else if i + 1 < cfg.iters {
-                // SAFETY: mask i + 1 is only read in this step.
-                let m = unsafe { masks.part(mask_at(i + 1).start, mask_at(i + 1).end) };
-                nxt.gather(&data.train, m, f0, f1);
+            } else {
+                d1_done.wait_for(i + 1, &barrier, &mut gather);
             }
-            barrier.wait();
             // C: W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dA1, fused into the product.
             {
-                // SAFETY: dA1 is only read in this phase (member 0 writes it again after the
-                // next step's first barrier); rows f0..f1 of W1 are this member's alone.
+                // SAFETY: dA1 is published (member 0 writes it again only after this
+                // member's next partial product); rows f0..f1 of W1 are this member's alone.
                 let (d, w1_part) =
                     unsafe { (d1.read(), params.part_mut(f0 * hidden, f1 * hidden)) };
                 let r = (|| {
@@ -353,9 +426,8 @@ pub fn train_threads(
                     fail(e);
                 }
             }
-            if me != 0 {
-                std::mem::swap(&mut cur, &mut nxt);
-            }
+            nxt.finish(&data.train, f0, f1);
+            std::mem::swap(&mut cur, &mut nxt);
             if leader.is_some() {
                 log.2 += start.elapsed();
             }
@@ -367,23 +439,30 @@ pub fn train_threads(
                     // SAFETY: nobody writes the parameters in this phase; each member writes
                     // only its own two count slots.
                     let (p, c) = unsafe { (params.read(), counts.part_mut(2 * me, 2 * me + 2)) };
+                    // The chunks go to whoever is free (each member overshoots the end
+                    // once, so evaluation e starts at e·(chunks + n)): a member slowed by
+                    // the machine takes fewer. The counts do not depend on who counts.
+                    let tc = eval_train.chunks();
+                    let chunks = tc + eval_test.chunks();
+                    let base = evals * (chunks + n);
+                    evals += 1;
                     let r = TwoLayerNet::new(shape, p)
                         .and_then(|net| net.with_backend(backend))
                         .and_then(|net| {
-                            Ok((
-                                eval_train.count_correct(
-                                    &net,
-                                    part(eval_train.chunks(), n, me),
-                                    &mut scratch,
-                                    &mut ws,
-                                )?,
-                                eval_test.count_correct(
-                                    &net,
-                                    part(eval_test.chunks(), n, me),
-                                    &mut scratch,
-                                    &mut ws,
-                                )?,
-                            ))
+                            let (mut a, mut b) = (0, 0);
+                            loop {
+                                let c = next_chunk.fetch_add(1, Ordering::Relaxed) - base;
+                                if c >= chunks {
+                                    break Ok((a, b));
+                                } else if c < tc {
+                                    let s = (c, c + 1);
+                                    a +=
+                                        eval_train.count_correct(&net, s, &mut scratch, &mut ws)?;
+                                } else {
+                                    let s = (c - tc, c - tc + 1);
+                                    b += eval_test.count_correct(&net, s, &mut scratch, &mut ws)?;
+                                }
+                            }
                         });
                     match r {
                         Ok((a, b)) => (c[0], c[1]) = (a, b),
@@ -467,7 +546,7 @@ mod tests {
         // With batch 1 a pixel's weight is how often it is on: about f / 200, so member 0's
         // share of the weight is (b1 / 200)², and it must be near p0.
         let b = feature_split(&data, 2, 1);
-        let p0 = PRODUCTS_COST / (2.0 * PRODUCTS_COST + GATHER_COST);
+        let p0 = member0_share(2);
         let share = (b[1] as f64 / 200.0).powi(2);
         assert!(
             (share - p0).abs() < 0.03,
