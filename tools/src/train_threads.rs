@@ -6,17 +6,18 @@
 //! `W1` update `W1 -= lr·Xᵀ·dA1` backward) split exactly along that range, so each member
 //! gathers only its columns of the mini-batch and keeps its rows of `W1` in its own cache;
 //! what crosses between members per step is small (the 100×50 partial sums and `dA1`).
-//! Layer 2 is small and runs on member 0, which gets fewer features to even out the work
-//! ([`feature_split`]). Members do not meet at barriers within a step: each publishes how far
-//! it has got ([`Signal`]) and waits only for what it reads, gathering its columns of the
-//! next mini-batch while it waits:
+//! Members do not meet at barriers within a step: each publishes how far it has got
+//! ([`Signal`]) and waits only for what it reads, gathering its columns of the next
+//! mini-batch while it waits. Layer 2 is small and serial; the first member done with its
+//! partial product runs it, so a member slowed down (by the machine, or by running layer 2
+//! the step before) leaves it to the others:
 //!
 //! ```text
 //! A  member 0: samples the mini-batch after next (the same draws as the single-thread run);
 //!    every member: its partial product X[:, f]·W1[f, :], then says so
-//! L  member 0, once every partial product is done: A1 = relu(Σ partials + b1) (summed in
-//!    member order), layer 2 forward, softmax with loss, dA1, then says so; then the
-//!    updates of W2, b2 and b1
+//! L  the first member done with A, once every partial product is done: A1 = relu(Σ
+//!    partials + b1) (summed in member order), layer 2 forward, softmax with loss, dA1, then
+//!    says so; then the updates of W2, b2 and b1
 //!    the others: wait for dA1
 //! C  every member: W1[f, :] -= lr·X[:, f]ᵀ·dA1, fused into the product; finishes gathering
 //!    its columns of the next mini-batch
@@ -25,10 +26,11 @@
 //! ```
 //!
 //! The forward sum is split by features, so results differ in rounding from the
-//! single-thread run, but a run is bit-reproducible for a given thread count.
+//! single-thread run, but a run is bit-reproducible for a given thread count: the split
+//! depends only on the data, and layer 2 computes the same whoever runs it.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use zeronn::gemm::{self, MatMut, MatRef, PACK_LEN};
@@ -43,17 +45,10 @@ use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport};
 /// What member 0 holds besides the others: the generator and the event sink.
 type Leader<'a> = Option<(&'a mut random::XorShiftRng, &'a mut dyn FnMut(Event<'_>))>;
 
-/// What member 0 does besides its features' work (layer 2 and the b1 update), as a fraction of
-/// the whole features' work of a step (both products and the gathering), measured on the
-/// book's run.
-const LAYER2_SHARE: f64 = 0.12;
-
 /// Splits the `pixels` features among `n` members, as boundaries `f[0] = 0 ≤ … ≤ f[n] =
-/// pixels`. What a member's range costs is the number of its features active in a
-/// mini-batch of `batch` (a pixel is active if any image of the batch has it non-zero),
-/// estimated from how often each pixel is non-zero in `data`. Member 0 also runs layer 2,
-/// so it gets the share `p0` of the features' work that evens out the members:
-/// `p0 + λ = (1 − p0) / (n − 1)`, λ = [`LAYER2_SHARE`].
+/// pixels`, with equal work. What a member's range costs is the number of its features active
+/// in a mini-batch of `batch` (a pixel is active if any image of the batch has it non-zero),
+/// estimated from how often each pixel is non-zero in `data`.
 pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
     let pixels = data.pixels;
     let n = n.clamp(1, pixels.max(1));
@@ -70,12 +65,11 @@ pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
         .map(|&c| 1.0 - (1.0 - f64::from(c) / sample.max(1) as f64).powi(batch as i32))
         .collect();
     let total: f64 = weight.iter().sum();
-    let p0 = member0_share(n);
     // Member t's range ends where the running weight reaches its cumulative share.
     let mut bounds = vec![0usize; n + 1];
     let (mut f, mut acc) = (0, 0.0);
     for (t, bound) in bounds.iter_mut().enumerate().skip(1) {
-        let share = p0 + (1.0 - p0) * (t - 1) as f64 / (n - 1).max(1) as f64;
+        let share = t as f64 / n as f64;
         let target = if t == n { f64::INFINITY } else { share * total };
         while f < pixels && acc + weight[f] / 2.0 < target {
             acc += weight[f];
@@ -87,15 +81,6 @@ pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
     }
     bounds[n] = pixels;
     bounds
-}
-
-/// Member 0's share of the features' work on a team of `n` (see [`feature_split`]).
-fn member0_share(n: usize) -> f64 {
-    if n <= 1 {
-        1.0
-    } else {
-        ((1.0 - LAYER2_SHARE * (n - 1) as f64) / n as f64).max(0.0)
-    }
 }
 
 /// A member's columns of one mini-batch: its active features and their values, gathered a
@@ -233,16 +218,20 @@ pub fn train_threads(
     // The next chunk of the evaluation sets to count (see E below).
     let next_chunk = AtomicUsize::new(0);
     let barrier = SpinBarrier::new(n);
-    // Steps whose partial product member t has written, and steps whose dA1 member 0 has.
+    // Members done with their partial product, over all steps: the first of a step runs
+    // layer 2 (see L below).
+    let arrivals = AtomicUsize::new(0);
+    // Steps whose partial product member t has written, and steps whose dA1 is written.
     let partial_done: Vec<Signal> = (0..n).map(|_| Signal::new()).collect();
     let d1_done = Signal::new();
+    // The loss of the step whose dA1 is written (f32 bits).
+    let step_loss = AtomicU32::new(0);
     let first_error: Mutex<Option<zeronn::Error>> = Mutex::new(None);
     type Log = (Vec<f32>, Vec<Epoch>, Duration, Duration);
     let report: Mutex<Log> = Mutex::new((Vec::new(), Vec::new(), Duration::ZERO, Duration::ZERO));
     let mask_at = |i: usize| (i % 3) * batch..(i % 3 + 1) * batch;
 
-    // One member of the team. Member 0 (the calling thread) also samples, runs layer 2 and
-    // reports.
+    // One member of the team. Member 0 (the calling thread) also samples and reports.
     let member = |me: usize, mut leader: Leader<'_>| {
         let _poison = PoisonOnPanic(&barrier);
         let fail = |e: zeronn::Error| {
@@ -258,7 +247,7 @@ pub fn train_threads(
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut scratch = EvalScratch::default();
         let mut evals = 0;
-        // Member 0's layer 2 buffers.
+        // Layer 2's buffers, for the steps this member runs it.
         let mut tb = vec![0u8; batch];
         let mut a1 = vec![0.0f32; batch * hidden];
         let mut y = vec![0.0f32; batch * classes];
@@ -287,32 +276,33 @@ pub fn train_threads(
             let start = Instant::now();
             // A: member 0 samples mini-batch i + 2; everyone prefetches its columns of the
             // next one and computes its partial product.
-            if let Some((rng, _)) = leader.as_mut() {
-                if i + 2 < cfg.iters {
-                    random::choice(*rng, train_size, &mut drawn);
-                    let at = mask_at(i + 2);
-                    // SAFETY: this mask was last read in step i - 1 (the others finish
-                    // gathering mini-batch i - 1 before their product of step i - 1, which
-                    // member 0 waited for).
-                    unsafe { masks.part_mut(at.start, at.end) }.copy_from_slice(&drawn);
-                }
-                // SAFETY: mask i is not written in this step.
-                let m = unsafe { masks.part(mask_at(i).start, mask_at(i).end) };
-                for (label, &r) in tb.iter_mut().zip(m) {
-                    *label = data.train.t[r];
-                }
+            if let Some((rng, _)) = leader.as_mut()
+                && i + 2 < cfg.iters
+            {
+                random::choice(*rng, train_size, &mut drawn);
+                let at = mask_at(i + 2);
+                // SAFETY: this mask (of mini-batch i - 1) was last read before dA1 of step
+                // i - 1 was written (gathering and layer 2), which member 0 has waited for or
+                // written itself.
+                unsafe { masks.part_mut(at.start, at.end) }.copy_from_slice(&drawn);
             }
-            // SAFETY: mask i + 1 is not written in this step (member 0 wrote it in step
-            // i - 1, before publishing dA1 of step i - 1, which the others waited for).
-            let next = (i + 1 < cfg.iters)
-                .then(|| unsafe { masks.part(mask_at(i + 1).start, mask_at(i + 1).end) });
+            // SAFETY: masks i and i + 1 are not written in this step; member 0 wrote them
+            // before its partial products of steps i - 2 and i - 1, which every member has
+            // seen (directly, or through dA1 of those steps).
+            let (this, next) = unsafe {
+                (
+                    masks.part(mask_at(i).start, mask_at(i).end),
+                    (i + 1 < cfg.iters)
+                        .then(|| masks.part(mask_at(i + 1).start, mask_at(i + 1).end)),
+                )
+            };
             for &r in next.unwrap_or_default() {
                 data.train.prefetch_part(r, s0, s1);
             }
             {
-                // SAFETY: nobody writes rows f0..f1 of W1 but this member; member 0 is done
-                // reading this member's partial sum of the last step (it published dA1 of
-                // that step, which this member waited for).
+                // SAFETY: nobody writes rows f0..f1 of W1 but this member; layer 2 of the last
+                // step, done reading this member's partial sum, wrote dA1, which this member
+                // has waited for or written itself.
                 let (w1_part, p) = unsafe {
                     (
                         params.part(f0 * hidden, f1 * hidden),
@@ -334,22 +324,27 @@ pub fn train_threads(
                     fail(e);
                 }
             }
+            // Every member arrives once a step, before it says its product is done, so no
+            // member arrives for step i + 1 before all have for step i.
+            let first = arrivals.fetch_add(1, Ordering::Relaxed) == i * n;
             partial_done[me].publish(i + 1);
             // Gathering the next mini-batch fills the waits below.
             if let Some(m) = next {
                 nxt.start(&data.train, m, f0, f1);
             }
             let mut gather = || nxt.work(&data.train, f0, f1);
-            // L: member 0 waits for the partial products, then runs layer 2 and the b1
-            // update; the others wait for dA1.
-            if leader.is_some() {
-                for done in &partial_done[1..] {
+            // L: the first member done with its product (the least loaded of this step) runs
+            // layer 2 once all are done; the others wait for dA1. Layer 2 computes the same
+            // whoever runs it.
+            let loss = if first {
+                for done in &partial_done {
                     done.wait_for(i + 1, &barrier, &mut gather);
                 }
                 // SAFETY: the partials are all written (waited for above) and not written
-                // again before dA1 is published below; member 0 alone touches b1, W2 and b2
-                // outside the evaluations, and the others read dA1 only once it is published
-                // (the mutable `d` is not used after that).
+                // again before dA1 is; only the runner of layer 2 touches b1, W2 and b2
+                // outside the evaluations, and it hands them on to the next with its
+                // partial product of the next step; the others read dA1 only once it is
+                // written (the mutable `d` is not used after that).
                 let (parts, tail_p, d) = unsafe {
                     (
                         partials.read(),
@@ -359,6 +354,9 @@ pub fn train_threads(
                 };
                 let (b1, rest) = tail_p.split_at_mut(hidden);
                 let (w2, b2) = rest.split_at_mut(hidden * classes);
+                for (label, &r) in tb.iter_mut().zip(this) {
+                    *label = data.train.t[r];
+                }
                 let mut g = gemm::Context::new(backend, &mut pack);
                 let affine2 = Affine::new(hidden, classes);
                 // What the others wait for first: dA1, which needs W2 before its update.
@@ -384,31 +382,36 @@ pub fn train_threads(
                     Relu::backward_inplace(d, &a1)?;
                     Ok::<f32, zeronn::Error>(loss)
                 })();
-                d1_done.publish(i + 1);
-                // Then the updates of W2, b2 and b1, while the others update W1.
-                // SAFETY: dA1 is only read from here until member 0 writes it again in the
-                // next step, after every member's next partial product.
-                let d = unsafe { d1.read() };
-                let r = r.and_then(|loss| {
-                    affine2.backward_sgd(&mut g, None, &y, &a1, w2, b2, sgd.lr)?;
-                    Affine::new(inputs, hidden).sgd_bias(d, b1, sgd.lr)?;
-                    Ok(loss)
-                });
                 let loss = r.unwrap_or_else(|e| {
                     fail(e);
                     f32::NAN
                 });
-                if let Some((_, report)) = leader.as_mut() {
-                    log.0.push(loss);
-                    report(Event::Iter(i, loss));
+                step_loss.store(loss.to_bits(), Ordering::Relaxed);
+                d1_done.publish(i + 1);
+                // Then the updates of W2, b2 and b1, while the others update W1.
+                // SAFETY: dA1 is only read from here until it is written again in the next
+                // step, after every member's next partial product.
+                let d = unsafe { d1.read() };
+                let r = (|| {
+                    affine2.backward_sgd(&mut g, None, &y, &a1, w2, b2, sgd.lr)?;
+                    Affine::new(inputs, hidden).sgd_bias(d, b1, sgd.lr)
+                })();
+                if let Err(e) = r {
+                    fail(e);
                 }
+                loss
             } else {
                 d1_done.wait_for(i + 1, &barrier, &mut gather);
+                f32::from_bits(step_loss.load(Ordering::Relaxed))
+            };
+            if let Some((_, report)) = leader.as_mut() {
+                log.0.push(loss);
+                report(Event::Iter(i, loss));
             }
             // C: W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dA1, fused into the product.
             {
-                // SAFETY: dA1 is published (member 0 writes it again only after this
-                // member's next partial product); rows f0..f1 of W1 are this member's alone.
+                // SAFETY: dA1 is written (layer 2 writes it again only after this member's
+                // next partial product); rows f0..f1 of W1 are this member's alone.
                 let (d, w1_part) =
                     unsafe { (d1.read(), params.part_mut(f0 * hidden, f1 * hidden)) };
                 let r = (|| {
@@ -535,7 +538,7 @@ mod tests {
     }
 
     #[test]
-    fn the_split_covers_every_feature_once_and_gives_member_0_less_work() {
+    fn the_split_covers_every_feature_once_and_evens_out_the_active_ones() {
         let data = ramp(200, 500);
         for n in 1..5 {
             let b = feature_split(&data, n, 1);
@@ -543,14 +546,19 @@ mod tests {
             assert_eq!((b[0], b[n]), (0, 200));
             assert!(b.windows(2).all(|w| w[0] < w[1]), "{n}: {b:?}");
         }
-        // With batch 1 a pixel's weight is how often it is on: about f / 200, so member 0's
-        // share of the weight is (b1 / 200)², and it must be near p0.
-        let b = feature_split(&data, 2, 1);
-        let p0 = member0_share(2);
-        let share = (b[1] as f64 / 200.0).powi(2);
-        assert!(
-            (share - p0).abs() < 0.03,
-            "share {share}, p0 {p0}, split {b:?}"
-        );
+        // With batch 1 a pixel's weight is how often it is on: about f / 200, so the first
+        // t members' share of the weight is (b[t] / 200)², which must be near t / n (and
+        // not the t / n of the features: the ramp puts more work at the end).
+        for n in 2..5 {
+            let b = feature_split(&data, n, 1);
+            for t in 1..n {
+                let share = (b[t] as f64 / 200.0).powi(2);
+                let want = t as f64 / n as f64;
+                assert!(
+                    (share - want).abs() < 0.03,
+                    "{n}: {t}: {share} {want} {b:?}"
+                );
+            }
+        }
     }
 }
