@@ -8,13 +8,13 @@
 //! what crosses between members per step is small (the 100×50 partial sums and `dA1`).
 //! Members do not meet at barriers within a step: each publishes how far it has got
 //! ([`Signal`]) and waits only for what it reads, gathering its columns of the next
-//! mini-batch while it waits. Layer 2 is small and serial; the first member done with its
-//! partial product runs it, so a member slowed down (by the machine, or by running layer 2
-//! the step before) leaves it to the others:
+//! mini-batch (then of the one after) while it waits. Layer 2 is small and serial; the first
+//! member done with its partial product runs it, so a member slowed down (by the machine, or
+//! by running layer 2 the step before) leaves it to the others:
 //!
 //! ```text
-//! A  member 0: samples the mini-batch after next (the same draws as the single-thread run);
-//!    every member: its partial product X[:, f]·W1[f, :], then says so
+//! A  member 0: samples the mini-batch three steps ahead (the same draws as the
+//!    single-thread run); every member: its partial product X[:, f]·W1[f, :], then says so
 //! L  the first member done with A, once every partial product is done: A1 = relu(Σ
 //!    partials + b1) (summed in member order), layer 2 forward, softmax with loss, dA1, then
 //!    says so; then the updates of W2, b2 and b1
@@ -83,9 +83,24 @@ pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
     bounds
 }
 
+/// Mini-batch masks in flight: member 0 samples three steps ahead.
+const MASKS: usize = 4;
+
+/// The columns of mini-batches `i`, `i + 1` and `i + 2` in a ring of three.
+fn ring(cols: &mut [Cols; 3], i: usize) -> (&mut Cols, &mut Cols, &mut Cols) {
+    let [a, b, c] = cols;
+    match i % 3 {
+        0 => (a, b, c),
+        1 => (b, c, a),
+        _ => (c, a, b),
+    }
+}
+
 /// A member's columns of one mini-batch: its active features and their values, gathered a
 /// piece at a time ([`Cols::work`]) so that the member can fill its waits with it.
 struct Cols {
+    /// Which mini-batch (its step) this holds or is gathering.
+    batch: Option<usize>,
     compact: Compact,
     /// The images, and how many of them are scanned for active features and packed.
     rows: Vec<usize>,
@@ -100,6 +115,7 @@ struct Cols {
 impl Cols {
     fn new() -> Self {
         Cols {
+            batch: None,
             compact: Compact::new(),
             rows: Vec::new(),
             scanned: 0,
@@ -110,13 +126,21 @@ impl Cols {
     }
 
     /// Starts gathering features `f0..f1` of the images `rows` of `data`.
-    fn start(&mut self, data: &Split, rows: &[usize], f0: usize, f1: usize) {
+    fn start(&mut self, data: &Split, rows: &[usize], batch: usize, f0: usize, f1: usize) {
+        self.batch = Some(batch);
         self.rows.clear();
         self.rows.extend_from_slice(rows);
         self.compact.begin_scan(data);
         (self.scanned, self.packed) = (0, 0);
         if rows.is_empty() {
             self.end_scan(f0, f1);
+        }
+    }
+
+    /// [`Cols::start`] unless mini-batch `batch` is started already.
+    fn start_once(&mut self, data: &Split, rows: &[usize], batch: usize, f0: usize, f1: usize) {
+        if self.batch != Some(batch) {
+            self.start(data, rows, batch, f0, f1);
         }
     }
 
@@ -212,8 +236,8 @@ pub fn train_threads(
     let bounds = feature_split(&data.train, n, batch);
     let partials = Shared::new(vec![0.0f32; n * batch * hidden]);
     let d1 = Shared::new(vec![0.0f32; batch * hidden]);
-    // The masks of mini-batches i, i + 1 and i + 2, by i mod 3.
-    let masks = Shared::new(vec![0usize; 3 * batch]);
+    // The masks of mini-batches i to i + 3, by i mod 4.
+    let masks = Shared::new(vec![0usize; MASKS * batch]);
     let counts = Shared::new(vec![0usize; 2 * n]);
     // The next chunk of the evaluation sets to count (see E below).
     let next_chunk = AtomicUsize::new(0);
@@ -229,7 +253,7 @@ pub fn train_threads(
     let first_error: Mutex<Option<zeronn::Error>> = Mutex::new(None);
     type Log = (Vec<f32>, Vec<Epoch>, Duration, Duration);
     let report: Mutex<Log> = Mutex::new((Vec::new(), Vec::new(), Duration::ZERO, Duration::ZERO));
-    let mask_at = |i: usize| (i % 3) * batch..(i % 3 + 1) * batch;
+    let mask_at = |i: usize| (i % MASKS) * batch..(i % MASKS + 1) * batch;
 
     // One member of the team. Member 0 (the calling thread) also samples and reports.
     let member = |me: usize, mut leader: Leader<'_>| {
@@ -241,8 +265,8 @@ pub fn train_threads(
         let (f0, f1) = (bounds[me], bounds[me + 1]);
         // The pixels a scan for active features reads: whole 64-pixel words.
         let (s0, s1) = (f0 / 64 * 64, (f1.div_ceil(64) * 64).min(inputs));
-        // This member's columns of the current mini-batch and of the next.
-        let (mut cur, mut nxt) = (Cols::new(), Cols::new());
+        // This member's columns of mini-batches i, i + 1 and i + 2, by i mod 3.
+        let mut cols = [Cols::new(), Cols::new(), Cols::new()];
         let mut pack = vec![0.0f32; PACK_LEN];
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut scratch = EvalScratch::default();
@@ -259,7 +283,7 @@ pub fn train_threads(
             Duration::ZERO,
         );
         if let Some((rng, _)) = leader.as_mut() {
-            for i in 0..cfg.iters.min(2) {
+            for i in 0..cfg.iters.min(MASKS - 1) {
                 random::choice(*rng, train_size, &mut drawn);
                 // SAFETY: nobody else touches the masks before the first barrier.
                 unsafe { masks.part_mut(mask_at(i).start, mask_at(i).end) }.copy_from_slice(&drawn);
@@ -269,34 +293,32 @@ pub fn train_threads(
         if cfg.iters > 0 {
             // SAFETY: mask 0 is written before the barrier above and not again until step 1.
             let m = unsafe { masks.part(mask_at(0).start, mask_at(0).end) };
-            cur.start(&data.train, m, f0, f1);
-            cur.finish(&data.train, f0, f1);
+            cols[0].start(&data.train, m, 0, f0, f1);
+            cols[0].finish(&data.train, f0, f1);
         }
         for i in 0..cfg.iters {
             let start = Instant::now();
-            // A: member 0 samples mini-batch i + 2; everyone prefetches its columns of the
-            // next one and computes its partial product.
+            let (cur, next, after) = ring(&mut cols, i);
+            // A: member 0 samples mini-batch i + 3; everyone prefetches its columns of the
+            // one after next and computes its partial product.
             if let Some((rng, _)) = leader.as_mut()
-                && i + 2 < cfg.iters
+                && i + 3 < cfg.iters
             {
                 random::choice(*rng, train_size, &mut drawn);
-                let at = mask_at(i + 2);
+                let at = mask_at(i + 3);
                 // SAFETY: this mask (of mini-batch i - 1) was last read before dA1 of step
                 // i - 1 was written (gathering and layer 2), which member 0 has waited for or
                 // written itself.
                 unsafe { masks.part_mut(at.start, at.end) }.copy_from_slice(&drawn);
             }
-            // SAFETY: masks i and i + 1 are not written in this step; member 0 wrote them
-            // before its partial products of steps i - 2 and i - 1, which every member has
+            // SAFETY: masks i to i + 2 are not written in this step; member 0 wrote them
+            // before its partial products of steps before this one, which every member has
             // seen (directly, or through dA1 of those steps).
-            let (this, next) = unsafe {
-                (
-                    masks.part(mask_at(i).start, mask_at(i).end),
-                    (i + 1 < cfg.iters)
-                        .then(|| masks.part(mask_at(i + 1).start, mask_at(i + 1).end)),
-                )
+            let mask = |j: usize| {
+                (j < cfg.iters).then(|| unsafe { masks.part(mask_at(j).start, mask_at(j).end) })
             };
-            for &r in next.unwrap_or_default() {
+            let (this, batch1, batch2) = (mask(i).unwrap_or_default(), mask(i + 1), mask(i + 2));
+            for &r in batch2.unwrap_or_default() {
                 data.train.prefetch_part(r, s0, s1);
             }
             {
@@ -328,11 +350,19 @@ pub fn train_threads(
             // member arrives for step i + 1 before all have for step i.
             let first = arrivals.fetch_add(1, Ordering::Relaxed) == i * n;
             partial_done[me].publish(i + 1);
-            // Gathering the next mini-batch fills the waits below.
-            if let Some(m) = next {
-                nxt.start(&data.train, m, f0, f1);
+            // Gathering the next mini-batch, then the one after, fills the waits below: a
+            // member early in this step is ahead in the next.
+            if let Some(m) = batch1 {
+                next.start_once(&data.train, m, i + 1, f0, f1);
             }
-            let mut gather = || nxt.work(&data.train, f0, f1);
+            let mut gather = || {
+                if next.work(&data.train, f0, f1) {
+                    return true;
+                }
+                let Some(m) = batch2 else { return false };
+                after.start_once(&data.train, m, i + 2, f0, f1);
+                after.work(&data.train, f0, f1)
+            };
             // L: the first member done with its product (the least loaded of this step) runs
             // layer 2 once all are done; the others wait for dA1. Layer 2 computes the same
             // whoever runs it.
@@ -429,8 +459,7 @@ pub fn train_threads(
                     fail(e);
                 }
             }
-            nxt.finish(&data.train, f0, f1);
-            std::mem::swap(&mut cur, &mut nxt);
+            next.finish(&data.train, f0, f1);
             if leader.is_some() {
                 log.2 += start.elapsed();
             }
