@@ -1,5 +1,6 @@
-"""Runs zeronn, PyTorch (1 and 2 threads) and NumPy in alternation on the book's run and
-prints medians and ratios. Called by run.sh (which makes the virtualenv)."""
+"""Runs zeronn, PyTorch (1 and 2 threads), candle and NumPy in alternation on the book's run
+and prints medians and ratios. Called by run.sh (which makes the virtualenv and builds the
+candle program)."""
 import argparse
 import json
 import os
@@ -42,9 +43,17 @@ def python_run(script, data, mode, threads=None, seed=1):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def candle_run(exe, data, mode, seed=1):
+    env = dict(os.environ, RAYON_NUM_THREADS="1")
+    out = subprocess.run([exe, data, mode, "--seed", str(seed)], capture_output=True, text=True,
+                         check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--zeronn", required=True)
+    ap.add_argument("--candle", help="the book-candle program (candle/); left out if not given")
     ap.add_argument("--data", required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-numpy-whole", action="store_true", help="skip the slow NumPy whole runs")
@@ -56,6 +65,8 @@ def main():
         ("PyTorch 1 thread", lambda s: python_run("book_torch.py", a.data, "whole", 1, s)),
         ("PyTorch 2 threads", lambda s: python_run("book_torch.py", a.data, "whole", 2, s)),
     ]
+    if a.candle:
+        contenders.append(("candle 1 thread", lambda s: candle_run(a.candle, a.data, "whole", s)))
     if not a.no_numpy_whole:
         contenders.append(("NumPy (float64)", lambda s: python_run("book_numpy.py", a.data, "whole", None, s)))
     whole = {name: [] for name, _ in contenders}
@@ -71,6 +82,8 @@ def main():
         ("PyTorch 2 threads", lambda: python_run("book_torch.py", a.data, "micro", 2)),
         ("NumPy (float64)", lambda: python_run("book_numpy.py", a.data, "micro")),
     ]
+    if a.candle:
+        micro_runs.insert(3, ("candle 1 thread", lambda: candle_run(a.candle, a.data, "micro")))
     micro = {name: [] for name, _ in micro_runs}
     for rep in range(a.reps):
         for name, run in micro_runs:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Side by side on this machine: zeronn against our NumPy and PyTorch versions of the book's
-# chapter 5 run, in alternation, repeated; prints medians and ratios as Markdown tables.
+# Side by side on this machine: zeronn against our NumPy, PyTorch and candle versions of the
+# book's chapter 5 run, in alternation, repeated; prints medians and ratios as Markdown tables.
 #
-#   ZERONN_DATA=../shared/data/mnist benches/compare/run.sh [--reps 5]
+#   ZERONN_DATA=../shared/data/mnist benches/compare/run.sh [--reps 5] [--no-candle]
 #
 # NumPy and PyTorch come from the Python package index into a virtualenv made here
-# (target/compare-venv, or $COMPARE_VENV). Timings are noisy: not part of CI's pass/fail.
+# (target/compare-venv, or $COMPARE_VENV); candle from crates.io into its own cargo project
+# (candle/, about 3 minutes to build the first time). Timings are noisy: not part of CI's
+# pass/fail.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -16,4 +18,16 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch' 
     "$venv/bin/pip" install --quiet --progress-bar off numpy torch
 fi
 (cd "$root" && cargo build --release -p zeronn-tools --quiet)
-exec "$venv/bin/python" "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" "$@"
+args=()
+candle=()
+for a in "$@"; do
+    if [ "$a" = --no-candle ]; then candle=(none); else args+=("$a"); fi
+done
+if [ ${#candle[@]} -eq 0 ]; then
+    cargo build --release --quiet --manifest-path "$here/candle/Cargo.toml"
+    candle=(--candle "$here/candle/target/release/book-candle")
+else
+    candle=()
+fi
+exec "$venv/bin/python" "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" \
+    "${candle[@]}" "${args[@]}"
