@@ -13,6 +13,8 @@ use crate::gemm::Element;
 
 #[cfg(target_arch = "x86_64")]
 mod expf_avx512;
+#[cfg(target_arch = "x86_64")]
+mod logf_avx512;
 
 mod sealed {
     pub trait Sealed {}
@@ -82,6 +84,14 @@ pub trait Float:
         }
     }
 
+    /// `x = x.ln()` for every element (vectorized where the result is bit for bit the same).
+    #[doc(hidden)]
+    fn ln_slice(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.ln();
+        }
+    }
+
     /// The larger of two values (`self` if either is NaN-free and equal).
     #[inline]
     fn max(self, other: Self) -> Self {
@@ -100,6 +110,18 @@ impl Float for f32 {
         }
         for x in xs {
             *x = libm::expf(*x);
+        }
+    }
+    #[inline]
+    fn ln_slice(xs: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512() {
+            // SAFETY: AVX-512F is present (checked just above).
+            unsafe { logf_avx512::logf_slice(xs) };
+            return;
+        }
+        for x in xs {
+            *x = libm::logf(*x);
         }
     }
     const ZERO: Self = 0.0;
@@ -285,6 +307,72 @@ mod tests {
                 check(&mut buf);
             }
             bits += 61;
+        }
+        check(&mut buf);
+    }
+
+    /// The vector `logf` is `libm::logf` bit for bit: a sweep of every 61st f32 pattern (all
+    /// signs, exponents and a spread of mantissas), every f32 in [1, 16) (where softmax's sums
+    /// fall), and the special values; slices of every length up to 40.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_logf_is_libm_logf_bit_for_bit() {
+        if !crate::gemm::detect::avx512() {
+            std::eprintln!("skipped: no AVX-512 here");
+            return;
+        }
+        let specials = [
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MIN_POSITIVE,
+            f32::MIN_POSITIVE * 0.5,
+            f32::from_bits(1),
+            f32::MAX,
+            f32::EPSILON,
+            1.0 + f32::EPSILON,
+            1.0 - f32::EPSILON / 2.0,
+            core::f32::consts::SQRT_2,
+            core::f32::consts::FRAC_1_SQRT_2,
+            f32::from_bits(0x3f35_04f3),
+            f32::from_bits(0x3f35_04f2),
+            10.0,
+        ];
+        let mut buf = std::vec::Vec::with_capacity(1 << 20);
+        let check = |buf: &mut std::vec::Vec<f32>| {
+            let mut out = buf.clone();
+            f32::ln_slice(&mut out);
+            for (&x, &y) in buf.iter().zip(&out) {
+                let want = libm::logf(x);
+                assert!(
+                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                    "logf({x:e}) = {y:e}, libm {want:e}"
+                );
+            }
+            buf.clear();
+        };
+        for len in 0..=40 {
+            buf.extend(specials.iter().cycle().skip(len).take(len));
+            check(&mut buf);
+        }
+        let mut bits: u64 = 0;
+        while bits <= u32::MAX as u64 {
+            buf.push(f32::from_bits(bits as u32));
+            if buf.len() == buf.capacity() {
+                check(&mut buf);
+            }
+            bits += 61;
+        }
+        for bits in 1.0f32.to_bits()..16.0f32.to_bits() {
+            buf.push(f32::from_bits(bits));
+            if buf.len() == buf.capacity() {
+                check(&mut buf);
+            }
         }
         check(&mut buf);
     }

@@ -74,11 +74,9 @@ impl SoftmaxWithLoss {
                 *st = row[l.class()];
             }
             T::exp_slice(rows);
-            for ((row, l), &st) in rows
-                .chunks_exact_mut(self.classes)
-                .zip(labels)
-                .zip(&shifted_t)
-            {
+            // The row sums, then their logarithms in one call (which vectorizes too).
+            let mut ln_sum = [T::ZERO; GROUP];
+            for (row, s) in rows.chunks_exact_mut(self.classes).zip(&mut ln_sum) {
                 let mut sum = T::ZERO;
                 for &v in row.iter() {
                     sum += v;
@@ -87,7 +85,17 @@ impl SoftmaxWithLoss {
                 for v in row.iter_mut() {
                     *v *= inv;
                 }
-                loss += sum.ln() - st;
+                *s = sum;
+            }
+            let group = labels.len();
+            T::ln_slice(&mut ln_sum[..group]);
+            for (((row, l), &st), &ls) in rows
+                .chunks_exact_mut(self.classes)
+                .zip(labels)
+                .zip(&shifted_t)
+                .zip(&ln_sum)
+            {
+                loss += ls - st;
                 if let Some(inv) = dx_scale {
                     row[l.class()] -= T::ONE;
                     for v in row.iter_mut() {
