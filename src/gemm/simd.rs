@@ -154,6 +154,8 @@ pub(crate) const DOT_ROWS: usize = 6;
 pub(crate) const COL_ROWS: usize = 64;
 /// Most remainder columns handled by the remainder kernels (more use masked tiles).
 pub(crate) const REM_MAX: usize = 4;
+/// Least depth `k` for the remainder kernels (shallower products use masked tiles).
+pub(crate) const REM_MIN_K: usize = 32;
 
 /// A family of SIMD tile kernels.
 pub(crate) trait SimdKernel {
@@ -220,11 +222,10 @@ pub(crate) fn gemm<K: SimdKernel>(
     let kc_max = if single_row { k } else { kc_max };
     let r = if single_row { 0 } else { r };
     let plain_c = c.ci.is_none();
-    let rem_dot =
-        K::DOT.filter(|_| r != 0 && r <= REM_MAX && a.cs == 1 && plain_c && pack.len() >= r * k);
-    let rem_col = K::COL.filter(|_| {
-        r != 0 && r <= REM_MAX && a.rs == 1 && plain_c && !b.is_indexed() && rem_dot.is_none()
-    });
+    // A short k does not pay for the remainder kernels' reductions and packing.
+    let rem = r != 0 && r <= REM_MAX && k >= REM_MIN_K && plain_c;
+    let rem_dot = K::DOT.filter(|_| rem && a.cs == 1 && pack.len() >= r * k);
+    let rem_col = K::COL.filter(|_| rem && a.rs == 1 && !b.is_indexed() && rem_dot.is_none());
     let n = if rem_dot.is_some() || rem_col.is_some() {
         n_all - r
     } else {
