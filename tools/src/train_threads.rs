@@ -186,6 +186,87 @@ impl Cols {
     }
 }
 
+/// Layer 2 of a step and the b1 update, with its buffers, for the member that runs it.
+struct Layer2 {
+    /// Layer 1 (for its bias update) and layer 2.
+    layer1: Affine,
+    affine: Affine,
+    /// The labels of the mini-batch.
+    t: Vec<u8>,
+    /// `batch × hidden`: A1.
+    a1: Vec<f32>,
+    /// `batch × classes`: the scores, then dY.
+    y: Vec<f32>,
+}
+
+impl Layer2 {
+    fn new(shape: TwoLayerShape, batch: usize) -> Self {
+        let (hidden, classes) = (shape.hidden_size, shape.output_size);
+        Layer2 {
+            layer1: Affine::new(shape.input_size, hidden),
+            affine: Affine::new(hidden, classes),
+            t: vec![0; batch],
+            a1: vec![0.0; batch * hidden],
+            y: vec![0.0; batch * classes],
+        }
+    }
+
+    /// `A1 = relu(Σ partials + b1)` (`parts` holds the members' partial products, summed in
+    /// member order), layer 2 forward, softmax with loss against `labels`, and
+    /// `d = dA1 = relu'(A1)·(dY·W2ᵀ)`; returns the loss.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_backward(
+        &mut self,
+        g: &mut gemm::Context<'_, f32>,
+        parts: &[f32],
+        labels: impl Iterator<Item = u8>,
+        b1: &[f32],
+        w2: &[f32],
+        b2: &[f32],
+        d: &mut [f32],
+    ) -> zeronn::Result<f32> {
+        let (hidden, size) = (self.affine.input_size, self.a1.len());
+        for (t, l) in self.t.iter_mut().zip(labels) {
+            *t = l;
+        }
+        for (r, row) in self.a1.chunks_exact_mut(hidden).enumerate() {
+            let mut members = parts.chunks_exact(size).map(|p| &p[r * hidden..][..hidden]);
+            row.copy_from_slice(members.next().unwrap_or_default());
+            for p in members {
+                for (x, &q) in row.iter_mut().zip(p) {
+                    *x += q;
+                }
+            }
+            for (x, &bj) in row.iter_mut().zip(b1) {
+                let v = *x + bj;
+                *x = if v <= 0.0 { 0.0 } else { v };
+            }
+        }
+        self.affine.forward(g, &mut self.y, &self.a1, w2, b2)?;
+        let loss = SoftmaxWithLoss::new(self.affine.output_size)
+            .forward_backward_inplace(&mut self.y, &self.t)?;
+        self.affine.backward_dx(g, d, &self.y, w2)?;
+        Relu::backward_inplace(d, &self.a1)?;
+        Ok(loss)
+    }
+
+    /// The updates after [`Layer2::forward_backward`]: `W2 -= lr·A1ᵀ·dY`, `b2 -= lr·Σ dY`,
+    /// `b1 -= lr·Σ dA1` (`d`).
+    fn update(
+        &self,
+        g: &mut gemm::Context<'_, f32>,
+        d: &[f32],
+        b1: &mut [f32],
+        w2: &mut [f32],
+        b2: &mut [f32],
+        lr: f32,
+    ) -> zeronn::Result<()> {
+        self.affine
+            .backward_sgd(g, None, &self.y, &self.a1, w2, b2, lr)?;
+        self.layer1.sgd_bias(d, b1, lr)
+    }
+}
+
 /// Runs the training on `threads` threads (see the module docs). ReLU nets only (the book's
 /// chapter 5 net); the batch must fit one fused k block (`layers::FUSED_MAX_BATCH`).
 pub fn train_threads(
@@ -271,10 +352,7 @@ pub fn train_threads(
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut scratch = EvalScratch::default();
         let mut evals = 0;
-        // Layer 2's buffers, for the steps this member runs it.
-        let mut tb = vec![0u8; batch];
-        let mut a1 = vec![0.0f32; batch * hidden];
-        let mut y = vec![0.0f32; batch * classes];
+        let mut layer2 = Layer2::new(shape, batch);
         let mut drawn = vec![0usize; batch];
         let mut log: Log = (
             Vec::with_capacity(cfg.iters),
@@ -384,49 +462,22 @@ pub fn train_threads(
                 };
                 let (b1, rest) = tail_p.split_at_mut(hidden);
                 let (w2, b2) = rest.split_at_mut(hidden * classes);
-                for (label, &r) in tb.iter_mut().zip(this) {
-                    *label = data.train.t[r];
-                }
                 let mut g = gemm::Context::new(backend, &mut pack);
-                let affine2 = Affine::new(hidden, classes);
                 // What the others wait for first: dA1, which needs W2 before its update.
-                let r = (|| {
-                    // A1 = relu(Σ partials + b1), summed in member order.
-                    for (r, row) in a1.chunks_exact_mut(hidden).enumerate() {
-                        let at = |t: usize| (t * batch + r) * hidden;
-                        row.copy_from_slice(&parts[at(0)..at(0) + hidden]);
-                        for t in 1..n {
-                            for (x, &q) in row.iter_mut().zip(&parts[at(t)..at(t) + hidden]) {
-                                *x += q;
-                            }
-                        }
-                        for (x, &bj) in row.iter_mut().zip(&*b1) {
-                            let v = *x + bj;
-                            *x = if v <= 0.0 { 0.0 } else { v };
-                        }
-                    }
-                    affine2.forward(&mut g, &mut y, &a1, w2, b2)?;
-                    let loss =
-                        SoftmaxWithLoss::new(classes).forward_backward_inplace(&mut y, &tb)?;
-                    affine2.backward_dx(&mut g, d, &y, w2)?;
-                    Relu::backward_inplace(d, &a1)?;
-                    Ok::<f32, zeronn::Error>(loss)
-                })();
-                let loss = r.unwrap_or_else(|e| {
-                    fail(e);
-                    f32::NAN
-                });
+                let labels = this.iter().map(|&r| data.train.t[r]);
+                let loss = layer2
+                    .forward_backward(&mut g, parts, labels, b1, w2, b2, d)
+                    .unwrap_or_else(|e| {
+                        fail(e);
+                        f32::NAN
+                    });
                 step_loss.store(loss.to_bits(), Ordering::Relaxed);
                 d1_done.publish(i + 1);
                 // Then the updates of W2, b2 and b1, while the others update W1.
                 // SAFETY: dA1 is only read from here until it is written again in the next
                 // step, after every member's next partial product.
                 let d = unsafe { d1.read() };
-                let r = (|| {
-                    affine2.backward_sgd(&mut g, None, &y, &a1, w2, b2, sgd.lr)?;
-                    Affine::new(inputs, hidden).sgd_bias(d, b1, sgd.lr)
-                })();
-                if let Err(e) = r {
+                if let Err(e) = layer2.update(&mut g, d, b1, w2, b2, sgd.lr) {
                     fail(e);
                 }
                 loss
