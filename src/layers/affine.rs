@@ -206,7 +206,8 @@ impl Affine {
         w: &[T],
     ) -> Result<()> {
         let (k, n) = (self.input_size, self.output_size);
-        let batch = self.batch(dout.len() / n.max(1) * k)?; // checks the sizes, not dout
+        // The batch that `dout` implies; `self.batch` checks the layer's sizes.
+        let batch = self.batch(mul(dout.len() / n.max(1), k)?)?;
         check_len("dout", mul(batch, n)?, dout.len())?;
         check_len("dx", batch * k, dx.len())?;
         check_len("W", k * n, w.len())?;

@@ -1,11 +1,11 @@
-//! A team of threads that run one program in lockstep (SPMD), separated into phases by a
-//! spinning barrier or by step counters one member publishes and others wait for
-//! ([`Signal`]), sharing buffers whose parts each phase assigns to one member.
+//! A team of threads that run one program (SPMD), ordered by a spinning barrier or by step
+//! counters one member publishes and others wait for ([`Signal`]), sharing buffers whose parts
+//! each phase assigns to one member.
 //!
-//! Why not `std::sync::Barrier`: it sleeps on a futex, and waking costs microseconds; a
-//! training step of the book's net takes about 60 µs per thread, so the two barriers a step
-//! needs must cost well under a microsecond. Waiters spin, and yield after a while so an
-//! oversubscribed machine still makes progress.
+//! Why not `std::sync::Barrier` or a condition variable: they sleep on a futex, and waking
+//! costs microseconds; a training step of the book's net takes about 35 µs per thread, so the
+//! waits within a step must cost well under a microsecond. Waiters spin, and yield after a
+//! while so an oversubscribed machine still makes progress.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -88,7 +88,9 @@ impl Signal {
     }
 
     /// Publishes that `count` steps are done. Everything this thread wrote before is visible to
-    /// a thread whose [`Signal::wait_for`] of a count `≤ count` has returned.
+    /// a thread whose [`Signal::wait_for`] of a count `≤ count` has returned. Counts only grow:
+    /// several threads may publish to one signal only if each publish is ordered after the
+    /// previous one (as when each publisher has waited for the last count).
     pub fn publish(&self, count: usize) {
         self.done.store(count, Ordering::Release);
     }
@@ -126,10 +128,10 @@ pub struct Shared<T> {
     len: usize,
 }
 
-// SAFETY: access goes through `read`/`part_mut`, whose callers keep to the phase discipline
-// (no part written in a phase is read or written by another member in that phase), and the
-// barrier between phases orders the accesses (release/acquire). Several members read at once,
-// so `T: Sync` too.
+// SAFETY: access goes through `read`/`part`/`part_mut`, whose callers keep to the phase
+// discipline (no part written in a phase is read or written by another member in that phase),
+// and a barrier or a signal between phases orders the accesses (release/acquire). Several
+// members read at once, so `T: Sync` too.
 unsafe impl<T: Send + Sync> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
@@ -229,10 +231,15 @@ mod tests {
         let team = SpinBarrier::new(2);
         let (written, read) = (Signal::new(), Signal::new());
         let buf = Shared::new(vec![0usize; 64]);
+        let mut waited_with_work = 0;
         std::thread::scope(|s| {
             s.spawn(|| {
                 for step in 1..500 {
                     read.wait_for(step - 1, &team, || false);
+                    if step % 50 == 0 {
+                        // Now and then the waiter surely waits: it must work meanwhile.
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
                     // SAFETY: the reader has published that it is done with the last step,
                     // and reads this one only after it is published below.
                     unsafe { buf.part_mut(0, 64) }.fill(step);
@@ -246,12 +253,17 @@ mod tests {
                     calls < 3
                 });
                 assert!(calls <= 3, "work asked for again after it said it was done");
+                waited_with_work += usize::from(calls == 3);
                 // SAFETY: the writer published this step after writing it, and writes again
                 // only after this thread publishes below.
                 assert!(unsafe { buf.read() }.iter().all(|&v| v == step));
                 read.publish(step);
             }
         });
+        assert!(
+            waited_with_work >= 9,
+            "a long wait did no work: {waited_with_work}"
+        );
     }
 
     #[test]
@@ -259,10 +271,18 @@ mod tests {
         let team = SpinBarrier::new(2);
         team.poison();
         let sig = Signal::new();
+        let mut calls = 0u64;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            sig.wait_for(1, &team, || false)
+            sig.wait_for(1, &team, || {
+                calls += 1;
+                // Without the poison check this would spin forever: fail instead.
+                assert!(calls < 10_000_000, "the wait ignored the poisoned team");
+                true
+            })
         }));
-        assert!(r.is_err());
+        let payload = r.expect_err("the wait returned");
+        let message = payload.downcast_ref::<&str>().copied();
+        assert_eq!(message, Some("another thread of the team panicked"));
     }
 
     #[test]

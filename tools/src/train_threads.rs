@@ -351,7 +351,6 @@ pub fn train_threads(
         let mut pack = vec![0.0f32; PACK_LEN];
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut scratch = EvalScratch::default();
-        let mut evals = 0;
         let mut layer2 = Layer2::new(shape, batch);
         let mut drawn = vec![0usize; batch];
         let mut log: Log = (
@@ -389,9 +388,11 @@ pub fn train_threads(
                 // written itself.
                 unsafe { masks.part_mut(at.start, at.end) }.copy_from_slice(&drawn);
             }
-            // SAFETY: masks i to i + 2 are not written in this step; member 0 wrote them
-            // before its partial products of steps before this one, which every member has
-            // seen (directly, or through dA1 of those steps).
+            // SAFETY: member 0 wrote masks i to i + 2 before its partial products of earlier
+            // steps, which every member has seen (directly, or through dA1 of those steps).
+            // It next writes mask i's slot at the start of step i + 1, which it reaches only
+            // after this step's layer 2 (the last to read mask i) has written dA1; the slots
+            // of masks i + 1 and i + 2 later still (the gathering copies the rows it reads).
             let mask = |j: usize| {
                 (j < cfg.iters).then(|| unsafe { masks.part(mask_at(j).start, mask_at(j).end) })
             };
@@ -522,19 +523,16 @@ pub fn train_threads(
                     // SAFETY: nobody writes the parameters in this phase; each member writes
                     // only its own two count slots.
                     let (p, c) = unsafe { (params.read(), counts.part_mut(2 * me, 2 * me + 2)) };
-                    // The chunks go to whoever is free (each member overshoots the end
-                    // once, so evaluation e starts at e·(chunks + n)): a member slowed by
-                    // the machine takes fewer. The counts do not depend on who counts.
+                    // The chunks go to whoever is free: a member slowed by the machine takes
+                    // fewer. The counts do not depend on who counts.
                     let tc = eval_train.chunks();
                     let chunks = tc + eval_test.chunks();
-                    let base = evals * (chunks + n);
-                    evals += 1;
                     let r = TwoLayerNet::new(shape, p)
                         .and_then(|net| net.with_backend(backend))
                         .and_then(|net| {
                             let (mut a, mut b) = (0, 0);
                             loop {
-                                let c = next_chunk.fetch_add(1, Ordering::Relaxed) - base;
+                                let c = next_chunk.fetch_add(1, Ordering::Relaxed);
                                 if c >= chunks {
                                     break Ok((a, b));
                                 } else if c < tc {
@@ -554,8 +552,11 @@ pub fn train_threads(
                 }
                 barrier.wait();
                 if let Some((_, report)) = leader.as_mut() {
+                    // For the next evaluation: nobody takes a chunk before its first barrier,
+                    // which member 0 reaches after this.
+                    next_chunk.store(0, Ordering::Relaxed);
                     // SAFETY: the counts are only written in the next evaluation phase, after
-                    // at least two more barriers.
+                    // its first barrier, which member 0 reaches after this read.
                     let c = unsafe { counts.read() };
                     let train_ok: usize = (0..n).map(|t| c[2 * t]).sum();
                     let test_ok: usize = (0..n).map(|t| c[2 * t + 1]).sum();
@@ -614,6 +615,80 @@ mod tests {
             raw,
             t: vec![0; images],
             pixels,
+        }
+    }
+
+    /// Small random images (some pixels always blank, the last 64-pixel word partial) with
+    /// labels that depend on them, so that the net can learn.
+    fn digits(images: usize, seed: u64) -> Split {
+        use zeronn::random::Rng;
+        let pixels = 100;
+        let mut rng = seeded(seed);
+        let mut raw = vec![0u8; pixels * images];
+        let mut t = vec![0u8; images];
+        for (img, label) in raw.chunks_exact_mut(pixels).zip(&mut t) {
+            *label = (rng.next_u32() % 10) as u8;
+            for (f, p) in img.iter_mut().enumerate().skip(5) {
+                if f % 10 == usize::from(*label) || rng.next_u32() % 5 == 0 {
+                    *p = (rng.next_u32() % 256) as u8;
+                }
+            }
+        }
+        Split { raw, t, pixels }
+    }
+
+    /// Every team size, short runs and evaluations at every step: a run repeats bit for bit,
+    /// its losses are those of the single-thread run up to rounding, and each evaluation's
+    /// counts are those of an independent pass over the parameters.
+    #[test]
+    fn teams_of_every_size_repeat_their_runs_and_agree_with_one_thread() {
+        let data = Mnist {
+            train: digits(300, 1),
+            test: digits(60, 2),
+        };
+        for (iters, batch) in [(0, 7), (1, 7), (2, 2), (3, 7), (300, 20)] {
+            let cfg = TrainConfig {
+                hidden: 8,
+                batch_size: batch,
+                iters,
+                seed: 3,
+                eval_every: Some(1),
+                ..TrainConfig::default()
+            };
+            let one = crate::train::train(&cfg, &data, |_| {}).unwrap();
+            for n in 1..=4 {
+                let run = || train_threads(&cfg, &data, n, |_| {}).unwrap();
+                let (a, b) = (run(), run());
+                let bits = |p: &[f32]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&a.params),
+                    bits(&b.params),
+                    "{n} threads, {iters} iterations"
+                );
+                assert_eq!(a.epochs, b.epochs);
+                assert_eq!(a.losses.len(), iters);
+                for (x, y) in a.losses.iter().zip(&one.losses) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * y.abs().max(1.0),
+                        "{n}: loss {x} vs {y}"
+                    );
+                }
+                assert_eq!(a.epochs.len(), iters);
+                if let Some(last) = a.epochs.last() {
+                    let net = TwoLayerNet::new(a.shape, &a.params[..]).unwrap();
+                    let mut ws = vec![0.0f32; a.shape.workspace_len(EVAL_CHUNK)];
+                    let mut acc = |s: &Split| EvalSet::new(s, EVAL_CHUNK).accuracy(&net, &mut ws);
+                    assert_eq!(last.train_acc, acc(&data.train).unwrap(), "{n} threads");
+                    assert_eq!(last.test_acc, acc(&data.test).unwrap(), "{n} threads");
+                }
+            }
+            if iters == 300 {
+                let last = one.epochs.last().unwrap();
+                assert!(
+                    last.train_acc > 0.3,
+                    "no better than chance (0.1): {last:?}"
+                );
+            }
         }
     }
 
