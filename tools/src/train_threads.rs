@@ -629,7 +629,7 @@ mod tests {
         for (img, label) in raw.chunks_exact_mut(pixels).zip(&mut t) {
             *label = (rng.next_u32() % 10) as u8;
             for (f, p) in img.iter_mut().enumerate().skip(5) {
-                if f % 10 == usize::from(*label) || rng.next_u32() % 5 == 0 {
+                if f % 10 == usize::from(*label) || rng.next_u32().is_multiple_of(5) {
                     *p = (rng.next_u32() % 256) as u8;
                 }
             }
