@@ -249,8 +249,45 @@ mod tests {
         assert!((Float::ln(Float::exp(1.5f64)) - 1.5).abs() < 1e-15);
     }
 
-    /// The vector `expf` is `libm::expf` bit for bit: a sweep of every 61st f32 pattern (all
-    /// signs, exponents and a spread of mantissas) and the special values.
+    /// Holds a vector slice function against its scalar `libm` twin, bit for bit (any NaN for
+    /// a NaN): on `specials` in slices of every length up to 40, on every 61st f32 bit pattern
+    /// (all signs, exponents and a spread of mantissas), and on the patterns `extra`.
+    #[cfg(target_arch = "x86_64")]
+    fn sweep(
+        name: &str,
+        slice: fn(&mut [f32]),
+        scalar: fn(f32) -> f32,
+        specials: &[f32],
+        extra: core::ops::Range<u32>,
+    ) {
+        let mut buf = std::vec::Vec::with_capacity(1 << 20);
+        let check = |buf: &mut std::vec::Vec<f32>| {
+            let mut out = buf.clone();
+            slice(&mut out);
+            for (&x, &y) in buf.iter().zip(&out) {
+                let want = scalar(x);
+                assert!(
+                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                    "{name}({x:e}) = {y:e}, libm {want:e}"
+                );
+            }
+            buf.clear();
+        };
+        for len in 0..=40 {
+            buf.extend(specials.iter().cycle().skip(len).take(len));
+            check(&mut buf);
+        }
+        let sweep = (0..=u32::MAX).step_by(61).chain(extra);
+        for bits in sweep {
+            buf.push(f32::from_bits(bits));
+            if buf.len() == buf.capacity() {
+                check(&mut buf);
+            }
+        }
+        check(&mut buf);
+    }
+
+    /// The vector `expf` is `libm::expf` bit for bit (see `sweep`).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_expf_is_libm_expf_bit_for_bit() {
@@ -285,35 +322,11 @@ mod tests {
             f32::MAX,
             f32::MIN,
         ];
-        let mut buf = std::vec::Vec::with_capacity(1 << 20);
-        let check = |buf: &mut std::vec::Vec<f32>| {
-            let mut out = buf.clone();
-            f32::exp_slice(&mut out);
-            for (&x, &y) in buf.iter().zip(&out) {
-                let want = libm::expf(x);
-                assert!(
-                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
-                    "expf({x:e}) = {y:e}, libm {want:e}"
-                );
-            }
-            buf.clear();
-        };
-        buf.extend_from_slice(&specials);
-        check(&mut buf);
-        let mut bits: u64 = 0;
-        while bits <= u32::MAX as u64 {
-            buf.push(f32::from_bits(bits as u32));
-            if buf.len() == buf.capacity() {
-                check(&mut buf);
-            }
-            bits += 61;
-        }
-        check(&mut buf);
+        sweep("expf", f32::exp_slice, libm::expf, &specials, 0..0);
     }
 
-    /// The vector `logf` is `libm::logf` bit for bit: a sweep of every 61st f32 pattern (all
-    /// signs, exponents and a spread of mantissas), every f32 in [1, 16) (where softmax's sums
-    /// fall), and the special values; slices of every length up to 40.
+    /// The vector `logf` is `libm::logf` bit for bit (see `sweep`), also on every f32 in
+    /// [1, 16), where softmax's sums fall.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_logf_is_libm_logf_bit_for_bit() {
@@ -343,38 +356,8 @@ mod tests {
             f32::from_bits(0x3f35_04f2),
             10.0,
         ];
-        let mut buf = std::vec::Vec::with_capacity(1 << 20);
-        let check = |buf: &mut std::vec::Vec<f32>| {
-            let mut out = buf.clone();
-            f32::ln_slice(&mut out);
-            for (&x, &y) in buf.iter().zip(&out) {
-                let want = libm::logf(x);
-                assert!(
-                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
-                    "logf({x:e}) = {y:e}, libm {want:e}"
-                );
-            }
-            buf.clear();
-        };
-        for len in 0..=40 {
-            buf.extend(specials.iter().cycle().skip(len).take(len));
-            check(&mut buf);
-        }
-        let mut bits: u64 = 0;
-        while bits <= u32::MAX as u64 {
-            buf.push(f32::from_bits(bits as u32));
-            if buf.len() == buf.capacity() {
-                check(&mut buf);
-            }
-            bits += 61;
-        }
-        for bits in 1.0f32.to_bits()..16.0f32.to_bits() {
-            buf.push(f32::from_bits(bits));
-            if buf.len() == buf.capacity() {
-                check(&mut buf);
-            }
-        }
-        check(&mut buf);
+        let range = 1.0f32.to_bits()..16.0f32.to_bits();
+        sweep("logf", f32::ln_slice, libm::logf, &specials, range);
     }
 
     #[test]
