@@ -94,19 +94,8 @@ impl Affine {
         check_len("out", mul(batch, n)?, out.len())?;
         check_len("W", k * n, w.len())?;
         check_len("b", n, b.len())?;
-        let epi = if relu {
-            Epilogue::BiasRelu(b)
-        } else {
-            Epilogue::Bias(b)
-        };
-        g.gemm_ex(
-            T::ONE,
-            MatRef::row_major(x, batch, k)?,
-            MatRef::row_major(w, k, n)?,
-            T::ZERO,
-            MatMut::row_major(out, batch, n)?,
-            epi,
-        )
+        let x = MatRef::row_major(x, batch, k)?;
+        product_bias(g, out, x, MatRef::row_major(w, k, n)?, b, relu)
     }
 
     /// Differentiates `out = x·W + b`:
@@ -129,13 +118,7 @@ impl Affine {
         check_len("db", n, db.len())?;
         let dout_m = MatRef::row_major(dout, batch, n)?;
         if let Some(dx) = dx {
-            g.gemm(
-                T::ONE,
-                dout_m,
-                MatRef::row_major(w, k, n)?.t(),
-                T::ZERO,
-                MatMut::row_major(dx, batch, k)?,
-            )?;
+            dx_product(g, dx, dout_m, w, k)?;
         }
         g.gemm(
             T::ONE,
@@ -168,31 +151,14 @@ impl Affine {
         let batch = self.check_backward(dx.as_deref(), dout, x, w)?;
         let (k, n) = (self.input_size, self.output_size);
         check_len("b", n, b.len())?;
-        if batch > FUSED_MAX_BATCH {
-            return Err(Error::BatchTooLarge {
-                batch,
-                capacity: FUSED_MAX_BATCH,
-            });
-        }
         let dout_m = MatRef::row_major(dout, batch, n)?;
         if let Some(dx) = dx {
-            g.gemm(
-                T::ONE,
-                dout_m,
-                MatRef::row_major(w, k, n)?.t(),
-                T::ZERO,
-                MatMut::row_major(dx, batch, k)?,
-            )?;
+            // Before the update below, and only once the whole call is known to be valid.
+            check_fused(batch)?;
+            dx_product(g, dx, dout_m, w, k)?;
         }
-        g.gemm(
-            -lr,
-            MatRef::row_major(x, batch, k)?.t(),
-            dout_m,
-            T::ONE,
-            MatMut::row_major(w, k, n)?,
-        )?;
-        sgd_bias(dout, b, lr);
-        Ok(())
+        let x = MatRef::row_major(x, batch, k)?;
+        sgd_product(g, x, dout_m, MatMut::row_major(w, k, n)?, dout, b, lr)
     }
 
     /// The input gradient alone, `dx = dout·Wᵀ` (the first product of [`Affine::backward`]),
@@ -211,13 +177,7 @@ impl Affine {
         check_len("dout", mul(batch, n)?, dout.len())?;
         check_len("dx", batch * k, dx.len())?;
         check_len("W", k * n, w.len())?;
-        g.gemm(
-            T::ONE,
-            MatRef::row_major(dout, batch, n)?,
-            MatRef::row_major(w, k, n)?.t(),
-            T::ZERO,
-            MatMut::row_major(dx, batch, k)?,
-        )
+        dx_product(g, dx, MatRef::row_major(dout, batch, n)?, w, k)
     }
 
     /// The bias part of [`Affine::backward_sgd`] alone: `b -= lr·Σ_rows dout`, the sums as
@@ -254,19 +214,8 @@ impl Affine {
     ) -> Result<()> {
         let (batch, k, n) = self.check_active(out.len(), x.len(), active, w.len())?;
         check_len("b", n, b.len())?;
-        let epi = if relu {
-            Epilogue::BiasRelu(b)
-        } else {
-            Epilogue::Bias(b)
-        };
-        g.gemm_ex(
-            T::ONE,
-            MatRef::row_major(x, batch, k)?,
-            MatRef::gather_rows(w, active, n, n)?,
-            T::ZERO,
-            MatMut::row_major(out, batch, n)?,
-            epi,
-        )
+        let x = MatRef::row_major(x, batch, k)?;
+        product_bias(g, out, x, MatRef::gather_rows(w, active, n, n)?, b, relu)
     }
 
     /// [`Affine::backward_sgd`] for a first layer run by [`Affine::forward_active`]: `dx` is
@@ -285,21 +234,19 @@ impl Affine {
     ) -> Result<()> {
         let (batch, k, n) = self.check_active(dout.len(), x.len(), active, w.len())?;
         check_len("b", n, b.len())?;
-        if batch > FUSED_MAX_BATCH {
-            return Err(Error::BatchTooLarge {
-                batch,
-                capacity: FUSED_MAX_BATCH,
-            });
-        }
-        g.gemm(
-            -lr,
-            MatRef::row_major(x, batch, k)?.t(),
+        let (x, dout_m) = (
+            MatRef::row_major(x, batch, k)?,
             MatRef::row_major(dout, batch, n)?,
-            T::ONE,
+        );
+        sgd_product(
+            g,
+            x,
+            dout_m,
             MatMut::gather_rows(w, active, n, n)?,
-        )?;
-        sgd_bias(dout, b, lr);
-        Ok(())
+            dout,
+            b,
+            lr,
+        )
     }
 
     /// Checks the shapes of the `_active` methods; returns (batch, active inputs, outputs).
@@ -343,6 +290,65 @@ impl Affine {
         }
         Ok(batch)
     }
+}
+
+/// `out = x·w + b`, then `max(·, 0)` if `relu` (the epilogue of the product's store).
+fn product_bias<T: Float>(
+    g: &mut Context<'_, T>,
+    out: &mut [T],
+    x: MatRef<'_, T>,
+    w: MatRef<'_, T>,
+    b: &[T],
+    relu: bool,
+) -> Result<()> {
+    let epi = if relu {
+        Epilogue::BiasRelu(b)
+    } else {
+        Epilogue::Bias(b)
+    };
+    let out = MatMut::row_major(out, x.rows(), w.cols())?;
+    g.gemm_ex(T::ONE, x, w, T::ZERO, out, epi)
+}
+
+/// `dx = dout·Wᵀ` for a `k × n` row-major `w`.
+fn dx_product<T: Float>(
+    g: &mut Context<'_, T>,
+    dx: &mut [T],
+    dout: MatRef<'_, T>,
+    w: &[T],
+    k: usize,
+) -> Result<()> {
+    let (batch, n) = (dout.rows(), dout.cols());
+    let dx = MatMut::row_major(dx, batch, k)?;
+    g.gemm(T::ONE, dout, MatRef::row_major(w, k, n)?.t(), T::ZERO, dx)
+}
+
+/// The fused updates need the whole batch in one k block of the products.
+fn check_fused(batch: usize) -> Result<()> {
+    if batch > FUSED_MAX_BATCH {
+        return Err(Error::BatchTooLarge {
+            batch,
+            capacity: FUSED_MAX_BATCH,
+        });
+    }
+    Ok(())
+}
+
+/// The SGD update of a layer fused into its weight gradient's product: `w -= lr·xᵀ·dout` (the
+/// product's store does it: the gradient is never stored), then `b -= lr·Σ_rows dout`.
+fn sgd_product<T: Float>(
+    g: &mut Context<'_, T>,
+    x: MatRef<'_, T>,
+    dout_m: MatRef<'_, T>,
+    w: MatMut<'_, T>,
+    dout: &[T],
+    b: &mut [T],
+    lr: T,
+) -> Result<()> {
+    check_fused(x.rows())?;
+    g.gemm(-lr, x.t(), dout_m, T::ONE, w)?;
+    sgd_bias(dout, b, lr);
+    Ok(())
 }
 
 /// `sums[j] = Σ_rows m[row][j]` for a row-major `m` with `sums.len()` columns, each column
