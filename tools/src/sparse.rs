@@ -282,7 +282,7 @@ struct EvalChunk {
 }
 
 /// A split prepared once for evaluation: chunks of images, each compacted to the pixels that
-/// are non-zero somewhere in it (about 70% of MNIST's for chunks of 250). Every evaluation
+/// are non-zero somewhere in it (about 66% of MNIST's for chunks of 128). Every evaluation
 /// pass then streams a third fewer bytes and does a third fewer multiply-adds; the answers are
 /// those of the dense net (the same terms, summed in a different grouping only in the
 /// remainder columns).

@@ -78,8 +78,10 @@ pub struct TrainReport {
     pub eval_time: Duration,
 }
 
-/// Rows per chunk when evaluating a whole split.
-pub const EVAL_CHUNK: usize = 250;
+/// Rows per chunk when evaluating a whole split. Smaller chunks have fewer active pixels (on
+/// MNIST's training set 66% for 128 images, 70% for 250) but more per-chunk overhead: 128 to
+/// 200 were about 4% faster per evaluation pass than 250, on one thread and on two.
+pub const EVAL_CHUNK: usize = 128;
 
 /// Accuracy of `net` on a whole split (prepared with [`EvalSet::new`] in chunks of
 /// [`EVAL_CHUNK`]), through `ws`, a workspace for a chunk.
