@@ -271,7 +271,8 @@ impl Default for Compact {
     }
 }
 
-/// One chunk of an [`EvalSet`]: images `lo..hi`, compacted to their active pixels.
+/// One chunk of an [`EvalSet`]: the images at positions `lo..hi` of its order, compacted to
+/// their active pixels.
 #[derive(Debug, Clone)]
 struct EvalChunk {
     lo: usize,
@@ -282,12 +283,18 @@ struct EvalChunk {
 }
 
 /// A split prepared once for evaluation: chunks of images, each compacted to the pixels that
-/// are non-zero somewhere in it (about 66% of MNIST's for chunks of 128). Every evaluation
-/// pass then streams a third fewer bytes and does a third fewer multiply-adds; the answers are
-/// those of the dense net (the same terms, summed in a different grouping only in the
-/// remainder columns).
+/// are non-zero somewhere in it. Every evaluation pass then streams fewer bytes and does fewer
+/// multiply-adds; the answers are those of the dense net (the same terms, summed in a different
+/// grouping only in the remainder columns).
+///
+/// The chunks hold images of similar extent: the images are taken in the order of the
+/// bounding boxes of their non-zero pixels ([`bbox_order`]), so a chunk's union of active
+/// pixels is small. On MNIST's training set a chunk of 128 then has 41% of the pixels active
+/// (45% on the test set), against 66% for 128 images in file order. The counts of correct
+/// answers do not depend on the order.
 #[derive(Debug, Clone)]
 pub struct EvalSet {
+    /// The labels, in the order of the chunks.
     labels: Vec<u8>,
     chunks: Vec<EvalChunk>,
 }
@@ -302,14 +309,16 @@ impl EvalSet {
     pub fn new_on(data: &Split, chunk: usize, threads: usize) -> Self {
         let chunk = chunk.max(1);
         let count = data.len().div_ceil(chunk);
+        let order = bbox_order(data, threads);
         let build = |c0: usize, c1: usize| {
             let mut compact = Compact::new();
             let mut chunks = Vec::with_capacity(c1 - c0);
             for c in c0..c1 {
                 let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(data.len()));
-                compact.find_active(data, lo..hi);
+                let images = &order[lo..hi];
+                compact.find_active(data, images.iter().copied());
                 let mut raw = Vec::with_capacity((hi - lo) * compact.len());
-                for r in lo..hi {
+                for &r in images {
                     compact.compact_row_bytes(data, r, &mut raw);
                 }
                 chunks.push(EvalChunk {
@@ -339,7 +348,7 @@ impl EvalSet {
             })
         };
         EvalSet {
-            labels: data.t.clone(),
+            labels: order.iter().map(|&r| data.t[r]).collect(),
             chunks,
         }
     }
@@ -391,6 +400,100 @@ impl EvalSet {
                 / self.len() as f64,
         )
     }
+}
+
+/// The images of `data` in the order of the bounding boxes of their non-zero pixels: by left
+/// column, then top row, then right column, then bottom row (blank images last), ties in file
+/// order. Images are taken as square (MNIST's and Fashion-MNIST's 28×28) when `pixels` is a
+/// perfect square, else as one row of pixels. The boxes are found on `threads` threads.
+pub fn bbox_order(data: &Split, threads: usize) -> Vec<usize> {
+    let n = data.len();
+    let threads = threads.clamp(1, n.max(1));
+    let mut keys: Vec<(u64, usize)> = if threads == 1 {
+        bbox_keys(data, 0, n)
+    } else {
+        std::thread::scope(|s| {
+            let parts: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (i0, i1) = crate::team::part(n, threads, t);
+                    s.spawn(move || bbox_keys(data, i0, i1))
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("bounding box finder panicked"))
+                .collect()
+        })
+    };
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The sort keys of images `i0..i1` for [`bbox_order`]: left, top, right and bottom in 16 bits
+/// each (a blank image: all ones), with the image's index for ties.
+fn bbox_keys(data: &Split, i0: usize, i1: usize) -> Vec<(u64, usize)> {
+    let side = data.pixels.isqrt();
+    let width = if side * side == data.pixels {
+        side
+    } else {
+        data.pixels
+    }
+    .max(1);
+    let simd = Compact::new().simd;
+    // The image's non-zero pixels as bits, and a word past them for `extent`.
+    let mut mask = vec![0u64; data.pixels.div_ceil(64) + 1];
+    (i0..i1)
+        .map(|i| {
+            for (w, chunk) in mask.iter_mut().zip(data.image_raw(i).chunks(64)) {
+                *w = nonzero_bits(chunk, simd);
+            }
+            let [mut left, mut top, mut right, mut bottom] = [usize::MAX, usize::MAX, 0, 0];
+            for (r, lo) in (0..data.pixels).step_by(width).enumerate() {
+                if let Some((first, last)) = extent(&mask, lo, width.min(data.pixels - lo)) {
+                    left = left.min(first);
+                    top = top.min(r);
+                    right = right.max(last);
+                    bottom = r;
+                }
+            }
+            let key = [left, top, right, bottom]
+                .iter()
+                .fold(0u64, |k, &v| k << 16 | v.min(0xffff) as u64);
+            (key, i)
+        })
+        .collect()
+}
+
+/// The first and last set bit among bits `lo..lo + len` of the bit string `mask`, relative to
+/// `lo`; `None` if none is set. `mask` has a word past the last bit.
+#[inline]
+fn extent(mask: &[u64], lo: usize, len: usize) -> Option<(usize, usize)> {
+    if len <= 64 {
+        // One field: from the word holding bit `lo` and the next one.
+        let (w, sh) = (lo / 64, lo % 64);
+        let wide = u128::from(mask[w]) | u128::from(mask[w + 1]) << 64;
+        let bits = (wide >> sh) as u64 & (u64::MAX >> (64 - len));
+        return (bits != 0).then(|| {
+            (
+                bits.trailing_zeros() as usize,
+                63 - bits.leading_zeros() as usize,
+            )
+        });
+    }
+    let (mut first, mut last) = (None, 0);
+    let mut got = 0;
+    while got < len {
+        let at = lo + got;
+        let (w, sh) = (at / 64, at % 64);
+        let take = (64 - sh).min(len - got);
+        let bits = (mask[w] >> sh) & (u64::MAX >> (64 - take));
+        if bits != 0 {
+            first.get_or_insert(got + bits.trailing_zeros() as usize);
+            last = got + 63 - bits.leading_zeros() as usize;
+        }
+        got += take;
+    }
+    first.map(|f| (f, last))
 }
 
 /// Scratch space for [`EvalSet::count_correct`].

@@ -220,3 +220,127 @@ fn compaction_matches_a_scalar_reference_on_every_range() {
         }
     }
 }
+
+/// Rows `r0..=r1` and columns `c0..=c1` of a 28×28 image: `((r0, r1), (c0, c1))`.
+type Box = ((usize, usize), (usize, usize));
+
+/// 28×28 images each blank but for its rectangle, filled.
+fn boxes(list: &[Box]) -> Split {
+    let mut raw = vec![0u8; list.len() * 784];
+    for (img, &((r0, r1), (c0, c1))) in raw.chunks_exact_mut(784).zip(list) {
+        for r in r0..=r1 {
+            for c in c0..=c1 {
+                img[r * 28 + c] = 200;
+            }
+        }
+    }
+    Split {
+        raw,
+        t: vec![0; list.len()],
+        pixels: 784,
+    }
+}
+
+/// The evaluation order: by left column, top row, right column, bottom row; equal boxes in
+/// file order; blank images last. Sizes that are not a square are one row of pixels.
+#[test]
+fn the_bounding_box_order_sorts_by_left_top_right_bottom() {
+    let mut data = boxes(&[
+        ((5, 9), (4, 20)),   // 0: left 4
+        ((0, 27), (0, 27)),  // 1: left 0, top 0
+        ((3, 3), (4, 4)),    // 2: left 4, top 3
+        ((5, 9), (4, 20)),   // 3: as 0
+        ((5, 9), (4, 27)),   // 4: as 0, wider
+        ((5, 12), (4, 20)),  // 5: as 0, taller
+        ((0, 0), (0, 0)),    // 6: left 0, top 0, one pixel
+        ((27, 27), (2, 27)), // 7: left 2
+    ]);
+    // 8: blank, 9: the last pixel only.
+    data.raw.extend(std::iter::repeat_n(0, 784 * 2));
+    data.raw[9 * 784 + 783] = 1;
+    data.t.extend([0, 0]);
+    for threads in [1, 2, 3] {
+        assert_eq!(
+            sparse::bbox_order(&data, threads),
+            [6, 1, 7, 2, 0, 3, 5, 4, 9, 8],
+            "{threads} threads"
+        );
+    }
+    // 10 pixels in one row: by first and last non-zero pixel.
+    let row = |on: &[usize]| {
+        (0..10)
+            .map(|f| u8::from(on.contains(&f)))
+            .collect::<Vec<_>>()
+    };
+    let data = Split {
+        raw: [
+            row(&[3, 4]),
+            row(&[2, 9]),
+            row(&[]),
+            row(&[3]),
+            row(&[2, 5]),
+        ]
+        .concat(),
+        t: vec![0; 5],
+        pixels: 10,
+    };
+    assert_eq!(sparse::bbox_order(&data, 1), [4, 1, 3, 0, 2]);
+}
+
+/// The evaluation set counts exactly the images the dense net gets right, whatever the
+/// order it takes them in, on one thread or several: with every label set to the dense net's
+/// answer all count, with every label off by one none does.
+#[test]
+fn an_evaluation_set_counts_what_the_dense_net_gets_right() {
+    use zeronn_tools::sparse::{EvalScratch, EvalSet};
+    let mut rng = seeded(5);
+    let n = 150;
+    // Digits of random extent, so that the order is far from the file's.
+    let list: Vec<_> = (0..n)
+        .map(|_| {
+            let (r0, c0) = (random::index(&mut rng, 20), random::index(&mut rng, 20));
+            let (r1, c1) = (
+                r0 + random::index(&mut rng, 8),
+                c0 + random::index(&mut rng, 8),
+            );
+            ((r0, r1), (c0, c1))
+        })
+        .collect();
+    let mut data = boxes(&list);
+    for (k, p) in data.raw.iter_mut().enumerate() {
+        if *p != 0 {
+            *p = (k * 37 % 255 + 1) as u8;
+        }
+    }
+    let order = sparse::bbox_order(&data, 1);
+    assert_ne!(order, (0..n).collect::<Vec<_>>());
+    let shape = TwoLayerShape::new(784, 20, 10);
+    let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
+    net.init_params(&mut seeded(6), 0.5);
+    let x: Vec<f32> = data.raw.iter().map(|&p| p as f32 / 255.0).collect();
+    let mut ws = vec![0.0f32; shape.workspace_len(n)];
+    let scores = net.predict(&x, &mut ws).unwrap().to_vec();
+    let answers: Vec<u8> = scores
+        .chunks_exact(10)
+        .map(|s| (0..10).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap() as u8)
+        .collect();
+    for (shift, expect) in [(0u8, n), (1, 0)] {
+        data.t = answers.iter().map(|&a| (a + shift) % 10).collect();
+        for (chunk, threads) in [(7, 1), (16, 3), (n, 2)] {
+            let set = EvalSet::new_on(&data, chunk, threads);
+            let mut ws = vec![0.0f32; shape.workspace_len(chunk)];
+            let got = set
+                .count_correct(
+                    &net,
+                    (0, set.chunks()),
+                    &mut EvalScratch::default(),
+                    &mut ws,
+                )
+                .unwrap();
+            assert_eq!(
+                got, expect,
+                "labels +{shift}, chunks of {chunk}, {threads} threads"
+            );
+        }
+    }
+}
