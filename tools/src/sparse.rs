@@ -30,13 +30,8 @@ pub struct Compact {
 impl Compact {
     /// Empty scratch; buffers grow on first use.
     pub fn new() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        let simd = std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vbmi2");
-        #[cfg(not(target_arch = "x86_64"))]
-        let simd = false;
         Compact {
-            simd,
+            simd: simd(),
             mask: Vec::new(),
             active: Vec::new(),
             row: Vec::new(),
@@ -165,6 +160,15 @@ pub fn prefetch_scan(data: &Split, r: usize, f0: usize, f1: usize) {
     if lo < hi {
         data.prefetch_part_near(r, lo, hi);
     }
+}
+
+/// Whether the byte kernels below can use AVX-512 (BW and VBMI2).
+fn simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vbmi2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Bit `i` set where `chunk[i] != 0` (at most 64 bytes).
@@ -439,7 +443,7 @@ fn bbox_keys(data: &Split, i0: usize, i1: usize) -> Vec<(u64, usize)> {
         data.pixels
     }
     .max(1);
-    let simd = Compact::new().simd;
+    let simd = simd();
     // The image's non-zero pixels as bits, and a word past them for `extent`.
     let mut mask = vec![0u64; data.pixels.div_ceil(64) + 1];
     (i0..i1)

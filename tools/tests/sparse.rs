@@ -285,6 +285,18 @@ fn the_bounding_box_order_sorts_by_left_top_right_bottom() {
         pixels: 10,
     };
     assert_eq!(sparse::bbox_order(&data, 1), [4, 1, 3, 0, 2]);
+    // 150 pixels in one row (more than a 64-pixel word): extents that cross words.
+    let row = |on: &[usize]| {
+        (0..150)
+            .map(|f| u8::from(on.contains(&f)))
+            .collect::<Vec<_>>()
+    };
+    let data = Split {
+        raw: [row(&[70, 149]), row(&[63, 64]), row(&[70, 128]), row(&[5])].concat(),
+        t: vec![0; 4],
+        pixels: 150,
+    };
+    assert_eq!(sparse::bbox_order(&data, 2), [3, 1, 2, 0]);
 }
 
 /// The evaluation set counts exactly the images the dense net gets right, whatever the
