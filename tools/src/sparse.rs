@@ -79,6 +79,20 @@ impl Compact {
         }
     }
 
+    /// The scan's non-zero bits so far, in 64-pixel words (bit `j` of word `w`: pixel
+    /// `64·w + j`).
+    pub fn words(&self) -> &[u64] {
+        &self.mask
+    }
+
+    /// Adds bits found by another scan of other rows (words from word `w0` on, as
+    /// [`Compact::words`] gives them) to this one.
+    pub fn add_words(&mut self, w0: usize, words: impl Iterator<Item = u64>) {
+        for (w, b) in self.mask.iter_mut().skip(w0).zip(words) {
+            *w |= b;
+        }
+    }
+
     /// Ends a scan: the active features among `f0..f1` of the rows scanned.
     pub fn end_scan(&mut self, f0: usize, f1: usize) {
         let (w0, w1) = (f0 / 64, f1.div_ceil(64).min(self.mask.len()));

@@ -35,7 +35,7 @@ impl SpinBarrier {
     }
 
     /// Panics if the team is broken (see [`SpinBarrier::poison`]).
-    fn check(&self) {
+    pub fn check(&self) {
         if self.poisoned.load(Ordering::Acquire) {
             panic!("another thread of the team panicked");
         }
@@ -96,8 +96,8 @@ impl Signal {
     }
 
     /// Waits until `count` steps are published, calling `work` while it waits; `work` returns
-    /// `false` once it has nothing left to do (then this spins). Panics instead of waiting
-    /// forever if `team` is poisoned.
+    /// `false` when it has nothing to do (then this spins, and asks again every 32 spins).
+    /// Panics instead of waiting forever if `team` is poisoned.
     pub fn wait_for(&self, count: usize, team: &SpinBarrier, mut work: impl FnMut() -> bool) {
         let mut spins = 0u32;
         let mut busy = true;
@@ -107,6 +107,8 @@ impl Signal {
                 busy = work();
             } else {
                 idle(&mut spins);
+                // Work may have come up since (another member's, to help with).
+                busy = spins.is_multiple_of(32) && work();
             }
         }
     }

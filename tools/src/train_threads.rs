@@ -8,7 +8,8 @@
 //! what crosses between members per step is small (the 100×50 partial sums and `dA1`).
 //! Members do not meet at barriers within a step: each publishes how far it has got
 //! ([`Signal`]) and waits only for what it reads, gathering its columns of the next
-//! mini-batch (then of the one after) while it waits. Layer 2 is small and serial; the first
+//! mini-batch (then of the one after) while it waits, and with nothing of its own left,
+//! scanning pieces of the others' columns for active features ([`ScanJob`]). Layer 2 is small and serial; the first
 //! member done with its partial product runs it, so a member slowed down (by the machine, or
 //! by running layer 2 the step before) leaves it to the others:
 //!
@@ -30,7 +31,7 @@
 //! depends only on the data, and layer 2 computes the same whoever runs it.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use zeronn::gemm::{self, MatMut, MatRef, PACK_LEN};
@@ -38,7 +39,7 @@ use zeronn::random::{self, seeded};
 use zeronn::{Affine, Relu, Sgd, SoftmaxWithLoss, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::{Mnist, Split};
-use crate::sparse::{Compact, EvalScratch, EvalSet, SCAN_AHEAD, prefetch_scan};
+use crate::sparse::{Compact, EvalScratch, EvalSet, prefetch_scan};
 use crate::team::{PoisonOnPanic, Shared, Signal, SpinBarrier};
 use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport};
 
@@ -86,6 +87,129 @@ pub fn feature_split(data: &Split, n: usize, batch: usize) -> Vec<usize> {
 /// Mini-batch masks in flight: member 0 samples three steps ahead.
 const MASKS: usize = 4;
 
+/// Images per piece of gathering ([`Cols::work`]): what a member scans or packs between two
+/// looks at what it waits for, and what a helper takes of another member's scan.
+const PIECE: usize = 4;
+
+/// The low bits of a [`ScanJob`] counter, which count pieces (the mini-batch is above them).
+const PIECE_BITS: u32 = 20;
+
+/// One member's scan of its features of one mini-batch for the active ones, shared: the
+/// member takes the images a piece at a time, and so does any member with nothing else to do,
+/// so a member slowed down by the machine leaves part of its scan to the others. A scan finds
+/// a union of non-zero bits: the same whoever scans which piece.
+struct ScanJob {
+    /// `(mini-batch + 1) << PIECE_BITS | pieces taken` (0: never opened).
+    taken: AtomicU64,
+    /// `(mini-batch + 1) << PIECE_BITS | pieces done`.
+    done: AtomicU64,
+    /// What the helpers found, in the member's 64-pixel words.
+    bits: Vec<AtomicU64>,
+}
+
+impl ScanJob {
+    fn new(words: usize) -> Self {
+        ScanJob {
+            taken: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Opens the scan of mini-batch `batch` unless it is open already. Whoever opens it (the
+    /// owner, or a helper) does so only once the owner is done with the job's last scan.
+    fn open(&self, batch: usize) {
+        let tag = (batch as u64 + 1) << PIECE_BITS;
+        let mut t = self.taken.load(Ordering::Acquire);
+        loop {
+            if t >= tag {
+                return;
+            }
+            // Taken by nobody while it is reset: the count is past any number of pieces.
+            match self.taken.compare_exchange_weak(
+                t,
+                tag | ((1 << PIECE_BITS) - 1),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => t = now,
+            }
+        }
+        for b in &self.bits {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.done.store(tag, Ordering::Relaxed);
+        // Orders the stores above before any take of this scan.
+        self.taken.store(tag, Ordering::Release);
+    }
+
+    /// Takes the next of the `pieces` pieces of the open scan if it is of a mini-batch
+    /// `wanted` accepts: the mini-batch and the piece.
+    fn take(&self, pieces: usize, wanted: impl Fn(usize) -> bool) -> Option<(usize, usize)> {
+        let mut t = self.taken.load(Ordering::Acquire);
+        loop {
+            let (tag, p) = (t >> PIECE_BITS, (t & ((1 << PIECE_BITS) - 1)) as usize);
+            if tag == 0 || p >= pieces || !wanted(tag as usize - 1) {
+                return None;
+            }
+            match self
+                .taken
+                .compare_exchange_weak(t, t + 1, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return Some((tag as usize - 1, p)),
+                Err(now) => t = now,
+            }
+        }
+    }
+
+    /// Gives back a piece taken, with the bits found (in the member's words; none from the
+    /// owner, who keeps its own).
+    fn give(&self, bits: &[u64]) {
+        for (a, &b) in self.bits.iter().zip(bits) {
+            if b != 0 {
+                a.fetch_or(b, Ordering::Relaxed);
+            }
+        }
+        // Orders the bits before the count the owner reads.
+        self.done.fetch_add(1, Ordering::Release);
+    }
+
+    /// Helps with the scan of mini-batch `batch` (its images `rows`, features `f0..f1`),
+    /// opening it if need be: takes a piece if one is left, scans it with `scratch` and gives
+    /// it back. Returns whether there was one. The owner must be done with the job's last
+    /// scan, and `rows` must stay put until this returns.
+    fn help(
+        &self,
+        data: &Split,
+        batch: usize,
+        rows: &[usize],
+        (f0, f1): (usize, usize),
+        scratch: &mut Compact,
+    ) -> bool {
+        self.open(batch);
+        let Some((_, p)) = self.take(rows.len().div_ceil(PIECE), |b| b == batch) else {
+            return false;
+        };
+        let piece = &rows[p * PIECE..((p + 1) * PIECE).min(rows.len())];
+        for &r in piece {
+            prefetch_scan(data, r, f0, f1);
+        }
+        scratch.begin_scan(data);
+        for &r in piece {
+            scratch.scan_row(data, r, f0, f1);
+        }
+        self.give(&scratch.words()[f0 / 64..]);
+        true
+    }
+
+    /// Whether all `pieces` pieces of the scan of `batch` are given back: then
+    /// [`ScanJob::bits`] are complete.
+    fn all_done(&self, batch: usize, pieces: usize) -> bool {
+        self.done.load(Ordering::Acquire) == ((batch as u64 + 1) << PIECE_BITS | pieces as u64)
+    }
+}
+
 /// The columns of mini-batches `i`, `i + 1` and `i + 2` in a ring of three.
 fn ring(cols: &mut [Cols; 3], i: usize) -> (&mut Cols, &mut Cols, &mut Cols) {
     let [a, b, c] = cols;
@@ -102,9 +226,9 @@ struct Cols {
     /// Which mini-batch (its step) this holds or is gathering.
     batch: Option<usize>,
     compact: Compact,
-    /// The images, and how many of them are scanned for active features and packed.
+    /// The images, whether their scan for active features is done, and how many are packed.
     rows: Vec<usize>,
-    scanned: usize,
+    scanned: bool,
     packed: usize,
     /// The active features, relative to the member's first (rows of its block of `W1`).
     rel: Vec<usize>,
@@ -118,49 +242,63 @@ impl Cols {
             batch: None,
             compact: Compact::new(),
             rows: Vec::new(),
-            scanned: 0,
+            // Nothing to gather until started.
+            scanned: true,
             packed: 0,
             rel: Vec::new(),
             x: Vec::new(),
         }
     }
 
-    /// Starts gathering features `f0..f1` of the images `rows` of `data`.
-    fn start(&mut self, data: &Split, rows: &[usize], batch: usize, f0: usize, f1: usize) {
+    /// Starts gathering features `f0..f1` of the images `rows` of `data`, opening `job` for
+    /// its scan.
+    fn start(&mut self, data: &Split, job: &ScanJob, rows: &[usize], batch: usize) {
         self.batch = Some(batch);
         self.rows.clear();
         self.rows.extend_from_slice(rows);
         self.compact.begin_scan(data);
-        (self.scanned, self.packed) = (0, 0);
-        if rows.is_empty() {
-            self.end_scan(f0, f1);
-        }
+        (self.scanned, self.packed) = (false, 0);
+        job.open(batch);
     }
 
     /// [`Cols::start`] unless mini-batch `batch` is started already.
-    fn start_once(&mut self, data: &Split, rows: &[usize], batch: usize, f0: usize, f1: usize) {
+    fn start_once(&mut self, data: &Split, job: &ScanJob, rows: &[usize], batch: usize) {
         if self.batch != Some(batch) {
-            self.start(data, rows, batch, f0, f1);
+            self.start(data, job, rows, batch);
         }
     }
 
-    /// Does one piece of the gathering begun by [`Cols::start`] (scans or packs one image);
-    /// returns whether any is left.
-    fn work(&mut self, data: &Split, f0: usize, f1: usize) -> bool {
+    /// Does one piece of the gathering begun by [`Cols::start`] (scans or packs [`PIECE`]
+    /// images, or finds the scan's last pieces still with helpers); returns whether any is
+    /// left.
+    fn work(&mut self, data: &Split, job: &ScanJob, f0: usize, f1: usize) -> bool {
         let n = self.rows.len();
-        if self.scanned < n {
-            if let Some(&q) = self.rows.get(self.scanned + SCAN_AHEAD) {
-                prefetch_scan(data, q, f0, f1);
-            }
-            self.compact.scan_row(data, self.rows[self.scanned], f0, f1);
-            self.scanned += 1;
-            if self.scanned == n {
+        if !self.scanned {
+            let pieces = n.div_ceil(PIECE);
+            if let Some((_, p)) = job.take(pieces, |b| Some(b) == self.batch) {
+                let mine = &self.rows[p * PIECE..((p + 1) * PIECE).min(n)];
+                // The next piece's images, in case this member takes it too.
+                for &q in self.rows.iter().skip((p + 1) * PIECE).take(PIECE) {
+                    prefetch_scan(data, q, f0, f1);
+                }
+                for &r in mine {
+                    self.compact.scan_row(data, r, f0, f1);
+                }
+                job.give(&[]);
+            } else if self.batch.is_some_and(|b| job.all_done(b, pieces)) {
+                let w0 = f0 / 64;
+                self.compact
+                    .add_words(w0, job.bits.iter().map(|b| b.load(Ordering::Relaxed)));
                 self.end_scan(f0, f1);
+            } else {
+                // The last pieces are with helpers, who give them back within microseconds.
+                std::hint::spin_loop();
             }
             return true;
         }
-        if self.packed < n {
-            let k = self.rel.len();
+        let k = self.rel.len();
+        let end = (self.packed + PIECE).min(n);
+        while self.packed < end {
             let (i, r) = (self.packed, self.rows[self.packed]);
             self.compact
                 .compact_row(data, r, &mut self.x[i * k..(i + 1) * k]);
@@ -169,12 +307,22 @@ impl Cols {
         self.packed < n
     }
 
-    /// Finishes the gathering.
-    fn finish(&mut self, data: &Split, f0: usize, f1: usize) {
-        while self.work(data, f0, f1) {}
+    /// Finishes the gathering. Panics instead of waiting forever for a helper if `team` is
+    /// poisoned.
+    fn finish(
+        &mut self,
+        data: &Split,
+        job: &ScanJob,
+        (f0, f1): (usize, usize),
+        team: &SpinBarrier,
+    ) {
+        while self.work(data, job, f0, f1) {
+            team.check();
+        }
     }
 
     fn end_scan(&mut self, f0: usize, f1: usize) {
+        self.scanned = true;
         self.compact.end_scan(f0, f1);
         self.rel.clear();
         self.rel
@@ -184,7 +332,10 @@ impl Cols {
 
     /// The gathered values as a `batch × k` matrix.
     fn x(&self, batch: usize) -> zeronn::Result<MatRef<'_, f32>> {
-        debug_assert_eq!(self.packed, self.rows.len(), "gathering not finished");
+        debug_assert!(
+            self.scanned && self.packed == self.rows.len(),
+            "gathering not finished"
+        );
         MatRef::row_major(&self.x[..batch * self.rel.len()], batch, self.rel.len())
     }
 }
@@ -341,6 +492,13 @@ pub fn train_threads(
     );
     let bounds = feature_split(&data.train, n, batch);
     let partials = Shared::new(vec![0.0f32; n * batch * hidden]);
+    // The scans of member t's columns of mini-batch j: jobs[3·t + j mod 3], over its words.
+    let jobs: Vec<ScanJob> = (0..n)
+        .flat_map(|t| {
+            let words = bounds[t + 1].div_ceil(64) - bounds[t] / 64;
+            (0..3).map(move |_| ScanJob::new(words))
+        })
+        .collect();
     let d1 = Shared::new(vec![0.0f32; batch * hidden]);
     // The masks of mini-batches i to i + 3, by i mod 4.
     let masks = Shared::new(vec![0usize; MASKS * batch]);
@@ -376,6 +534,9 @@ pub fn train_threads(
         let mut pack = vec![0.0f32; PACK_LEN];
         let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
         let mut scratch = EvalScratch::default();
+        let job = |t: usize, j: usize| &jobs[3 * t + j % 3];
+        // For pieces of the others' scans.
+        let mut helper = Compact::new();
         let mut layer2 = Layer2::new(shape, batch);
         let mut drawn = vec![0usize; batch];
         let mut log: Log = (
@@ -395,8 +556,8 @@ pub fn train_threads(
         if cfg.iters > 0 {
             // SAFETY: mask 0 is written before the barrier above and not again until step 1.
             let m = unsafe { masks.part(mask_at(0).start, mask_at(0).end) };
-            cols[0].start(&data.train, m, 0, f0, f1);
-            cols[0].finish(&data.train, f0, f1);
+            cols[0].start(&data.train, job(me, 0), m, 0);
+            cols[0].finish(&data.train, job(me, 0), (f0, f1), &barrier);
         }
         for i in 0..cfg.iters {
             let start = Instant::now();
@@ -457,15 +618,30 @@ pub fn train_threads(
             // Gathering the next mini-batch, then the one after, fills the waits below: a
             // member early in this step is ahead in the next.
             if let Some(m) = batch1 {
-                next.start_once(&data.train, m, i + 1, f0, f1);
+                next.start_once(&data.train, job(me, i + 1), m, i + 1);
             }
+            // With nothing of its own left, a member takes pieces of the others' scans of the
+            // next two mini-batches (whose masks stay put until every member is past this step).
+            let mut help = || {
+                (0..n).filter(|&t| t != me).any(|t| {
+                    let range = (bounds[t], bounds[t + 1]);
+                    (i + 1..i + 3).any(|j| {
+                        mask(j)
+                            .is_some_and(|m| job(t, j).help(&data.train, j, m, range, &mut helper))
+                    })
+                })
+            };
             let mut gather = || {
-                if next.work(&data.train, f0, f1) {
+                if next.work(&data.train, job(me, i + 1), f0, f1) {
                     return true;
                 }
-                let Some(m) = batch2 else { return false };
-                after.start_once(&data.train, m, i + 2, f0, f1);
-                after.work(&data.train, f0, f1)
+                if let Some(m) = batch2 {
+                    after.start_once(&data.train, job(me, i + 2), m, i + 2);
+                    if after.work(&data.train, job(me, i + 2), f0, f1) {
+                        return true;
+                    }
+                }
+                help()
             };
             // L: the first member done with its product (the least loaded of this step) runs
             // layer 2 once all are done; the others wait for dA1. Layer 2 computes the same
@@ -536,7 +712,7 @@ pub fn train_threads(
                     fail(e);
                 }
             }
-            next.finish(&data.train, f0, f1);
+            next.finish(&data.train, job(me, i + 1), (f0, f1), &barrier);
             if leader.is_some() {
                 log.2 += start.elapsed();
             }
@@ -713,6 +889,68 @@ mod tests {
                     last.train_acc > 0.3,
                     "no better than chance (0.1): {last:?}"
                 );
+            }
+        }
+    }
+
+    /// A scan shared with helpers finds the features one scan finds, and the columns are
+    /// gathered the same: pieces taken by a helper before the owner starts (so their bits are
+    /// merged every time), then helpers on two other threads racing the owner, over a job
+    /// reopened for mini-batch after mini-batch.
+    #[test]
+    fn a_scan_shared_with_helpers_finds_what_one_scan_finds() {
+        use std::sync::atomic::AtomicBool;
+        use zeronn::random::Rng;
+        // Images with two non-zero pixels each: a batch leaves about half the pixels blank,
+        // so missing a piece's pixels shows.
+        let (pixels, images) = (150, 400);
+        let mut rng = seeded(5);
+        let mut raw = vec![0u8; pixels * images];
+        for img in raw.chunks_exact_mut(pixels) {
+            for _ in 0..2 {
+                img[rng.next_u32() as usize % pixels] = 1 + (rng.next_u32() % 255) as u8;
+            }
+        }
+        let data = Split {
+            raw,
+            t: vec![0; images],
+            pixels,
+        };
+        let batches: Vec<Vec<usize>> = (0..8)
+            .map(|j| (0..37).map(|k| (j * 53 + k * 11) % images).collect())
+            .collect();
+        let barrier = SpinBarrier::new(1);
+        for range @ (f0, f1) in [(0usize, 150usize), (5, 70), (64, 150), (30, 31)] {
+            let job = ScanJob::new(f1.div_ceil(64) - f0 / 64);
+            let mut cols = Cols::new();
+            for (j, rows) in batches.iter().enumerate() {
+                let mut want = Compact::new();
+                want.find_active_in(&data, rows.iter().copied(), f0, f1);
+                let mut scratch = Compact::new();
+                for _ in 0..2 {
+                    assert!(job.help(&data, j, rows, range, &mut scratch));
+                }
+                let done = AtomicBool::new(false);
+                std::thread::scope(|s| {
+                    for _ in 0..2 {
+                        s.spawn(|| {
+                            let mut scratch = Compact::new();
+                            while !done.load(Ordering::Acquire) {
+                                job.help(&data, j, rows, range, &mut scratch);
+                            }
+                        });
+                    }
+                    cols.start(&data, &job, rows, j);
+                    cols.finish(&data, &job, range, &barrier);
+                    done.store(true, Ordering::Release);
+                });
+                let got: Vec<usize> = cols.rel.iter().map(|&f| f + f0).collect();
+                assert_eq!(got, want.active(), "features {f0}..{f1}, mini-batch {j}");
+                let mut row = vec![0.0f32; got.len()];
+                for (i, &r) in rows.iter().enumerate() {
+                    want.compact_row(&data, r, &mut row);
+                    assert_eq!(cols.x[i * got.len()..(i + 1) * got.len()], row[..]);
+                }
             }
         }
     }
