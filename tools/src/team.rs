@@ -229,11 +229,11 @@ mod tests {
     }
 
     #[test]
-    fn a_signal_orders_the_publisher_before_the_waiter_and_stops_asking_for_work() {
+    fn a_signal_orders_the_publisher_before_the_waiter_and_asks_for_work_again_in_long_waits() {
         let team = SpinBarrier::new(2);
         let (written, read) = (Signal::new(), Signal::new());
         let buf = Shared::new(vec![0usize; 64]);
-        let mut waited_with_work = 0;
+        let (mut waited_with_work, mut asked_again) = (0, 0);
         std::thread::scope(|s| {
             s.spawn(|| {
                 for step in 1..500 {
@@ -254,8 +254,8 @@ mod tests {
                     calls += 1;
                     calls < 3
                 });
-                assert!(calls <= 3, "work asked for again after it said it was done");
-                waited_with_work += usize::from(calls == 3);
+                waited_with_work += usize::from(calls >= 3);
+                asked_again += usize::from(calls > 3);
                 // SAFETY: the writer published this step after writing it, and writes again
                 // only after this thread publishes below.
                 assert!(unsafe { buf.read() }.iter().all(|&v| v == step));
@@ -266,6 +266,8 @@ mod tests {
             waited_with_work >= 9,
             "a long wait did no work: {waited_with_work}"
         );
+        // The 2 ms waits are thousands of spins: work that said it was done is asked again.
+        assert!(asked_again >= 9, "work not asked for again: {asked_again}");
     }
 
     #[test]
