@@ -9,7 +9,8 @@
 //! Members do not meet at barriers within a step: each publishes how far it has got
 //! ([`Signal`]) and waits only for what it reads, gathering its columns of the next
 //! mini-batch (then of the one after) while it waits, and with nothing of its own left,
-//! scanning pieces of the others' columns for active features ([`ScanJob`]). Layer 2 is small and serial; the first
+//! scanning pieces of the others' columns for active features ([`ScanJob`]). Layer 2 is
+//! small and serial; the first
 //! member done with its partial product runs it, so a member slowed down (by the machine, or
 //! by running layer 2 the step before) leaves it to the others:
 //!
@@ -94,6 +95,11 @@ const PIECE: usize = 4;
 /// The low bits of a [`ScanJob`] counter, which count pieces (the mini-batch is above them).
 const PIECE_BITS: u32 = 20;
 
+/// The counter's tag for mini-batch `batch`, with a count of 0.
+fn tag(batch: usize) -> u64 {
+    (batch as u64 + 1) << PIECE_BITS
+}
+
 /// One member's scan of its features of one mini-batch for the active ones, shared: the
 /// member takes the images a piece at a time, and so does any member with nothing else to do,
 /// so a member slowed down by the machine leaves part of its scan to the others. A scan finds
@@ -119,7 +125,7 @@ impl ScanJob {
     /// Opens the scan of mini-batch `batch` unless it is open already. Whoever opens it (the
     /// owner, or a helper) does so only once the owner is done with the job's last scan.
     fn open(&self, batch: usize) {
-        let tag = (batch as u64 + 1) << PIECE_BITS;
+        let tag = tag(batch);
         let mut t = self.taken.load(Ordering::Acquire);
         loop {
             if t >= tag {
@@ -144,20 +150,21 @@ impl ScanJob {
         self.taken.store(tag, Ordering::Release);
     }
 
-    /// Takes the next of the `pieces` pieces of the open scan if it is of a mini-batch
-    /// `wanted` accepts: the mini-batch and the piece.
-    fn take(&self, pieces: usize, wanted: impl Fn(usize) -> bool) -> Option<(usize, usize)> {
+    /// Takes the next of the `pieces` pieces of the scan of mini-batch `batch`, if that scan
+    /// is open and has one left.
+    fn take(&self, batch: usize, pieces: usize) -> Option<usize> {
         let mut t = self.taken.load(Ordering::Acquire);
         loop {
-            let (tag, p) = (t >> PIECE_BITS, (t & ((1 << PIECE_BITS) - 1)) as usize);
-            if tag == 0 || p >= pieces || !wanted(tag as usize - 1) {
+            // A later mini-batch's tag leaves a count past any number of pieces.
+            let p = t.checked_sub(tag(batch)).map_or(usize::MAX, |p| p as usize);
+            if p >= pieces {
                 return None;
             }
             match self
                 .taken
                 .compare_exchange_weak(t, t + 1, Ordering::Acquire, Ordering::Acquire)
             {
-                Ok(_) => return Some((tag as usize - 1, p)),
+                Ok(_) => return Some(p),
                 Err(now) => t = now,
             }
         }
@@ -188,7 +195,7 @@ impl ScanJob {
         scratch: &mut Compact,
     ) -> bool {
         self.open(batch);
-        let Some((_, p)) = self.take(rows.len().div_ceil(PIECE), |b| b == batch) else {
+        let Some(p) = self.take(batch, rows.len().div_ceil(PIECE)) else {
             return false;
         };
         let piece = &rows[p * PIECE..((p + 1) * PIECE).min(rows.len())];
@@ -206,7 +213,7 @@ impl ScanJob {
     /// Whether all `pieces` pieces of the scan of `batch` are given back: then
     /// [`ScanJob::bits`] are complete.
     fn all_done(&self, batch: usize, pieces: usize) -> bool {
-        self.done.load(Ordering::Acquire) == ((batch as u64 + 1) << PIECE_BITS | pieces as u64)
+        self.done.load(Ordering::Acquire) == tag(batch) | pieces as u64
     }
 }
 
@@ -275,7 +282,7 @@ impl Cols {
         let n = self.rows.len();
         if !self.scanned {
             let pieces = n.div_ceil(PIECE);
-            if let Some((_, p)) = job.take(pieces, |b| Some(b) == self.batch) {
+            if let Some(p) = self.batch.and_then(|b| job.take(b, pieces)) {
                 let mine = &self.rows[p * PIECE..((p + 1) * PIECE).min(n)];
                 // The next piece's images, in case this member takes it too.
                 for &q in self.rows.iter().skip((p + 1) * PIECE).take(PIECE) {
