@@ -75,7 +75,8 @@ impl Compact {
         let (w0, w1) = (f0 / 64, f1.div_ceil(64).min(self.mask.len()));
         let img = data.image_raw(r);
         for (wi, w) in self.mask.iter_mut().enumerate().take(w1).skip(w0) {
-            *w |= nonzero_bits(&img[wi * 64..(wi * 64 + 64).min(img.len())], self.simd);
+            let (window, back) = word(img, wi);
+            *w |= nonzero_bits(window, self.simd) >> back;
         }
     }
 
@@ -154,8 +155,8 @@ impl Compact {
         let mut at = 0;
         for (wi, &w) in self.mask.iter().enumerate() {
             if w != 0 {
-                let chunk = &img[wi * 64..(wi * 64 + 64).min(img.len())];
-                at += compress(chunk, w, &mut self.row[at..], self.simd);
+                let (window, back) = word(img, wi);
+                at += compress(window, w << back, &mut self.row[at..], self.simd);
             }
         }
         at
@@ -183,6 +184,22 @@ fn simd() -> bool {
         && std::is_x86_feature_detected!("avx512vbmi2");
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The bytes of 64-pixel word `wi` of image `img`, as a window of at most 64 bytes whose
+/// first `back` bytes come before the word: a whole word as it is, and the last, partial one
+/// (of an image of at least 64 pixels) as the last 64 bytes of the image, `back = 64 - its
+/// length`. A shorter load at the word would straddle into the cache line after the image
+/// (the next image's, not otherwise read), and a masked load waits for that line though it
+/// reads nothing there: 3 rows in 4 of a random mini-batch paid a miss to memory for it.
+#[inline]
+fn word(img: &[u8], wi: usize) -> (&[u8], u32) {
+    let (lo, hi) = (wi * 64, (wi * 64 + 64).min(img.len()));
+    if hi - lo < 64 && img.len() >= 64 {
+        (&img[img.len() - 64..], (64 - (hi - lo)) as u32)
+    } else {
+        (&img[lo..hi], 0)
+    }
 }
 
 /// Bit `i` set where `chunk[i] != 0` (at most 64 bytes).
@@ -327,7 +344,9 @@ impl EvalSet {
     pub fn new_on(data: &Split, chunk: usize, threads: usize) -> Self {
         let chunk = chunk.max(1);
         let count = data.len().div_ceil(chunk);
+        let t0 = std::time::Instant::now();
         let order = bbox_order(data, threads);
+        eprintln!("bbox {:?}", t0.elapsed());
         let build = |c0: usize, c1: usize| {
             let mut compact = Compact::new();
             let mut chunks = Vec::with_capacity(c1 - c0);
@@ -365,6 +384,7 @@ impl EvalSet {
                     .collect()
             })
         };
+        eprintln!("built {:?}", t0.elapsed());
         EvalSet {
             labels: order.iter().map(|&r| data.t[r]).collect(),
             chunks,
@@ -462,8 +482,10 @@ fn bbox_keys(data: &Split, i0: usize, i1: usize) -> Vec<(u64, usize)> {
     let mut mask = vec![0u64; data.pixels.div_ceil(64) + 1];
     (i0..i1)
         .map(|i| {
-            for (w, chunk) in mask.iter_mut().zip(data.image_raw(i).chunks(64)) {
-                *w = nonzero_bits(chunk, simd);
+            let img = data.image_raw(i);
+            for (wi, w) in mask.iter_mut().enumerate().take(img.len().div_ceil(64)) {
+                let (window, back) = word(img, wi);
+                *w = nonzero_bits(window, simd) >> back;
             }
             let [mut left, mut top, mut right, mut bottom] = [usize::MAX, usize::MAX, 0, 0];
             for (r, lo) in (0..data.pixels).step_by(width).enumerate() {

@@ -159,64 +159,70 @@ fn a_blank_batch_is_a_valid_step() {
 }
 
 /// The active features of a range and the compacted rows, against a plain scalar reference,
-/// on images with pixels on everywhere (also in the last, partial 64-pixel word), for ranges
-/// that start and end inside words; the row-at-a-time scan gives the same.
+/// on images with pixels on everywhere (also in the last, partial 64-pixel word, which is read
+/// as the last 64 bytes of the image), for ranges that start and end inside words; the
+/// row-at-a-time scan gives the same. MNIST's 784 pixels (a last word of 16) and 100 (36).
 #[test]
 fn compaction_matches_a_scalar_reference_on_every_range() {
     let mut rng = seeded(9);
-    let pixels = 784;
-    let n = 12;
-    let raw: Vec<u8> = (0..n * pixels)
-        .map(|_| {
-            if rng.next_u32().is_multiple_of(4) {
-                (rng.next_u32() % 255 + 1) as u8
-            } else {
-                0
-            }
-        })
-        .collect();
-    let data = Split {
-        raw,
-        t: vec![0; n],
-        pixels,
-    };
-    let rows = [3usize, 0, 11, 7, 7];
-    let mut compact = Compact::new();
-    for (f0, f1) in [
-        (0, 784),
-        (0, 371),
-        (371, 784),
-        (64, 128),
-        (700, 784),
-        (770, 771),
-    ] {
-        let expect: Vec<usize> = (f0..f1)
-            .filter(|&f| rows.iter().any(|&r| data.image_raw(r)[f] != 0))
+    for pixels in [784, 100] {
+        let n = 12;
+        let raw: Vec<u8> = (0..n * pixels)
+            .map(|_| {
+                if rng.next_u32().is_multiple_of(4) {
+                    (rng.next_u32() % 255 + 1) as u8
+                } else {
+                    0
+                }
+            })
             .collect();
-        compact.find_active_in(&data, rows.iter().copied(), f0, f1);
-        assert_eq!(compact.active(), &expect[..], "range {f0}..{f1}");
-        compact.begin_scan(&data);
-        for &r in &rows {
-            compact.scan_row(&data, r, f0, f1);
-        }
-        compact.end_scan(f0, f1);
-        assert_eq!(
-            compact.active(),
-            &expect[..],
-            "range {f0}..{f1}, row by row"
-        );
-        for &r in &rows {
-            let img = data.image_raw(r);
-            let mut out = vec![-1.0f32; expect.len()];
-            compact.compact_row(&data, r, &mut out);
-            let want: Vec<f32> = expect.iter().map(|&f| img[f] as f32 / 255.0).collect();
-            assert_eq!(out, want, "row {r}, range {f0}..{f1}");
-            let mut bytes = vec![9u8];
-            compact.compact_row_bytes(&data, r, &mut bytes);
-            let want: Vec<u8> = std::iter::once(9)
-                .chain(expect.iter().map(|&f| img[f]))
+        let data = Split {
+            raw,
+            t: vec![0; n],
+            pixels,
+        };
+        let rows = [3usize, 0, 11, 7, 7];
+        let mut compact = Compact::new();
+        let ranges = [
+            (0, 784),
+            (0, 371),
+            (371, 784),
+            (64, 128),
+            (700, 784),
+            (770, 771),
+            (0, 100),
+            (70, 100),
+            (99, 100),
+        ];
+        for (f0, f1) in ranges.into_iter().filter(|&(_, f1)| f1 <= pixels) {
+            let expect: Vec<usize> = (f0..f1)
+                .filter(|&f| rows.iter().any(|&r| data.image_raw(r)[f] != 0))
                 .collect();
-            assert_eq!(bytes, want, "row {r} as bytes, range {f0}..{f1}");
+            compact.find_active_in(&data, rows.iter().copied(), f0, f1);
+            assert_eq!(compact.active(), &expect[..], "{pixels}: range {f0}..{f1}");
+            compact.begin_scan(&data);
+            for &r in &rows {
+                compact.scan_row(&data, r, f0, f1);
+            }
+            compact.end_scan(f0, f1);
+            assert_eq!(
+                compact.active(),
+                &expect[..],
+                "{pixels}: range {f0}..{f1}, row by row"
+            );
+            for &r in &rows {
+                let img = data.image_raw(r);
+                let mut out = vec![-1.0f32; expect.len()];
+                compact.compact_row(&data, r, &mut out);
+                let want: Vec<f32> = expect.iter().map(|&f| img[f] as f32 / 255.0).collect();
+                assert_eq!(out, want, "{pixels}: row {r}, range {f0}..{f1}");
+                let mut bytes = vec![9u8];
+                compact.compact_row_bytes(&data, r, &mut bytes);
+                let want: Vec<u8> = std::iter::once(9)
+                    .chain(expect.iter().map(|&f| img[f]))
+                    .collect();
+                assert_eq!(bytes, want, "{pixels}: row {r} as bytes, range {f0}..{f1}");
+            }
         }
     }
 }
