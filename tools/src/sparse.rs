@@ -344,9 +344,7 @@ impl EvalSet {
     pub fn new_on(data: &Split, chunk: usize, threads: usize) -> Self {
         let chunk = chunk.max(1);
         let count = data.len().div_ceil(chunk);
-        let t0 = std::time::Instant::now();
         let order = bbox_order(data, threads);
-        eprintln!("bbox {:?}", t0.elapsed());
         let build = |c0: usize, c1: usize| {
             let mut compact = Compact::new();
             let mut chunks = Vec::with_capacity(c1 - c0);
@@ -384,7 +382,6 @@ impl EvalSet {
                     .collect()
             })
         };
-        eprintln!("built {:?}", t0.elapsed());
         EvalSet {
             labels: order.iter().map(|&r| data.t[r]).collect(),
             chunks,
