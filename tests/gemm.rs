@@ -511,9 +511,11 @@ fn gathered_rows_equal_copied_rows_in_every_backend() {
     if Backend::MatrixMultiply.is_available() {
         backends.push(Backend::MatrixMultiply);
     }
-    let (rows, k, n) = (40usize, 37usize, 50usize);
-    let big_b = small_ints(&mut r, rows * n); // a 40 × 50 matrix; pick some of its rows as B
-    let pick: Vec<usize> = (0..rows).filter(|i| i % 3 != 1).collect(); // 27 rows, increasing
+    // 40 rows picked (at least the remainder kernels' least depth): B's last 2 of 50 columns
+    // go through the remainder kernels, which pack them from the picked rows.
+    let (rows, k, n) = (60usize, 37usize, 50usize);
+    let big_b = small_ints(&mut r, rows * n); // a 60 × 50 matrix; pick some of its rows as B
+    let pick: Vec<usize> = (0..rows).filter(|i| i % 3 != 1).collect(); // 40 rows, increasing
     let m = 9;
     let a = small_ints(&mut r, m * pick.len());
     let copied_b: Vec<f32> = pick
@@ -552,7 +554,7 @@ fn gathered_rows_equal_copied_rows_in_every_backend() {
             assert!(same_values(&c1, &c2), "{backend}: B gathered, beta {beta}");
 
             // C gathered: update picked rows of a big C in place; the others stay as they were.
-            let x = small_ints(&mut r, k * pick.len()); // k × 27, used transposed as A (27 × k)
+            let x = small_ints(&mut r, k * pick.len()); // k × 40, used transposed as A (40 × k)
             let d = small_ints(&mut r, k * n);
             let mut big_c = small_ints(&mut r, rows * n);
             let before = big_c.clone();

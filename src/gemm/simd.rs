@@ -377,10 +377,21 @@ pub(crate) fn gemm<K: SimdKernel>(
         None => core::ptr::null(),
     };
     if let Some(dot) = rem_dot {
-        // Pack the remainder columns of B transposed: Bᵀ(j, p) at pack[j·k + p].
-        for j in 0..r {
+        // Pack the remainder columns of B transposed: Bᵀ(j, p) at pack[j·k + p]. B's rows
+        // one at a time (picked through an index or not): its r elements `cs` apart, without
+        // looking the row up for each.
+        if b.ci.is_none() {
             for p in 0..k {
-                pack[j * k + p] = b.at(p, n + j);
+                let at = b.ri.map_or(p, |rows| rows[p]) * b.rs + n * b.cs;
+                for j in 0..r {
+                    pack[j * k + p] = b.data[at + j * b.cs];
+                }
+            }
+        } else {
+            for j in 0..r {
+                for p in 0..k {
+                    pack[j * k + p] = b.at(p, n + j);
+                }
             }
         }
         for i0 in (0..m).step_by(DOT_ROWS) {
