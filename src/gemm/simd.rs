@@ -263,9 +263,20 @@ pub(crate) fn gemm<K: SimdKernel>(
             let w = tile_w.min(n - j0);
             let nv = w.div_ceil(K::LANES);
             let (bp, rsb, b_ptrs) = if pack_b {
-                for p in 0..kcb {
-                    for j in 0..w {
-                        pack[p * w + j] = b.at(pc + p, j0 + j);
+                if b.ci.is_none() {
+                    // A row of B at a time (picked through an index or not), its elements
+                    // `cs` apart, without looking the row up for each.
+                    for (p, out) in pack[..kcb * w].chunks_exact_mut(w).enumerate() {
+                        let at = b.ri.map_or(pc + p, |rows| rows[pc + p]) * b.rs + j0 * b.cs;
+                        for (j, o) in out.iter_mut().enumerate() {
+                            *o = b.data[at + j * b.cs];
+                        }
+                    }
+                } else {
+                    for p in 0..kcb {
+                        for j in 0..w {
+                            pack[p * w + j] = b.at(pc + p, j0 + j);
+                        }
                     }
                 }
                 (pack.as_ptr(), w, core::ptr::null())
