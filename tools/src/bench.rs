@@ -265,3 +265,79 @@ pub fn time_eval_pass(
     });
     result.map(|_| t.as_secs_f64())
 }
+
+/// Floating-point operations of the dense products of one training step of `shape` on
+/// `batch` rows: forward `X·W1` and `Z1·W2`, backward `dW2`, `dZ1` and `dW1` (the gradient of
+/// the input is not needed). What the book's NumPy code computes; zeronn skips the pixels
+/// blank across the mini-batch, so it executes fewer.
+pub fn step_flops(shape: TwoLayerShape, batch: usize) -> f64 {
+    let (i, h, o) = (
+        shape.input_size as f64,
+        shape.hidden_size as f64,
+        shape.output_size as f64,
+    );
+    let b = batch as f64;
+    forward_flops(shape, batch) + 2.0 * b * (h * o + o * h + i * h)
+}
+
+/// Floating-point operations of the dense forward products (`X·W1`, `Z1·W2`) of `shape` on
+/// `rows` images.
+pub fn forward_flops(shape: TwoLayerShape, rows: usize) -> f64 {
+    let (i, h, o) = (
+        shape.input_size as f64,
+        shape.hidden_size as f64,
+        shape.output_size as f64,
+    );
+    2.0 * rows as f64 * (i * h + h * o)
+}
+
+/// The book's whole run timed: the median wall time of `zeronn train` (the default
+/// configuration, seed 1) on `backend` and `threads` threads over `reps` runs, and the run's
+/// dense floating-point operations (its training steps and evaluation passes).
+pub fn time_whole_run(
+    backend: Backend,
+    data: &crate::mnist::Mnist,
+    threads: usize,
+    reps: usize,
+) -> zeronn::Result<(f64, f64)> {
+    let cfg = crate::train::TrainConfig {
+        seed: 1,
+        backend,
+        ..Default::default()
+    };
+    let mut times = Vec::with_capacity(reps.max(1));
+    let mut flops = 0.0;
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        let report = if threads <= 1 {
+            crate::train::train(&cfg, data, |_| {})
+        } else {
+            crate::train_threads::train_threads(&cfg, data, threads, |_| {})
+        }?;
+        times.push(start.elapsed().as_secs_f64());
+        let images = data.train.len() + data.test.len();
+        flops = report.losses.len() as f64 * step_flops(report.shape, cfg.batch_size)
+            + report.epochs.len() as f64 * forward_flops(report.shape, images);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], flops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The book's run: 10 000 steps of 16 MFLOP and 17 passes of 5.6 GFLOP, the issue's
+    /// 160 and 94 GFLOP.
+    #[test]
+    fn the_books_run_counts_its_flops() {
+        let shape = TwoLayerShape::new(784, 50, 10);
+        // forward 2·100·(784·50 + 50·10), backward 2·100·(50·10 + 10·50 + 784·50)
+        assert_eq!(step_flops(shape, 100), 7_940_000.0 + 8_040_000.0);
+        assert_eq!(forward_flops(shape, 1), 79_400.0);
+        let training = 10_000.0 * step_flops(shape, 100);
+        let evaluation = 17.0 * forward_flops(shape, 70_000);
+        assert!((training / 1e9 - 159.8).abs() < 0.1, "{training}");
+        assert!((evaluation / 1e9 - 94.5).abs() < 0.1, "{evaluation}");
+    }
+}

@@ -113,7 +113,7 @@ struct TrainArgs {
     /// No progress bar, even on a terminal
     #[arg(long)]
     no_progress: bool,
-    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count
+    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count (the products on picked rows of W1 run on zeronn's kernels: with --backend matrixmultiply, the portable one)
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
@@ -167,6 +167,9 @@ struct BenchArgs {
     /// Only the gemm products (no MNIST needed)
     #[arg(long)]
     gemm_only: bool,
+    /// Whole runs per figure of the whole book run, on 1 and 2 threads (0: skip them)
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    whole_reps: usize,
 }
 
 #[derive(Args)]
@@ -481,16 +484,27 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             .join(" | ")
     );
     println!("| --- |{}", " --- |".repeat(backends.len()));
-    let row = |name: &str, f: &dyn Fn(Backend) -> zeronn::Result<f64>, unit: f64, suffix: &str| {
+    // A figure's time, with the dense FLOPs of the book's computation per second and their
+    // fraction of the peak.
+    let row = |name: &str, f: &dyn Fn(Backend) -> Result<(f64, f64)>, unit: f64, suffix: &str| {
         let cells: Vec<String> = backends
             .iter()
             .map(|&b| {
-                f(b).map(|t| format!("{:.1} {suffix}", t * unit))
-                    .unwrap_or_else(|e| e.to_string())
+                f(b).map(|(t, flops)| {
+                    let gflops = flops / t / 1e9;
+                    let digits = if suffix == "s" { 2 } else { 1 };
+                    format!(
+                        "{:.digits$} {suffix} ({gflops:.1} GFLOP/s, {:.0}%)",
+                        t * unit,
+                        100.0 * gflops / peak
+                    )
+                })
+                .unwrap_or_else(|e| e)
             })
             .collect();
         println!("| {name} | {} |", cells.join(" | "));
     };
+    let shape = zeronn::TwoLayerShape::new(784, 50, 10);
     let data = load_data(&a.data)
         .map_err(|e| eprintln!("with random images (no MNIST: {e})"))
         .ok();
@@ -500,13 +514,21 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     );
     row(
         "training step, batch 100",
-        &|b| bench::time_train_step(b, train, reps),
+        &|b| {
+            bench::time_train_step(b, train, reps)
+                .map(|t| (t, bench::step_flops(shape, 100)))
+                .map_err(|e| e.to_string())
+        },
         1e6,
         "µs",
     );
     row(
         "forward of one image",
-        &|b| bench::time_forward1(b, test, reps),
+        &|b| {
+            bench::time_forward1(b, test, reps)
+                .map(|t| (t, bench::forward_flops(shape, 1)))
+                .map_err(|e| e.to_string())
+        },
         1e6,
         "µs",
     );
@@ -516,13 +538,45 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             EvalSet::new(&d.test, EVAL_CHUNK),
         );
         let splits = [&train, &test];
+        let images = train.len() + test.len();
         row(
-            "evaluation pass, 70 000 images",
-            &|b| bench::time_eval_pass(b, &splits, reps),
+            &format!("evaluation pass, {images} images"),
+            &|b| {
+                bench::time_eval_pass(b, &splits, reps)
+                    .map(|t| (t, bench::forward_flops(shape, images)))
+                    .map_err(|e| e.to_string())
+            },
             1e3,
             "ms",
         );
+        if a.whole_reps > 0 {
+            for threads in [1, 2] {
+                row(
+                    &format!(
+                        "whole run (10 000 steps, 17 evaluations), {threads} thread{}",
+                        if threads == 1 { "" } else { "s" }
+                    ),
+                    &|b| {
+                        if threads > 1 && b == Backend::MatrixMultiply {
+                            // Its products read and update picked rows of W1 in place, which
+                            // matrixmultiply cannot: they would run on the portable kernel.
+                            return Err(String::from("— (picked rows: not matrixmultiply)"));
+                        }
+                        bench::time_whole_run(b, d, threads, a.whole_reps)
+                            .map_err(|e| e.to_string())
+                    },
+                    1.0,
+                    "s",
+                );
+            }
+        }
     }
+    println!();
+    println!(
+        "(GFLOP/s: the dense floating-point operations of the book's computation per second, \
+         and their fraction of the peak; zeronn skips the pixels that are zero across a \
+         mini-batch or an evaluation chunk, so this can pass 100%.)"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

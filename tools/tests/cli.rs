@@ -271,3 +271,48 @@ fn two_and_three_threads_reproduce_bit_for_bit_and_learn() {
         );
     }
 }
+
+#[test]
+fn bench_prints_every_figure_with_its_gflops_and_share_of_the_peak() {
+    let Some(dir) = mnist_dir() else { return };
+    let o = zeronn(
+        &[
+            "bench",
+            "--reps",
+            "1",
+            "--whole-reps",
+            "1",
+            "--backend",
+            "auto",
+        ],
+        Some(&dir),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("FMA peak measured on this core"), "{out}");
+    for figure in [
+        "| X·W1 (forward 1) |",
+        "| Xᵀ·dA1 (dW1) |",
+        "| training step, batch 100 |",
+        "| forward of one image |",
+        "| evaluation pass, 70000 images |",
+        "| whole run (10 000 steps, 17 evaluations), 1 thread |",
+        "| whole run (10 000 steps, 17 evaluations), 2 threads |",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(figure))
+            .unwrap_or_else(|| panic!("no {figure} in {out}"));
+        // The backend's cell: a time or rate, then the share of the peak, as in
+        // "102.0 µs (156.6 GFLOP/s, 91%)" or "149.8 (87%)".
+        let cell = line
+            .trim_end_matches('|')
+            .rsplit('|')
+            .next()
+            .unwrap()
+            .trim();
+        let (value, rest) = cell.split_once(' ').unwrap();
+        assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
+        assert!(rest.ends_with("%)"), "{line}");
+    }
+}
