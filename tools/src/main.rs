@@ -504,7 +504,7 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             .collect();
         println!("| {name} | {} |", cells.join(" | "));
     };
-    let shape = zeronn::TwoLayerShape::new(784, 50, 10);
+    let shape = bench::BOOK_SHAPE;
     let data = load_data(&a.data)
         .map_err(|e| eprintln!("with random images (no MNIST: {e})"))
         .ok();
@@ -550,8 +550,8 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             "ms",
         );
         if a.whole_reps > 0 {
-            // The book's run: 10 000 steps of 100 images, an evaluation every epoch from step 0.
-            let evaluations = 10_000usize.div_ceil((d.train.len() / 100).max(1));
+            let book = TrainConfig::default();
+            let evaluations = book.evaluations(d.train.len());
             for threads in [1, 2] {
                 row(
                     &format!(

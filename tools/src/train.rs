@@ -34,6 +34,21 @@ pub struct TrainConfig {
     pub backend: Backend,
 }
 
+impl TrainConfig {
+    /// Iterations between two evaluations on a training set of `train_size` images.
+    pub fn iter_per_epoch(&self, train_size: usize) -> usize {
+        self.eval_every
+            .unwrap_or((train_size / self.batch_size).max(1))
+            .max(1)
+    }
+
+    /// How many evaluations a run makes: one every [`TrainConfig::iter_per_epoch`]
+    /// iterations, from iteration 0.
+    pub fn evaluations(&self, train_size: usize) -> usize {
+        self.iters.div_ceil(self.iter_per_epoch(train_size))
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -112,10 +127,7 @@ pub fn train(
     let train_size = data.train.len();
     let shape =
         TwoLayerShape::new(data.train.pixels, cfg.hidden, 10).with_activation(cfg.activation);
-    let iter_per_epoch = cfg
-        .eval_every
-        .unwrap_or((train_size / cfg.batch_size).max(1))
-        .max(1);
+    let iter_per_epoch = cfg.iter_per_epoch(train_size);
 
     let mut net =
         TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])?.with_backend(cfg.backend)?;

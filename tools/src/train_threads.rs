@@ -481,7 +481,7 @@ pub fn train_threads(
             capacity: zeronn::layers::FUSED_MAX_BATCH,
         });
     }
-    let iter_per_epoch = cfg.eval_every.unwrap_or((train_size / batch).max(1)).max(1);
+    let iter_per_epoch = cfg.iter_per_epoch(train_size);
     let mut net =
         TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])?.with_backend(cfg.backend)?;
     let mut rng = seeded(cfg.seed);
