@@ -58,13 +58,69 @@ pub use naive::gemm as gemm_naive;
 use crate::error::{Error, Result, check_len};
 use core::ops::{Add, Mul};
 
+/// The gemm internals of an element type, in a private module so that only this crate can
+/// name or call them: the SIMD and `matrixmultiply` entries trust the shapes that
+/// [`gemm_ex`] has checked.
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+    use super::{Backend, Epilogue, MatMut, MatRef};
+
+    pub trait Sealed: Sized {
+        /// 0 and 1 of the type.
+        const GEMM_ZERO: Self;
+        const GEMM_ONE: Self;
+
+        /// Runs a SIMD backend if there is one for this type; `false` if not (nothing touched).
+        #[allow(clippy::too_many_arguments)]
+        fn simd(
+            backend: Backend,
+            alpha: Self,
+            a: MatRef<'_, Self>,
+            b: MatRef<'_, Self>,
+            beta: Self,
+            c: MatMut<'_, Self>,
+            pack: &mut [Self],
+            epi: Epilogue<'_, Self>,
+        ) -> bool;
+
+        /// Whether [`Sealed::row_kernel`] is a register kernel on this target.
+        const ROW_KERNEL: bool = false;
+
+        /// `out[j] = Σ_{p<kc} A(i, pc+p)·B(pc+p, j0+j)` for `j < out.len()` (16, 8, 4, 2 or 1),
+        /// summed in order of `p` from zero (the portable kernel's arithmetic), for columns of B
+        /// that must exist and have unit column stride, of views that pick no rows or columns
+        /// through an index. Only called when [`Sealed::ROW_KERNEL`].
+        fn row_kernel(
+            kc: usize,
+            a: &MatRef<'_, Self>,
+            i: usize,
+            pc: usize,
+            b: &MatRef<'_, Self>,
+            j0: usize,
+            out: &mut [Self],
+        ) {
+            let _ = (kc, a, i, pc, b, j0, out);
+        }
+
+        /// Runs the `matrixmultiply` crate's gemm for this type.
+        #[cfg(feature = "matrixmultiply")]
+        fn matrixmultiply(
+            alpha: Self,
+            a: MatRef<'_, Self>,
+            b: MatRef<'_, Self>,
+            beta: Self,
+            c: MatMut<'_, Self>,
+        );
+    }
 }
 
 /// What gemm needs of an element type; implemented for `f32` and `f64`.
+///
+/// Its internals are private to this crate (the SIMD entries trust the shapes that
+/// [`gemm_ex`] checks), so code outside cannot reach them:
+///
+/// ```compile_fail
+/// let _ = <f32 as zeronn::gemm::Element>::GEMM_ZERO;
+/// ```
 pub trait Element:
     sealed::Sealed
     + Copy
@@ -77,58 +133,11 @@ pub trait Element:
     + Sync
     + 'static
 {
-    #[doc(hidden)]
-    const GEMM_ZERO: Self;
-    #[doc(hidden)]
-    const GEMM_ONE: Self;
-
-    /// Runs a SIMD backend if there is one for this type; `false` if not (nothing touched).
-    #[doc(hidden)]
-    #[allow(clippy::too_many_arguments)]
-    fn simd(
-        backend: Backend,
-        alpha: Self,
-        a: MatRef<'_, Self>,
-        b: MatRef<'_, Self>,
-        beta: Self,
-        c: MatMut<'_, Self>,
-        pack: &mut [Self],
-        epi: Epilogue<'_, Self>,
-    ) -> bool;
-
-    /// Whether [`Element::row_kernel`] is a register kernel on this target.
-    #[doc(hidden)]
-    const ROW_KERNEL: bool = false;
-
-    /// `out[j] = Σ_{p<kc} A(i, pc+p)·B(pc+p, j0+j)` for `j < out.len()` (16, 8, 4, 2 or 1),
-    /// summed in order of `p` from zero (the portable kernel's arithmetic), for columns of B
-    /// that must exist and have unit column stride. Only called when [`Element::ROW_KERNEL`].
-    #[doc(hidden)]
-    fn row_kernel(
-        kc: usize,
-        a: &MatRef<'_, Self>,
-        i: usize,
-        pc: usize,
-        b: &MatRef<'_, Self>,
-        j0: usize,
-        out: &mut [Self],
-    ) {
-        let _ = (kc, a, i, pc, b, j0, out);
-    }
-
-    /// Runs the `matrixmultiply` crate's gemm for this type.
-    #[doc(hidden)]
-    #[cfg(feature = "matrixmultiply")]
-    fn matrixmultiply(
-        alpha: Self,
-        a: MatRef<'_, Self>,
-        b: MatRef<'_, Self>,
-        beta: Self,
-        c: MatMut<'_, Self>,
-    );
 }
 
-impl Element for f32 {
+impl Element for f32 {}
+
+impl sealed::Sealed for f32 {
     const GEMM_ZERO: Self = 0.0;
     const GEMM_ONE: Self = 1.0;
     #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
@@ -145,7 +154,8 @@ impl Element for f32 {
     ) {
         let w = out.len();
         // Check the extremes of what the kernel reads (row i of A over the block, rows of B
-        // over the block, columns j0..j0+w): the views guarantee everything in between.
+        // over the block, columns j0..j0+w) and that the views are plain strided ones: they
+        // guarantee everything in between. (Only `gemm_ex` calls this, with checked views.)
         assert!(
             kc > 0
                 && i < a.rows
@@ -153,6 +163,10 @@ impl Element for f32 {
                 && pc + kc <= b.rows
                 && j0 + w <= b.cols
                 && b.cs == 1
+                && a.ri.is_none()
+                && a.ci.is_none()
+                && b.ri.is_none()
+                && b.ci.is_none()
         );
         // SAFETY: A(i, pc+p) for p < kc and B(pc+p, j0+j) for j < w are inside their views
         // (asserted above), which lie inside their slices.
@@ -213,7 +227,9 @@ impl Element for f32 {
     }
 }
 
-impl Element for f64 {
+impl Element for f64 {}
+
+impl sealed::Sealed for f64 {
     const GEMM_ZERO: Self = 0.0;
     const GEMM_ONE: Self = 1.0;
     fn simd(
