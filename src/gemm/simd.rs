@@ -288,7 +288,9 @@ pub(crate) fn gemm<K: SimdKernel>(
                 }
                 (b.data.as_ptr(), b.rs, b_row_ptrs.as_ptr())
             } else {
-                // SAFETY: (pc, j0) is inside B (pc < k, j0 < n), so the offset is in bounds.
+                // SAFETY: (pc, j0) is inside B (pc < k, j0 < n), so the offset is in bounds;
+                // B is read in place only when its columns are contiguous (`cs == 1`) or it
+                // is 1×1 (see `pack_b`), so `j0` needs no factor `cs`.
                 (
                     unsafe { b.data.as_ptr().add(pc * b.rs + j0) },
                     b.rs,

@@ -43,6 +43,9 @@ fn last_mask(nv: usize, ncols: usize) -> __m256i {
 
 /// One tile of up to `MR` rows (`t.mr` of them real) × `NV` vectors; rows beyond `t.mr`
 /// recompute the last real row and are never stored.
+///
+/// # Safety
+/// As for [`SimdKernel::tile`], with `mr ≤ MR` and `nv == NV`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_n<const MR: usize, const NV: usize>(t: &Tile) {
     let mask = last_mask(NV, t.ncols);

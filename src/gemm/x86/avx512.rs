@@ -115,6 +115,9 @@ const ROW_MAX_K: usize = crate::gemm::SIMD_KC;
 /// zero, since `0·b` adds nothing (a batch of one MNIST image has four fifths of its pixels at
 /// zero). The sum over those terms is split four ways into independent accumulators, so the
 /// multiply-adds do not wait on each other, then added pairwise.
+///
+/// # Safety
+/// As for [`SimdKernel::tile`], for a product of a single row (`t.single`), `nv == NV`.
 #[target_feature(enable = "avx512f")]
 unsafe fn row_n<const NV: usize>(t: &Tile) {
     let mask = last_mask(NV, t.ncols);
@@ -225,6 +228,9 @@ unsafe fn col(t: &ColTile) {
 }
 
 /// The scalar epilogue of the remainder kernels: the same arithmetic as the vector one.
+///
+/// # Safety
+/// AVX-512F present; `cp` valid for a read (when `beta ≠ 0`) and a write, `bias` null or valid for a read.
 #[inline(always)]
 unsafe fn store_scalar(cp: *mut f32, s: f32, alpha: f32, beta: f32, bias: *const f32, relu: bool) {
     // SAFETY: the caller passes a valid C element, and bias null or valid.
@@ -246,6 +252,9 @@ unsafe fn store_scalar(cp: *mut f32, s: f32, alpha: f32, beta: f32, bias: *const
 /// `R` columns × up to [`DOT_ROWS`] rows, each element a dot product along k of a row of A
 /// and a packed column of B, 16 k at a time; rows beyond `t.rows` repeat the last one and are
 /// not stored.
+///
+/// # Safety
+/// As for [`SimdKernel::tile`], for the elements the `DotTile` addresses, with `t.r == R`.
 #[target_feature(enable = "avx512f")]
 unsafe fn dot_n<const R: usize>(t: &DotTile) {
     let mut rows = [t.a; DOT_ROWS];
@@ -299,6 +308,9 @@ unsafe fn dot_n<const R: usize>(t: &DotTile) {
 
 /// `R` columns × up to [`COL_ROWS`] rows, vectors of 16 rows down the columns of A times a
 /// broadcast element of B.
+///
+/// # Safety
+/// As for [`SimdKernel::tile`], for the elements the `ColTile` addresses, with `t.r == R`.
 #[target_feature(enable = "avx512f")]
 unsafe fn col_n<const R: usize>(t: &ColTile) {
     const U: usize = COL_ROWS / 16;
@@ -376,6 +388,9 @@ fn last_mask(nv: usize, ncols: usize) -> __mmask16 {
 ///
 /// Rows beyond `t.mr` are computed from row `t.mr - 1` again (so no address outside A is read)
 /// and never stored.
+///
+/// # Safety
+/// As for [`SimdKernel::tile`], with `mr ≤ MR`, `nv == NV`, and `b_ptrs` not null exactly when `PICKED`.
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_n<const MR: usize, const NV: usize, const PICKED: bool>(t: &Tile) {
     let mask = last_mask(NV, t.ncols);
