@@ -44,9 +44,10 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// Number of elements.
+    /// Number of elements (saturating: a tensor of a shape too large for `usize`, which
+    /// [`TwoLayerShape::validate`] rejects, does not panic).
     pub const fn len(&self) -> usize {
-        self.rows * self.cols
+        self.rows.saturating_mul(self.cols)
     }
     /// Whether it has no elements.
     pub const fn is_empty(&self) -> bool {
@@ -54,7 +55,7 @@ impl Tensor {
     }
     /// Its range in the flat buffer.
     pub const fn range(&self) -> Range<usize> {
-        self.offset..self.offset + self.len()
+        self.offset..self.offset.saturating_add(self.len())
     }
 }
 
@@ -144,9 +145,12 @@ impl TwoLayerShape {
         self.min_workspace_len(max_batch).saturating_add(PACK_LEN)
     }
 
-    /// The named tensors, in buffer order.
+    /// The named tensors, in buffer order. (Offsets saturate for a shape too large for
+    /// `usize`, which [`TwoLayerShape::validate`] rejects.)
     pub const fn layout(&self) -> [Tensor; 4] {
         let (i, h, o) = (self.input_size, self.hidden_size, self.output_size);
+        let ih = i.saturating_mul(h);
+        let (b1, w2) = (ih, ih.saturating_add(h));
         [
             Tensor {
                 name: "W1",
@@ -156,19 +160,19 @@ impl TwoLayerShape {
             },
             Tensor {
                 name: "b1",
-                offset: i * h,
+                offset: b1,
                 rows: 1,
                 cols: h,
             },
             Tensor {
                 name: "W2",
-                offset: i * h + h,
+                offset: w2,
                 rows: h,
                 cols: o,
             },
             Tensor {
                 name: "b2",
-                offset: i * h + h + h * o,
+                offset: w2.saturating_add(h.saturating_mul(o)),
                 rows: 1,
                 cols: o,
             },
