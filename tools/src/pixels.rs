@@ -25,7 +25,8 @@ pub fn to_unit_f32(src: &[u8], dst: &mut [f32]) {
     let (src, dst) = (&src[..n], &mut dst[..n]);
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("avx512vl") {
-        // SAFETY: AVX-512F, BW and VL are present (checked just above; BW implies F).
+        // SAFETY: AVX-512F, BW and VL are present (checked just above; BW implies F), and
+        // `src` and `dst` are as long as each other (cut to `n` above).
         unsafe { x86::to_unit_avx512(src, dst) };
         return;
     }
@@ -43,6 +44,10 @@ mod x86 {
     /// as the tests check for every byte. The last few pixels the same way, with a masked
     /// load and store (the scalar path cost about 1 ns a pixel, and a gathered row of a
     /// mini-batch has 7 or 8 of them on average).
+    ///
+    /// # Safety
+    /// AVX-512F, BW and VL must be present, and `dst` at least as long as `src` (the tail's
+    /// masked store writes as many values as `src` has bytes left).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn to_unit_avx512(src: &[u8], dst: &mut [f32]) {
         let r = _mm512_set1_ps(1.0 / 255.0);

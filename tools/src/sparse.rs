@@ -241,6 +241,9 @@ mod x86 {
 
     /// The bytes of `chunk` (at most 64), the lanes past its end zero: a masked load, which
     /// does not touch the memory of masked-off lanes.
+    ///
+    /// # Safety
+    /// AVX-512BW must be present, and `chunk` hold at most 64 bytes.
     #[target_feature(enable = "avx512bw")]
     unsafe fn load(chunk: &[u8]) -> __m512i {
         if chunk.len() == 64 {
@@ -253,6 +256,10 @@ mod x86 {
         }
     }
 
+    /// Bit `i` set where `chunk[i] != 0`.
+    ///
+    /// # Safety
+    /// As for [`load`].
     #[target_feature(enable = "avx512bw")]
     pub unsafe fn nonzero_bits_64(chunk: &[u8]) -> u64 {
         // SAFETY: the caller passes at most 64 bytes.
@@ -260,6 +267,12 @@ mod x86 {
         _mm512_test_epi8_mask(v, v)
     }
 
+    /// The bytes of `chunk` whose bit is set in `mask`, in order, to the start of `out`,
+    /// then zeros up to 64 bytes.
+    ///
+    /// # Safety
+    /// AVX-512 VBMI2 and BW must be present, `chunk` hold at most 64 bytes and `out` have
+    /// room for 64.
     #[target_feature(enable = "avx512vbmi2,avx512bw")]
     pub unsafe fn compress_64(chunk: &[u8], mask: u64, out: &mut [u8]) {
         // The register form and a plain store: the compressing store to memory is
