@@ -176,7 +176,7 @@ fn one_hidden_unit_or_one_input_still_gets_random_weights() {
 
 #[test]
 fn learns_a_separable_problem() {
-    // Two Gaussian blobs in 2-D: class = sign of x0 + x1.
+    // Points uniform in [-1, 1)², class = sign of x0 + x1: linearly separable.
     let shape = TwoLayerShape::new(2, 8, 2);
     let mut g = rng(30);
     let n = 200;
@@ -205,7 +205,13 @@ fn backends_agree_on_the_gradient() {
     let x = uniform_f32(&mut g, 7 * 300);
     let t = labels(&mut g, 7, 10);
     let mut grads = Vec::new();
-    for backend in [Backend::Naive, Backend::Portable] {
+    // The reference first, then every other backend this machine has.
+    let backends: Vec<Backend> = Backend::ALL
+        .into_iter()
+        .filter(|&b| b != Backend::Auto && b.is_available())
+        .collect();
+    assert_eq!(backends[..2], [Backend::Naive, Backend::Portable]);
+    for &backend in &backends {
         let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])
             .unwrap()
             .with_backend(backend)
@@ -216,8 +222,14 @@ fn backends_agree_on_the_gradient() {
             .unwrap();
         grads.push(gr);
     }
-    for (a, b) in grads[0].iter().zip(&grads[1]) {
-        assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+    for (other, backend) in grads[1..].iter().zip(&backends[1..]) {
+        assert_eq!(other.len(), grads[0].len());
+        for (a, b) in grads[0].iter().zip(other) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                "{backend:?}: {a} vs {b}"
+            );
+        }
     }
 }
 

@@ -234,13 +234,22 @@ mod tests {
         let (written, read) = (Signal::new(), Signal::new());
         let buf = Shared::new(vec![0usize; 64]);
         let (mut waited_with_work, mut asked_again) = (0, 0);
+        // How often the waiter has asked for work in its current wait.
+        let asked = AtomicUsize::new(0);
         std::thread::scope(|s| {
             s.spawn(|| {
                 for step in 1..500 {
                     read.wait_for(step - 1, &team, || false);
                     if step % 50 == 0 {
-                        // Now and then the waiter surely waits: it must work meanwhile.
-                        std::thread::sleep(std::time::Duration::from_millis(2));
+                        // Now and then the waiter surely waits: this step is held back until
+                        // it has asked for work a fourth time, after its work said it was
+                        // done (or for 10 s, if it never asks again: the count below fails).
+                        let start = std::time::Instant::now();
+                        while asked.load(Ordering::Relaxed) < 4
+                            && start.elapsed() < std::time::Duration::from_secs(10)
+                        {
+                            std::hint::spin_loop();
+                        }
                     }
                     // SAFETY: the reader has published that it is done with the last step,
                     // and reads this one only after it is published below.
@@ -252,8 +261,10 @@ mod tests {
                 let mut calls = 0;
                 written.wait_for(step, &team, || {
                     calls += 1;
+                    asked.store(calls, Ordering::Relaxed);
                     calls < 3
                 });
+                asked.store(0, Ordering::Relaxed);
                 waited_with_work += usize::from(calls >= 3);
                 asked_again += usize::from(calls > 3);
                 // SAFETY: the writer published this step after writing it, and writes again
@@ -266,7 +277,7 @@ mod tests {
             waited_with_work >= 9,
             "a long wait did no work: {waited_with_work}"
         );
-        // The 2 ms waits are thousands of spins: work that said it was done is asked again.
+        // Work that said it was done is asked again.
         assert!(asked_again >= 9, "work not asked for again: {asked_again}");
     }
 

@@ -313,6 +313,27 @@ fn bench_prints_every_figure_with_its_gflops_and_share_of_the_peak() {
             .trim();
         let (value, rest) = cell.split_once(' ').unwrap();
         assert!(value.parse::<f64>().unwrap() > 0.0, "{line}");
-        assert!(rest.ends_with("%)"), "{line}");
+        let share = rest
+            .strip_suffix("%)")
+            .and_then(|r| r.rsplit([' ', '(']).next())
+            .and_then(|p| p.parse::<f64>().ok());
+        assert!(
+            share.is_some_and(|p| p > 0.0),
+            "share of the peak in {line}"
+        );
+        if !figure.contains('·') {
+            // A time, then its rate: "(156.6 GFLOP/s, 91%)".
+            let rate = rest
+                .split_once('(')
+                .and_then(|(_, r)| r.split_once(" GFLOP/s, "))
+                .and_then(|(g, _)| g.parse::<f64>().ok());
+            assert!(rate.is_some_and(|g| g > 0.0), "GFLOP/s in {line}");
+        }
     }
+    // The products' cells are rates: their table says so.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("| product") && l.contains("GFLOP/s (of peak)")),
+        "{out}"
+    );
 }
