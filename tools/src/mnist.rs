@@ -74,6 +74,13 @@ pub enum Problem {
         /// The images file.
         images_path: PathBuf,
     },
+    /// The header promises more data than this tool loads ([`MAX_IDX_DATA`]).
+    TooLarge {
+        /// Bytes the header promises.
+        declared: u64,
+    },
+    /// The file holds no images (or labels): nothing to train or test on.
+    NoImages,
     /// Image size does not match what the net expects.
     WrongImageSize {
         /// Pixels per image in the file.
@@ -125,6 +132,12 @@ impl fmt::Display for LoadError {
                 f,
                 "{p}: oversized: more than the {expected} bytes of data the header promises"
             ),
+            Problem::TooLarge { declared } => write!(
+                f,
+                "{p}: the header promises {declared} bytes of data, more than the {MAX_IDX_DATA} \
+                 this tool loads"
+            ),
+            Problem::NoImages => write!(f, "{p}: holds no images"),
             Problem::BadLabel { index, label } => {
                 write!(f, "{p}: label {label} at index {index} is not a digit 0-9")
             }
@@ -283,6 +296,10 @@ fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<u32>, Vec<u8>)
             },
         ));
     };
+    // Checked before reading: a small gzip file could otherwise inflate without end.
+    if expected > MAX_IDX_DATA {
+        return Err(err(path, Problem::TooLarge { declared: expected }));
+    }
     // Never allocate more than the data actually present: read in chunks.
     let mut data = Vec::with_capacity(expected.min(1 << 26) as usize);
     let got = r
@@ -305,6 +322,10 @@ fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<u32>, Vec<u8>)
     }
     Ok((dims, data))
 }
+
+/// Most bytes of data an IDX file may declare: 2 GiB, over three times EMNIST's largest
+/// split of 28×28 images.
+pub const MAX_IDX_DATA: u64 = 1 << 31;
 
 /// Loads an IDX images file (`0x00000803`, count × rows × cols).
 pub fn load_images(path: &Path) -> Result<Images, LoadError> {
@@ -510,6 +531,9 @@ pub fn load_split(images: &Path, labels: &Path, pixels: Option<usize>) -> Result
                 images_path: images.to_path_buf(),
             },
         ));
+    }
+    if img.count == 0 {
+        return Err(err(images, Problem::NoImages));
     }
     let per = img.rows * img.cols;
     if let Some(expected) = pixels

@@ -176,6 +176,45 @@ fn dimensions_whose_product_overflows_are_an_error() {
     assert!(matches!(p, Problem::BadDimensions { .. }), "{msg}");
 }
 
+/// A header promising more than the loader reads is refused before any data is read: a
+/// gzip stream of zeros would otherwise inflate until memory runs out.
+#[test]
+fn a_header_promising_too_much_data_is_refused_before_reading_it() {
+    // 10 million 28×28 images: 7.84 GB.
+    let header = idx(0x803, &[10_000_000, 28, 28], &[]);
+    let mut stream = header.clone();
+    stream.extend(std::iter::repeat_n(0u8, 1 << 20));
+    for (bytes, name) in [
+        (header, "big-idx3-ubyte"),
+        (gz(&stream), "big-idx3-ubyte.gz"),
+    ] {
+        let (p, msg) = image_error(&bytes, name);
+        assert!(
+            matches!(
+                p,
+                Problem::TooLarge {
+                    declared: 7_840_000_000
+                }
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains(name) && msg.contains("7840000000"), "{msg}");
+    }
+    // Just under the limit, a truncated file is reported as truncated.
+    let (p, msg) = image_error(&idx(0x803, &[2_000_000, 28, 28], &[0; 16]), "ok-idx3-ubyte");
+    assert!(matches!(p, Problem::Truncated { .. }), "{msg}");
+}
+
+#[test]
+fn a_split_without_images_is_an_error() {
+    let s = Scratch::new("noimages");
+    write(&s.path("i"), &images(0));
+    write(&s.path("l"), &labels(0));
+    let e = mnist::load_split(&s.path("i"), &s.path("l"), None).unwrap_err();
+    assert!(matches!(e.problem, Problem::NoImages));
+    assert!(e.to_string().contains("holds no images"), "{e}");
+}
+
 #[test]
 fn count_mismatch_is_an_error_naming_both_files() {
     let s = Scratch::new("count");
