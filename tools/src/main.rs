@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use zeronn::Activation;
 use zeronn::gemm::Backend;
+use zeronn::{Activation, TwoLayerShape};
 use zeronn_tools::format::py_repr;
 use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
 use zeronn_tools::mnist::{self, Mnist};
@@ -268,10 +268,33 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             .resolve()
             .map_err(|e| e.to_string())?,
     };
+    let threads = positive("threads", a.threads)?;
+    if threads > 1 && cfg.activation != Activation::Relu {
+        return Err(
+            "--threads above 1 needs --activation relu (the multi-threaded step is the \
+                    fused ReLU one)"
+                .into(),
+        );
+    }
+    if threads > 1 && cfg.batch_size > zeronn::layers::FUSED_MAX_BATCH {
+        return Err(format!(
+            "--threads above 1 needs --batch-size at most {} (one fused block of the batch)",
+            zeronn::layers::FUSED_MAX_BATCH
+        ));
+    }
     if let Some(path) = &a.save {
-        check_writable(path)?;
+        modelfile::check_savable(path)?;
     }
     let data = load_data(&a.data)?;
+    if cfg.batch_size > data.train.len() {
+        return Err(format!(
+            "--batch-size {} is larger than the training set ({} images)",
+            cfg.batch_size,
+            data.train.len()
+        ));
+    }
+    let shape = TwoLayerShape::new(data.train.pixels, cfg.hidden, 10);
+    modelfile::check_size(&shape).map_err(|e| format!("--hidden {}: {e}", cfg.hidden))?;
     eprintln!(
         "zeronn train: {}-{}-10 {:?}, batch {}, lr {}, {} iterations, seed {}, backend {}, {} thread(s)",
         data.train.pixels,
@@ -294,7 +317,6 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             println!("{} {}", py_repr(e.train_acc), py_repr(e.test_acc));
         }
     };
-    let threads = positive("threads", a.threads)?;
     let report = if threads == 1 {
         train(&cfg, &data, on_event)
     } else {
@@ -322,27 +344,25 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         report.train_time.as_secs_f64(),
         report.eval_time.as_secs_f64(),
     );
+    if !report.params.iter().all(|p| p.is_finite()) {
+        return Err(format!(
+            "training diverged: the parameters hold NaN or infinite values (try a smaller --lr \
+             or --weight-init-std){}",
+            if a.save.is_some() { "; not saved" } else { "" }
+        ));
+    }
     if let Some(path) = &a.save {
-        modelfile::save(path, &report.shape, &report.params)?;
+        // Should the file fail now, the run is not lost: the model goes to the temporary
+        // directory instead, and the error says where.
+        let spare = std::env::temp_dir().join(format!(
+            "zeronn-seed{}-{}.zrnn",
+            cfg.seed,
+            std::process::id()
+        ));
+        modelfile::save_or_spare(path, &spare, &report.shape, &report.params)?;
         eprintln!("saved {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Fails early, before a long run, if the model could not be written.
-fn check_writable(path: &Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(format!(
-            "--save {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        ));
-    }
-    Ok(())
 }
 
 fn cmd_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
@@ -391,14 +411,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         .and_then(|n| n.with_backend(a.backend.into()))
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
     let data = load_data(&a.data)?;
-    if data.test.pixels != net.shape().input_size {
-        return Err(format!(
-            "{}: the model takes {} inputs, the images have {} pixels",
-            a.model.display(),
-            net.shape().input_size,
-            data.test.pixels
-        ));
-    }
+    check_model_fits(&a.model, &net.shape(), &data)?;
     let test = match a.limit {
         Some(n) => data.test.head(positive("limit", n)?),
         None => data.test,
@@ -409,6 +422,21 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     let correct = (acc * test.len() as f64).round() as usize;
     println!("test accuracy: {} ({correct}/{})", py_repr(acc), test.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fails unless the model at `path` takes the data's images and gives the 10 digits' scores.
+fn check_model_fits(path: &Path, shape: &TwoLayerShape, data: &Mnist) -> Result<()> {
+    if shape.input_size != data.test.pixels || shape.output_size != 10 {
+        return Err(format!(
+            "{}: the model is {}-{}-{}, the data needs {} inputs (pixels) and 10 outputs (digits)",
+            path.display(),
+            shape.input_size,
+            shape.hidden_size,
+            shape.output_size,
+            data.test.pixels
+        ));
+    }
+    Ok(())
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
@@ -602,6 +630,7 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
         ));
     }
     let data = load_data(&a.data)?;
+    check_model_fits(&a.model, &net.shape(), &data)?;
     let summary = zeronn_tools::export::export(
         bytes.bytes(),
         &net,

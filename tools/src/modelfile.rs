@@ -14,7 +14,7 @@ pub fn save(path: &Path, shape: &TwoLayerShape, params: &[f32]) -> Result<(), St
     let arch = model::two_layer_architecture(shape);
     let mut bytes = vec![0u8; model::encoded_len(arch.len(), params.len())];
     model::write(&arch, params, &mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let tmp = path.with_extension("zrnn.partial");
+    let tmp = partial(path);
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -25,6 +25,74 @@ pub fn save(path: &Path, shape: &TwoLayerShape, params: &[f32]) -> Result<(), St
         let _ = fs::remove_file(&tmp);
         format!("{}: cannot write model: {e}", path.display())
     })
+}
+
+/// [`save`] to `path`, or if that fails, to `spare`: the error then says where the model is
+/// (or that both failed).
+pub fn save_or_spare(
+    path: &Path,
+    spare: &Path,
+    shape: &TwoLayerShape,
+    params: &[f32],
+) -> Result<(), String> {
+    save(path, shape, params).map_err(|e| match save(spare, shape, params) {
+        Ok(()) => format!("{e}; the model is saved as {} instead", spare.display()),
+        Err(e2) => format!("{e}; saving it as {} failed too: {e2}", spare.display()),
+    })
+}
+
+/// Fails early, before a long run, if a model could not be written to `path`: it names a
+/// directory, or its directory does not exist or does not let us create the file (tried with
+/// the temporary file [`save`] writes first, removed again).
+pub fn check_savable(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.as_os_str().is_empty() || path.file_name().is_none() || path.is_dir() {
+        return Err(format!("--save {shown}: not a file name"));
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "--save {shown}: directory {} does not exist",
+            dir.display()
+        ));
+    }
+    let tmp = partial(path);
+    let existed = tmp.exists();
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&tmp)
+        .map_err(|e| format!("--save {shown}: cannot write in {}: {e}", dir.display()))?;
+    if !existed {
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(())
+}
+
+/// Fails if a net of `shape` could not be saved: its parameters must fit the model format
+/// (4 GiB), and the shape be valid.
+pub fn check_size(shape: &TwoLayerShape) -> Result<(), String> {
+    shape.validate().map_err(|e| e.to_string())?;
+    let bytes = (shape.param_len() as u64).saturating_mul(4);
+    if bytes > u64::from(u32::MAX) {
+        return Err(format!(
+            "a {}-{}-{} net has {} parameters ({bytes} bytes), more than the model format's \
+             4 GiB",
+            shape.input_size,
+            shape.hidden_size,
+            shape.output_size,
+            shape.param_len()
+        ));
+    }
+    Ok(())
+}
+
+/// The file [`save`] writes before renaming it to `path`.
+fn partial(path: &Path) -> std::path::PathBuf {
+    path.with_extension("zrnn.partial")
 }
 
 /// Bytes held in `u64` words so they start 8-aligned, as the model format's in-place view
@@ -70,4 +138,65 @@ pub fn read(path: &Path) -> Result<AlignedBytes, String> {
 pub fn parse<'a>(path: &Path, bytes: &'a AlignedBytes) -> Result<Model<'a>, String> {
     Model::from_bytes(bytes.bytes())
         .map_err(|e| format!("{}: not a valid zeronn model: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("zeronn-modelfile-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_model_that_cannot_be_written_goes_to_the_spare_path() {
+        let d = scratch("spare");
+        let shape = TwoLayerShape::new(4, 3, 2);
+        let params: Vec<f32> = (0..shape.param_len()).map(|i| i as f32 / 7.0).collect();
+        let (bad, spare) = (d.join("missing").join("m.zrnn"), d.join("spare.zrnn"));
+        assert!(check_savable(&bad).is_err());
+        let e = save_or_spare(&bad, &spare, &shape, &params).unwrap_err();
+        assert!(e.contains("m.zrnn") && e.contains("spare.zrnn"), "{e}");
+        let bytes = read(&spare).unwrap();
+        let model = parse(&spare, &bytes).unwrap();
+        let net = model.two_layer_net().unwrap();
+        assert_eq!(net.shape(), shape);
+        assert_eq!(net.params(), &params[..]);
+        // Both failing: both named.
+        let e = save_or_spare(&bad, &d.join("no").join("s.zrnn"), &shape, &params).unwrap_err();
+        assert!(e.contains("failed too"), "{e}");
+        // A good path: saved there, nothing beside it.
+        let good = d.join("good.zrnn");
+        check_savable(&good).unwrap();
+        save_or_spare(&good, &d.join("unused.zrnn"), &shape, &params).unwrap();
+        assert!(good.is_file() && !d.join("unused.zrnn").exists());
+        assert!(!d.join("good.zrnn.partial").exists());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn unsavable_paths_and_sizes_are_refused_up_front() {
+        let d = scratch("check");
+        assert!(check_savable(&d).unwrap_err().contains("not a file name"));
+        assert!(check_savable(Path::new("")).is_err());
+        assert!(
+            check_savable(&d.join("nope").join("m.zrnn"))
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        check_savable(&d.join("m.zrnn")).unwrap();
+        assert!(
+            !d.join("m.zrnn.partial").exists(),
+            "the probe file is removed"
+        );
+        check_size(&TwoLayerShape::new(784, 50, 10)).unwrap();
+        // 784·h + h + 10·h + 10 parameters of 4 bytes pass 4 GiB from h = 1 350 619 on.
+        check_size(&TwoLayerShape::new(784, 1_350_617, 10)).unwrap();
+        let e = check_size(&TwoLayerShape::new(784, 1_350_619, 10)).unwrap_err();
+        assert!(e.contains("4 GiB"), "{e}");
+        let _ = fs::remove_dir_all(&d);
+    }
 }

@@ -140,7 +140,8 @@ pub fn train(
     let mut batch_mask = vec![0usize; cfg.batch_size];
     let mut x_batch = vec![0.0f32; cfg.batch_size * shape.input_size];
     let mut t_batch = vec![0u8; cfg.batch_size];
-    let (mut losses, mut epochs) = (Vec::with_capacity(cfg.iters), Vec::new());
+    // (The reservation is capped: a huge --iters runs for ages, it does not abort here.)
+    let (mut losses, mut epochs) = (Vec::with_capacity(cfg.iters.min(1 << 20)), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
 
     // Mini-batches are drawn one step ahead (the same draws, in the same order) so that the

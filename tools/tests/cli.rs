@@ -103,6 +103,150 @@ fn bad_arguments_are_refused() {
     assert_clean_failure(&o, "batch-size");
     let o = zeronn(&["train", "--lr", "nan"], None);
     assert_clean_failure(&o, "--lr");
+    for (args, needle) in [
+        (&["train", "--hidden", "0"][..], "--hidden"),
+        (&["train", "--threads", "0"], "--threads"),
+        (
+            &["train", "--threads", "2", "--activation", "sigmoid"],
+            "--activation relu",
+        ),
+        (
+            &["train", "--threads", "2", "--batch-size", "300"],
+            "at most 256",
+        ),
+    ] {
+        assert_clean_failure(&zeronn(args, None), needle);
+    }
+}
+
+/// A directory of small MNIST-format files (raw IDX, 28×28 images): `train` and `test`
+/// images, each label's digit drawn as a few lit pixels.
+fn fake_mnist(tag: &str, train: u32, test: u32) -> Scratch {
+    let s = Scratch::new(tag);
+    let write = |name: &str, magic: u32, dims: &[u32], data: Vec<u8>| {
+        let mut v = magic.to_be_bytes().to_vec();
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v.extend(data);
+        std::fs::write(s.path(name), v).unwrap();
+    };
+    for (stem, n) in [("train", train), ("t10k", test)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let pixels: Vec<u8> = labels
+            .iter()
+            .flat_map(|&l| (0..784usize).map(move |p| if p % 37 == l as usize { 200 } else { 0 }))
+            .collect();
+        write(
+            &format!("{stem}-images-idx3-ubyte"),
+            0x803,
+            &[n, 28, 28],
+            pixels,
+        );
+        write(&format!("{stem}-labels-idx1-ubyte"), 0x801, &[n], labels);
+    }
+    s
+}
+
+#[test]
+fn a_model_that_could_not_be_saved_is_refused_before_training() {
+    let data = fake_mnist("save", 40, 10);
+    let out = Scratch::new("save-out");
+    let dir = out.0.to_str().unwrap();
+    let missing = out.path("missing").join("m.zrnn");
+    for (path, needle) in [
+        (dir, "not a file name"),
+        (missing.to_str().unwrap(), "does not exist"),
+    ] {
+        let o = zeronn(&["train", "--iters", "5", "--save", path], Some(&data.0));
+        assert_clean_failure(&o, needle);
+        assert!(
+            !stderr(&o).contains("done in"),
+            "trained first: {}",
+            stderr(&o)
+        );
+    }
+    // Too large for the model format: refused before training too.
+    let m = out.path("m.zrnn");
+    let o = zeronn(
+        &[
+            "train",
+            "--hidden",
+            "2000000",
+            "--batch-size",
+            "10",
+            "--save",
+            m.to_str().unwrap(),
+        ],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "4 GiB");
+    assert!(!m.exists());
+}
+
+#[test]
+fn a_batch_larger_than_the_training_set_or_an_empty_split_is_refused() {
+    let data = fake_mnist("small", 40, 10);
+    let o = zeronn(&["train", "--batch-size", "41"], Some(&data.0));
+    assert_clean_failure(&o, "larger than the training set (40 images)");
+    let empty = fake_mnist("empty", 40, 0);
+    let o = zeronn(&["train", "--iters", "5"], Some(&empty.0));
+    assert_clean_failure(&o, "holds no images");
+    assert!(
+        stderr(&o).contains("t10k-images-idx3-ubyte"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_diverged_run_is_an_error_and_saves_nothing() {
+    let data = fake_mnist("diverge", 40, 10);
+    let out = Scratch::new("diverge-out");
+    let m = out.path("m.zrnn");
+    let o = zeronn(
+        &[
+            "train",
+            "--iters",
+            "3",
+            "--batch-size",
+            "10",
+            "--weight-init-std",
+            "1e30",
+            "--no-progress",
+            "--save",
+            m.to_str().unwrap(),
+        ],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "training diverged");
+    assert!(stderr(&o).contains("not saved"), "{}", stderr(&o));
+    assert!(!m.exists());
+}
+
+#[test]
+fn a_model_of_the_wrong_shape_is_refused_by_eval_and_export() {
+    let data = fake_mnist("shape", 40, 10);
+    let out = Scratch::new("shape-out");
+    for (shape, name) in [
+        (zeronn::TwoLayerShape::new(100, 8, 10), "m100.zrnn"),
+        (zeronn::TwoLayerShape::new(784, 8, 5), "m5.zrnn"),
+    ] {
+        let m = out.path(name);
+        let params = vec![0.01f32; shape.param_len()];
+        zeronn_tools::modelfile::save(&m, &shape, &params).unwrap();
+        let (mp, bundle) = (m.to_str().unwrap(), out.path("bundle"));
+        let want = format!("the model is {}-8-{}", shape.input_size, shape.output_size);
+        let o = zeronn(&["eval", "--model", mp], Some(&data.0));
+        assert_clean_failure(&o, &want);
+        let o = zeronn(
+            &["export", "--model", mp, "--out", bundle.to_str().unwrap()],
+            Some(&data.0),
+        );
+        assert_clean_failure(&o, &want);
+        assert!(stderr(&o).contains(name));
+        assert!(!bundle.exists());
+    }
 }
 
 #[test]
