@@ -127,10 +127,29 @@ impl AlignedBytes {
     }
 }
 
-/// Reads a model file into an aligned buffer (validate it with [`parse`]).
+/// Most bytes of a model file: the format's largest header and 4 GiB of parameters.
+const MAX_FILE: u64 = model::encoded_len(model::MAX_LAYERS, u32::MAX as usize / 4) as u64;
+
+/// Reads a model file into an aligned buffer (validate it with [`parse`]). Only regular files
+/// of at most the format's size are read (not, say, `/dev/zero`, which never ends).
 pub fn read(path: &Path) -> Result<AlignedBytes, String> {
-    let bytes =
-        fs::read(path).map_err(|e| format!("{}: cannot read model: {e}", path.display()))?;
+    use std::io::Read;
+    let fail = |e: &dyn std::fmt::Display| format!("{}: cannot read model: {e}", path.display());
+    let f = fs::File::open(path).map_err(|e| fail(&e))?;
+    let meta = f.metadata().map_err(|e| fail(&e))?;
+    if !meta.is_file() {
+        return Err(fail(&"not a regular file"));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(fail(&format_args!(
+            "{} bytes, more than a model can have ({MAX_FILE})",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(&e))?;
     Ok(AlignedBytes::new(&bytes))
 }
 

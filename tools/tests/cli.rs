@@ -95,6 +95,11 @@ fn bad_model_file_is_a_clear_error() {
         None,
     );
     assert_clean_failure(&o, "absent");
+    // Not a regular file: refused, not read without end.
+    for p in ["/dev/zero", s.0.to_str().unwrap()] {
+        let o = zeronn(&["eval", "--model", p], None);
+        assert_clean_failure(&o, "not a regular file");
+    }
 }
 
 #[test]
