@@ -199,11 +199,7 @@ pub fn export(
         ("train-t.u8", &train.t),
         ("expected.rs", rs.as_bytes()),
     ];
-    fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    for (name, bytes) in files {
-        let p = out.join(name);
-        fs::write(&p, bytes).map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
-    }
+    write_bundle(out, &files)?;
     Ok(format!(
         "{}: model, {} test images ({correct} correct), {} training images; device training: loss {} -> {}, parameters crc {:08x}",
         out.display(),
@@ -213,4 +209,80 @@ pub fn export(
         run.last_loss,
         run.params_crc
     ))
+}
+
+/// Writes `files` as the directory `out`: into a sibling `out.partial` first, then renamed, so
+/// a failure leaves any earlier bundle as it was. An existing `out` is replaced only if it
+/// holds nothing but a bundle's files.
+fn write_bundle(out: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
+    let shown = out.display();
+    let Some(name) = out.file_name() else {
+        return Err(format!("--out {shown}: not a directory name"));
+    };
+    if out.exists() {
+        let entries = fs::read_dir(out).map_err(|e| format!("--out {shown}: {e}"))?;
+        for e in entries {
+            let e = e.map_err(|e| format!("--out {shown}: {e}"))?;
+            let n = e.file_name();
+            if !files.iter().any(|(f, _)| n == *f) {
+                return Err(format!(
+                    "--out {shown} holds {}, which is not part of a bundle: give a new \
+                     directory, or one an earlier export wrote",
+                    n.to_string_lossy()
+                ));
+            }
+        }
+    }
+    let mut partial_name = name.to_os_string();
+    partial_name.push(".partial");
+    let partial = out.with_file_name(partial_name);
+    let _ = fs::remove_dir_all(&partial);
+    let write = || -> Result<(), String> {
+        fs::create_dir_all(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+        for (name, bytes) in files {
+            let p = partial.join(name);
+            fs::write(&p, bytes).map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
+        }
+        if out.exists() {
+            fs::remove_dir_all(out).map_err(|e| format!("--out {shown}: {e}"))?;
+        }
+        fs::rename(&partial, out).map_err(|e| format!("--out {shown}: {e}"))
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_dir_all(&partial);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_replaces_only_an_earlier_bundle() {
+        let d = std::env::temp_dir().join(format!("zeronn-bundle-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let out = d.join("bundle");
+        let (a, b): (&[u8], &[u8]) = (b"first", b"second");
+        write_bundle(&out, &[("model.zrnn", a), ("expected.rs", a)]).unwrap();
+        assert_eq!(fs::read(out.join("model.zrnn")).unwrap(), a);
+        // An earlier bundle is replaced whole.
+        write_bundle(&out, &[("model.zrnn", b), ("expected.rs", b)]).unwrap();
+        assert_eq!(fs::read(out.join("expected.rs")).unwrap(), b);
+        assert!(!d.join("bundle.partial").exists());
+        // A directory holding anything else is left alone.
+        fs::write(out.join("notes.txt"), "mine").unwrap();
+        let e = write_bundle(&out, &[("model.zrnn", a), ("expected.rs", a)]).unwrap_err();
+        assert!(e.contains("notes.txt"), "{e}");
+        assert_eq!(fs::read(out.join("model.zrnn")).unwrap(), b);
+        assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+        // A file that cannot be written leaves the earlier bundle as it was.
+        fs::remove_file(out.join("notes.txt")).unwrap();
+        let files = [("model.zrnn", a), ("expected.rs", a), ("no/such", a)];
+        let e = write_bundle(&out, &files).unwrap_err();
+        assert!(e.contains("cannot write"), "{e}");
+        assert_eq!(fs::read(out.join("model.zrnn")).unwrap(), b);
+        assert!(!d.join("bundle.partial").exists());
+        let _ = fs::remove_dir_all(&d);
+    }
 }

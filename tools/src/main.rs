@@ -179,7 +179,8 @@ struct ExportArgs {
     /// The model file (from `zeronn train --save`)
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
-    /// Directory to write the bundle into
+    /// Directory to write the bundle as: a new one, or one an earlier export wrote (replaced
+    /// whole, and only once the new bundle is complete)
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Test images to embed (the first N of the test set)
