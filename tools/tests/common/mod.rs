@@ -1,14 +1,26 @@
 //! Shared helpers: where MNIST is, and scratch directories.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The MNIST directory from `ZERONN_DATA`, or `None` (test skipped, with a note) when unset.
 /// With `ZERONN_REQUIRE_DATA=1` (as CI sets it) a missing dataset fails the test instead.
+///
+/// Cargo runs these tests in `tools/`, not where `cargo test` was typed: a relative path that
+/// is not a directory from here is taken from the workspace root (README's command gives
+/// `../shared/data/mnist` from there).
 pub fn mnist_dir() -> Option<PathBuf> {
     match std::env::var_os("ZERONN_DATA") {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        Some(d) if !d.is_empty() => {
+            let d = PathBuf::from(d);
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            Some(if d.is_relative() && !d.is_dir() {
+                root.join(d)
+            } else {
+                d
+            })
+        }
         _ => {
             assert!(
                 std::env::var("ZERONN_REQUIRE_DATA").as_deref() != Ok("1"),
