@@ -17,8 +17,10 @@
 //! | --- | --- |
 //! | `Naive` | the triple loop: the algorithmic reference every other backend is tested against |
 //! | `Portable` | our cache-blocked 5-loop driver (`blocked.rs`) with the portable register kernel; packing buffers are caller-owned and fixed ([`PACK_LEN`]); without one it runs unpacked with the same arithmetic |
-//! | `MatrixMultiply` | the `matrixmultiply` crate (feature `matrixmultiply`; heap-allocates its packing buffers) |
-//! | `Auto` | the best of the above that needs no heap: today `Portable` |
+//! | `Avx2` | AVX2 + FMA register tiles on the SIMD driver (`simd.rs`, `x86/avx2.rs`); f32 (f64 runs the portable kernel) |
+//! | `Avx512` | AVX-512F register tiles (`x86/avx512.rs`), remainder kernels, zero-skipping for a single row; f32 |
+//! | `MatrixMultiply` | the `matrixmultiply` crate (feature `matrixmultiply`; heap-allocates its packing buffers); views that pick rows through an index are copied out to the packing space for it (and C back) |
+//! | `Auto` | the best of the above that needs no heap: AVX-512, else AVX2 (detected at run time with `std`, by `target_feature` without), else `Portable` |
 //!
 //! Which one runs is decided in one place, [`Backend::resolve`].
 //!
@@ -743,6 +745,12 @@ pub fn gemm_ex<T: Element>(
         Backend::MatrixMultiply if !(a.is_indexed() || b.is_indexed() || c.is_indexed()) => {
             T::matrixmultiply(alpha, a, b, beta, c.rb())
         }
+        #[cfg(feature = "matrixmultiply")]
+        Backend::MatrixMultiply => {
+            if !mm_copied(alpha, a, b, beta, c.rb(), pack) {
+                blocked::gemm::<T, kernel::Portable>(alpha, a, b, beta, c.rb(), pack)
+            }
+        }
         Backend::Avx2 | Backend::Avx512 => {
             if T::simd(backend, alpha, a, b, beta, c.rb(), pack, epi) {
                 return Ok(());
@@ -754,6 +762,87 @@ pub fn gemm_ex<T: Element>(
     }
     apply_epilogue(c, epi);
     Ok(())
+}
+
+/// The `matrixmultiply` crate on views that pick rows or columns through an index, which it
+/// cannot read: each such operand copied out to `pack` (row-major), the product run on the
+/// copies, and C's copy written back. `false` (nothing done) if the copies do not fit.
+#[cfg(feature = "matrixmultiply")]
+fn mm_copied<T: Element>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    mut c: MatMut<'_, T>,
+    pack: &mut [T],
+) -> bool {
+    let size = |indexed: bool, rows: usize, cols: usize| {
+        if indexed {
+            rows.saturating_mul(cols)
+        } else {
+            0
+        }
+    };
+    let (la, lb) = (
+        size(a.is_indexed(), a.rows, a.cols),
+        size(b.is_indexed(), b.rows, b.cols),
+    );
+    let lc = size(c.is_indexed(), c.rows, c.cols);
+    if la.saturating_add(lb).saturating_add(lc) > pack.len() {
+        return false;
+    }
+    let (pa, rest) = pack.split_at_mut(la);
+    let (pb, rest) = rest.split_at_mut(lb);
+    let pc = &mut rest[..lc];
+    // A row-major copy of an indexed view (or the view itself).
+    fn copy<'v, T: Element>(m: MatRef<'v, T>, out: &'v mut [T]) -> MatRef<'v, T> {
+        if !m.is_indexed() {
+            return m;
+        }
+        for (i, row) in out.chunks_exact_mut(m.cols.max(1)).enumerate() {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = m.at(i, j);
+            }
+        }
+        MatRef {
+            data: out,
+            rows: m.rows,
+            cols: m.cols,
+            rs: m.cols,
+            cs: 1,
+            ri: None,
+            ci: None,
+        }
+    }
+    let (a, b) = (copy(a, pa), copy(b, pb));
+    if !c.is_indexed() {
+        T::matrixmultiply(alpha, a, b, beta, c);
+        return true;
+    }
+    let (rows, cols) = (c.rows, c.cols);
+    if beta != T::GEMM_ZERO {
+        for (i, row) in pc.chunks_exact_mut(cols.max(1)).enumerate() {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = *c.at_mut_slow(i, j);
+            }
+        }
+    }
+    let copy_c = MatMut {
+        data: &mut *pc,
+        rows,
+        cols,
+        rs: cols,
+        cs: 1,
+        ri: None,
+        ci: None,
+    };
+    T::matrixmultiply(alpha, a, b, beta, copy_c);
+    for (i, row) in pc.chunks_exact(cols.max(1)).enumerate() {
+        for (j, &x) in row.iter().enumerate() {
+            *c.at_mut_slow(i, j) = x;
+        }
+    }
+    true
 }
 
 /// `C ← β·C`, writing zeros without reading C when β = 0.
