@@ -4,7 +4,8 @@
 use crate::error::{Result, check_len};
 use crate::math::Float;
 
-/// The book's step, `h = 1e-4` (right for f64; f32 wants a larger one, e.g. 1e-2).
+/// The book's step, `h = 1e-4` (right for f64; f32 wants a larger one: `zeronn gradcheck
+/// --f32` uses 1e-3).
 pub const BOOK_H: f64 = 1e-4;
 
 /// For each element of `x`: set it to `x + h`, evaluate `f`, set it to `x - h`, evaluate,

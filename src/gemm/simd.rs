@@ -8,7 +8,7 @@
 //! shuffles; and packing X would cost a full copy of the batch per product.
 //!
 //! ```text
-//! LOOP 3: k in blocks of KC (constants.rs): a KC × 64 slab of B stays in L1
+//! LOOP 3: k in blocks of SIMD_KC (constants.rs): a SIMD_KC × 64 panel of B, streamed from L2
 //!   LOOP 2: columns in tiles of up to NV_MAX vectors (64 floats with AVX-512)
 //!     LOOP 1: rows in blocks of MR (MR chosen per tile width so MR·NV accumulators fill the registers)
 //!       kernel: Σ over the block's k of A(i, p)·B(p, j) in registers, then the epilogue

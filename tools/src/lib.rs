@@ -1,5 +1,6 @@
-//! The `zeronn` command's library: MNIST loading, the training run, the gradient check,
-//! evaluation, model files and formatting. `main.rs` is the command line around it.
+//! The `zeronn` command's library: MNIST loading, the training run (on one thread or
+//! several), the gradient check, evaluation, benchmarks, model files, export for firmware and
+//! formatting. `main.rs` is the command line around it.
 
 pub mod bench;
 pub mod export;

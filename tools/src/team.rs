@@ -3,7 +3,7 @@
 //! each phase assigns to one member.
 //!
 //! Why not `std::sync::Barrier` or a condition variable: they sleep on a futex, and waking
-//! costs microseconds; a training step of the book's net takes about 35 µs per thread, so the
+//! costs microseconds; a training step of the book's net takes about 70 µs on two threads, so the
 //! waits within a step must cost well under a microsecond. Waiters spin, and yield after a
 //! while so an oversubscribed machine still makes progress.
 

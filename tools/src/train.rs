@@ -163,7 +163,7 @@ pub fn train(
         }
         let loss = if fused {
             // Gradient by backpropagation and the SGD update, fused, on the batch's non-blank
-            // pixels only (bit-identical to the two steps below; see `sparse.rs` and
+            // pixels only (the two steps below up to rounding; see `sparse.rs` and
             // `TwoLayerNet::train_step`).
             sparse::train_step(
                 &mut compact,
