@@ -358,43 +358,21 @@ impl EvalSet {
         let chunk = chunk.max(1);
         let count = data.len().div_ceil(chunk);
         let order = bbox_order(data, threads);
-        let build = |c0: usize, c1: usize| {
-            let mut compact = Compact::new();
-            let mut chunks = Vec::with_capacity(c1 - c0);
-            for c in c0..c1 {
-                let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(data.len()));
-                let images = &order[lo..hi];
-                compact.find_active(data, images.iter().copied());
-                let mut raw = Vec::with_capacity((hi - lo) * compact.len());
-                for &r in images {
-                    compact.compact_row_bytes(data, r, &mut raw);
-                }
-                chunks.push(EvalChunk {
-                    lo,
-                    hi,
-                    active: compact.active.clone(),
-                    raw,
-                });
+        let chunks = crate::team::map_shared(count, threads, |compact: &mut Compact, c| {
+            let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(data.len()));
+            let images = &order[lo..hi];
+            compact.find_active(data, images.iter().copied());
+            let mut raw = Vec::with_capacity((hi - lo) * compact.len());
+            for &r in images {
+                compact.compact_row_bytes(data, r, &mut raw);
             }
-            chunks
-        };
-        let threads = threads.clamp(1, count.max(1));
-        let chunks = if threads == 1 {
-            build(0, count)
-        } else {
-            std::thread::scope(|s| {
-                let parts: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let (c0, c1) = crate::team::part(count, threads, t);
-                        s.spawn(move || build(c0, c1))
-                    })
-                    .collect();
-                parts
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("evaluation set builder panicked"))
-                    .collect()
-            })
-        };
+            EvalChunk {
+                lo,
+                hi,
+                active: compact.active.clone(),
+                raw,
+            }
+        });
         EvalSet {
             labels: order.iter().map(|&r| data.t[r]).collect(),
             chunks,
@@ -455,24 +433,14 @@ impl EvalSet {
 /// order. Images are taken as square (MNIST's and Fashion-MNIST's 28×28) when `pixels` is a
 /// perfect square, else as one row of pixels. The boxes are found on `threads` threads.
 pub fn bbox_order(data: &Split, threads: usize) -> Vec<usize> {
+    // Blocks of images to whichever thread is free.
+    const BLOCK: usize = 2048;
     let n = data.len();
-    let threads = threads.clamp(1, n.max(1));
-    let mut keys: Vec<(u64, usize)> = if threads == 1 {
-        bbox_keys(data, 0, n)
-    } else {
-        std::thread::scope(|s| {
-            let parts: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (i0, i1) = crate::team::part(n, threads, t);
-                    s.spawn(move || bbox_keys(data, i0, i1))
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().expect("bounding box finder panicked"))
-                .collect()
+    let mut keys: Vec<(u64, usize)> =
+        crate::team::map_shared(n.div_ceil(BLOCK), threads, |_: &mut (), b| {
+            bbox_keys(data, b * BLOCK, ((b + 1) * BLOCK).min(n))
         })
-    };
+        .concat();
     keys.sort_unstable();
     keys.into_iter().map(|(_, i)| i).collect()
 }

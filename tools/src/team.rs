@@ -206,27 +206,45 @@ impl Drop for PoisonOnPanic<'_> {
     }
 }
 
-/// Member `i`'s part of `0..len` split into `n` nearly equal contiguous ranges.
-pub fn part(len: usize, n: usize, i: usize) -> (usize, usize) {
-    (len * i / n, len * (i + 1) / n)
+/// `f(scratch, i)` for every `i` in `0..count`, on `threads` threads (the calling one among
+/// them), in index order. The items go to whichever thread is free next, so a thread slowed
+/// by the machine takes fewer; each thread has its own `scratch`.
+pub fn map_shared<S: Default, T: Send>(
+    count: usize,
+    threads: usize,
+    f: impl Fn(&mut S, usize) -> T + Sync,
+) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut scratch = S::default();
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= count {
+                return done;
+            }
+            done.push((i, f(&mut scratch, i)));
+        }
+    };
+    let mut all: Vec<(usize, T)> = if threads.clamp(1, count.max(1)) == 1 {
+        work()
+    } else {
+        std::thread::scope(|s| {
+            let others: Vec<_> = (1..threads.min(count)).map(|_| s.spawn(work)).collect();
+            let mut all = work();
+            for h in others {
+                all.extend(h.join().expect("a thread of map_shared panicked"));
+            }
+            all
+        })
+    };
+    all.sort_unstable_by_key(|&(i, _)| i);
+    all.into_iter().map(|(_, t)| t).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parts_cover_the_range_without_overlap() {
-        for n in 1..5 {
-            let mut next = 0;
-            for i in 0..n {
-                let (a, b) = part(10, n, i);
-                assert_eq!(a, next);
-                next = b;
-            }
-            assert_eq!(next, 10);
-        }
-    }
 
     #[test]
     fn a_signal_orders_the_publisher_before_the_waiter_and_asks_for_work_again_in_long_waits() {
@@ -279,6 +297,26 @@ mod tests {
         );
         // Work that said it was done is asked again.
         assert!(asked_again >= 9, "work not asked for again: {asked_again}");
+    }
+
+    #[test]
+    fn map_shared_gives_every_item_once_in_order() {
+        for threads in [1, 2, 3, 8] {
+            for count in [0, 1, 2, 7, 100] {
+                let got = map_shared(count, threads, |calls: &mut usize, i| {
+                    *calls += 1;
+                    (i * i, *calls)
+                });
+                let squares: Vec<usize> = got.iter().map(|&(q, _)| q).collect();
+                assert_eq!(squares, (0..count).map(|i| i * i).collect::<Vec<_>>());
+                // Each thread's scratch is its own: its calls count up from 1.
+                let firsts = got.iter().filter(|&&(_, c)| c == 1).count();
+                assert!(
+                    firsts <= threads.max(1),
+                    "{firsts} scratches for {threads} threads"
+                );
+            }
+        }
     }
 
     #[test]
