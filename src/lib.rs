@@ -63,6 +63,11 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+// The `matrixmultiply` backend allocates (the crate's packing buffers, and copies of views it
+// cannot read), so it needs a global allocator.
+#[cfg(feature = "matrixmultiply")]
+extern crate alloc;
+
 mod error;
 pub mod functions;
 pub mod gemm;

@@ -765,8 +765,9 @@ pub fn gemm_ex<T: Element>(
 }
 
 /// The `matrixmultiply` crate on views that pick rows or columns through an index, which it
-/// cannot read: each such operand copied out to `pack` (row-major), the product run on the
-/// copies, and C's copy written back. `false` (nothing done) if the copies do not fit.
+/// cannot read: each such operand copied out (row-major) to `pack`, or to the heap when `pack`
+/// is too small (the crate allocates anyway), the product run on the copies, and C's copy
+/// written back. `false` (nothing done) only if the copies' size overflows `usize`.
 #[cfg(feature = "matrixmultiply")]
 fn mm_copied<T: Element>(
     alpha: T,
@@ -778,20 +779,29 @@ fn mm_copied<T: Element>(
 ) -> bool {
     let size = |indexed: bool, rows: usize, cols: usize| {
         if indexed {
-            rows.saturating_mul(cols)
+            rows.checked_mul(cols)
         } else {
-            0
+            Some(0)
         }
     };
-    let (la, lb) = (
+    let (Some(la), Some(lb), Some(lc)) = (
         size(a.is_indexed(), a.rows, a.cols),
         size(b.is_indexed(), b.rows, b.cols),
-    );
-    let lc = size(c.is_indexed(), c.rows, c.cols);
-    if la.saturating_add(lb).saturating_add(lc) > pack.len() {
+        size(c.is_indexed(), c.rows, c.cols),
+    ) else {
         return false;
-    }
-    let (pa, rest) = pack.split_at_mut(la);
+    };
+    let Some(need) = la.checked_add(lb).and_then(|n| n.checked_add(lc)) else {
+        return false;
+    };
+    let mut heap = alloc::vec::Vec::new();
+    let space = if need <= pack.len() {
+        &mut pack[..need]
+    } else {
+        heap.resize(need, T::GEMM_ZERO);
+        &mut heap[..]
+    };
+    let (pa, rest) = space.split_at_mut(la);
     let (pb, rest) = rest.split_at_mut(lb);
     let pc = &mut rest[..lc];
     // A row-major copy of an indexed view (or the view itself).
