@@ -211,12 +211,14 @@ pub fn export(
     ))
 }
 
-/// Writes `files` as the directory `out`: into a sibling `out.partial` first, then renamed, so
-/// a failure leaves any earlier bundle as it was. An existing `out` is replaced only if it
-/// holds nothing but a bundle's files.
+/// Writes `files` as the directory `out`: into a new sibling directory first, then swapped in
+/// by renames, so a failure leaves any earlier bundle as it was. An existing `out` is replaced
+/// only if it holds nothing but a bundle's files (regular files of those names).
 fn write_bundle(out: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
     let shown = out.display();
-    let Some(name) = out.file_name() else {
+    let raw = out.as_os_str().to_string_lossy();
+    let last = raw.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let Some(name) = out.file_name().filter(|_| !matches!(last, "" | "." | "..")) else {
         return Err(format!("--out {shown}: not a directory name"));
     };
     if out.exists() {
@@ -224,7 +226,8 @@ fn write_bundle(out: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
         for e in entries {
             let e = e.map_err(|e| format!("--out {shown}: {e}"))?;
             let n = e.file_name();
-            if !files.iter().any(|(f, _)| n == *f) {
+            let is_file = e.file_type().is_ok_and(|t| t.is_file());
+            if !is_file || !files.iter().any(|(f, _)| n == *f) {
                 return Err(format!(
                     "--out {shown} holds {}, which is not part of a bundle: give a new \
                      directory, or one an earlier export wrote",
@@ -233,24 +236,39 @@ fn write_bundle(out: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
             }
         }
     }
-    let mut partial_name = name.to_os_string();
-    partial_name.push(".partial");
-    let partial = out.with_file_name(partial_name);
-    let _ = fs::remove_dir_all(&partial);
-    let write = || -> Result<(), String> {
-        fs::create_dir_all(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
-        for (name, bytes) in files {
-            let p = partial.join(name);
-            fs::write(&p, bytes).map_err(|e| format!("{}: cannot write: {e}", p.display()))?;
-        }
-        if out.exists() {
-            fs::remove_dir_all(out).map_err(|e| format!("--out {shown}: {e}"))?;
-        }
-        fs::rename(&partial, out).map_err(|e| format!("--out {shown}: {e}"))
+    // Siblings of our own, named by this process: never a directory of the user's.
+    let sibling = |tag: &str| {
+        let mut n = name.to_os_string();
+        n.push(format!(".{tag}-{}", std::process::id()));
+        out.with_file_name(n)
     };
-    write().inspect_err(|_| {
+    let (partial, old) = (sibling("partial"), sibling("old"));
+    fs::create_dir(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+    let written = files.iter().try_for_each(|(name, bytes)| {
+        let p = partial.join(name);
+        fs::write(&p, bytes).map_err(|e| format!("{}: cannot write: {e}", p.display()))
+    });
+    if let Err(e) = written {
         let _ = fs::remove_dir_all(&partial);
-    })
+        return Err(e);
+    }
+    // The earlier bundle steps aside, the new one takes its place, then the earlier one goes.
+    let existed = out.exists();
+    if existed && let Err(e) = fs::rename(out, &old) {
+        let _ = fs::remove_dir_all(&partial);
+        return Err(format!("--out {shown}: {e}"));
+    }
+    if let Err(e) = fs::rename(&partial, out) {
+        if existed {
+            let _ = fs::rename(&old, out);
+        }
+        let _ = fs::remove_dir_all(&partial);
+        return Err(format!("--out {shown}: {e}"));
+    }
+    if existed {
+        let _ = fs::remove_dir_all(&old);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -269,7 +287,11 @@ mod tests {
         // An earlier bundle is replaced whole.
         write_bundle(&out, &[("model.zrnn", b), ("expected.rs", b)]).unwrap();
         assert_eq!(fs::read(out.join("expected.rs")).unwrap(), b);
-        assert!(!d.join("bundle.partial").exists());
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            1,
+            "nothing left beside the bundle"
+        );
         // A directory holding anything else is left alone.
         fs::write(out.join("notes.txt"), "mine").unwrap();
         let e = write_bundle(&out, &[("model.zrnn", a), ("expected.rs", a)]).unwrap_err();
@@ -282,7 +304,25 @@ mod tests {
         let e = write_bundle(&out, &files).unwrap_err();
         assert!(e.contains("cannot write"), "{e}");
         assert_eq!(fs::read(out.join("model.zrnn")).unwrap(), b);
-        assert!(!d.join("bundle.partial").exists());
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            1,
+            "nothing left beside the bundle"
+        );
+        // Not a directory name, or a directory entry that only looks like a bundle's file.
+        for bad in [d.join("."), d.join("bundle/."), d.join("..")] {
+            assert!(write_bundle(&bad, &[("model.zrnn", a)]).is_err(), "{bad:?}");
+        }
+        fs::remove_file(out.join("model.zrnn")).unwrap();
+        fs::create_dir(out.join("model.zrnn")).unwrap();
+        fs::write(out.join("model.zrnn").join("keep"), "mine").unwrap();
+        assert!(write_bundle(&out, &[("model.zrnn", a)]).is_err());
+        assert!(out.join("model.zrnn").join("keep").exists());
+        // A directory of the user's named like our scratch is never touched.
+        let theirs = d.join("other.partial");
+        fs::create_dir(&theirs).unwrap();
+        write_bundle(&d.join("other"), &[("model.zrnn", a)]).unwrap();
+        assert!(theirs.is_dir());
         let _ = fs::remove_dir_all(&d);
     }
 }
