@@ -288,15 +288,10 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         modelfile::check_savable(path)?;
     }
     let data = load_data(&a.data)?;
-    if cfg.batch_size > data.train.len() {
-        return Err(format!(
-            "--batch-size {} is larger than the training set ({} images)",
-            cfg.batch_size,
-            data.train.len()
-        ));
+    if a.save.is_some() {
+        let shape = TwoLayerShape::new(data.train.pixels, cfg.hidden, 10);
+        modelfile::check_size(&shape).map_err(|e| format!("--hidden {}: {e}", cfg.hidden))?;
     }
-    let shape = TwoLayerShape::new(data.train.pixels, cfg.hidden, 10);
-    modelfile::check_size(&shape).map_err(|e| format!("--hidden {}: {e}", cfg.hidden))?;
     eprintln!(
         "zeronn train: {}-{}-10 {:?}, batch {}, lr {}, {} iterations, seed {}, backend {}, {} thread(s)",
         data.train.pixels,

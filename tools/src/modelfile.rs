@@ -46,7 +46,8 @@ pub fn save_or_spare(
 /// the temporary file [`save`] writes first, removed again).
 pub fn check_savable(path: &Path) -> Result<(), String> {
     let shown = path.display();
-    if path.as_os_str().is_empty() || path.file_name().is_none() || path.is_dir() {
+    let raw = path.as_os_str().to_string_lossy();
+    if raw.is_empty() || raw.ends_with('/') || path.file_name().is_none() || path.is_dir() {
         return Err(format!("--save {shown}: not a file name"));
     }
     let dir = path
@@ -128,18 +129,19 @@ impl AlignedBytes {
 }
 
 /// Most bytes of a model file: the format's largest header and 4 GiB of parameters.
-const MAX_FILE: u64 = model::encoded_len(model::MAX_LAYERS, u32::MAX as usize / 4) as u64;
+const MAX_FILE: u64 = model::header_len(model::MAX_LAYERS) as u64 + u32::MAX as u64;
 
 /// Reads a model file into an aligned buffer (validate it with [`parse`]). Only regular files
 /// of at most the format's size are read (not, say, `/dev/zero`, which never ends).
 pub fn read(path: &Path) -> Result<AlignedBytes, String> {
     use std::io::Read;
     let fail = |e: &dyn std::fmt::Display| format!("{}: cannot read model: {e}", path.display());
-    let f = fs::File::open(path).map_err(|e| fail(&e))?;
-    let meta = f.metadata().map_err(|e| fail(&e))?;
+    // Looked at before opening: opening a named pipe would wait for a writer.
+    let meta = fs::metadata(path).map_err(|e| fail(&e))?;
     if !meta.is_file() {
         return Err(fail(&"not a regular file"));
     }
+    let f = fs::File::open(path).map_err(|e| fail(&e))?;
     if meta.len() > MAX_FILE {
         return Err(fail(&format_args!(
             "{} bytes, more than a model can have ({MAX_FILE})",
@@ -201,6 +203,12 @@ mod tests {
         let d = scratch("check");
         assert!(check_savable(&d).unwrap_err().contains("not a file name"));
         assert!(check_savable(Path::new("")).is_err());
+        let slash = format!("{}/", d.join("m.zrnn").display());
+        assert!(
+            check_savable(Path::new(&slash))
+                .unwrap_err()
+                .contains("not a file name")
+        );
         assert!(
             check_savable(&d.join("nope").join("m.zrnn"))
                 .unwrap_err()
