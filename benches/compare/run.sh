@@ -2,7 +2,7 @@
 # Side by side on this machine: zeronn against our NumPy, PyTorch and candle versions of the
 # book's chapter 5 run, in alternation, repeated; prints medians and ratios as Markdown tables.
 #
-#   ZERONN_DATA=../shared/data/mnist benches/compare/run.sh [--reps 3] [--no-candle]
+#   ZERONN_DATA=DIR benches/compare/run.sh [--reps 3] [--no-candle]
 #
 # NumPy and PyTorch come from the Python package index into a virtualenv made here
 # (target/compare-venv, or $COMPARE_VENV); candle from crates.io into its own cargo project
