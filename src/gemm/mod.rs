@@ -767,7 +767,7 @@ pub fn gemm_ex<T: Element>(
 /// The `matrixmultiply` crate on views that pick rows or columns through an index, which it
 /// cannot read: each such operand copied out (row-major) to `pack`, or to the heap when `pack`
 /// is too small (the crate allocates anyway), the product run on the copies, and C's copy
-/// written back. `false` (nothing done) only if the copies' size overflows `usize`.
+/// written back. `false` (C untouched) only if the copies' size overflows `usize`.
 #[cfg(feature = "matrixmultiply")]
 fn mm_copied<T: Element>(
     alpha: T,
@@ -804,50 +804,37 @@ fn mm_copied<T: Element>(
     let (pa, rest) = space.split_at_mut(la);
     let (pb, rest) = rest.split_at_mut(lb);
     let pc = &mut rest[..lc];
-    // A row-major copy of an indexed view (or the view itself).
-    fn copy<'v, T: Element>(m: MatRef<'v, T>, out: &'v mut [T]) -> MatRef<'v, T> {
-        if !m.is_indexed() {
-            return m;
-        }
+    // `m` written row-major into `out` (`m.rows × m.cols` elements).
+    fn fill<T: Element>(m: &MatRef<'_, T>, out: &mut [T]) {
         for (i, row) in out.chunks_exact_mut(m.cols.max(1)).enumerate() {
             for (j, x) in row.iter_mut().enumerate() {
                 *x = m.at(i, j);
             }
         }
-        MatRef {
-            data: out,
-            rows: m.rows,
-            cols: m.cols,
-            rs: m.cols,
-            cs: 1,
-            ri: None,
-            ci: None,
-        }
     }
-    let (a, b) = (copy(a, pa), copy(b, pb));
+    // An indexed view as its row-major copy in `out`, any other as it is.
+    fn plain<'v, T: Element>(m: MatRef<'v, T>, out: &'v mut [T]) -> Option<MatRef<'v, T>> {
+        if !m.is_indexed() {
+            return Some(m);
+        }
+        fill(&m, out);
+        MatRef::row_major(out, m.rows, m.cols).ok()
+    }
+    let (Some(a), Some(b)) = (plain(a, pa), plain(b, pb)) else {
+        return false;
+    };
     if !c.is_indexed() {
         T::matrixmultiply(alpha, a, b, beta, c);
         return true;
     }
-    let (rows, cols) = (c.rows, c.cols);
     if beta != T::GEMM_ZERO {
-        for (i, row) in pc.chunks_exact_mut(cols.max(1)).enumerate() {
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = *c.at_mut_slow(i, j);
-            }
-        }
+        fill(&c.as_ref(), pc);
     }
-    let copy_c = MatMut {
-        data: &mut *pc,
-        rows,
-        cols,
-        rs: cols,
-        cs: 1,
-        ri: None,
-        ci: None,
+    let Ok(copy_c) = MatMut::row_major(&mut *pc, c.rows, c.cols) else {
+        return false;
     };
     T::matrixmultiply(alpha, a, b, beta, copy_c);
-    for (i, row) in pc.chunks_exact(cols.max(1)).enumerate() {
+    for (i, row) in pc.chunks_exact(c.cols.max(1)).enumerate() {
         for (j, &x) in row.iter().enumerate() {
             *c.at_mut_slow(i, j) = x;
         }

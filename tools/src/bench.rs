@@ -274,13 +274,9 @@ pub fn time_eval_pass(
 /// the input is not needed). What the book's NumPy code computes; zeronn skips the pixels
 /// blank across the mini-batch, so it executes fewer.
 pub fn step_flops(shape: TwoLayerShape, batch: usize) -> f64 {
-    let (i, h, o) = (
-        shape.input_size as f64,
-        shape.hidden_size as f64,
-        shape.output_size as f64,
-    );
-    let b = batch as f64;
-    forward_flops(shape, batch) + 2.0 * b * (h * o + o * h + i * h)
+    // dW2 and dZ1 are as large as Z1·W2, dW1 as X·W1: the forward's count plus one more Z1·W2.
+    let (h, o) = (shape.hidden_size as f64, shape.output_size as f64);
+    2.0 * forward_flops(shape, batch) + 2.0 * batch as f64 * h * o
 }
 
 /// Floating-point operations of the dense forward products (`X·W1`, `Z1·W2`) of `shape` on

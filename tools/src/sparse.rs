@@ -4,8 +4,8 @@
 //! of `W1` gets a zero gradient, so the SGD update leaves it unchanged. MNIST's digits leave
 //! about a third of the 784 pixels blank across a mini-batch of 100 (30% across 250 images).
 //! So the step runs on a compact net: the batch's active columns, and the matching rows of
-//! `W1` read and updated in place (views that pick rows through an index). The sums have the same terms as the dense computation; only the
-//! grouping of terms in lanes differs where a kernel splits k across lanes (the remainder
+//! `W1` read and updated in place (views that pick rows through an index). The sums have the
+//! same terms as the dense computation; only the grouping of terms in lanes differs where a kernel splits k across lanes (the remainder
 //! columns), so results agree to rounding (tested against the dense `train_step`), and the
 //! rows of blank pixels are left exactly unchanged.
 

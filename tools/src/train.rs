@@ -42,6 +42,12 @@ impl TrainConfig {
             .max(1)
     }
 
+    /// Room to reserve for the per-iteration losses: all of them, up to a million (a huge
+    /// `iters` runs for ages, it does not abort on the reservation).
+    pub fn losses_capacity(&self) -> usize {
+        self.iters.min(1 << 20)
+    }
+
     /// How many evaluations a run makes: one every [`TrainConfig::iter_per_epoch`]
     /// iterations, from iteration 0.
     pub fn evaluations(&self, train_size: usize) -> usize {
@@ -140,8 +146,7 @@ pub fn train(
     let mut batch_mask = vec![0usize; cfg.batch_size];
     let mut x_batch = vec![0.0f32; cfg.batch_size * shape.input_size];
     let mut t_batch = vec![0u8; cfg.batch_size];
-    // (The reservation is capped: a huge --iters runs for ages, it does not abort here.)
-    let (mut losses, mut epochs) = (Vec::with_capacity(cfg.iters.min(1 << 20)), Vec::new());
+    let (mut losses, mut epochs) = (Vec::with_capacity(cfg.losses_capacity()), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
 
     // Mini-batches are drawn one step ahead (the same draws, in the same order) so that the

@@ -547,7 +547,7 @@ pub fn train_threads(
         let mut layer2 = Layer2::new(shape, batch);
         let mut drawn = vec![0usize; batch];
         let mut log: Log = (
-            Vec::with_capacity(cfg.iters.min(1 << 20)),
+            Vec::with_capacity(cfg.losses_capacity()),
             Vec::new(),
             Duration::ZERO,
             Duration::ZERO,
