@@ -51,6 +51,32 @@ def candle_run(exe, data, mode, seed=1):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def quartiles(xs):
+    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+    return q[0], q[1], q[2]
+
+
+def thread_pairs(exe, data, pairs):
+    """zeronn on 1 and 2 threads alone, alternating, seed 1 (the same run each time): the
+    two-thread speed-up as the medians of the pairs' ratios, with quartiles. Minutes, not
+    the hour of the whole comparison."""
+    runs = []
+    for p in range(pairs):
+        one, two = zeronn_whole(exe, data, 1, 1), zeronn_whole(exe, data, 2, 1)
+        runs.append((one, two))
+        print(f"pair {p + 1}: 1 thread {one['whole_s']:.2f} s, 2 threads {two['whole_s']:.2f} s, "
+              f"{one['whole_s'] / two['whole_s']:.2f}×", file=sys.stderr)
+    med = lambda k, t: statistics.median(r[t][k] for r in runs)
+    print(f"\nzeronn on 1 and 2 threads alone, {pairs} alternating pairs (seed 1):\n")
+    print("| part | 1 thread (median) | 2 threads (median) | speed-up: ratio of the medians "
+          "| speed-up: median of the pairs (quartiles) |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, k in (("whole run", "whole_s"), ("training", "train_s"), ("evaluations", "eval_s")):
+        lo, mid, hi = quartiles([one[k] / two[k] for one, two in runs])
+        print(f"| {name} | {med(k, 0):.2f} s | {med(k, 1):.2f} s | {med(k, 0) / med(k, 1):.2f}× "
+              f"| {mid:.2f}× ({lo:.2f}×, {hi:.2f}×) |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--zeronn", required=True)
@@ -58,7 +84,13 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-numpy-whole", action="store_true", help="skip the slow NumPy whole runs")
+    ap.add_argument("--pairs", type=int, metavar="N",
+                    help="only zeronn on 1 against 2 threads, N alternating pairs")
     a = ap.parse_args()
+    if a.pairs is not None:
+        if a.pairs < 1:
+            ap.error("--pairs needs at least 1")
+        return thread_pairs(a.zeronn, a.data, a.pairs)
 
     contenders = [
         ("zeronn 1 thread", lambda s: zeronn_whole(a.zeronn, a.data, 1, s)),

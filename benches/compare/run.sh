@@ -3,6 +3,7 @@
 # book's chapter 5 run, in alternation, repeated; prints medians and ratios as Markdown tables.
 #
 #   ZERONN_DATA=DIR benches/compare/run.sh [--reps 3] [--no-candle]
+#   ZERONN_DATA=DIR benches/compare/run.sh --pairs 20    # zeronn on 1 against 2 threads only
 #
 # NumPy and PyTorch come from the Python package index into a virtualenv made here
 # (target/compare-venv, or $COMPARE_VENV); candle from crates.io into its own cargo project
@@ -13,6 +14,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 data=${ZERONN_DATA:?set ZERONN_DATA to the directory with the MNIST IDX files}
 venv=${COMPARE_VENV:-$root/target/compare-venv}
+for a in "$@"; do
+    if [ "$a" = --pairs ]; then
+        # zeronn alone: no virtualenv, no candle.
+        (cd "$root" && cargo build --release -p zeronn-tools --quiet)
+        exec python3 "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" "$@"
+    fi
+done
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --progress-bar off numpy torch
