@@ -158,3 +158,53 @@ impl SoftmaxWithLoss {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::softmax_inplace;
+
+    /// Forward and backward in one sweep (rows in groups, the exponentials and logarithms of
+    /// a group in one call each) against the book's formula row by row through
+    /// `softmax_inplace`: the same bits, for a batch of 100 (six full groups and a part) and
+    /// scores with ties and large spreads.
+    #[test]
+    fn forward_backward_is_softmax_row_by_row() {
+        let (batch, classes) = (100, 10);
+        let mut s = 7u64;
+        let x: std::vec::Vec<f32> = (0..batch * classes)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+                match s % 11 {
+                    0 | 1 => 1.0,
+                    2 => (u - 0.5) * 200.0,
+                    _ => (u - 0.5) * 12.0,
+                }
+            })
+            .collect();
+        let t: std::vec::Vec<u8> = (0..batch).map(|r| (r * 3 % classes) as u8).collect();
+        let mut got = x.clone();
+        let loss = SoftmaxWithLoss::new(classes)
+            .forward_backward_inplace(&mut got, &t)
+            .unwrap();
+        let mut want = x.clone();
+        let mut sum = 0.0f32;
+        let scale = 1.0 / batch as f32;
+        for (row, &l) in want.chunks_exact_mut(classes).zip(&t) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| Float::max(m, v));
+            let shifted = row[l as usize] - max;
+            sum += softmax_inplace(row) - shifted;
+            row[l as usize] -= 1.0;
+            for v in row.iter_mut() {
+                *v *= scale;
+            }
+        }
+        assert_eq!(loss.to_bits(), (sum / batch as f32).to_bits());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "element {i}: {a:e} vs {b:e}");
+        }
+    }
+}
