@@ -18,7 +18,12 @@ for a in "$@"; do
     if [ "$a" = --pairs ]; then
         # zeronn alone: no virtualenv, no candle.
         (cd "$root" && cargo build --release -p zeronn-tools --quiet)
-        exec python3 "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" "$@"
+        args=()
+        for b in "$@"; do
+            if [ "$b" != --no-candle ]; then args+=("$b"); fi
+        done
+        exec python3 "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" \
+            "${args[@]}"
     fi
 done
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch' 2>/dev/null; then
