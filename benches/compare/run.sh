@@ -14,28 +14,23 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 data=${ZERONN_DATA:?set ZERONN_DATA to the directory with the MNIST IDX files}
 venv=${COMPARE_VENV:-$root/target/compare-venv}
+args=()
+candle=()
+pairs=no
 for a in "$@"; do
-    if [ "$a" = --pairs ]; then
-        # zeronn alone: no virtualenv, no candle.
-        (cd "$root" && cargo build --release -p zeronn-tools --quiet)
-        args=()
-        for b in "$@"; do
-            if [ "$b" != --no-candle ]; then args+=("$b"); fi
-        done
-        exec python3 "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" \
-            "${args[@]}"
-    fi
+    if [ "$a" = --no-candle ]; then candle=(none); else args+=("$a"); fi
+    if [ "$a" = --pairs ]; then pairs=yes; fi
 done
+(cd "$root" && cargo build --release -p zeronn-tools --quiet)
+if [ $pairs = yes ]; then
+    # zeronn alone: no virtualenv, no candle.
+    exec python3 "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" \
+        "${args[@]}"
+fi
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --progress-bar off numpy torch
 fi
-(cd "$root" && cargo build --release -p zeronn-tools --quiet)
-args=()
-candle=()
-for a in "$@"; do
-    if [ "$a" = --no-candle ]; then candle=(none); else args+=("$a"); fi
-done
 if [ ${#candle[@]} -eq 0 ]; then
     cargo build --release --quiet --manifest-path "$here/candle/Cargo.toml"
     candle=(--candle "$here/candle/target/release/book-candle")

@@ -163,6 +163,7 @@ impl SoftmaxWithLoss {
 mod tests {
     use super::*;
     use crate::functions::softmax_inplace;
+    use crate::random::{index, seeded, uniform01};
 
     /// Forward and backward in one sweep (rows in groups, the exponentials and logarithms of
     /// a group in one call each) against the book's formula row by row through
@@ -171,17 +172,14 @@ mod tests {
     #[test]
     fn forward_backward_is_softmax_row_by_row() {
         let (batch, classes) = (100, 10);
-        let mut s = 7u64;
+        let mut g = seeded(7);
         let x: std::vec::Vec<f32> = (0..batch * classes)
             .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-                match s % 11 {
+                let u = uniform01(&mut g) as f32 - 0.5;
+                match index(&mut g, 11) {
                     0 | 1 => 1.0,
-                    2 => (u - 0.5) * 200.0,
-                    _ => (u - 0.5) * 12.0,
+                    2 => u * 200.0,
+                    _ => u * 12.0,
                 }
             })
             .collect();
