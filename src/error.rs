@@ -69,6 +69,37 @@ pub enum Error {
         /// Bytes or elements given.
         actual: usize,
     },
+    /// A layer list longer than [`MAX_LAYERS`](crate::net::MAX_LAYERS).
+    TooManyLayers {
+        /// Layers given.
+        layers: usize,
+        /// The most a list holds.
+        max: usize,
+    },
+    /// A layer's sizes do not fit the net: they do not chain to the layer before, or the
+    /// layer is where it cannot be.
+    LayerShape {
+        /// Its index in the layer list, from 0.
+        layer: usize,
+        /// Its kind (`"Affine"`, `"BatchNorm"`, …).
+        kind: &'static str,
+        /// What does not fit.
+        what: &'static str,
+        /// The size (or position) required.
+        expected: usize,
+        /// The size (or position) given.
+        actual: usize,
+    },
+    /// A value outside its allowed range (a Dropout ratio, a learning rate, …).
+    InvalidValue {
+        /// Which value, and its range.
+        what: &'static str,
+    },
+    /// Something this net or method does not do.
+    Unsupported {
+        /// What, and what to do instead.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -113,6 +144,21 @@ impl fmt::Display for Error {
             Error::OutputTooShort { needed, actual } => {
                 write!(f, "output buffer too short: need {needed}, got {actual}")
             }
+            Error::TooManyLayers { layers, max } => {
+                write!(f, "{layers} layers, but a net holds at most {max}")
+            }
+            Error::LayerShape {
+                layer,
+                kind,
+                what,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "layer {layer} ({kind}): {what} is {actual}, but the net needs {expected}"
+            ),
+            Error::InvalidValue { what } => write!(f, "invalid value: {what}"),
+            Error::Unsupported { what } => write!(f, "not supported: {what}"),
         }
     }
 }

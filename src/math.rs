@@ -233,6 +233,12 @@ pub(crate) fn sin_f64(x: f64) -> f64 {
     libm::sin(x)
 }
 
+/// `x^y` in `f64` (Adam's bias correction).
+#[inline]
+pub(crate) fn pow_f64(x: f64, y: f64) -> f64 {
+    libm::pow(x, y)
+}
+
 /// `sqrt(x)` in `f64`.
 #[inline]
 pub(crate) fn sqrt_f64(x: f64) -> f64 {

@@ -142,7 +142,7 @@ fn errors_come_before_any_write() {
     assert_eq!(
         TwoLayerNet::new(TwoLayerShape::new(4, 0, 2), vec![0.0f32; 2]).err(),
         Some(Error::ZeroSize {
-            what: "hidden_size"
+            what: "Affine output size"
         })
     );
     // Predict needs less workspace than gradient.

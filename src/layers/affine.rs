@@ -249,6 +249,37 @@ impl Affine {
         )
     }
 
+    /// [`Affine::backward`] for a first layer run by [`Affine::forward_active`]: `dx` is not
+    /// computed; `dW[active, :] = xᵀ·dout`, the other rows of `dW` are zero (their inputs are),
+    /// and `db = Σ_rows dout`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_active<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dw: &mut [T],
+        db: &mut [T],
+        dout: &[T],
+        x: &[T],
+        active: &[usize],
+    ) -> Result<()> {
+        let (batch, k, n) = self.check_active(dout.len(), x.len(), active, dw.len())?;
+        check_len("db", n, db.len())?;
+        let (x, dout_m) = (
+            MatRef::row_major(x, batch, k)?,
+            MatRef::row_major(dout, batch, n)?,
+        );
+        dw.fill(T::ZERO);
+        g.gemm(
+            T::ONE,
+            x.t(),
+            dout_m,
+            T::ZERO,
+            MatMut::gather_rows(dw, active, n, n)?,
+        )?;
+        column_sums(dout, db);
+        Ok(())
+    }
+
     /// Checks the shapes of the `_active` methods; returns (batch, active inputs, outputs).
     fn check_active(
         &self,

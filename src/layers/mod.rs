@@ -7,11 +7,15 @@
 //! (`self.dW = np.dot(self.x.T, dout)`). Every length is checked before anything is written.
 
 mod affine;
+mod batch_norm;
+mod dropout;
 mod relu;
 mod sigmoid;
 mod softmax_with_loss;
 
 pub use affine::{Affine, FUSED_MAX_BATCH};
+pub use batch_norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, BatchNorm};
+pub use dropout::Dropout;
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;
 pub use softmax_with_loss::SoftmaxWithLoss;

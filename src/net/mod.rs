@@ -1,6 +1,12 @@
-//! Networks: named parameter layouts over one flat buffer, `const fn` buffer sizes, and the
-//! book's `predict` / `loss` / `accuracy` / `gradient` / `numerical_gradient`.
+//! Networks: a layer list ([`NetSpec`]) with `const fn` buffer sizes and named parameter
+//! layouts over one flat buffer, and the net that runs it ([`Net`]) with the book's
+//! `predict` / `loss` / `accuracy` / `gradient` / `numerical_gradient`. The chapter 5
+//! [`TwoLayerNet`] is a preset of the same net.
 
+mod multi_layer_net;
+pub mod spec;
 mod two_layer_net;
 
-pub use two_layer_net::{Activation, Tensor, TwoLayerNet, TwoLayerShape};
+pub use multi_layer_net::{MultiLayerNet, Net};
+pub use spec::{Activation, Dims, Layer, MAX_LAYERS, MlpOptions, NetSpec, Tensor, Tensors};
+pub use two_layer_net::{TwoLayerNet, TwoLayerShape};

@@ -1,5 +1,6 @@
-//! Stochastic gradient descent: `params -= lr · grads`.
+//! Stochastic gradient descent (the book's `SGD`): `params -= lr · grads`.
 
+use super::{Optimizer, check_apply};
 use crate::error::{Result, check_len};
 use crate::math::Float;
 
@@ -17,13 +18,32 @@ impl<T: Float> Sgd<T> {
         Sgd { lr }
     }
 
-    /// `params[i] -= lr · grads[i]` for every parameter.
+    /// Elements of state for `params` parameters: none.
+    pub const fn state_len(params: usize) -> usize {
+        let _ = params;
+        0
+    }
+
+    /// `params[i] -= lr · grads[i]` for every parameter (SGD keeps no state).
     pub fn update(&self, params: &mut [T], grads: &[T]) -> Result<()> {
         check_len("grads", params.len(), grads.len())?;
         for (p, &g) in params.iter_mut().zip(grads) {
             *p -= self.lr * g;
         }
         Ok(())
+    }
+}
+
+impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn planes(&self) -> usize {
+        0
+    }
+    fn apply(&self, params: &mut [T], grads: &[T], s0: &mut [T], s1: &mut [T]) -> Result<()> {
+        check_apply(0, params, grads, s0, s1)?;
+        Sgd::update(self, params, grads)
+    }
+    fn sgd_lr(&self) -> Option<T> {
+        Some(self.lr)
     }
 }
 

@@ -189,7 +189,7 @@ pub fn time_train_step(
 ) -> zeronn::Result<f64> {
     let synthetic = Synthetic::new(100);
     let mut net = book_net(backend)?;
-    let shape = net.shape();
+    let shape = *net.spec();
     let mut grads = vec![0f32; shape.param_len()];
     let mut ws = vec![0f32; shape.workspace_len(100)];
     let sgd = Sgd::new(0.1f32);
@@ -235,7 +235,7 @@ pub fn time_forward1(
         None => Synthetic::new(1).x,
     };
     let net = book_net(backend)?;
-    let mut ws = vec![0f32; net.shape().workspace_len(1)];
+    let mut ws = vec![0f32; net.spec().workspace_len(1)];
     let mut result = Ok(());
     let t = median_time(reps, 2000, || match net.predict(black_box(&x), &mut ws) {
         Ok(y) => {
@@ -254,7 +254,7 @@ pub fn time_eval_pass(
     reps: usize,
 ) -> zeronn::Result<f64> {
     let net = book_net(backend)?;
-    let mut ws = vec![0f32; net.shape().workspace_len(crate::train::EVAL_CHUNK)];
+    let mut ws = vec![0f32; net.spec().workspace_len(crate::train::EVAL_CHUNK)];
     let mut result = Ok(());
     let t = median_time(reps, 1, || {
         for s in splits {

@@ -120,7 +120,7 @@ pub fn export(
     if test.is_empty() || train.len() < cfg.batch {
         return Err("export needs at least one test image and a batch of training images".into());
     }
-    let mut ws = vec![0.0f32; net.shape().workspace_len(EVAL_CHUNK)];
+    let mut ws = vec![0.0f32; net.spec().workspace_len(EVAL_CHUNK)];
     let set = EvalSet::new(&test, EVAL_CHUNK);
     let correct = set
         .count_correct(net, (0, set.chunks()), &mut Default::default(), &mut ws)

@@ -3,6 +3,7 @@
 //! formatting. `main.rs` is the command line around it.
 
 pub mod bench;
+pub mod describe;
 pub mod export;
 pub mod format;
 pub mod gradcheck;

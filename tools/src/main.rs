@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zeronn::gemm::Backend;
-use zeronn::{Activation, TwoLayerShape};
+use zeronn::{Activation, NetSpec, TwoLayerShape};
 use zeronn_tools::format::py_repr;
 use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
 use zeronn_tools::mnist::{self, Mnist};
@@ -408,12 +408,12 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         .and_then(|n| n.with_backend(a.backend.into()))
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
     let data = load_data(&a.data)?;
-    check_model_fits(&a.model, &net.shape(), &data)?;
+    check_model_fits(&a.model, net.spec(), &data)?;
     let test = match a.limit {
         Some(n) => data.test.head(positive("limit", n)?),
         None => data.test,
     };
-    let mut ws = vec![0.0f32; net.shape().workspace_len(EVAL_CHUNK)];
+    let mut ws = vec![0.0f32; net.spec().workspace_len(EVAL_CHUNK)];
     let acc =
         accuracy(&net, &EvalSet::new(&test, EVAL_CHUNK), &mut ws).map_err(|e| e.to_string())?;
     let correct = (acc * test.len() as f64).round() as usize;
@@ -422,14 +422,12 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
 }
 
 /// Fails unless the model at `path` takes the data's images and gives the 10 digits' scores.
-fn check_model_fits(path: &Path, shape: &TwoLayerShape, data: &Mnist) -> Result<()> {
-    if shape.input_size != data.test.pixels || shape.output_size != 10 {
+fn check_model_fits(path: &Path, spec: &NetSpec, data: &Mnist) -> Result<()> {
+    if spec.input_size() != data.test.pixels || spec.output_size() != 10 {
         return Err(format!(
-            "{}: the model is {}-{}-{}, the data needs {} inputs (pixels) and 10 outputs (digits)",
+            "{}: the model is {}, the data needs {} inputs (pixels) and 10 outputs (digits)",
             path.display(),
-            shape.input_size,
-            shape.hidden_size,
-            shape.output_size,
+            zeronn_tools::describe::sizes(spec),
             data.test.pixels
         ));
     }
@@ -622,7 +620,7 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
         ));
     }
     let data = load_data(&a.data)?;
-    check_model_fits(&a.model, &net.shape(), &data)?;
+    check_model_fits(&a.model, net.spec(), &data)?;
     let summary = zeronn_tools::export::export(
         bytes.bytes(),
         &net,

@@ -184,7 +184,7 @@ mod tests {
         let bytes = read(&spare).unwrap();
         let model = parse(&spare, &bytes).unwrap();
         let net = model.two_layer_net().unwrap();
-        assert_eq!(net.shape(), shape);
+        assert_eq!(*net.spec(), shape.spec());
         assert_eq!(net.params(), &params[..]);
         // Both failing: both named.
         let e = save_or_spare(&bad, &d.join("no").join("s.zrnn"), &shape, &params).unwrap_err();

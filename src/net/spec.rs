@@ -1,0 +1,1203 @@
+//! A net's architecture: a fixed-capacity list of layers, and from it, as `const fn`s, the
+//! length of every buffer the net needs and the names and places of its tensors.
+//!
+//! ```
+//! use zeronn::net::{Layer, NetSpec};
+//! // 784-100-100-10 with BatchNorm, as the book's MultiLayerNetExtend(use_batchnorm=True).
+//! const SPEC: NetSpec = NetSpec::new(&[
+//!     Layer::Affine { input: 784, output: 100 },
+//!     Layer::BatchNorm { features: 100 },
+//!     Layer::Relu,
+//!     Layer::Affine { input: 100, output: 100 },
+//!     Layer::BatchNorm { features: 100 },
+//!     Layer::Relu,
+//!     Layer::Affine { input: 100, output: 10 },
+//!     Layer::SoftmaxWithLoss,
+//! ]);
+//! static PARAMS: [f32; SPEC.param_len()] = [0.0; SPEC.param_len()];
+//! static STATE: [f32; SPEC.state_len()] = [0.0; SPEC.state_len()];
+//! assert_eq!(PARAMS.len(), 784 * 100 + 100 + 2 * 100 + 100 * 100 + 100 + 2 * 100 + 100 * 10 + 10);
+//! assert_eq!(STATE.len(), 4 * 100);
+//! assert!(SPEC.validate().is_ok());
+//! ```
+//!
+//! # Buffers
+//!
+//! | buffer | holds | length |
+//! | --- | --- | --- |
+//! | params | the trainable tensors in layer order: `W1, b1, gamma1, beta1, W2, b2, …` | [`NetSpec::param_len`] |
+//! | grads | their gradient, in the same layout | the same |
+//! | state | what is kept but not trained: BatchNorm's `running_mean1, running_var1, …` | [`NetSpec::state_len`] |
+//! | workspace | the activations of a batch, what backward needs, then gemm packing space | [`NetSpec::workspace_len`], [`NetSpec::min_workspace_len`], [`NetSpec::min_predict_workspace_len`] |
+//!
+//! Affine (and, later, convolution) layers are numbered in order for the names `W1`, `b1`, …;
+//! BatchNorm layers have their own count (`gamma1`, `beta1`, `running_mean1`, …), which in the
+//! book's nets (one BatchNorm after each hidden Affine) is the number of the Affine before.
+//!
+//! # The workspace
+//!
+//! For a batch of `B` rows: one *slot* of `B × width` for the output of every Affine (and for
+//! the first layer if it is not one); the other layers work in place on the slot before them,
+//! except a BatchNorm or Sigmoid after an activation whose backward reads its own output (a
+//! Relu or Sigmoid), which gets a slot of its own. Then, for training: each BatchNorm's
+//! centred input `xc` (`B × features`) and each Dropout's mask (`B × width`), each BatchNorm's
+//! standard deviations (`features`, not per row), and one or two buffers of `B × width` for the
+//! gradients that flow back (one if only one layer must pass a gradient to the layer before
+//! it, two used in turn otherwise). Whatever follows is gemm packing space.
+
+use crate::error::{Error, Result};
+use crate::gemm::PACK_LEN;
+
+/// The most layers a [`NetSpec`] holds (the book's deepest nets have 26).
+pub const MAX_LAYERS: usize = 32;
+
+/// The shape of the values between two layers, per sample: `channels × height × width`. A flat
+/// vector of `n` values is `n × 1 × 1`. (Room for the convolution layers to come: an Affine
+/// takes any shape, flattened, as the book's `Affine` reshapes its input.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Channels (or the length of a flat vector).
+    pub channels: usize,
+    /// Height (1 for a flat vector).
+    pub height: usize,
+    /// Width (1 for a flat vector).
+    pub width: usize,
+}
+
+impl Dims {
+    /// A flat vector of `n` values.
+    pub const fn flat(n: usize) -> Self {
+        Dims {
+            channels: n,
+            height: 1,
+            width: 1,
+        }
+    }
+
+    /// Values per sample (saturating at `usize::MAX`; [`NetSpec::validate`] rejects that).
+    pub const fn len(&self) -> usize {
+        self.channels
+            .saturating_mul(self.height)
+            .saturating_mul(self.width)
+    }
+
+    /// Whether there are no values.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One layer of a net, with the book's names. Layers that change the number of values state
+/// their input and output sizes; the others take the shape of the layer before.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Layer {
+    /// Fully connected, `out = x·W + b` (`W`: input × output).
+    Affine {
+        /// Values in (the previous layer's, flattened).
+        input: usize,
+        /// Values out.
+        output: usize,
+    },
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// Batch normalization (the book's `BatchNormalization`), per value, with `gamma`, `beta`
+    /// and the running mean and variance.
+    BatchNorm {
+        /// Values per sample (the previous layer's).
+        features: usize,
+    },
+    /// Dropout of a fraction `ratio` of the values in training; scaled by `1 - ratio` in
+    /// inference (the book's `Dropout`).
+    Dropout {
+        /// The fraction dropped, in `[0, 1)`.
+        ratio: f32,
+    },
+    /// Softmax and the cross-entropy loss: the last layer of a net that trains.
+    SoftmaxWithLoss,
+}
+
+impl Layer {
+    /// Trainable parameters this layer owns.
+    pub const fn param_len(&self) -> usize {
+        match *self {
+            Layer::Affine { input, output } => input.saturating_mul(output).saturating_add(output),
+            Layer::BatchNorm { features } => features.saturating_mul(2),
+            _ => 0,
+        }
+    }
+
+    /// Non-trainable values this layer keeps (BatchNorm's running mean and variance).
+    pub const fn state_len(&self) -> usize {
+        match *self {
+            Layer::BatchNorm { features } => features.saturating_mul(2),
+            _ => 0,
+        }
+    }
+
+    /// The shape this layer gives for the shape `input` it takes.
+    pub const fn output_dims(&self, input: Dims) -> Dims {
+        match *self {
+            Layer::Affine { output, .. } => Dims::flat(output),
+            _ => input,
+        }
+    }
+
+    /// Whether this layer has parameters (and so a gradient to compute).
+    pub const fn has_params(&self) -> bool {
+        self.param_len() > 0
+    }
+
+    /// Whether this layer computes its output in place, over its input (given the layer
+    /// before, see the module docs): activations, BatchNorm, Dropout, SoftmaxWithLoss.
+    const fn in_place_after(&self, prev: Option<&Layer>, slot_keeps_outputs: bool) -> bool {
+        match self {
+            Layer::Affine { .. } => false,
+            _ if prev.is_none() => false,
+            // Zeroing values, or ReLU over values that are all ≥ 0 where an activation's
+            // backward reads them: those backwards still see what they need.
+            Layer::Dropout { .. } | Layer::Relu => true,
+            Layer::Sigmoid | Layer::BatchNorm { .. } | Layer::SoftmaxWithLoss => {
+                !slot_keeps_outputs
+            }
+        }
+    }
+
+    /// Whether this layer's backward reads its own output (which later layers must then not
+    /// change in place).
+    const fn backward_reads_output(&self) -> bool {
+        matches!(self, Layer::Relu | Layer::Sigmoid)
+    }
+
+    /// Workspace per batch row for what backward needs besides the activations.
+    const fn extra_row_len(&self, width: usize) -> usize {
+        match *self {
+            Layer::BatchNorm { features } => features,
+            Layer::Dropout { .. } => width,
+            _ => 0,
+        }
+    }
+
+    /// Workspace for backward that does not grow with the batch.
+    const fn extra_fixed_len(&self) -> usize {
+        match *self {
+            Layer::BatchNorm { features } => features,
+            _ => 0,
+        }
+    }
+
+    /// The book's name of the layer kind.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Layer::Affine { .. } => "Affine",
+            Layer::Relu => "Relu",
+            Layer::Sigmoid => "Sigmoid",
+            Layer::BatchNorm { .. } => "BatchNorm",
+            Layer::Dropout { .. } => "Dropout",
+            Layer::SoftmaxWithLoss => "SoftmaxWithLoss",
+        }
+    }
+}
+
+/// Where a layer's values live: offsets per batch row in the workspace's regions (scaled to
+/// a batch by a [`Frame`]), and offsets in the parameters and the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Place {
+    /// Values per sample in.
+    pub width_in: usize,
+    /// Values per sample out.
+    pub width_out: usize,
+    /// Per-row offset of the slot holding its input (`None`: the caller's `x`).
+    pub input: Option<usize>,
+    /// Per-row offset of the slot holding its output.
+    pub output: usize,
+    /// Per-row offset of its extras (BatchNorm `xc`, Dropout mask) in the extras region.
+    pub extra: usize,
+    /// Offset of its fixed extras (BatchNorm's standard deviations) in the fixed region.
+    pub fixed: usize,
+    /// Offset of its parameters in params and grads.
+    pub param: usize,
+    /// Offset of its state.
+    pub state: usize,
+    /// Its number among the Affine layers, or among the BatchNorm layers, from 1.
+    pub number: usize,
+    /// It works in place over its input's slot.
+    pub in_place: bool,
+}
+
+/// The running totals of [`NetSpec::walk`].
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    /// The last layer walked.
+    place: Place,
+    /// Per row: slots, extras; fixed extras; parameters; state.
+    slots: usize,
+    extras: usize,
+    fixed: usize,
+    params: usize,
+    state: usize,
+    /// A layer sharing the current slot reads its output in backward.
+    keeps: bool,
+    affines: usize,
+    norms: usize,
+    /// Affine layers that pass a gradient back, and the widest such gradient.
+    grad_count: usize,
+    grad_width: usize,
+    /// A layer walked so far has parameters.
+    params_before: bool,
+}
+
+/// The sizes of a workspace's regions: per row (slots, extras, gradient buffers) and fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Sizes {
+    slots: usize,
+    extras: usize,
+    fixed: usize,
+    grad_count: usize,
+    grad_width: usize,
+}
+
+impl Sizes {
+    /// The regions for a batch of `batch` rows.
+    pub(crate) const fn frame(&self, batch: usize) -> Frame {
+        let slots = batch.saturating_mul(self.slots);
+        let extras = slots.saturating_add(batch.saturating_mul(self.extras));
+        let grads = extras.saturating_add(self.fixed);
+        let grad_len = batch.saturating_mul(self.grad_width);
+        Frame {
+            batch,
+            extras: slots,
+            fixed: extras,
+            grads: [
+                grads,
+                grads.saturating_add(if self.grad_count > 1 { grad_len } else { 0 }),
+            ],
+            grad_len: if self.grad_count > 0 { grad_len } else { 0 },
+            end_backward: grads.saturating_add(grad_len.saturating_mul(self.grad_count)),
+            end_predict: slots,
+        }
+    }
+
+    /// The largest batch a workspace of `len` elements holds for training (`backward`) or
+    /// prediction (at least 0).
+    pub(crate) const fn capacity(&self, len: usize, backward: bool) -> usize {
+        let (row, fixed) = if backward {
+            (
+                self.slots
+                    .saturating_add(self.extras)
+                    .saturating_add(self.grad_count.saturating_mul(self.grad_width)),
+                self.fixed,
+            )
+        } else {
+            (self.slots, 0)
+        };
+        if len < fixed || row == 0 {
+            0
+        } else {
+            (len - fixed) / row
+        }
+    }
+}
+
+/// The regions of a workspace for one batch: slots from 0, then the extras, the fixed extras,
+/// the gradient buffers, and from `end_backward` (training) or `end_predict` the gemm
+/// packing space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// Rows.
+    pub batch: usize,
+    /// Start of the extras.
+    pub extras: usize,
+    /// Start of the fixed extras.
+    pub fixed: usize,
+    /// Start of the two gradient buffers (equal if there is at most one).
+    pub grads: [usize; 2],
+    /// Length of each gradient buffer (0 if there is none).
+    pub grad_len: usize,
+    /// End of what training uses.
+    pub end_backward: usize,
+    /// End of what prediction uses.
+    pub end_predict: usize,
+}
+
+impl Frame {
+    /// The range of a slot at per-row offset `row` holding `width` values per row.
+    pub fn slot(&self, row: usize, width: usize) -> core::ops::Range<usize> {
+        let at = self.batch * row;
+        at..at + self.batch * width
+    }
+
+    /// The range of a layer's per-row extras.
+    pub fn extra(&self, p: &Place, width: usize) -> core::ops::Range<usize> {
+        let at = self.extras + self.batch * p.extra;
+        at..at + self.batch * width
+    }
+
+    /// The range of a layer's fixed extras.
+    pub fn fixed(&self, p: &Place, len: usize) -> core::ops::Range<usize> {
+        let at = self.fixed + p.fixed;
+        at..at + len
+    }
+
+    /// The range of gradient buffer `k` (0 or 1), `width` values per row.
+    pub fn grad(&self, k: usize, width: usize) -> core::ops::Range<usize> {
+        let at = self.grads[k];
+        at..at + self.batch * width
+    }
+}
+
+/// The layer list of a net. Build one with [`NetSpec::new`] (a `const fn`, so firmware can
+/// write its net as a constant) or a preset ([`NetSpec::mlp`]); check it with
+/// [`NetSpec::validate`] (every net constructor does).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetSpec {
+    layers: [Layer; MAX_LAYERS],
+    len: usize,
+    /// How many layers were given (more than [`MAX_LAYERS`] is an error of `validate`).
+    given: usize,
+}
+
+/// The hidden layers' activation of a preset net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// [`Layer::Relu`] (the book's chapter 5 net and the default of chapter 6).
+    #[default]
+    Relu,
+    /// [`Layer::Sigmoid`] (the book's chapter 4 net).
+    Sigmoid,
+}
+
+impl Activation {
+    /// The layer.
+    pub const fn layer(self) -> Layer {
+        match self {
+            Activation::Relu => Layer::Relu,
+            Activation::Sigmoid => Layer::Sigmoid,
+        }
+    }
+}
+
+/// The book's `MultiLayerNetExtend` options for [`NetSpec::mlp`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MlpOptions {
+    /// The hidden activation.
+    pub activation: Activation,
+    /// A BatchNorm after each hidden Affine (`use_batchnorm`).
+    pub batch_norm: bool,
+    /// A Dropout of this ratio after each hidden activation (`use_dropout`, `dropout_ration`).
+    pub dropout: Option<f32>,
+}
+
+impl MlpOptions {
+    /// ReLU, no BatchNorm, no Dropout.
+    pub const PLAIN: MlpOptions = MlpOptions {
+        activation: Activation::Relu,
+        batch_norm: false,
+        dropout: None,
+    };
+}
+
+impl Default for MlpOptions {
+    fn default() -> Self {
+        Self::PLAIN
+    }
+}
+
+impl NetSpec {
+    /// The net of these layers, in order. More than [`MAX_LAYERS`] are cut off here and
+    /// reported by [`NetSpec::validate`].
+    pub const fn new(layers: &[Layer]) -> Self {
+        let mut spec = NetSpec {
+            layers: [Layer::Relu; MAX_LAYERS],
+            len: 0,
+            given: layers.len(),
+        };
+        while spec.len < layers.len() && spec.len < MAX_LAYERS {
+            spec.layers[spec.len] = layers[spec.len];
+            spec.len += 1;
+        }
+        spec
+    }
+
+    /// The book's `MultiLayerNetExtend(input_size, hidden_size_list, output_size, …)`: for each
+    /// hidden size an Affine, then BatchNorm if asked, the activation, then Dropout if asked;
+    /// then the output Affine and SoftmaxWithLoss. A list too long for [`MAX_LAYERS`] is
+    /// reported by [`NetSpec::validate`].
+    pub const fn mlp(input: usize, hidden: &[usize], output: usize, options: MlpOptions) -> Self {
+        let mut spec = NetSpec::new(&[]);
+        let mut width = input;
+        let mut i = 0;
+        while i < hidden.len() {
+            spec = spec.push(Layer::Affine {
+                input: width,
+                output: hidden[i],
+            });
+            width = hidden[i];
+            if options.batch_norm {
+                spec = spec.push(Layer::BatchNorm { features: width });
+            }
+            spec = spec.push(options.activation.layer());
+            if let Some(ratio) = options.dropout {
+                spec = spec.push(Layer::Dropout { ratio });
+            }
+            i += 1;
+        }
+        spec.push(Layer::Affine {
+            input: width,
+            output,
+        })
+        .push(Layer::SoftmaxWithLoss)
+    }
+
+    /// This list with `layer` appended (counted, and cut off past [`MAX_LAYERS`]).
+    pub const fn push(mut self, layer: Layer) -> Self {
+        if self.len < MAX_LAYERS {
+            self.layers[self.len] = layer;
+            self.len += 1;
+        }
+        self.given += 1;
+        self
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers[..self.len]
+    }
+
+    /// Number of layers.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no layers.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Layer `i` (`i < len()`).
+    const fn layer(&self, i: usize) -> &Layer {
+        &self.layers[i]
+    }
+
+    /// The shape of one sample of input: what the first layer states it takes.
+    pub const fn input_dims(&self) -> Dims {
+        if self.len == 0 {
+            return Dims::flat(0);
+        }
+        match *self.layer(0) {
+            Layer::Affine { input, .. } => Dims::flat(input),
+            Layer::BatchNorm { features } => Dims::flat(features),
+            _ => Dims::flat(0),
+        }
+    }
+
+    /// Values per sample of input.
+    pub const fn input_size(&self) -> usize {
+        self.input_dims().len()
+    }
+
+    /// The shape of the output of layer `i` (`i < len()`).
+    pub const fn dims_after(&self, i: usize) -> Dims {
+        let mut d = self.input_dims();
+        let mut j = 0;
+        while j <= i && j < self.len {
+            d = self.layer(j).output_dims(d);
+            j += 1;
+        }
+        d
+    }
+
+    /// Values per sample of the scores (the net's output, before any softmax): the classes.
+    pub const fn output_size(&self) -> usize {
+        if self.len == 0 {
+            0
+        } else {
+            self.dims_after(self.len - 1).len()
+        }
+    }
+
+    /// Whether the net ends with [`Layer::SoftmaxWithLoss`], so that it has a loss and trains.
+    pub const fn has_loss(&self) -> bool {
+        self.len > 0 && matches!(self.layer(self.len - 1), Layer::SoftmaxWithLoss)
+    }
+
+    /// Layers run by `predict` (all but a final SoftmaxWithLoss).
+    pub const fn predict_len(&self) -> usize {
+        if self.has_loss() {
+            self.len - 1
+        } else {
+            self.len
+        }
+    }
+
+    /// Elements of the parameter buffer, and of the gradient buffer.
+    pub const fn param_len(&self) -> usize {
+        let (mut n, mut i) = (0usize, 0);
+        while i < self.len {
+            n = n.saturating_add(self.layer(i).param_len());
+            i += 1;
+        }
+        n
+    }
+
+    /// Elements of the state buffer (BatchNorm's running means and variances; 0 without
+    /// BatchNorm).
+    pub const fn state_len(&self) -> usize {
+        let (mut n, mut i) = (0usize, 0);
+        while i < self.len {
+            n = n.saturating_add(self.layer(i).state_len());
+            i += 1;
+        }
+        n
+    }
+
+    /// Number of layers with weights (`W1` … `Wn`).
+    pub const fn weighted_layers(&self) -> usize {
+        let (mut n, mut i) = (0, 0);
+        while i < self.len {
+            if matches!(self.layer(i), Layer::Affine { .. }) {
+                n += 1;
+            }
+            i += 1;
+        }
+        n
+    }
+
+    /// Walks the layers `0..upto` (at most `len()`), placing each: one pass, so every length
+    /// below costs one walk.
+    const fn walk(&self, upto: usize) -> Walk {
+        let mut w = Walk {
+            place: Place {
+                width_in: 0,
+                width_out: self.input_size(),
+                input: None,
+                output: 0,
+                extra: 0,
+                fixed: 0,
+                param: 0,
+                state: 0,
+                number: 0,
+                in_place: false,
+            },
+            slots: 0,
+            extras: 0,
+            fixed: 0,
+            params: 0,
+            state: 0,
+            keeps: false,
+            affines: 0,
+            norms: 0,
+            grad_count: 0,
+            grad_width: 0,
+            params_before: false,
+        };
+        let mut j = 0;
+        while j < upto && j < self.len {
+            let layer = self.layer(j);
+            let prev = if j == 0 {
+                None
+            } else {
+                Some(self.layer(j - 1))
+            };
+            let width_in = w.place.width_out;
+            let width_out = layer.output_dims(Dims::flat(width_in)).len();
+            let in_place = layer.in_place_after(prev, w.keeps);
+            let p = &mut w.place;
+            p.width_in = width_in;
+            p.width_out = width_out;
+            p.input = if j == 0 { None } else { Some(p.output) };
+            p.in_place = in_place;
+            if !in_place {
+                p.output = w.slots;
+                w.slots = w.slots.saturating_add(width_out);
+                w.keeps = false;
+            }
+            if layer.backward_reads_output() {
+                w.keeps = true;
+            }
+            p.extra = w.extras;
+            p.fixed = w.fixed;
+            p.param = w.params;
+            p.state = w.state;
+            w.extras = w.extras.saturating_add(layer.extra_row_len(width_out));
+            w.fixed = w.fixed.saturating_add(layer.extra_fixed_len());
+            if matches!(layer, Layer::Affine { .. }) && w.params_before {
+                w.grad_count += 1;
+                if width_in > w.grad_width {
+                    w.grad_width = width_in;
+                }
+            }
+            w.params = w.params.saturating_add(layer.param_len());
+            w.params_before |= layer.has_params();
+            w.state = w.state.saturating_add(layer.state_len());
+            p.number = match layer {
+                Layer::Affine { .. } => {
+                    w.affines += 1;
+                    w.affines
+                }
+                Layer::BatchNorm { .. } => {
+                    w.norms += 1;
+                    w.norms
+                }
+                _ => 0,
+            };
+            j += 1;
+        }
+        w
+    }
+
+    /// Whether layer `i` works in place over the slot of layer `i - 1`.
+    #[cfg(test)]
+    pub(crate) const fn in_place(&self, i: usize) -> bool {
+        self.walk(i + 1).place.in_place
+    }
+
+    /// The gradient buffers: how many (0, 1 or 2) and their width per row.
+    const fn grad_buffers(&self) -> (usize, usize) {
+        let w = self.walk(self.len);
+        (
+            if w.grad_count > 2 { 2 } else { w.grad_count },
+            w.grad_width,
+        )
+    }
+
+    /// Workspace elements per batch row for `predict`, `loss` and `accuracy`.
+    pub const fn predict_row_len(&self) -> usize {
+        self.walk(self.len).slots
+    }
+
+    /// Workspace elements per batch row for `gradient` and the training steps.
+    pub const fn gradient_row_len(&self) -> usize {
+        let w = self.walk(self.len);
+        let (count, width) = self.grad_buffers();
+        w.slots
+            .saturating_add(w.extras)
+            .saturating_add(count.saturating_mul(width))
+    }
+
+    /// Backward's workspace that does not grow with the batch.
+    const fn extras_fixed_len(&self) -> usize {
+        self.walk(self.len).fixed
+    }
+
+    /// The least workspace for any method with batches up to `max_batch`; the products run
+    /// unpacked. Right for firmware.
+    pub const fn min_workspace_len(&self, max_batch: usize) -> usize {
+        max_batch
+            .saturating_mul(self.gradient_row_len())
+            .saturating_add(self.extras_fixed_len())
+    }
+
+    /// The least workspace for `predict`, `loss` and `accuracy` with batches up to
+    /// `max_batch`.
+    pub const fn min_predict_workspace_len(&self, max_batch: usize) -> usize {
+        max_batch.saturating_mul(self.predict_row_len())
+    }
+
+    /// Workspace for any method with batches up to `max_batch`, plus full gemm packing space
+    /// ([`PACK_LEN`]) for speed. Right for the desktop.
+    pub const fn workspace_len(&self, max_batch: usize) -> usize {
+        self.min_workspace_len(max_batch).saturating_add(PACK_LEN)
+    }
+
+    /// Where layer `i`'s values live, per batch row (see [`Place`]).
+    pub(crate) const fn place_row(&self, i: usize) -> Place {
+        self.walk(i + 1).place
+    }
+
+    /// The per-row and fixed sizes of the workspace's regions (one walk; a net keeps them).
+    pub(crate) const fn sizes(&self) -> Sizes {
+        let w = self.walk(self.len);
+        let (count, width) = self.grad_buffers();
+        Sizes {
+            slots: w.slots,
+            extras: w.extras,
+            fixed: w.fixed,
+            grad_count: count,
+            grad_width: width,
+        }
+    }
+
+    /// The layout of a workspace for a batch of `batch` rows.
+    #[cfg(test)]
+    pub(crate) const fn frame(&self, batch: usize) -> Frame {
+        self.sizes().frame(batch)
+    }
+
+    /// Checks the list: at least one layer and at most [`MAX_LAYERS`]; the first layer states
+    /// its input (an Affine or a BatchNorm); every size is positive and chains (each layer's
+    /// stated input is the previous one's output); Dropout ratios are in `[0, 1)`;
+    /// SoftmaxWithLoss comes last, if at all; and every buffer length fits in `usize`.
+    pub fn validate(&self) -> Result<()> {
+        if self.given > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                layers: self.given,
+                max: MAX_LAYERS,
+            });
+        }
+        if self.len == 0 {
+            return Err(Error::ZeroSize { what: "layer list" });
+        }
+        let mut dims: Option<Dims> = None;
+        for (i, layer) in self.layers().iter().enumerate() {
+            let bad = |what: &'static str, expected: usize, actual: usize| Error::LayerShape {
+                layer: i,
+                kind: layer.name(),
+                what,
+                expected,
+                actual,
+            };
+            let width = dims.map(|d| d.len());
+            match *layer {
+                Layer::Affine { input, output } => {
+                    if input == 0 {
+                        return Err(Error::ZeroSize {
+                            what: "Affine input size",
+                        });
+                    }
+                    if output == 0 {
+                        return Err(Error::ZeroSize {
+                            what: "Affine output size",
+                        });
+                    }
+                    if let Some(w) = width
+                        && w != input
+                    {
+                        return Err(bad("input", w, input));
+                    }
+                    input.checked_mul(output).ok_or(Error::SizeOverflow)?;
+                }
+                Layer::BatchNorm { features } => {
+                    if features == 0 {
+                        return Err(Error::ZeroSize {
+                            what: "BatchNorm features",
+                        });
+                    }
+                    if let Some(w) = width
+                        && w != features
+                    {
+                        return Err(bad("features", w, features));
+                    }
+                }
+                Layer::Dropout { ratio } if !(0.0..1.0).contains(&ratio) => {
+                    return Err(Error::InvalidValue {
+                        what: "Dropout ratio (must be in [0, 1))",
+                    });
+                }
+                Layer::SoftmaxWithLoss if i + 1 != self.len => {
+                    return Err(bad(
+                        "position (SoftmaxWithLoss must be last)",
+                        self.len - 1,
+                        i,
+                    ));
+                }
+                _ => {}
+            }
+            if i == 0 && !matches!(layer, Layer::Affine { .. } | Layer::BatchNorm { .. }) {
+                return Err(bad(
+                    "first layer (must state its input: Affine or BatchNorm)",
+                    0,
+                    0,
+                ));
+            }
+            dims = Some(layer.output_dims(dims.unwrap_or(self.input_dims())));
+        }
+        // Lengths that saturated did not fit.
+        let probe = [
+            self.param_len(),
+            self.state_len(),
+            self.gradient_row_len(),
+            self.min_workspace_len(1),
+            self.workspace_len(1),
+        ];
+        if probe.contains(&usize::MAX) {
+            return Err(Error::SizeOverflow);
+        }
+        Ok(())
+    }
+
+    /// The trainable tensors, in buffer order: `W1`, `b1`, (`gamma1`, `beta1`,) `W2`, ….
+    pub fn tensors(&self) -> Tensors<'_> {
+        Tensors {
+            spec: self,
+            layer: 0,
+            part: 0,
+            offset: 0,
+            state: false,
+            affines: 0,
+            norms: 0,
+        }
+    }
+
+    /// The state tensors, in buffer order: `running_mean1`, `running_var1`, ….
+    pub fn state_tensors(&self) -> Tensors<'_> {
+        Tensors {
+            state: true,
+            ..self.tensors()
+        }
+    }
+
+    /// The trainable tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<Tensor> {
+        self.tensors().find(|t| t.name == name)
+    }
+}
+
+/// One named tensor inside a flat buffer: `rows × cols` at `offset` (a vector has
+/// `rows == 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tensor {
+    /// The book's name: `"W1"`, `"b1"`, `"gamma1"`, `"running_mean1"`, ….
+    pub name: &'static str,
+    /// First element in the flat buffer.
+    pub offset: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+impl Tensor {
+    /// Number of elements (saturating: a tensor of a shape too large for `usize`, which
+    /// [`NetSpec::validate`] rejects, does not panic).
+    pub const fn len(&self) -> usize {
+        self.rows.saturating_mul(self.cols)
+    }
+    /// Whether it has no elements.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Its range in the flat buffer.
+    pub const fn range(&self) -> core::ops::Range<usize> {
+        self.offset..self.offset.saturating_add(self.len())
+    }
+}
+
+/// The names `prefix1` … `prefix32`, as static strings.
+macro_rules! numbered {
+    ($p:literal) => {
+        [
+            concat!($p, 1),
+            concat!($p, 2),
+            concat!($p, 3),
+            concat!($p, 4),
+            concat!($p, 5),
+            concat!($p, 6),
+            concat!($p, 7),
+            concat!($p, 8),
+            concat!($p, 9),
+            concat!($p, 10),
+            concat!($p, 11),
+            concat!($p, 12),
+            concat!($p, 13),
+            concat!($p, 14),
+            concat!($p, 15),
+            concat!($p, 16),
+            concat!($p, 17),
+            concat!($p, 18),
+            concat!($p, 19),
+            concat!($p, 20),
+            concat!($p, 21),
+            concat!($p, 22),
+            concat!($p, 23),
+            concat!($p, 24),
+            concat!($p, 25),
+            concat!($p, 26),
+            concat!($p, 27),
+            concat!($p, 28),
+            concat!($p, 29),
+            concat!($p, 30),
+            concat!($p, 31),
+            concat!($p, 32),
+        ]
+    };
+}
+
+const W_NAMES: [&str; MAX_LAYERS] = numbered!("W");
+const B_NAMES: [&str; MAX_LAYERS] = numbered!("b");
+const GAMMA_NAMES: [&str; MAX_LAYERS] = numbered!("gamma");
+const BETA_NAMES: [&str; MAX_LAYERS] = numbered!("beta");
+const MEAN_NAMES: [&str; MAX_LAYERS] = numbered!("running_mean");
+const VAR_NAMES: [&str; MAX_LAYERS] = numbered!("running_var");
+
+/// The tensors of a [`NetSpec`], in buffer order ([`NetSpec::tensors`],
+/// [`NetSpec::state_tensors`]).
+#[derive(Debug, Clone)]
+pub struct Tensors<'s> {
+    spec: &'s NetSpec,
+    layer: usize,
+    part: usize,
+    offset: usize,
+    state: bool,
+    affines: usize,
+    norms: usize,
+}
+
+impl Iterator for Tensors<'_> {
+    type Item = Tensor;
+
+    fn next(&mut self) -> Option<Tensor> {
+        while self.layer < self.spec.len {
+            let layer = *self.spec.layer(self.layer);
+            let (count, names, rows, cols): (usize, [&[&'static str]; 2], [usize; 2], [usize; 2]) =
+                match (layer, self.state) {
+                    (Layer::Affine { input, output }, false) => {
+                        (2, [&W_NAMES, &B_NAMES], [input, 1], [output, output])
+                    }
+                    (Layer::BatchNorm { features }, false) => {
+                        (2, [&GAMMA_NAMES, &BETA_NAMES], [1, 1], [features, features])
+                    }
+                    (Layer::BatchNorm { features }, true) => {
+                        (2, [&MEAN_NAMES, &VAR_NAMES], [1, 1], [features, features])
+                    }
+                    _ => (0, [&[], &[]], [0, 0], [0, 0]),
+                };
+            if self.part == 0 {
+                // Entering the layer: count it.
+                match layer {
+                    Layer::Affine { .. } => self.affines += 1,
+                    Layer::BatchNorm { .. } => self.norms += 1,
+                    _ => {}
+                }
+            }
+            if self.part < count {
+                let number = match layer {
+                    Layer::Affine { .. } => self.affines,
+                    _ => self.norms,
+                };
+                let t = Tensor {
+                    name: names[self.part][number - 1],
+                    offset: self.offset,
+                    rows: rows[self.part],
+                    cols: cols[self.part],
+                };
+                self.offset = self.offset.saturating_add(t.len());
+                self.part += 1;
+                return Some(t);
+            }
+            self.layer += 1;
+            self.part = 0;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BN: NetSpec = NetSpec::mlp(
+        784,
+        &[100, 100],
+        10,
+        MlpOptions {
+            activation: Activation::Relu,
+            batch_norm: true,
+            dropout: Some(0.2),
+        },
+    );
+
+    #[test]
+    fn mlp_is_the_books_layer_order() {
+        use Layer::*;
+        assert_eq!(
+            BN.layers(),
+            &[
+                Affine {
+                    input: 784,
+                    output: 100
+                },
+                BatchNorm { features: 100 },
+                Relu,
+                Dropout { ratio: 0.2 },
+                Affine {
+                    input: 100,
+                    output: 100
+                },
+                BatchNorm { features: 100 },
+                Relu,
+                Dropout { ratio: 0.2 },
+                Affine {
+                    input: 100,
+                    output: 10
+                },
+                SoftmaxWithLoss
+            ]
+        );
+        assert!(BN.validate().is_ok());
+        assert_eq!(BN.input_size(), 784);
+        assert_eq!(BN.output_size(), 10);
+    }
+
+    #[test]
+    fn tensors_have_the_books_names_in_layer_order() {
+        let names: std::vec::Vec<_> = BN.tensors().map(|t| (t.name, t.offset, t.len())).collect();
+        let w1 = 784 * 100;
+        assert_eq!(
+            names,
+            [
+                ("W1", 0, w1),
+                ("b1", w1, 100),
+                ("gamma1", w1 + 100, 100),
+                ("beta1", w1 + 200, 100),
+                ("W2", w1 + 300, 10000),
+                ("b2", w1 + 10300, 100),
+                ("gamma2", w1 + 10400, 100),
+                ("beta2", w1 + 10500, 100),
+                ("W3", w1 + 10600, 1000),
+                ("b3", w1 + 11600, 10),
+            ]
+        );
+        assert_eq!(BN.param_len(), w1 + 11610);
+        let state: std::vec::Vec<_> = BN.state_tensors().map(|t| t.name).collect();
+        assert_eq!(
+            state,
+            [
+                "running_mean1",
+                "running_var1",
+                "running_mean2",
+                "running_var2"
+            ]
+        );
+        assert_eq!(BN.state_len(), 400);
+        assert_eq!(BN.tensor("gamma2").map(|t| t.offset), Some(w1 + 10400));
+    }
+
+    #[test]
+    fn the_chapter_5_net_keeps_its_workspace() {
+        let s = NetSpec::mlp(784, &[50], 10, MlpOptions::PLAIN);
+        assert_eq!(s.predict_row_len(), 60);
+        assert_eq!(s.gradient_row_len(), 110);
+        assert_eq!(s.min_workspace_len(100), 11_000);
+        assert_eq!(s.workspace_len(1), 110 + PACK_LEN);
+    }
+
+    #[test]
+    fn workspace_places_do_not_overlap() {
+        // Affine, BatchNorm (in place), Relu (in place), Dropout (in place), Affine, …
+        let b = 7;
+        let f = BN.frame(b);
+        let mut end = 0;
+        for i in 0..BN.len() {
+            let p = BN.place_row(i);
+            let out = f.slot(p.output, p.width_out);
+            if !BN.in_place(i) {
+                assert_eq!(out.start, end, "layer {i}");
+                end = out.end;
+            } else {
+                assert_eq!(Some(p.output), p.input, "layer {i}");
+            }
+        }
+        assert_eq!(end, b * BN.predict_row_len());
+        assert_eq!(f.end_predict, end);
+        assert_eq!(f.grad_len, b * 100);
+        assert_eq!(f.grads[1], f.grads[0] + f.grad_len);
+        assert_eq!(f.grads[1] + f.grad_len, BN.min_workspace_len(b));
+        assert_eq!(f.end_backward, BN.min_workspace_len(b));
+        // The extras: xc of each BatchNorm and each Dropout mask, then the std of each
+        // BatchNorm.
+        let extra = |i: usize| f.extra(&BN.place_row(i), 100);
+        assert_eq!(extra(1), end..end + b * 100);
+        assert_eq!(extra(3).start, end + b * 100);
+        assert_eq!(extra(5).start, end + 2 * b * 100);
+        assert_eq!(extra(7).start, end + 3 * b * 100);
+        assert_eq!(f.fixed(&BN.place_row(1), 100).start, end + 4 * b * 100);
+        assert_eq!(
+            f.fixed(&BN.place_row(5), 100).start,
+            end + 4 * b * 100 + 100
+        );
+        assert_eq!(BN.place_row(4).param, 784 * 100 + 300);
+        assert_eq!(BN.place_row(5).state, 200);
+        assert_eq!(BN.place_row(5).number, 2);
+        assert_eq!(BN.place_row(8).number, 3);
+    }
+
+    #[test]
+    fn an_activation_read_by_its_backward_is_not_overwritten() {
+        use Layer::*;
+        let s = NetSpec::new(&[
+            Affine {
+                input: 4,
+                output: 3,
+            },
+            Relu,
+            Dropout { ratio: 0.5 },
+            // Relu's backward reads the slot: BatchNorm gets its own.
+            BatchNorm { features: 3 },
+            // BatchNorm's backward does not read its output: Sigmoid works over it.
+            Sigmoid,
+            // ReLU of values ≥ 0 changes nothing Sigmoid's backward reads.
+            Relu,
+            // Sigmoid's backward reads the slot: Sigmoid and SoftmaxWithLoss get their own.
+            Sigmoid,
+            SoftmaxWithLoss,
+        ]);
+        assert!(s.validate().is_ok());
+        let in_place: std::vec::Vec<bool> = (0..s.len()).map(|i| s.in_place(i)).collect();
+        assert_eq!(
+            in_place,
+            [false, true, true, false, true, true, false, false]
+        );
+        assert_eq!(s.predict_row_len(), 4 * 3);
+    }
+
+    #[test]
+    fn validate_names_what_is_wrong() {
+        use Layer::*;
+        let chain = NetSpec::new(&[
+            Affine {
+                input: 4,
+                output: 3,
+            },
+            Relu,
+            Affine {
+                input: 5,
+                output: 2,
+            },
+        ]);
+        assert_eq!(
+            chain.validate(),
+            Err(Error::LayerShape {
+                layer: 2,
+                kind: "Affine",
+                what: "input",
+                expected: 3,
+                actual: 5
+            })
+        );
+        let long = NetSpec::new(&[Relu; 40]);
+        assert_eq!(
+            long.validate(),
+            Err(Error::TooManyLayers {
+                layers: 40,
+                max: MAX_LAYERS
+            })
+        );
+        assert!(NetSpec::new(&[]).validate().is_err());
+        assert!(NetSpec::new(&[Relu]).validate().is_err());
+        let softmax_first = NetSpec::new(&[
+            Affine {
+                input: 4,
+                output: 3,
+            },
+            SoftmaxWithLoss,
+            Relu,
+        ]);
+        assert!(softmax_first.validate().is_err());
+        let ratio = NetSpec::new(&[
+            Affine {
+                input: 4,
+                output: 3,
+            },
+            Dropout { ratio: 1.0 },
+        ]);
+        assert!(ratio.validate().is_err());
+        let huge = NetSpec::new(&[Affine {
+            input: usize::MAX / 2,
+            output: 3,
+        }]);
+        assert_eq!(huge.validate(), Err(Error::SizeOverflow));
+    }
+}

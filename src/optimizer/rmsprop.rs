@@ -1,0 +1,48 @@
+//! RMSprop (the book's `RMSprop`): `h *= decay`, `h += (1 − decay)·g²`,
+//! `p −= lr·g / (√h + 1e-7)`.
+
+use super::{DENOMINATOR_EPS, Optimizer, check_apply};
+use crate::error::Result;
+use crate::math::Float;
+
+/// RMSprop; state: the decaying mean of squared gradients `h`, one plane.
+#[doc(alias = "RMSprop")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsProp<T> {
+    /// The learning rate (the book's default 0.01).
+    pub lr: T,
+    /// The decay rate (the book's 0.99).
+    pub decay_rate: T,
+}
+
+impl<T: Float> RmsProp<T> {
+    /// RMSprop with learning rate `lr` and the book's decay rate 0.99.
+    pub fn new(lr: T) -> Self {
+        RmsProp {
+            lr,
+            decay_rate: T::from_f64(0.99),
+        }
+    }
+
+    /// Elements of state for `params` parameters: `h`.
+    pub const fn state_len(params: usize) -> usize {
+        params
+    }
+}
+
+impl<T: Float> Optimizer<T> for RmsProp<T> {
+    fn planes(&self) -> usize {
+        1
+    }
+    fn apply(&self, params: &mut [T], grads: &[T], h: &mut [T], s1: &mut [T]) -> Result<()> {
+        check_apply(1, params, grads, h, s1)?;
+        let eps = T::from_f64(DENOMINATOR_EPS);
+        let rest = T::ONE - self.decay_rate;
+        for ((p, &g), h) in params.iter_mut().zip(grads).zip(h) {
+            *h *= self.decay_rate;
+            *h += rest * g * g;
+            *p -= self.lr * g / (h.sqrt() + eps);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! Short descriptions of nets for messages and headers.
+
+use zeronn::{Layer, NetSpec};
+
+/// The sizes of a net's values from input to output through each Affine, as the book writes
+/// them: `784-50-10`.
+pub fn sizes(spec: &NetSpec) -> String {
+    let mut parts = vec![spec.input_size().to_string()];
+    for l in spec.layers() {
+        if let Layer::Affine { output, .. } = l {
+            parts.push(output.to_string());
+        }
+    }
+    parts.join("-")
+}
+
+/// The layer list, one name per layer: `Affine(784,100) BatchNorm Relu … SoftmaxWithLoss`.
+pub fn layers(spec: &NetSpec) -> String {
+    spec.layers()
+        .iter()
+        .map(|l| match *l {
+            Layer::Affine { input, output } => format!("Affine({input},{output})"),
+            Layer::Dropout { ratio } => format!("Dropout({ratio})"),
+            other => other.name().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
