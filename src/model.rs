@@ -1,12 +1,12 @@
-//! The on-flash model format: a small validated header followed by the flat parameters,
-//! aligned so the net runs from them in place (zero-copy, no RAM copy).
+//! The on-flash model format: a small validated header (the layer list) followed by the flat
+//! parameters and state, aligned so the net runs from them in place (zero-copy, no RAM copy).
 //!
-//! # Layout (version 1, all integers little-endian)
+//! # Layout (version 2, all integers little-endian)
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic `b"ZRNN"` |
-//! | 4 | 2 | format version, 1 |
+//! | 4 | 2 | format version, 2 (1 is still read, see below) |
 //! | 6 | 1 | element type: 1 = f32 (IEEE 754 binary32) |
 //! | 7 | 1 | byte order of the payload: 1 = little-endian |
 //! | 8 | 4 | header length in bytes = payload offset (a multiple of 64) |
@@ -15,12 +15,27 @@
 //! | 20 | 4 | CRC-32 of the header bytes, this field taken as zero |
 //! | 24 | 2 | number of layer records, 1 ..= [`MAX_LAYERS`] |
 //! | 26 | 6 | reserved, zero |
-//! | 32 | 16 each | layer records: kind u16, reserved u16 (0), input size u32, output size u32, reserved u32 (0) |
+//! | 32 | 32 each | layer records: kind u16, reserved u16 (0), then seven u32 fields `a`…`g` |
 //! | … | | zero padding up to the header length |
-//! | header length | payload length | the parameters, each Affine's `W` (input × output, row-major) then `b` |
+//! | header length | payload length | the parameters ([`NetSpec::param_len`] f32 in the book's order: each Affine's `W` (input × output, row-major) then `b`, each BatchNorm's `gamma` then `beta`), then the state ([`NetSpec::state_len`] f32: each BatchNorm's running mean then running variance) |
 //!
-//! Layer kinds: 1 Affine, 2 Relu, 3 Sigmoid, 4 SoftmaxWithLoss. Sizes must chain (each
-//! layer's input is the previous one's output); activations keep their size.
+//! Layer records (fields not listed are zero):
+//!
+//! | kind | layer | fields |
+//! | --- | --- | --- |
+//! | 1 | Affine | `a` input, `b` output |
+//! | 2 | Relu | `a` width |
+//! | 3 | Sigmoid | `a` width |
+//! | 4 | SoftmaxWithLoss | `a` classes |
+//! | 5 | BatchNorm | `a` features |
+//! | 6 | Dropout | `a` width, `b` the ratio as f32 bits, in `[0, 1)` |
+//!
+//! Widths must chain (each layer takes the previous one's output), the first layer must be an
+//! Affine or a BatchNorm, and SoftmaxWithLoss comes last if at all.
+//!
+//! Version 1 (written by earlier builds) has 16-byte records (kind u16, reserved u16, input
+//! u32, output u32, reserved u32), kinds 1 to 4 only, at most 16 of them, and no state. It is
+//! read into the same [`Model`].
 //!
 //! The payload starts 64 bytes aligned relative to the start of the model; the model itself
 //! must start at an address aligned for the element type (4 for f32). `include_bytes!` gives
@@ -29,90 +44,53 @@
 use core::fmt;
 
 use crate::error::{Error, Result};
-use crate::net::{Activation, TwoLayerNet, TwoLayerShape};
+use crate::net::{Layer, Net, NetSpec, TwoLayerNet, TwoLayerShape};
 
 /// The magic bytes at offset 0.
 pub const MAGIC: [u8; 4] = *b"ZRNN";
-/// The format version this build reads and writes.
-pub const VERSION: u16 = 1;
+/// The format version this build writes (it reads 1 and 2).
+pub const VERSION: u16 = 2;
 /// Element type code for f32.
 pub const ELEMENT_F32: u8 = 1;
 /// Byte-order code for little-endian.
 pub const LITTLE_ENDIAN: u8 = 1;
-/// Most layer records a model may have.
-pub const MAX_LAYERS: usize = 16;
+/// Most layer records a model may have (as a [`NetSpec`] holds).
+pub const MAX_LAYERS: usize = crate::net::MAX_LAYERS;
+/// Most layer records of a version 1 model.
+pub const MAX_LAYERS_V1: usize = 16;
 /// Bytes of the fixed part of the header.
 pub const FIXED_HEADER_LEN: usize = 32;
 /// Bytes per layer record.
-pub const LAYER_RECORD_LEN: usize = 16;
+pub const LAYER_RECORD_LEN: usize = 32;
+/// Bytes per layer record of a version 1 model.
+pub const LAYER_RECORD_LEN_V1: usize = 16;
 /// The payload offset is a multiple of this.
 pub const PAYLOAD_ALIGN: usize = 64;
 
 /// Header length for `layers` layer records.
 pub const fn header_len(layers: usize) -> usize {
-    (FIXED_HEADER_LEN + LAYER_RECORD_LEN * layers).div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
+    header_len_of(layers, LAYER_RECORD_LEN)
 }
 
-/// Bytes of a whole model with `layers` layer records and `params` f32 parameters.
-pub const fn encoded_len(layers: usize, params: usize) -> usize {
-    header_len(layers) + 4 * params
+const fn header_len_of(layers: usize, record: usize) -> usize {
+    (FIXED_HEADER_LEN + record * layers).div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
 }
 
-/// One layer of a model's architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerSpec {
-    /// Fully connected, `input → output`, with `W` and `b` in the payload.
-    Affine {
-        /// Inputs.
-        input: u32,
-        /// Outputs.
-        output: u32,
-    },
-    /// ReLU over `size` values.
-    Relu {
-        /// Width.
-        size: u32,
-    },
-    /// Sigmoid over `size` values.
-    Sigmoid {
-        /// Width.
-        size: u32,
-    },
-    /// Softmax (with cross-entropy in training) over `size` classes.
-    SoftmaxWithLoss {
-        /// Classes.
-        size: u32,
-    },
+/// Bytes of a whole model of `spec`: the header, the parameters and the state.
+pub const fn encoded_len(spec: &NetSpec) -> usize {
+    header_len(spec.len())
+        .saturating_add(4usize.saturating_mul(spec.param_len().saturating_add(spec.state_len())))
 }
 
-impl LayerSpec {
-    fn kind(&self) -> u16 {
-        match self {
-            LayerSpec::Affine { .. } => 1,
-            LayerSpec::Relu { .. } => 2,
-            LayerSpec::Sigmoid { .. } => 3,
-            LayerSpec::SoftmaxWithLoss { .. } => 4,
-        }
-    }
-
-    /// Input and output width.
-    pub fn sizes(&self) -> (u32, u32) {
-        match *self {
-            LayerSpec::Affine { input, output } => (input, output),
-            LayerSpec::Relu { size }
-            | LayerSpec::Sigmoid { size }
-            | LayerSpec::SoftmaxWithLoss { size } => (size, size),
-        }
-    }
-
-    /// Parameters this layer owns in the payload.
-    pub fn param_len(&self) -> Option<usize> {
-        match *self {
-            LayerSpec::Affine { input, output } => (input as usize)
-                .checked_mul(output as usize)?
-                .checked_add(output as usize),
-            _ => Some(0),
-        }
+/// A layer's kind code in the records.
+const fn kind_of(layer: &Layer) -> u16 {
+    match layer {
+        Layer::Affine { .. } => 1,
+        Layer::Relu => 2,
+        Layer::Sigmoid => 3,
+        Layer::SoftmaxWithLoss => 4,
+        Layer::BatchNorm { .. } => 5,
+        Layer::Dropout { .. } => 6,
     }
 }
 
@@ -214,6 +192,17 @@ pub enum ModelError {
     },
     /// The architecture is valid, but not the one asked for (e.g. not a two-layer net).
     ArchitectureMismatch,
+    /// A layer's value is out of its range (a Dropout ratio outside `[0, 1)`).
+    LayerValue {
+        /// Which record.
+        layer: usize,
+    },
+    /// A layer is where it cannot be: SoftmaxWithLoss before the last layer, or a first
+    /// layer that does not state its input (only Affine and BatchNorm do).
+    LayerPlacement {
+        /// Which record.
+        layer: usize,
+    },
 }
 
 impl fmt::Display for ModelError {
@@ -227,7 +216,7 @@ impl fmt::Display for ModelError {
             BadMagic => f.write_str("bad magic (not a zeronn model)"),
             UnsupportedVersion { version } => write!(
                 f,
-                "format version {version} is not supported (this build reads {VERSION})"
+                "format version {version} is not supported (this build reads 1 and {VERSION})"
             ),
             UnsupportedElementType { code } => {
                 write!(f, "element type code {code} is not supported (1 = f32)")
@@ -266,6 +255,12 @@ impl fmt::Display for ModelError {
                 "payload checksum {stored:08x} does not match {computed:08x}"
             ),
             ArchitectureMismatch => f.write_str("architecture is not the one expected"),
+            LayerValue { layer } => write!(f, "layer {layer} has a value out of range"),
+            LayerPlacement { layer } => write!(
+                f,
+                "layer {layer} cannot be where it is (SoftmaxWithLoss must be last, and the \
+                 first layer an Affine or a BatchNorm)"
+            ),
         }
     }
 }
@@ -325,18 +320,96 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
-/// A validated model: its architecture and its parameters, borrowed in place.
+/// A validated model: its architecture, its parameters and its state, borrowed in place.
 #[derive(Debug, Clone)]
 pub struct Model<'a> {
-    layers: heapless::Vec<LayerSpec, MAX_LAYERS>,
+    spec: NetSpec,
+    version: u16,
     params: &'a [f32],
+    state: &'a [f32],
+}
+
+/// One layer record, read from a version 1 or 2 header.
+fn read_record(bytes: &[u8], r: usize, version: u16) -> (u16, [u32; 7]) {
+    let kind = u16_at(bytes, r);
+    let mut f = [0u32; 7];
+    if version == 1 {
+        f[0] = u32_at(bytes, r + 4);
+        f[1] = u32_at(bytes, r + 8);
+    } else {
+        for (k, v) in f.iter_mut().enumerate() {
+            *v = u32_at(bytes, r + 4 + 4 * k);
+        }
+    }
+    (kind, f)
+}
+
+/// The layer of record `i` (kind and fields), checked against the width before it (`None`
+/// for the first layer); returns the layer and its output width.
+fn layer_of(
+    i: usize,
+    kind: u16,
+    f: [u32; 7],
+    version: u16,
+    width: Option<u32>,
+) -> core::result::Result<(Layer, u32), ModelError> {
+    use ModelError::*;
+    let sizes = LayerSizes { layer: i };
+    // Version 1 records state an input and an output for every layer; version 2 records a
+    // width for the layers that keep it.
+    let (input, output) = match (version, kind) {
+        (_, 1) | (1, _) => (f[0], f[1]),
+        _ => (f[0], f[0]),
+    };
+    let layer = match kind {
+        1 => Layer::Affine {
+            input: input as usize,
+            output: output as usize,
+        },
+        2 => Layer::Relu,
+        3 => Layer::Sigmoid,
+        4 => Layer::SoftmaxWithLoss,
+        5 if version >= 2 => Layer::BatchNorm {
+            features: input as usize,
+        },
+        6 if version >= 2 => {
+            let ratio = f32::from_bits(f[1]);
+            if !(0.0..1.0).contains(&ratio) {
+                return Err(LayerValue { layer: i });
+            }
+            Layer::Dropout { ratio }
+        }
+        _ => return Err(UnknownLayerKind { layer: i, kind }),
+    };
+    if input == 0 || output == 0 || (kind != 1 && input != output) {
+        return Err(sizes);
+    }
+    if let Some(w) = width
+        && w != input
+    {
+        return Err(sizes);
+    }
+    if width.is_none() && !matches!(layer, Layer::Affine { .. } | Layer::BatchNorm { .. }) {
+        return Err(LayerPlacement { layer: i });
+    }
+    Ok((layer, output))
+}
+
+/// The fields a record of `kind` uses (the others are reserved, zero). An unknown kind is
+/// reported as such, so all its fields pass here.
+const fn used_fields(kind: u16) -> usize {
+    match kind {
+        1 | 6 => 2,
+        2..=5 => 1,
+        _ => 7,
+    }
 }
 
 impl<'a> Model<'a> {
     /// Validates `bytes` completely (every header field, sizes against the architecture,
     /// length, alignment, the payload's checksum, then the header's, which catches any change
-    /// the structural checks cannot see) and returns a view that borrows the parameters in
-    /// place. Never panics.
+    /// the structural checks cannot see) and returns a view that borrows the parameters and
+    /// state in place. Reads versions 1 and 2. Never panics.
     pub fn from_bytes(bytes: &'a [u8]) -> core::result::Result<Self, ModelError> {
         use ModelError::*;
         if bytes.len() < FIXED_HEADER_LEN {
@@ -346,9 +419,11 @@ impl<'a> Model<'a> {
             return Err(BadMagic);
         }
         let version = u16_at(bytes, 4);
-        if version != VERSION {
-            return Err(UnsupportedVersion { version });
-        }
+        let (record_len, max_layers) = match version {
+            1 => (LAYER_RECORD_LEN_V1, MAX_LAYERS_V1),
+            2 => (LAYER_RECORD_LEN, MAX_LAYERS),
+            _ => return Err(UnsupportedVersion { version }),
+        };
         if bytes[6] != ELEMENT_F32 {
             return Err(UnsupportedElementType { code: bytes[6] });
         }
@@ -356,11 +431,11 @@ impl<'a> Model<'a> {
             return Err(UnsupportedByteOrder { code: bytes[7] });
         }
         let count = u16_at(bytes, 24);
-        if count == 0 || count as usize > MAX_LAYERS {
+        if count == 0 || count as usize > max_layers {
             return Err(LayerCount { count });
         }
         let n = count as usize;
-        let hlen = header_len(n);
+        let hlen = header_len_of(n, record_len);
         let found_hlen = u32_at(bytes, 8);
         if found_hlen as usize != hlen {
             return Err(HeaderLength {
@@ -374,45 +449,55 @@ impl<'a> Model<'a> {
                 actual: bytes.len(),
             });
         }
-        // Reserved bytes of the fixed part, of each record, and the padding.
-        let records_end = FIXED_HEADER_LEN + LAYER_RECORD_LEN * n;
+        // Reserved bytes of the fixed part, of each record (the kind's unused fields too),
+        // and the padding.
+        let records_end = FIXED_HEADER_LEN + record_len * n;
         let reserved = (26..32)
             .chain((0..n).flat_map(|i| {
-                let r = FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
-                (r + 2..r + 4).chain(r + 12..r + 16)
+                let r = FIXED_HEADER_LEN + record_len * i;
+                let used = if version == 1 {
+                    12
+                } else {
+                    4 + 4 * used_fields(u16_at(bytes, r))
+                };
+                (r + 2..r + 4).chain(r + used..r + record_len)
             }))
             .chain(records_end..hlen);
         if let Some(offset) = reserved.into_iter().find(|&o| bytes[o] != 0) {
             return Err(ReservedNonZero { offset });
         }
-        let mut layers = heapless::Vec::new();
+        let mut spec = NetSpec::new(&[]);
         let mut width: Option<u32> = None;
+        // Bytes of parameters and state, in u64 (no overflow on 32-bit targets).
+        let mut payload = 0u64;
         for i in 0..n {
-            let r = FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
-            let kind = u16_at(bytes, r);
-            let (input, output) = (u32_at(bytes, r + 4), u32_at(bytes, r + 8));
-            let spec = match kind {
-                1 => LayerSpec::Affine { input, output },
-                2..=4 if input != output => return Err(LayerSizes { layer: i }),
-                2 => LayerSpec::Relu { size: input },
-                3 => LayerSpec::Sigmoid { size: input },
-                4 => LayerSpec::SoftmaxWithLoss { size: input },
-                _ => return Err(UnknownLayerKind { layer: i, kind }),
-            };
-            if input == 0 || output == 0 || width.is_some_and(|w| w != input) {
-                return Err(LayerSizes { layer: i });
+            let (kind, fields) = read_record(bytes, FIXED_HEADER_LEN + record_len * i, version);
+            let (layer, out) = layer_of(i, kind, fields, version, width)?;
+            if matches!(layer, Layer::SoftmaxWithLoss) && i + 1 != n {
+                return Err(LayerPlacement { layer: i });
             }
-            width = Some(output);
-            // Capacity is MAX_LAYERS and n ≤ MAX_LAYERS was checked.
-            let _ = layers.push(spec);
+            payload = payload.saturating_add(match layer {
+                // At most (2^32 - 1)·2^32 + 2^32 values: fits in u64.
+                Layer::Affine { input, output } => {
+                    (input as u64 * output as u64 + output as u64).saturating_mul(4)
+                }
+                Layer::BatchNorm { features } => 16 * features as u64,
+                _ => 0,
+            });
+            width = Some(out);
+            spec = spec.push(layer);
         }
         let payload_len = u32_at(bytes, 12);
-        let expected_payload = payload_bytes(&layers);
-        if payload_len as u64 != expected_payload {
+        if payload_len as u64 != payload {
             return Err(PayloadLength {
-                expected: expected_payload,
+                expected: payload,
                 found: payload_len,
             });
+        }
+        // The checks above are the spec's own (on 32-bit targets a net of a payload that fits
+        // 32 bits fits `usize` too).
+        if spec.validate().is_err() {
+            return Err(LayerSizes { layer: 0 });
         }
         let Some(total) = hlen.checked_add(payload_len as usize) else {
             return Err(Truncated {
@@ -449,17 +534,29 @@ impl<'a> Model<'a> {
         }
         // SAFETY: `payload` starts at `bytes + hlen`; `bytes` is aligned for f32 (checked) and
         // `hlen` is a multiple of 64, so the pointer is aligned; its length is a multiple of 4
-        // (it equals 4 × the parameter count); every bit pattern is a valid f32; the byte order is the
-        // target's (checked); and the returned slice borrows `bytes` for the same lifetime.
-        let params = unsafe {
+        // (it equals 4 × the parameter and state count); every bit pattern is a valid f32; the
+        // byte order is the target's (checked); and the slice borrows `bytes` for the same
+        // lifetime.
+        let values = unsafe {
             core::slice::from_raw_parts(payload.as_ptr().cast::<f32>(), payload.len() / 4)
         };
-        Ok(Model { layers, params })
+        let (params, state) = values.split_at(spec.param_len());
+        Ok(Model {
+            spec,
+            version,
+            params,
+            state,
+        })
     }
 
     /// The architecture.
-    pub fn layers(&self) -> &[LayerSpec] {
-        &self.layers
+    pub fn spec(&self) -> &NetSpec {
+        &self.spec
+    }
+
+    /// The format version the bytes were in (1 or 2).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// The flat parameters, borrowed from the model bytes.
@@ -467,51 +564,27 @@ impl<'a> Model<'a> {
         self.params
     }
 
+    /// The state (BatchNorm's running statistics), borrowed from the model bytes.
+    pub fn state(&self) -> &'a [f32] {
+        self.state
+    }
+
+    /// The net this model holds, whatever its layers, running from the model's bytes in
+    /// place.
+    pub fn net(&self) -> Result<Net<f32, &'a [f32]>> {
+        Net::with_state(self.spec, self.params, self.state)
+    }
+
     /// The shape, if this is a two-layer net (Affine, Relu or Sigmoid, Affine, and optionally
     /// SoftmaxWithLoss).
     pub fn two_layer_shape(&self) -> core::result::Result<TwoLayerShape, ModelError> {
-        let act = |l: &LayerSpec| match l {
-            LayerSpec::Relu { .. } => Some(Activation::Relu),
-            LayerSpec::Sigmoid { .. } => Some(Activation::Sigmoid),
-            _ => None,
-        };
-        match self.layers.as_slice() {
-            [
-                LayerSpec::Affine {
-                    input,
-                    output: hidden,
-                },
-                a,
-                LayerSpec::Affine { output, .. },
-                rest @ ..,
-            ] if matches!(rest, [] | [LayerSpec::SoftmaxWithLoss { .. }]) && act(a).is_some() => {
-                Ok(
-                    TwoLayerShape::new(*input as usize, *hidden as usize, *output as usize)
-                        .with_activation(act(a).unwrap_or_default()),
-                )
-            }
-            _ => Err(ModelError::ArchitectureMismatch),
-        }
+        TwoLayerShape::from_spec(&self.spec).ok_or(ModelError::ArchitectureMismatch)
     }
 
     /// The two-layer net this model holds, running from the model's bytes in place.
     pub fn two_layer_net(&self) -> Result<TwoLayerNet<f32, &'a [f32]>> {
         TwoLayerNet::new(self.two_layer_shape()?, self.params)
     }
-}
-
-/// Payload bytes the architecture needs (4 per parameter), saturating at `u64::MAX`: any
-/// value above `u32::MAX` can never match the 32-bit payload length field.
-fn payload_bytes(layers: &[LayerSpec]) -> u64 {
-    layers
-        .iter()
-        .map(|l| match *l {
-            // At most (2^32 - 1)·2^32 + 2^32: fits in u64.
-            LayerSpec::Affine { input, output } => input as u64 * output as u64 + output as u64,
-            _ => 0,
-        })
-        .fold(0u64, |acc, p| acc.saturating_add(p))
-        .saturating_mul(4)
 }
 
 /// CRC-32 of a header with its own checksum field (offset 20..24) taken as zero.
@@ -521,59 +594,43 @@ fn header_crc(header: &[u8]) -> u32 {
     crc32_update(crc, &header[24..]) ^ 0xFFFF_FFFF
 }
 
-/// The architecture of a two-layer net as written to a model.
-pub fn two_layer_architecture(shape: &TwoLayerShape) -> [LayerSpec; 4] {
-    let (i, h, o) = (
-        shape.input_size as u32,
-        shape.hidden_size as u32,
-        shape.output_size as u32,
-    );
-    [
-        LayerSpec::Affine {
-            input: i,
-            output: h,
-        },
-        match shape.activation {
-            Activation::Relu => LayerSpec::Relu { size: h },
-            Activation::Sigmoid => LayerSpec::Sigmoid { size: h },
-        },
-        LayerSpec::Affine {
-            input: h,
-            output: o,
-        },
-        LayerSpec::SoftmaxWithLoss { size: o },
-    ]
-}
-
-/// Writes a model of architecture `layers` with parameters `params` into `out` and returns
-/// the bytes written ([`encoded_len`]). The architecture is validated as `from_bytes` would.
-pub fn write(layers: &[LayerSpec], params: &[f32], out: &mut [u8]) -> Result<usize> {
-    let n = layers.len();
-    if n == 0 || n > MAX_LAYERS {
-        return Err(ModelError::LayerCount {
-            count: n.min(u16::MAX as usize) as u16,
-        }
-        .into());
+/// Writes a version 2 model of `spec` with parameters `params` and state `state` into `out`
+/// and returns the bytes written ([`encoded_len`]). The architecture is validated as
+/// `from_bytes` would, and must fit the format (every size and the payload below 4 GiB).
+pub fn write(spec: &NetSpec, params: &[f32], state: &[f32], out: &mut [u8]) -> Result<usize> {
+    spec.validate()?;
+    let n = spec.len();
+    crate::error::check_len("params", spec.param_len(), params.len())?;
+    crate::error::check_len("state", spec.state_len(), state.len())?;
+    let mut width = 0;
+    let mut records = [[0u32; 7]; MAX_LAYERS];
+    for (i, l) in spec.layers().iter().enumerate() {
+        let too_big = || Error::from(ModelError::LayerSizes { layer: i });
+        let w = |v: usize| u32::try_from(v).map_err(|_| too_big());
+        records[i] = match *l {
+            Layer::Affine { input, output } => {
+                width = output;
+                [w(input)?, w(output)?, 0, 0, 0, 0, 0]
+            }
+            Layer::BatchNorm { features } => {
+                width = features;
+                [w(features)?, 0, 0, 0, 0, 0, 0]
+            }
+            Layer::Dropout { ratio } => [w(width)?, ratio.to_bits(), 0, 0, 0, 0, 0],
+            _ => [w(width)?, 0, 0, 0, 0, 0, 0],
+        };
     }
-    let mut width: Option<u32> = None;
-    for (i, l) in layers.iter().enumerate() {
-        let (input, output) = l.sizes();
-        if input == 0 || output == 0 || width.is_some_and(|w| w != input) {
-            return Err(ModelError::LayerSizes { layer: i }.into());
-        }
-        width = Some(output);
-    }
-    let want = payload_bytes(layers);
-    let have = (params.len() as u64).saturating_mul(4);
-    if want != have || want > u32::MAX as u64 {
+    let values = (params.len() as u64).saturating_add(state.len() as u64);
+    let want = values.saturating_mul(4);
+    if want > u32::MAX as u64 {
         return Err(ModelError::PayloadLength {
             expected: want,
-            found: have.min(u32::MAX as u64) as u32,
+            found: u32::MAX,
         }
         .into());
     }
     let hlen = header_len(n);
-    let total = encoded_len(n, params.len());
+    let total = encoded_len(spec);
     if out.len() < total {
         return Err(Error::OutputTooShort {
             needed: total,
@@ -587,16 +644,19 @@ pub fn write(layers: &[LayerSpec], params: &[f32], out: &mut [u8]) -> Result<usi
     out[6] = ELEMENT_F32;
     out[7] = LITTLE_ENDIAN;
     out[8..12].copy_from_slice(&(hlen as u32).to_le_bytes());
-    out[12..16].copy_from_slice(&((4 * params.len()) as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&(want as u32).to_le_bytes());
     out[24..26].copy_from_slice(&(n as u16).to_le_bytes());
-    for (i, l) in layers.iter().enumerate() {
+    for (i, l) in spec.layers().iter().enumerate() {
         let r = FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
-        let (input, output) = l.sizes();
-        out[r..r + 2].copy_from_slice(&l.kind().to_le_bytes());
-        out[r + 4..r + 8].copy_from_slice(&input.to_le_bytes());
-        out[r + 8..r + 12].copy_from_slice(&output.to_le_bytes());
+        out[r..r + 2].copy_from_slice(&kind_of(l).to_le_bytes());
+        for (k, v) in records[i].iter().enumerate() {
+            out[r + 4 + 4 * k..r + 8 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        }
     }
-    for (chunk, p) in out[hlen..].chunks_exact_mut(4).zip(params) {
+    for (chunk, p) in out[hlen..]
+        .chunks_exact_mut(4)
+        .zip(params.iter().chain(state))
+    {
         chunk.copy_from_slice(&p.to_le_bytes());
     }
     let payload_crc = crc32(&out[hlen..]);

@@ -1,9 +1,11 @@
-//! The on-flash model format: round trip, every header field corrupted in turn, truncated,
-//! trailing and misaligned input, and no panic on any input.
+//! The on-flash model format: round trip (version 2, any layer list with BatchNorm state),
+//! version 1 files still read, every header field corrupted in turn, truncated, trailing and
+//! misaligned input, and no panic on any input.
 
-use zeronn::model::{self, LayerSpec, Model, ModelError};
+use zeronn::model::{self, Model, ModelError};
+use zeronn::net::{Layer, MlpOptions, Net, NetSpec};
 use zeronn::random::{self, Rng, seeded};
-use zeronn::{Activation, TwoLayerNet, TwoLayerShape};
+use zeronn::{Activation, TwoLayerNet, TwoLayerShape, WeightInit};
 
 const SHAPE: TwoLayerShape = TwoLayerShape::new(6, 4, 3);
 
@@ -48,11 +50,50 @@ fn encode(shape: TwoLayerShape) -> (AlignedBytes, Vec<f32>) {
     let mut net = TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()]).unwrap();
     net.init_params(&mut seeded(4), 0.5);
     let params = net.params().to_vec();
-    let arch = model::two_layer_architecture(&shape);
-    let len = model::encoded_len(arch.len(), params.len());
+    let spec = shape.spec();
+    let len = model::encoded_len(&spec);
     let mut buf = vec![0u8; len];
-    assert_eq!(model::write(&arch, &params, &mut buf).unwrap(), len);
+    assert_eq!(model::write(&spec, &params, &[], &mut buf).unwrap(), len);
     (AlignedBytes::new(&buf), params)
+}
+
+/// The same model as an earlier build wrote it: version 1, 16-byte records of kind,
+/// reserved, input, output, reserved.
+fn encode_v1(shape: TwoLayerShape, params: &[f32]) -> AlignedBytes {
+    let (i, h, o) = (
+        shape.input_size as u32,
+        shape.hidden_size as u32,
+        shape.output_size as u32,
+    );
+    let act = if shape.activation == Activation::Relu {
+        2
+    } else {
+        3
+    };
+    let records: [(u16, u32, u32); 4] = [(1, i, h), (act, h, h), (1, h, o), (4, o, o)];
+    let hlen = 128;
+    let mut b = vec![0u8; hlen + 4 * params.len()];
+    b[0..4].copy_from_slice(&model::MAGIC);
+    b[4..6].copy_from_slice(&1u16.to_le_bytes());
+    b[6] = 1;
+    b[7] = 1;
+    b[8..12].copy_from_slice(&(hlen as u32).to_le_bytes());
+    b[12..16].copy_from_slice(&(4 * params.len() as u32).to_le_bytes());
+    b[24..26].copy_from_slice(&4u16.to_le_bytes());
+    for (k, (kind, input, output)) in records.iter().enumerate() {
+        let r = 32 + 16 * k;
+        b[r..r + 2].copy_from_slice(&kind.to_le_bytes());
+        b[r + 4..r + 8].copy_from_slice(&input.to_le_bytes());
+        b[r + 8..r + 12].copy_from_slice(&output.to_le_bytes());
+    }
+    for (c, p) in b[hlen..].chunks_exact_mut(4).zip(params) {
+        c.copy_from_slice(&p.to_le_bytes());
+    }
+    let crc = model::crc32(&b[hlen..]);
+    b[16..20].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = model::crc32(&b[..hlen]);
+    b[20..24].copy_from_slice(&hcrc.to_le_bytes());
+    AlignedBytes::new(&b)
 }
 
 /// The error `from_bytes` gives for `bytes` (copied to an aligned address).
@@ -73,19 +114,20 @@ fn round_trip_runs_in_place() {
         enc.bytes()[model::header_len(4)..].as_ptr(),
         "zero-copy"
     );
+    assert_eq!(m.version(), 2);
     assert_eq!(
-        m.layers(),
+        m.spec().layers(),
         &[
-            LayerSpec::Affine {
+            Layer::Affine {
                 input: 6,
                 output: 4
             },
-            LayerSpec::Relu { size: 4 },
-            LayerSpec::Affine {
+            Layer::Relu,
+            Layer::Affine {
                 input: 4,
                 output: 3
             },
-            LayerSpec::SoftmaxWithLoss { size: 3 },
+            Layer::SoftmaxWithLoss,
         ]
     );
     assert_eq!(m.two_layer_shape().unwrap(), SHAPE);
@@ -96,6 +138,70 @@ fn round_trip_runs_in_place() {
     let owned = TwoLayerNet::new(SHAPE, params.clone()).unwrap();
     let y2 = owned.predict(&x, &mut ws).unwrap();
     assert_eq!(&y1[..], y2);
+}
+
+#[test]
+fn version_1_files_still_read() {
+    for shape in [SHAPE, SHAPE.with_activation(Activation::Sigmoid)] {
+        let (_, params) = encode(shape);
+        let v1 = encode_v1(shape, &params);
+        let m = Model::from_bytes(v1.bytes()).unwrap();
+        assert_eq!(m.version(), 1);
+        assert_eq!(m.two_layer_shape().unwrap(), shape);
+        assert_eq!(m.params(), &params[..]);
+        assert!(m.state().is_empty());
+        let x = [0.25f32; 6];
+        let mut ws = vec![0.0f32; shape.workspace_len(1)];
+        let a = m.net().unwrap().predict(&x, &mut ws).unwrap().to_vec();
+        let owned = TwoLayerNet::new(shape, params).unwrap();
+        assert_eq!(owned.predict(&x, &mut ws).unwrap(), &a[..]);
+    }
+}
+
+#[test]
+fn any_layer_list_round_trips_with_its_state() {
+    let options = MlpOptions {
+        activation: Activation::Sigmoid,
+        batch_norm: true,
+        dropout: Some(0.25),
+    };
+    let spec = NetSpec::mlp(12, &[7, 5], 3, options);
+    let mut net = Net::with_state(
+        spec,
+        vec![0.0f32; spec.param_len()],
+        vec![0.0; spec.state_len()],
+    )
+    .unwrap();
+    net.init(&mut seeded(2), WeightInit::Xavier);
+    for (k, v) in net.state_mut().iter_mut().enumerate() {
+        *v = 0.5 + k as f32;
+    }
+    let mut buf = vec![0u8; model::encoded_len(&spec)];
+    model::write(&spec, net.params(), net.state(), &mut buf).unwrap();
+    let held = AlignedBytes::new(&buf);
+    let m = Model::from_bytes(held.bytes()).unwrap();
+    assert_eq!(*m.spec(), spec);
+    assert_eq!(m.params(), net.params());
+    assert_eq!(m.state(), net.state());
+    assert_eq!(m.two_layer_shape(), Err(ModelError::ArchitectureMismatch));
+    let x: Vec<f32> = (0..24).map(|v| v as f32 / 24.0).collect();
+    let mut ws = vec![0.0f32; spec.workspace_len(2)];
+    let a = m.net().unwrap().predict(&x, &mut ws).unwrap().to_vec();
+    assert_eq!(net.predict(&x, &mut ws).unwrap(), &a[..]);
+    // A Dropout ratio out of range, written in by hand (checksums mended): refused.
+    let dropout = spec
+        .layers()
+        .iter()
+        .position(|l| matches!(l, Layer::Dropout { .. }))
+        .unwrap();
+    let mut bad = buf.clone();
+    let r = 32 + 32 * dropout + 8;
+    bad[r..r + 4].copy_from_slice(&1.5f32.to_bits().to_le_bytes());
+    let hlen = model::header_len(spec.len());
+    bad[20..24].fill(0);
+    let hcrc = model::crc32(&bad[..hlen]);
+    bad[20..24].copy_from_slice(&hcrc.to_le_bytes());
+    assert_eq!(error_of(&bad), ModelError::LayerValue { layer: dropout });
 }
 
 #[test]
@@ -117,18 +223,19 @@ fn every_header_field_corrupted_in_turn_is_rejected_with_its_error() {
         b
     };
     use ModelError::*;
+    assert_eq!(hlen, 192);
     assert_eq!(error_of(&set(0, b"ZRNX")), BadMagic);
     assert_eq!(
-        error_of(&set(4, &2u16.to_le_bytes())),
-        UnsupportedVersion { version: 2 }
+        error_of(&set(4, &3u16.to_le_bytes())),
+        UnsupportedVersion { version: 3 }
     );
     assert_eq!(error_of(&set(6, &[2])), UnsupportedElementType { code: 2 });
     assert_eq!(error_of(&set(7, &[2])), UnsupportedByteOrder { code: 2 });
     assert_eq!(
-        error_of(&set(8, &192u32.to_le_bytes())),
+        error_of(&set(8, &256u32.to_le_bytes())),
         HeaderLength {
             expected: hlen as u32,
-            found: 192
+            found: 256
         }
     );
     assert!(matches!(
@@ -154,18 +261,21 @@ fn every_header_field_corrupted_in_turn_is_rejected_with_its_error() {
         LayerCount { count: 0 }
     );
     assert_eq!(
-        error_of(&set(24, &17u16.to_le_bytes())),
-        LayerCount { count: 17 }
+        error_of(&set(24, &33u16.to_le_bytes())),
+        LayerCount { count: 33 }
     );
-    // Three records still need a 128-byte header, so the fourth record is now padding.
+    // Three records need a 128-byte header.
     assert_eq!(
         error_of(&set(24, &3u16.to_le_bytes())),
-        ReservedNonZero { offset: 80 }
+        HeaderLength {
+            expected: 128,
+            found: 192
+        }
     );
     for off in 26..32 {
         assert_eq!(error_of(&set(off, &[1])), ReservedNonZero { offset: off });
     }
-    // Layer records at 32 + 16·i: kind, reserved, input, output, reserved.
+    // Layer records at 32 + 32·i: kind, reserved, then the fields a…g (4 bytes each).
     assert_eq!(
         error_of(&set(32, &9u16.to_le_bytes())),
         UnknownLayerKind { layer: 0, kind: 9 }
@@ -182,14 +292,24 @@ fn every_header_field_corrupted_in_turn_is_rejected_with_its_error() {
     );
     assert_eq!(error_of(&set(44, &[1])), ReservedNonZero { offset: 44 });
     assert_eq!(
-        error_of(&set(52, &5u32.to_le_bytes())),
+        error_of(&set(68, &5u32.to_le_bytes())),
         LayerSizes { layer: 1 },
-        "activation input != output"
+        "the activation's width is not W1's output"
     );
     assert_eq!(
-        error_of(&set(68, &7u32.to_le_bytes())),
+        error_of(&set(72, &[1])),
+        ReservedNonZero { offset: 72 },
+        "a field the Relu record does not use"
+    );
+    assert_eq!(
+        error_of(&set(100, &7u32.to_le_bytes())),
         LayerSizes { layer: 2 },
         "W2's input no longer chains"
+    );
+    assert_eq!(
+        error_of(&set(32, &2u16.to_le_bytes())),
+        ReservedNonZero { offset: 40 },
+        "a Relu first: its record has W1's output in a field it does not use"
     );
     let w1_grows = (4 * (7 * 4 + 4 + 4 * 3 + 3)) as u64;
     assert_eq!(
@@ -202,9 +322,13 @@ fn every_header_field_corrupted_in_turn_is_rejected_with_its_error() {
     );
     // A valid-looking change the structure cannot see: Relu -> Sigmoid; the header CRC does.
     assert!(matches!(
-        error_of(&set(48, &3u16.to_le_bytes())),
+        error_of(&set(64, &3u16.to_le_bytes())),
         HeaderChecksum { .. }
     ));
+    // SoftmaxWithLoss anywhere but last.
+    let mut b = set(64, &4u16.to_le_bytes());
+    b[128..130].copy_from_slice(&2u16.to_le_bytes());
+    assert_eq!(error_of(&b), LayerPlacement { layer: 1 });
     // Padding after the records.
     assert_eq!(
         error_of(&set(hlen - 1, &[1])),
@@ -320,31 +444,33 @@ fn huge_layer_sizes_are_rejected_without_overflow() {
 
 #[test]
 fn writer_refuses_bad_architectures_and_short_buffers() {
-    let arch = model::two_layer_architecture(&SHAPE);
+    let spec = SHAPE.spec();
     let params = vec![0.0f32; SHAPE.param_len()];
     let mut small = vec![0u8; 10];
     assert!(matches!(
-        model::write(&arch, &params, &mut small),
+        model::write(&spec, &params, &[], &mut small),
         Err(zeronn::Error::OutputTooShort { .. })
     ));
     let mut buf = vec![0u8; 4096];
-    assert!(model::write(&arch, &params[1..], &mut buf).is_err());
-    assert!(model::write(&[], &[], &mut buf).is_err());
-    let broken = [
-        LayerSpec::Affine {
+    assert!(model::write(&spec, &params[1..], &[], &mut buf).is_err());
+    assert!(model::write(&spec, &params, &[1.0], &mut buf).is_err());
+    assert!(model::write(&NetSpec::new(&[]), &[], &[], &mut buf).is_err());
+    let broken = NetSpec::new(&[
+        Layer::Affine {
             input: 6,
             output: 4,
         },
-        LayerSpec::Relu { size: 5 },
-    ];
-    assert!(model::write(&broken, &params, &mut buf).is_err());
+        Layer::BatchNorm { features: 5 },
+    ]);
+    assert!(model::write(&broken, &params, &[], &mut buf).is_err());
     // Not a two-layer net: valid model, wrong architecture for TwoLayerNet.
-    let one = [LayerSpec::Affine {
+    let one = NetSpec::new(&[Layer::Affine {
         input: 2,
         output: 2,
-    }];
-    let n = model::write(&one, &[0.0; 6], &mut buf).unwrap();
+    }]);
+    let n = model::write(&one, &[0.0; 6], &[], &mut buf).unwrap();
     let held = AlignedBytes::new(&buf[..n]);
     let m = Model::from_bytes(held.bytes()).unwrap();
     assert_eq!(m.two_layer_shape(), Err(ModelError::ArchitectureMismatch));
+    assert!(m.net().is_ok());
 }

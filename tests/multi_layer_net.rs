@@ -509,3 +509,49 @@ fn nets_refuse_bad_buffers_and_lists() {
             .is_err()
     );
 }
+
+#[test]
+fn folding_batch_norm_keeps_the_inference_predictions() {
+    let mut net = bn_dropout_net(4);
+    let spec = *net.spec();
+    let mut ws = vec![0.0f32; spec.workspace_len(16)];
+    let mut grads = vec![0.0f32; spec.param_len()];
+    let mut g = rng(16);
+    for _ in 0..20 {
+        let x = uniform_f32(&mut g, 16 * 30);
+        let t = labels(&mut g, 16, 10);
+        net.gradient(&x, &t, &mut grads, &mut ws).unwrap();
+        Sgd::new(0.05f32).update(net.params_mut(), &grads).unwrap();
+    }
+    let folded = zeronn::net::folded_spec(&spec);
+    assert!(
+        !folded
+            .layers()
+            .iter()
+            .any(|l| matches!(l, Layer::BatchNorm { .. }))
+    );
+    assert_eq!(folded.len(), spec.len() - 2);
+    assert_eq!(folded.state_len(), 0);
+    let mut params = vec![0.0f32; folded.param_len()];
+    let got = zeronn::net::fold_batch_norm(&spec, net.params(), net.state(), &mut params, &mut [])
+        .unwrap();
+    assert_eq!(got, folded);
+    let plain = Net::new(folded, params).unwrap();
+    let x = uniform_f32(&mut g, 8 * 30);
+    let a = net.predict(&x, &mut ws).unwrap().to_vec();
+    let b = plain.predict(&x, &mut ws).unwrap();
+    for (u, v) in a.iter().zip(b) {
+        assert!((u - v).abs() <= 1e-5 * (1.0 + u.abs()), "{u} vs {v}");
+    }
+    // A BatchNorm after an activation cannot fold: it stays, with its state.
+    let keep = NetSpec::new(&[
+        Layer::Affine {
+            input: 3,
+            output: 2,
+        },
+        Layer::Relu,
+        Layer::BatchNorm { features: 2 },
+        Layer::SoftmaxWithLoss,
+    ]);
+    assert_eq!(zeronn::net::folded_spec(&keep), keep);
+}

@@ -3,10 +3,12 @@
 //! `predict` / `loss` / `accuracy` / `gradient` / `numerical_gradient`. The chapter 5
 //! [`TwoLayerNet`] is a preset of the same net.
 
+mod fold;
 mod multi_layer_net;
 pub mod spec;
 mod two_layer_net;
 
+pub use fold::{fold_batch_norm, folded_spec};
 pub use multi_layer_net::{MultiLayerNet, Net};
 pub use spec::{Activation, Dims, Layer, MAX_LAYERS, MlpOptions, NetSpec, Tensor, Tensors};
 pub use two_layer_net::{TwoLayerNet, TwoLayerShape};

@@ -462,8 +462,8 @@ impl NetSpec {
     }
 
     /// The layers.
-    pub fn layers(&self) -> &[Layer] {
-        &self.layers[..self.len]
+    pub const fn layers(&self) -> &[Layer] {
+        self.layers.split_at(self.len).0
     }
 
     /// Number of layers.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use zeronn::gemm::{self, Backend, MatMut, MatRef, PACK_LEN};
 use zeronn::random::{self, seeded};
-use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
+use zeronn::{Layer, NetSpec, Sgd, TwoLayerNet, TwoLayerShape};
 
 /// Median wall time of one call of `f`, over `reps` samples of `inner` calls each.
 pub fn median_time(reps: usize, inner: usize, mut f: impl FnMut()) -> Duration {
@@ -269,25 +269,30 @@ pub fn time_eval_pass(
     result.map(|_| t.as_secs_f64())
 }
 
-/// Floating-point operations of the dense products of one training step of `shape` on
-/// `batch` rows: forward `X·W1` and `Z1·W2`, backward `dW2`, `dZ1` and `dW1` (the gradient of
-/// the input is not needed). What the book's NumPy code computes; zeronn skips the pixels
-/// blank across the mini-batch, so it executes fewer.
-pub fn step_flops(shape: TwoLayerShape, batch: usize) -> f64 {
-    // dW2 and dZ1 are as large as Z1·W2, dW1 as X·W1: the forward's count plus one more Z1·W2.
-    let (h, o) = (shape.hidden_size as f64, shape.output_size as f64);
-    2.0 * forward_flops(shape, batch) + 2.0 * batch as f64 * h * o
+/// Floating-point operations of the dense products of one training step of `spec` on
+/// `batch` rows: forward `X·W` of every Affine, backward `dW` of every Affine and `dX` of every
+/// Affine but the first (the gradient of the input is not needed). What the book's NumPy code
+/// computes; zeronn skips the pixels blank across the mini-batch, so it executes fewer.
+pub fn step_flops(spec: impl Into<NetSpec>, batch: usize) -> f64 {
+    let spec = spec.into();
+    let macs: Vec<f64> = affine_macs(&spec).collect();
+    let dx: f64 = macs.iter().skip(1).sum();
+    2.0 * batch as f64 * (2.0 * macs.iter().sum::<f64>() + dx)
 }
 
-/// Floating-point operations of the dense forward products (`X·W1`, `Z1·W2`) of `shape` on
-/// `rows` images.
-pub fn forward_flops(shape: TwoLayerShape, rows: usize) -> f64 {
-    let (i, h, o) = (
-        shape.input_size as f64,
-        shape.hidden_size as f64,
-        shape.output_size as f64,
-    );
-    2.0 * rows as f64 * (i * h + h * o)
+/// Floating-point operations of the dense forward products (`X·W` of every Affine) of `spec`
+/// on `rows` images.
+pub fn forward_flops(spec: impl Into<NetSpec>, rows: usize) -> f64 {
+    let spec = spec.into();
+    2.0 * rows as f64 * affine_macs(&spec).sum::<f64>()
+}
+
+/// Multiply-adds per sample of each Affine's product.
+fn affine_macs(spec: &NetSpec) -> impl Iterator<Item = f64> + '_ {
+    spec.layers().iter().filter_map(|l| match *l {
+        Layer::Affine { input, output } => Some(input as f64 * output as f64),
+        _ => None,
+    })
 }
 
 /// The book's whole run timed: the median wall time of `zeronn train` (the default
@@ -319,8 +324,8 @@ pub fn time_whole_run(
     // Every run does the same steps and evaluations: count the last one's.
     let flops = report.map_or(0.0, |r| {
         let images = data.train.len() + data.test.len();
-        r.losses.len() as f64 * step_flops(r.shape, cfg.batch_size)
-            + r.epochs.len() as f64 * forward_flops(r.shape, images)
+        r.losses.len() as f64 * step_flops(r.spec, cfg.batch_size)
+            + r.epochs.len() as f64 * forward_flops(r.spec, images)
     });
     Ok((times[times.len() / 2], flops))
 }

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zeronn::gemm::Backend;
-use zeronn::{Activation, NetSpec, TwoLayerShape};
+use zeronn::optimizer::OptimizerKind;
+use zeronn::{Activation, NetSpec, WeightInit};
 use zeronn_tools::format::py_repr;
 use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
 use zeronn_tools::mnist::{self, Mnist};
@@ -29,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Train TwoLayerNet on MNIST; the defaults are the book's chapter 5 run (train_neuralnet.py)
+    /// Train a net on MNIST; the defaults are the book's chapter 5 run (train_neuralnet.py), the flags give chapter 6's nets
     Train(TrainArgs),
     /// Compare backprop with the numerical gradient on the first training images (the book's 5.7.3)
     Gradcheck(GradcheckArgs),
@@ -52,6 +53,92 @@ struct DataArgs {
 enum ActivationArg {
     Relu,
     Sigmoid,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Momentum,
+    Nesterov,
+    Adagrad,
+    Rmsprop,
+    Adam,
+}
+
+impl From<OptimizerArg> for OptimizerKind {
+    fn from(o: OptimizerArg) -> Self {
+        match o {
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+            OptimizerArg::Momentum => OptimizerKind::Momentum,
+            OptimizerArg::Nesterov => OptimizerKind::Nesterov,
+            OptimizerArg::Adagrad => OptimizerKind::AdaGrad,
+            OptimizerArg::Rmsprop => OptimizerKind::RmsProp,
+            OptimizerArg::Adam => OptimizerKind::Adam,
+        }
+    }
+}
+
+/// The net, as the book's `MultiLayerNetExtend` takes it.
+#[derive(Args)]
+struct NetArgs {
+    /// Hidden layer sizes, comma-separated: 50 is the chapter 5 net, 100,100,100,100 a chapter 6 one
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50",
+        value_name = "N,N,..."
+    )]
+    hidden: Vec<usize>,
+    /// Hidden activation
+    #[arg(long, value_enum, default_value = "relu")]
+    activation: ActivationArg,
+    /// Initial weights: a standard deviation, xavier (or sigmoid: sqrt(1/n)), he (or relu: sqrt(2/n))
+    #[arg(long, default_value = "0.01", value_parser = parse_init, value_name = "STD|xavier|he")]
+    weight_init_std: WeightInit,
+    /// A BatchNorm after each hidden Affine
+    #[arg(long)]
+    batch_norm: bool,
+    /// A Dropout of this ratio after each hidden activation
+    #[arg(long, value_name = "RATIO")]
+    dropout: Option<f32>,
+    /// Weight decay λ: 0.5·λ·ΣW² added to the loss
+    #[arg(long, value_name = "LAMBDA", default_value_t = 0.0)]
+    weight_decay: f64,
+}
+
+fn parse_init(s: &str) -> std::result::Result<WeightInit, String> {
+    WeightInit::parse(s)
+        .ok_or_else(|| format!("'{s}' is not a non-negative number, xavier, sigmoid, he or relu"))
+}
+
+impl NetArgs {
+    /// The net part of a training configuration, checked.
+    fn apply(&self, cfg: &mut TrainConfig) -> Result<()> {
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return Err("--hidden takes positive sizes, e.g. 50 or 100,100,100".into());
+        }
+        if let Some(r) = self.dropout
+            && !(0.0..1.0).contains(&r)
+        {
+            return Err("--dropout takes a ratio in [0, 1)".into());
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err("--weight-decay must be a non-negative number".into());
+        }
+        cfg.hidden = self.hidden.clone();
+        cfg.activation = match self.activation {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+        };
+        cfg.weight_init = self.weight_init_std;
+        cfg.batch_norm = self.batch_norm;
+        cfg.dropout = self.dropout;
+        cfg.weight_decay = self.weight_decay;
+        let spec = cfg.spec(784, 10);
+        spec.validate()
+            .map_err(|e| format!("--hidden {:?}: {e}", self.hidden))?;
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -81,24 +168,26 @@ impl From<BackendArg> for Backend {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Hidden units
-    #[arg(long, default_value_t = 50)]
-    hidden: usize,
-    /// Hidden activation
-    #[arg(long, value_enum, default_value = "relu")]
-    activation: ActivationArg,
+    #[command(flatten)]
+    net: NetArgs,
+    /// The optimizer
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: OptimizerArg,
     /// Mini-batch size (sampled with replacement)
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// Learning rate
-    #[arg(long, default_value_t = 0.1)]
-    lr: f32,
-    /// Iterations
-    #[arg(long, default_value_t = 10_000)]
-    iters: usize,
-    /// Standard deviation of the initial weights
-    #[arg(long, default_value_t = 0.01)]
-    weight_init_std: f64,
+    /// Learning rate [default: 0.1 for sgd (the chapter 5 run), else the book's: 0.01, Adam 0.001]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Iterations [default: 10000]
+    #[arg(long, conflicts_with = "epochs")]
+    iters: Option<usize>,
+    /// Epochs of train size / batch size iterations each, instead of --iters
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Train on the first N training images only (the book's overfitting experiments take 300)
+    #[arg(long, value_name = "N")]
+    train_size: Option<usize>,
     /// Seed for the initial weights and the mini-batches; the same seed repeats the run bit for bit [default: from the clock]
     #[arg(long)]
     seed: Option<u64>,
@@ -114,7 +203,7 @@ struct TrainArgs {
     /// No progress bar, even on a terminal
     #[arg(long)]
     no_progress: bool,
-    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count (with --backend matrixmultiply, the picked rows of W1 are copied out for the crate and back)
+    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count (with --backend matrixmultiply, the picked rows of W1 are copied out for the crate and back). For now the chapter 5 net with SGD only
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
@@ -123,15 +212,14 @@ struct TrainArgs {
 struct GradcheckArgs {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    net: NetArgs,
     /// Check in f32 (default f64, as the book's NumPy)
     #[arg(long)]
     f32: bool,
-    /// Training images to use
+    /// Training images to use (with BatchNorm take several: with one, most gradients are zero)
     #[arg(long, default_value_t = 3)]
     samples: usize,
-    /// Hidden units
-    #[arg(long, default_value_t = 50)]
-    hidden: usize,
     /// Seed for the initial weights
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -245,22 +333,19 @@ fn positive(name: &str, v: usize) -> Result<usize> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
-    if !(a.lr.is_finite() && a.lr > 0.0) {
+    let kind = OptimizerKind::from(a.optimizer);
+    let lr = a.lr.unwrap_or(match kind {
+        OptimizerKind::Sgd => 0.1,
+        k => k.default_lr(),
+    });
+    if !(lr.is_finite() && lr > 0.0) {
         return Err("--lr must be a positive number".into());
     }
-    if !(a.weight_init_std.is_finite() && a.weight_init_std >= 0.0) {
-        return Err("--weight-init-std must be a non-negative number".into());
-    }
-    let cfg = TrainConfig {
-        hidden: positive("hidden", a.hidden)?,
-        activation: match a.activation {
-            ActivationArg::Relu => Activation::Relu,
-            ActivationArg::Sigmoid => Activation::Sigmoid,
-        },
+    let mut cfg = TrainConfig {
+        optimizer: kind,
         batch_size: positive("batch-size", a.batch_size)?,
-        lr: a.lr,
-        iters: a.iters,
-        weight_init_std: a.weight_init_std,
+        lr,
+        iters: a.iters.unwrap_or(10_000),
         seed: a.seed.unwrap_or_else(clock_seed),
         eval_every: a
             .eval_every
@@ -269,12 +354,14 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         backend: Backend::from(a.backend)
             .resolve()
             .map_err(|e| e.to_string())?,
+        ..TrainConfig::default()
     };
+    a.net.apply(&mut cfg)?;
     let threads = positive("threads", a.threads)?;
-    if threads > 1 && cfg.activation != Activation::Relu {
+    if threads > 1 && !zeronn_tools::train_threads::supports(&cfg) {
         return Err(
-            "--threads above 1 needs --activation relu (the multi-threaded step is the \
-                    fused ReLU one)"
+            "--threads above 1 runs the chapter 5 net for now: one hidden layer, relu, sgd, \
+             no --batch-norm, --dropout or --weight-decay"
                 .into(),
         );
     }
@@ -284,19 +371,33 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             zeronn::layers::FUSED_MAX_BATCH
         ));
     }
+    let train_size = a
+        .train_size
+        .map(|n| positive("train-size", n))
+        .transpose()?;
     if let Some(path) = &a.save {
         modelfile::check_savable(path)?;
     }
-    let data = load_data(&a.data)?;
+    let mut data = load_data(&a.data)?;
+    if let Some(n) = train_size {
+        if n > data.train.len() {
+            return Err(format!(
+                "--train-size {n}: the training set has {} images",
+                data.train.len()
+            ));
+        }
+        data.train = data.train.head(n);
+    }
+    if let Some(e) = a.epochs {
+        cfg.iters = positive("epochs", e)?.saturating_mul(cfg.iter_per_epoch(data.train.len()));
+    }
+    let spec = cfg.spec(data.train.pixels, 10);
     if a.save.is_some() {
-        let shape = TwoLayerShape::new(data.train.pixels, cfg.hidden, 10);
-        modelfile::check_size(&shape).map_err(|e| format!("--hidden {}: {e}", cfg.hidden))?;
+        modelfile::check_size(&spec).map_err(|e| format!("--hidden {:?}: {e}", cfg.hidden))?;
     }
     eprintln!(
-        "zeronn train: {}-{}-10 {:?}, batch {}, lr {}, {} iterations, seed {}, backend {}, {} thread(s)",
-        data.train.pixels,
-        cfg.hidden,
-        cfg.activation,
+        "zeronn train: {}, batch {}, lr {}, {} iterations, seed {}, backend {}, {} thread(s)",
+        describe_run(&cfg, &spec),
         cfg.batch_size,
         cfg.lr,
         cfg.iters,
@@ -341,7 +442,12 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         report.train_time.as_secs_f64(),
         report.eval_time.as_secs_f64(),
     );
-    if !report.params.iter().all(|p| p.is_finite()) {
+    if !report
+        .params
+        .iter()
+        .chain(&report.state)
+        .all(|p| p.is_finite())
+    {
         return Err(format!(
             "training diverged: the parameters hold NaN or infinite values (try a smaller --lr \
              or --weight-init-std){}",
@@ -356,15 +462,43 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             cfg.seed,
             std::process::id()
         ));
-        modelfile::save_or_spare(path, &spare, &report.shape, &report.params)?;
+        modelfile::save_or_spare(path, &spare, &report.spec, &report.params, &report.state)?;
         eprintln!("saved {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The net and optimizer of a run, for its header line: `784-50-10 Relu` for the chapter 5
+/// run, with whatever differs from it after.
+fn describe_run(cfg: &TrainConfig, spec: &NetSpec) -> String {
+    let mut s = format!(
+        "{} {:?}",
+        zeronn_tools::describe::sizes(spec),
+        cfg.activation
+    );
+    if cfg.batch_norm {
+        s += " BatchNorm";
+    }
+    if let Some(r) = cfg.dropout {
+        s += &format!(" Dropout {r}");
+    }
+    if cfg.weight_init != TrainConfig::default().weight_init {
+        s += &format!(", init {}", cfg.weight_init);
+    }
+    if cfg.weight_decay > 0.0 {
+        s += &format!(", weight decay {}", cfg.weight_decay);
+    }
+    if cfg.optimizer != OptimizerKind::Sgd {
+        s += &format!(", {}", cfg.optimizer.name());
+    }
+    s
+}
+
 fn cmd_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
+    let mut net = TrainConfig::default();
+    a.net.apply(&mut net)?;
     let cfg = GradcheckConfig {
-        hidden: positive("hidden", a.hidden)?,
+        net,
         samples: positive("samples", a.samples)?,
         seed: a.seed,
         f32: a.f32,
@@ -404,7 +538,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     let bytes = modelfile::read(&a.model)?;
     let model = modelfile::parse(&a.model, &bytes)?;
     let net = model
-        .two_layer_net()
+        .net()
         .and_then(|n| n.with_backend(a.backend.into()))
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
     let data = load_data(&a.data)?;

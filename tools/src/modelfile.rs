@@ -5,15 +5,15 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use zeronn::TwoLayerShape;
+use zeronn::NetSpec;
 use zeronn::model::{self, Model};
 
-/// Writes a two-layer net's parameters to `path` in the model format. The file appears only
+/// Writes a net's parameters and state to `path` in the model format. The file appears only
 /// when complete (written beside it, then renamed), so a failure never leaves half a model.
-pub fn save(path: &Path, shape: &TwoLayerShape, params: &[f32]) -> Result<(), String> {
-    let arch = model::two_layer_architecture(shape);
-    let mut bytes = vec![0u8; model::encoded_len(arch.len(), params.len())];
-    model::write(&arch, params, &mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn save(path: &Path, spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<(), String> {
+    let mut bytes = vec![0u8; model::encoded_len(spec)];
+    model::write(spec, params, state, &mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let tmp = partial(path);
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -32,10 +32,11 @@ pub fn save(path: &Path, shape: &TwoLayerShape, params: &[f32]) -> Result<(), St
 pub fn save_or_spare(
     path: &Path,
     spare: &Path,
-    shape: &TwoLayerShape,
+    spec: &NetSpec,
     params: &[f32],
+    state: &[f32],
 ) -> Result<(), String> {
-    save(path, shape, params).map_err(|e| match save(spare, shape, params) {
+    save(path, spec, params, state).map_err(|e| match save(spare, spec, params, state) {
         Ok(()) => format!("{e}; the model is saved as {} instead", spare.display()),
         Err(e2) => format!("{e}; saving it as {} failed too: {e2}", spare.display()),
     })
@@ -73,19 +74,17 @@ pub fn check_savable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Fails if a net of `shape` could not be saved: its parameters must fit the model format
-/// (4 GiB), and the shape be valid.
-pub fn check_size(shape: &TwoLayerShape) -> Result<(), String> {
-    shape.validate().map_err(|e| e.to_string())?;
-    let bytes = (shape.param_len() as u64).saturating_mul(4);
+/// Fails if a net of `spec` could not be saved: its parameters and state must fit the model
+/// format (4 GiB, every size below 2^32), and the list be valid.
+pub fn check_size(spec: &NetSpec) -> Result<(), String> {
+    spec.validate().map_err(|e| e.to_string())?;
+    let values = spec.param_len() as u64 + spec.state_len() as u64;
+    let bytes = values.saturating_mul(4);
     if bytes > u64::from(u32::MAX) {
         return Err(format!(
-            "a {}-{}-{} net has {} parameters ({bytes} bytes), more than the model format's \
-             4 GiB",
-            shape.input_size,
-            shape.hidden_size,
-            shape.output_size,
-            shape.param_len()
+            "a {} net has {values} parameters and state values ({bytes} bytes), more than the \
+             model format's 4 GiB",
+            crate::describe::sizes(spec)
         ));
     }
     Ok(())
@@ -172,14 +171,17 @@ mod tests {
         d
     }
 
+    use zeronn::TwoLayerShape;
+
     #[test]
     fn a_model_that_cannot_be_written_goes_to_the_spare_path() {
         let d = scratch("spare");
         let shape = TwoLayerShape::new(4, 3, 2);
+        let spec = shape.spec();
         let params: Vec<f32> = (0..shape.param_len()).map(|i| i as f32 / 7.0).collect();
         let (bad, spare) = (d.join("missing").join("m.zrnn"), d.join("spare.zrnn"));
         assert!(check_savable(&bad).is_err());
-        let e = save_or_spare(&bad, &spare, &shape, &params).unwrap_err();
+        let e = save_or_spare(&bad, &spare, &spec, &params, &[]).unwrap_err();
         assert!(e.contains("m.zrnn") && e.contains("spare.zrnn"), "{e}");
         let bytes = read(&spare).unwrap();
         let model = parse(&spare, &bytes).unwrap();
@@ -187,12 +189,12 @@ mod tests {
         assert_eq!(*net.spec(), shape.spec());
         assert_eq!(net.params(), &params[..]);
         // Both failing: both named.
-        let e = save_or_spare(&bad, &d.join("no").join("s.zrnn"), &shape, &params).unwrap_err();
+        let e = save_or_spare(&bad, &d.join("no").join("s.zrnn"), &spec, &params, &[]).unwrap_err();
         assert!(e.contains("failed too"), "{e}");
         // A good path: saved there, nothing beside it.
         let good = d.join("good.zrnn");
         check_savable(&good).unwrap();
-        save_or_spare(&good, &d.join("unused.zrnn"), &shape, &params).unwrap();
+        save_or_spare(&good, &d.join("unused.zrnn"), &spec, &params, &[]).unwrap();
         assert!(good.is_file() && !d.join("unused.zrnn").exists());
         assert!(!d.join("good.zrnn.partial").exists());
         let _ = fs::remove_dir_all(&d);
@@ -219,10 +221,10 @@ mod tests {
             !d.join("m.zrnn.partial").exists(),
             "the probe file is removed"
         );
-        check_size(&TwoLayerShape::new(784, 50, 10)).unwrap();
+        check_size(&TwoLayerShape::new(784, 50, 10).spec()).unwrap();
         // 784·h + h + 10·h + 10 parameters of 4 bytes pass 4 GiB from h = 1 350 619 on.
-        check_size(&TwoLayerShape::new(784, 1_350_617, 10)).unwrap();
-        let e = check_size(&TwoLayerShape::new(784, 1_350_619, 10)).unwrap_err();
+        check_size(&TwoLayerShape::new(784, 1_350_617, 10).spec()).unwrap();
+        let e = check_size(&TwoLayerShape::new(784, 1_350_619, 10).spec()).unwrap_err();
         assert!(e.contains("4 GiB"), "{e}");
         let _ = fs::remove_dir_all(&d);
     }

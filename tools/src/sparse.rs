@@ -9,7 +9,7 @@
 //! columns), so results agree to rounding (tested against the dense `train_step`), and the
 //! rows of blank pixels are left exactly unchanged.
 
-use zeronn::{Sgd, TwoLayerNet};
+use zeronn::{Net, Sgd};
 
 use crate::mnist::Split;
 use crate::pixels;
@@ -286,19 +286,16 @@ mod x86 {
     }
 }
 
-/// One SGD step of `net` on the images `idx` of `data`, on the compact net of the batch's
-/// active features (see the module docs): the dense `train_step`, up to rounding.
-#[allow(clippy::too_many_arguments)]
-pub fn train_step(
+/// The images `idx` of `data` compacted to the features active in them (found into
+/// `compact`): `x` (resized) holds `idx.len() × compact.len()` values, returned; `t` the
+/// labels.
+pub fn gather_active<'x>(
     compact: &mut Compact,
-    net: &mut TwoLayerNet<f32, Vec<f32>>,
     data: &Split,
     idx: &[usize],
-    x: &mut Vec<f32>,
+    x: &'x mut Vec<f32>,
     t: &mut [u8],
-    sgd: &Sgd<f32>,
-    ws: &mut [f32],
-) -> zeronn::Result<f32> {
+) -> &'x [f32] {
     compact.find_active(data, idx.iter().copied());
     let k = compact.len();
     x.resize(idx.len() * k, 0.0); // every element is written below
@@ -310,6 +307,23 @@ pub fn train_step(
     for (label, &r) in t.iter_mut().zip(idx) {
         *label = data.t[r];
     }
+    x
+}
+
+/// One SGD step of `net` on the images `idx` of `data`, on the compact net of the batch's
+/// active features (see the module docs): the dense `train_step`, up to rounding.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    compact: &mut Compact,
+    net: &mut Net<f32, Vec<f32>>,
+    data: &Split,
+    idx: &[usize],
+    x: &mut Vec<f32>,
+    t: &mut [u8],
+    sgd: &Sgd<f32>,
+    ws: &mut [f32],
+) -> zeronn::Result<f32> {
+    let x = gather_active(compact, data, idx, x, t);
     net.train_step_active(x, &compact.active, &t[..idx.len()], sgd, ws)
 }
 
@@ -398,7 +412,7 @@ impl EvalSet {
     /// `ws` (a workspace for a chunk) for its activations.
     pub fn count_correct<P: AsRef<[f32]>>(
         &self,
-        net: &TwoLayerNet<f32, P>,
+        net: &Net<f32, P>,
         (c0, c1): (usize, usize),
         scratch: &mut EvalScratch,
         ws: &mut [f32],
@@ -417,7 +431,7 @@ impl EvalSet {
     /// The fraction of all images `net` classifies correctly.
     pub fn accuracy<P: AsRef<[f32]>>(
         &self,
-        net: &TwoLayerNet<f32, P>,
+        net: &Net<f32, P>,
         ws: &mut [f32],
     ) -> zeronn::Result<f64> {
         let mut scratch = EvalScratch::default();

@@ -1,32 +1,43 @@
-//! The book's training run (`ch05/train_neuralnet.py`): mini-batch SGD with backprop on MNIST,
-//! accuracy on the full train and test sets once per epoch.
+//! The book's training runs (`ch05/train_neuralnet.py`, and chapter 6's nets of any depth,
+//! optimizers, init, BatchNorm, Dropout and weight decay): mini-batch training with backprop on
+//! MNIST, accuracy on the full train and test sets once per epoch.
 
 use std::time::{Duration, Instant};
 
 use zeronn::gemm::Backend;
 use zeronn::layers::FUSED_MAX_BATCH;
+use zeronn::optimizer::{AnyOptimizer, Optimizer, OptimizerKind};
 use zeronn::random::{self, seeded};
-use zeronn::{Activation, Sgd, TwoLayerNet, TwoLayerShape};
+use zeronn::{Activation, MlpOptions, Net, NetSpec, Sgd, WeightInit};
 
 use crate::mnist::Mnist;
 use crate::sparse::{self, EvalSet};
 
-/// Hyperparameters; `Default` is the book's run.
+/// Hyperparameters; `Default` is the book's chapter 5 run.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
-    /// Hidden units (`hidden_size = 50`).
-    pub hidden: usize,
+    /// Hidden layer sizes (`hidden_size = 50`; chapter 6's `hidden_size_list`).
+    pub hidden: Vec<usize>,
     /// Hidden activation.
     pub activation: Activation,
+    /// A BatchNorm after each hidden Affine (`use_batchnorm`).
+    pub batch_norm: bool,
+    /// A Dropout of this ratio after each hidden activation (`use_dropout`).
+    pub dropout: Option<f32>,
+    /// Weight decay λ (`weight_decay_lambda`), 0 for none.
+    pub weight_decay: f64,
+    /// Weight initialisation (`weight_init_std = 0.01`).
+    pub weight_init: WeightInit,
+    /// The optimizer (`SGD`).
+    pub optimizer: OptimizerKind,
     /// Mini-batch size (`batch_size = 100`), sampled with replacement.
     pub batch_size: usize,
     /// Learning rate (`learning_rate = 0.1`).
-    pub lr: f32,
+    pub lr: f64,
     /// Iterations (`iters_num = 10000`).
     pub iters: usize,
-    /// Weight initialisation std (`weight_init_std = 0.01`).
-    pub weight_init_std: f64,
-    /// Seed of the one generator that draws the initial weights, then the mini-batches.
+    /// Seed of the one generator that draws the initial weights, then the mini-batches (the
+    /// Dropout masks of step `i` come from [`dropout_seed`]).
     pub seed: u64,
     /// Evaluate every this many iterations (default: one epoch, `train_size / batch_size`).
     pub eval_every: Option<usize>,
@@ -53,22 +64,55 @@ impl TrainConfig {
     pub fn evaluations(&self, train_size: usize) -> usize {
         self.iters.div_ceil(self.iter_per_epoch(train_size))
     }
+
+    /// The net: `inputs`, the hidden layers, `classes` (the book's `MultiLayerNetExtend`).
+    pub fn spec(&self, inputs: usize, classes: usize) -> NetSpec {
+        NetSpec::mlp(
+            inputs,
+            &self.hidden,
+            classes,
+            MlpOptions {
+                activation: self.activation,
+                batch_norm: self.batch_norm,
+                dropout: self.dropout,
+            },
+        )
+    }
+
+    /// Whether the SGD update can be fused into the backward products: plain SGD, no weight
+    /// decay, a batch in one block of the fused products, and our own kernels.
+    pub fn fused(&self) -> bool {
+        self.optimizer == OptimizerKind::Sgd
+            && self.weight_decay == 0.0
+            && self.batch_size <= FUSED_MAX_BATCH
+            && self.backend != Backend::MatrixMultiply
+    }
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            hidden: 50,
+            hidden: vec![50],
             activation: Activation::Relu,
+            batch_norm: false,
+            dropout: None,
+            weight_decay: 0.0,
+            weight_init: WeightInit::Std(zeronn::init::BOOK_WEIGHT_INIT_STD),
+            optimizer: OptimizerKind::Sgd,
             batch_size: 100,
             lr: 0.1,
             iters: 10_000,
-            weight_init_std: zeronn::init::BOOK_WEIGHT_INIT_STD,
             seed: 0,
             eval_every: None,
             backend: Backend::Auto,
         }
     }
+}
+
+/// The seed of the Dropout masks of step `step` of a run seeded with `seed`: a function of the
+/// two only, so a run draws the same masks on any number of threads and from any step on.
+pub fn dropout_seed(seed: u64, step: usize) -> u64 {
+    seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// One evaluation: after the update of iteration `iter`.
@@ -85,10 +129,12 @@ pub struct Epoch {
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct TrainReport {
-    /// The shape trained.
-    pub shape: TwoLayerShape,
-    /// The final parameters `[W1 | b1 | W2 | b2]`.
+    /// The net trained.
+    pub spec: NetSpec,
+    /// The final parameters `[W1 | b1 | … ]`.
     pub params: Vec<f32>,
+    /// The final state (BatchNorm's running statistics).
+    pub state: Vec<f32>,
     /// The loss of each mini-batch, from the forward pass of its gradient.
     pub losses: Vec<f32>,
     /// The evaluations.
@@ -108,7 +154,7 @@ pub const EVAL_CHUNK: usize = 128;
 /// Accuracy of `net` on a whole split (prepared with [`EvalSet::new`] in chunks of
 /// [`EVAL_CHUNK`]), through `ws`, a workspace for a chunk.
 pub fn accuracy<P: AsRef<[f32]>>(
-    net: &TwoLayerNet<f32, P>,
+    net: &Net<f32, P>,
     data: &EvalSet,
     ws: &mut [f32],
 ) -> zeronn::Result<f64> {
@@ -124,6 +170,23 @@ pub enum Event<'a> {
     Epoch(&'a Epoch),
 }
 
+/// A net of `spec` for the run `cfg`: backend, weight decay, initialised from `rng`.
+pub fn new_net(
+    cfg: &TrainConfig,
+    spec: NetSpec,
+    rng: &mut random::XorShiftRng,
+) -> zeronn::Result<Net<f32, Vec<f32>>> {
+    let mut net = Net::with_state(
+        spec,
+        vec![0.0f32; spec.param_len()],
+        vec![0.0f32; spec.state_len()],
+    )?
+    .with_backend(cfg.backend)?
+    .with_weight_decay(cfg.weight_decay as f32)?;
+    net.init(rng, cfg.weight_init);
+    Ok(net)
+}
+
 /// Runs the training, calling `on_event` after every iteration and every evaluation.
 pub fn train(
     cfg: &TrainConfig,
@@ -131,20 +194,23 @@ pub fn train(
     mut on_event: impl FnMut(Event<'_>),
 ) -> zeronn::Result<TrainReport> {
     let train_size = data.train.len();
-    let shape =
-        TwoLayerShape::new(data.train.pixels, cfg.hidden, 10).with_activation(cfg.activation);
+    let spec = cfg.spec(data.train.pixels, 10);
     let iter_per_epoch = cfg.iter_per_epoch(train_size);
 
-    let mut net =
-        TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])?.with_backend(cfg.backend)?;
     let mut rng = seeded(cfg.seed);
-    net.init_params(&mut rng, cfg.weight_init_std);
-    let sgd = Sgd::new(cfg.lr);
-    let fused = cfg.batch_size <= FUSED_MAX_BATCH && net.backend() != Backend::MatrixMultiply;
-    let mut grads = vec![0.0f32; if fused { 0 } else { shape.param_len() }];
-    let mut ws = vec![0.0f32; shape.workspace_len(cfg.batch_size.max(EVAL_CHUNK))];
+    let mut net = new_net(cfg, spec, &mut rng)?;
+    let mut optimizer = AnyOptimizer::<f32>::new(cfg.optimizer, cfg.lr)?;
+    let sgd = Sgd::new(cfg.lr as f32);
+    let (fused, sparse) = (cfg.fused(), cfg.backend != Backend::MatrixMultiply);
+    let dropout = spec
+        .layers()
+        .iter()
+        .any(|l| matches!(l, zeronn::Layer::Dropout { .. }));
+    let mut grads = vec![0.0f32; if fused { 0 } else { spec.param_len() }];
+    let mut opt_state = vec![0.0f32; optimizer.state_len(spec.param_len())];
+    let mut ws = vec![0.0f32; spec.workspace_len(cfg.batch_size.max(EVAL_CHUNK))];
     let mut batch_mask = vec![0usize; cfg.batch_size];
-    let mut x_batch = vec![0.0f32; cfg.batch_size * shape.input_size];
+    let mut x_batch = vec![0.0f32; cfg.batch_size * spec.input_size()];
     let mut t_batch = vec![0u8; cfg.batch_size];
     let (mut losses, mut epochs) = (Vec::with_capacity(cfg.losses_capacity()), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
@@ -166,10 +232,13 @@ pub fn train(
             random::choice(&mut rng, train_size, &mut next_mask);
             data.train.prefetch(&next_mask);
         }
+        if dropout {
+            net.seed_dropout(dropout_seed(cfg.seed, i));
+        }
         let loss = if fused {
             // Gradient by backpropagation and the SGD update, fused, on the batch's non-blank
             // pixels only (the two steps below up to rounding; see `sparse.rs` and
-            // `TwoLayerNet::train_step`).
+            // `Net::train_step`).
             sparse::train_step(
                 &mut compact,
                 &mut net,
@@ -182,9 +251,20 @@ pub fn train(
             )?
         } else {
             // Gradient by backpropagation (and this batch's loss), then the update.
-            data.train.gather(&batch_mask, &mut x_batch, &mut t_batch);
-            let loss = net.gradient(&x_batch, &t_batch, &mut grads, &mut ws)?;
-            sgd.update(net.params_mut(), &grads)?;
+            let loss = if sparse {
+                let x = sparse::gather_active(
+                    &mut compact,
+                    &data.train,
+                    &batch_mask,
+                    &mut x_batch,
+                    &mut t_batch,
+                );
+                net.gradient_active(x, compact.active(), &t_batch, &mut grads, &mut ws)?
+            } else {
+                data.train.gather(&batch_mask, &mut x_batch, &mut t_batch);
+                net.gradient(&x_batch, &t_batch, &mut grads, &mut ws)?
+            };
+            optimizer.update(net.params_mut(), &grads, &mut opt_state)?;
             loss
         };
         train_time += start.elapsed();
@@ -204,9 +284,11 @@ pub fn train(
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
         }
     }
+    let (params, state) = net.into_parts();
     Ok(TrainReport {
-        shape,
-        params: net.into_params(),
+        spec,
+        params,
+        state,
         losses,
         epochs,
         train_time,

@@ -450,6 +450,17 @@ fn sum_bias_relu(a1: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize) {
     body(a1, parts, b1, hidden)
 }
 
+/// Whether [`train_threads`] runs the net and optimizer of `cfg`: for now the chapter 5 net
+/// (one hidden layer, ReLU, no BatchNorm, Dropout or weight decay) with plain SGD.
+pub fn supports(cfg: &TrainConfig) -> bool {
+    cfg.hidden.len() == 1
+        && cfg.activation == zeronn::Activation::Relu
+        && !cfg.batch_norm
+        && cfg.dropout.is_none()
+        && cfg.weight_decay == 0.0
+        && cfg.optimizer == zeronn::optimizer::OptimizerKind::Sgd
+}
+
 /// Runs the training on `threads` threads (see the module docs). ReLU nets only (the book's
 /// chapter 5 net); the batch must fit one fused k block (`layers::FUSED_MAX_BATCH`).
 pub fn train_threads(
@@ -460,7 +471,7 @@ pub fn train_threads(
 ) -> zeronn::Result<TrainReport> {
     let train_size = data.train.len();
     let shape =
-        TwoLayerShape::new(data.train.pixels, cfg.hidden, 10).with_activation(cfg.activation);
+        TwoLayerShape::new(data.train.pixels, cfg.hidden[0], 10).with_activation(cfg.activation);
     let (inputs, hidden, classes, batch) = (
         shape.input_size,
         shape.hidden_size,
@@ -468,11 +479,9 @@ pub fn train_threads(
         cfg.batch_size,
     );
     let n = threads.clamp(1, inputs);
-    if shape.activation != zeronn::Activation::Relu {
-        return Err(zeronn::Error::ShapeMismatch {
-            what: "multi-threaded training supports the ReLU net",
-            expected: 0,
-            actual: 1,
+    if !supports(cfg) {
+        return Err(zeronn::Error::Unsupported {
+            what: "multi-threaded training of this net (for now: the chapter 5 net with SGD)",
         });
     }
     if batch > zeronn::layers::FUSED_MAX_BATCH {
@@ -485,9 +494,9 @@ pub fn train_threads(
     let mut net =
         TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])?.with_backend(cfg.backend)?;
     let mut rng = seeded(cfg.seed);
-    net.init_params(&mut rng, cfg.weight_init_std);
+    net.init(&mut rng, cfg.weight_init);
     let backend = net.backend();
-    let sgd = Sgd::new(cfg.lr);
+    let sgd = Sgd::new(cfg.lr as f32);
     let [w1, b1, _, _] = shape.layout();
     let (plen, tail) = (shape.param_len(), b1.offset);
     debug_assert_eq!(w1.len(), tail);
@@ -799,8 +808,9 @@ pub fn train_threads(
     let (losses, epochs, train_time, eval_time) =
         report.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(TrainReport {
-        shape,
+        spec: shape.spec(),
         params: params.into_inner(),
+        state: Vec::new(),
         losses,
         epochs,
         train_time,
@@ -859,7 +869,7 @@ mod tests {
         };
         for (iters, batch) in [(0, 7), (1, 7), (2, 2), (3, 7), (300, 20)] {
             let cfg = TrainConfig {
-                hidden: 8,
+                hidden: vec![8],
                 batch_size: batch,
                 iters,
                 seed: 3,
@@ -888,8 +898,8 @@ mod tests {
                 }
                 assert_eq!(a.epochs.len(), iters);
                 if let Some(last) = a.epochs.last() {
-                    let net = TwoLayerNet::new(a.shape, &a.params[..]).unwrap();
-                    let mut ws = vec![0.0f32; a.shape.workspace_len(EVAL_CHUNK)];
+                    let net = TwoLayerNet::new(a.spec, &a.params[..]).unwrap();
+                    let mut ws = vec![0.0f32; a.spec.workspace_len(EVAL_CHUNK)];
                     let mut acc = |s: &Split| EvalSet::new(s, EVAL_CHUNK).accuracy(&net, &mut ws);
                     assert_eq!(last.train_acc, acc(&data.train).unwrap(), "{n} threads");
                     assert_eq!(last.test_acc, acc(&data.test).unwrap(), "{n} threads");

@@ -113,14 +113,29 @@ fn bad_arguments_are_refused() {
         (&["train", "--threads", "0"], "--threads"),
         (
             &["train", "--threads", "2", "--activation", "sigmoid"],
-            "--activation relu",
+            "the chapter 5 net",
         ),
+        (&["train", "--hidden", "50,0"][..], "--hidden"),
+        (&["train", "--dropout", "1"][..], "--dropout"),
+        (&["train", "--weight-decay=-1"][..], "--weight-decay"),
+        (&["train", "--train-size", "0"][..], "--train-size"),
         (
             &["train", "--threads", "2", "--batch-size", "300"],
             "at most 256",
         ),
     ] {
         assert_clean_failure(&zeronn(args, None), needle);
+    }
+    // Refused by the argument parser: exit code 2 and a usage message.
+    for (args, needle) in [
+        (&["train", "--weight-init-std", "huge"][..], "xavier"),
+        (&["train", "--optimizer", "adamw"][..], "adam"),
+        (&["train", "--iters", "5", "--epochs", "2"][..], "--epochs"),
+        (&["gradcheck", "--hidden", ""][..], "--hidden"),
+    ] {
+        let o = zeronn(args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }
 }
 
@@ -250,7 +265,7 @@ fn a_model_of_the_wrong_shape_is_refused_by_eval_and_export() {
     ] {
         let m = out.path(name);
         let params = vec![0.01f32; shape.param_len()];
-        zeronn_tools::modelfile::save(&m, &shape, &params).unwrap();
+        zeronn_tools::modelfile::save(&m, &shape.spec(), &params, &[]).unwrap();
         let (mp, bundle) = (m.to_str().unwrap(), out.path("bundle"));
         let want = format!("the model is {}-8-{}", shape.input_size, shape.output_size);
         let o = zeronn(&["eval", "--model", mp], Some(&data.0));
@@ -495,5 +510,101 @@ fn bench_prints_every_figure_with_its_gflops_and_share_of_the_peak() {
         out.lines()
             .any(|l| l.starts_with("| product") && l.contains("GFLOP/s (of peak)")),
         "{out}"
+    );
+}
+
+#[test]
+fn chapter_6_nets_train_save_evaluate_and_check_their_gradients() {
+    let data = fake_mnist("ch6", 200, 40);
+    let out = Scratch::new("ch6-out");
+    let m = out.path("bn.zrnn");
+    let net = [
+        "--hidden",
+        "20,16",
+        "--batch-norm",
+        "--dropout",
+        "0.1",
+        "--weight-decay",
+        "0.01",
+        "--weight-init-std",
+        "he",
+    ];
+    let mut args = vec![
+        "train",
+        "--seed",
+        "3",
+        "--no-progress",
+        "--optimizer",
+        "adam",
+    ];
+    args.extend(net);
+    // Evaluations after iterations 0, 5 and 10, the last: the last line is the saved model's.
+    args.extend([
+        "--batch-size",
+        "40",
+        "--iters",
+        "11",
+        "--eval-every",
+        "5",
+        "--save",
+        m.to_str().unwrap(),
+    ]);
+    let o = zeronn(&args, Some(&data.0));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let header = stderr(&o);
+    assert!(
+        header
+            .contains("784-20-16-10 Relu BatchNorm Dropout 0.1, init he, weight decay 0.01, Adam"),
+        "{header}"
+    );
+    assert!(header.contains("lr 0.001"), "{header}");
+    let lines = epochs(&stdout(&o));
+    assert_eq!(lines.len(), 3);
+    let e = zeronn(&["eval", "--model", m.to_str().unwrap()], Some(&data.0));
+    assert!(e.status.success(), "{}", stderr(&e));
+    let acc: f64 = stdout(&e)
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .expect("test accuracy: A (n/N)");
+    assert_eq!(
+        acc, lines[2].1,
+        "eval of the saved model = the run's last evaluation"
+    );
+
+    // --epochs and --train-size: 100 images in batches of 25 are 4 iterations an epoch.
+    let o = zeronn(
+        &[
+            "train",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--epochs",
+            "3",
+            "--train-size",
+            "100",
+            "--batch-size",
+            "25",
+        ],
+        Some(&data.0),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("12 iterations"), "{}", stderr(&o));
+    assert_eq!(epochs(&stdout(&o)).len(), 3);
+
+    // The gradient check of the same net: one line per tensor, in the book's order.
+    let mut args = vec!["gradcheck", "--samples", "5"];
+    args.extend(net);
+    let o = zeronn(&args, Some(&data.0));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"
+        ]
     );
 }
