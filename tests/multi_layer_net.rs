@@ -555,3 +555,163 @@ fn folding_batch_norm_keeps_the_inference_predictions() {
     ]);
     assert_eq!(zeronn::net::folded_spec(&keep), keep);
 }
+
+/// The first layer run outside the net, as the threads do: `z = x·W1 + b1` given to the split
+/// step, `W1` updated from the `dz` it hands out. The same step as the whole net's.
+#[test]
+fn the_step_split_after_the_first_layer_is_the_whole_step() {
+    use zeronn::Affine;
+    use zeronn::gemm::{Backend, Context, MatMut, MatRef};
+    use zeronn::net::{Layout, Update};
+    let plain = NetSpec::mlp(30, &[12], 10, MlpOptions::PLAIN);
+    let deep = bn_dropout_net(5).spec().to_owned();
+    for (spec, lambda) in [(plain, 0.0f32), (deep, 0.0), (deep, 0.05)] {
+        let layout = Layout::new(spec).unwrap();
+        let (inputs, width) = (30, layout.first_output_width());
+        let w1_len = layout.first_weight_len();
+        assert_eq!(w1_len, inputs * width);
+        let new = || {
+            let mut n = Net::with_state(
+                spec,
+                vec![0.0f32; spec.param_len()],
+                vec![0.0f32; spec.state_len()],
+            )
+            .unwrap()
+            .with_backend(Backend::Portable)
+            .unwrap()
+            .with_weight_decay(lambda)
+            .unwrap();
+            n.init(&mut seeded(6), WeightInit::He);
+            n.seed_dropout(8);
+            n
+        };
+        let (mut whole, mut split) = (new(), new());
+        let batch = 16;
+        let mut g = rng(17);
+        let mut ws = vec![0.0f32; spec.workspace_len(batch)];
+        let mut ws2 = vec![0.0f32; spec.workspace_len(batch)];
+        let (mut gw, mut gs) = (
+            vec![0.0f32; spec.param_len()],
+            vec![0.0f32; spec.param_len()],
+        );
+        let mut dz = vec![0.0f32; batch * width];
+        let first = Affine::new(inputs, width);
+        for step in 0..4 {
+            let x = uniform_f32(&mut g, batch * inputs);
+            let t = labels(&mut g, batch, 10);
+            let mut rng_split = seeded(100 + step);
+            whole.seed_dropout(100 + step);
+            let sgd = Sgd::new(0.1f32);
+            let fused = lambda == 0.0;
+            let want = if fused {
+                whole.train_step(&x, &t, &sgd, &mut ws).unwrap()
+            } else {
+                whole.gradient(&x, &t, &mut gw, &mut ws).unwrap()
+            };
+            // The split: z from the first layer, then the rest.
+            let (params, state) = (split.params().to_vec(), split.state().to_vec());
+            let (mut p, mut st) = (params.clone(), state.clone());
+            let (w1, rest) = p.split_at_mut(w1_len);
+            let mut z = vec![0.0f32; batch * width];
+            let mut pack = vec![0.0f32; zeronn::gemm::PACK_LEN];
+            let mut ctx = Context::new(Backend::Portable, &mut pack);
+            first
+                .forward(&mut ctx, &mut z, &x, w1, &rest[..width])
+                .unwrap();
+            let fill = |out: &mut [f32], relu: bool| {
+                for (o, &v) in out.iter_mut().zip(&z) {
+                    *o = if relu && v <= 0.0 { 0.0 } else { v };
+                }
+                Ok(())
+            };
+            let (w1g, rest_g) = gs.split_at_mut(w1_len);
+            let upd = if fused {
+                Update::Sgd(0.1)
+            } else {
+                Update::Grads(&mut *rest_g)
+            };
+            let (loss, after) = layout
+                .step_after_first(
+                    Backend::Portable,
+                    rest,
+                    &mut st,
+                    upd,
+                    lambda,
+                    &mut rng_split,
+                    fill,
+                    &t,
+                    &mut dz,
+                    &mut ws2,
+                )
+                .unwrap();
+            if fused {
+                layout
+                    .finish_after_first(
+                        Backend::Portable,
+                        rest,
+                        Update::Sgd(0.1),
+                        0.0,
+                        &after,
+                        &dz,
+                        &mut ws2,
+                    )
+                    .unwrap();
+                // W1 -= lr·xᵀ·dz, as the fused first layer does it.
+                ctx.gemm(
+                    -0.1,
+                    MatRef::row_major(&x, batch, inputs).unwrap().t(),
+                    MatRef::row_major(&dz, batch, width).unwrap(),
+                    1.0,
+                    MatMut::row_major(w1, inputs, width).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(loss.to_bits(), want.to_bits(), "{spec:?}");
+                split.params_mut().copy_from_slice(&p);
+                split.state_mut().copy_from_slice(&st);
+                assert_eq!(split.params(), whole.params(), "step {step}");
+                assert_eq!(split.state(), whole.state(), "step {step}");
+            } else {
+                layout
+                    .finish_after_first(
+                        Backend::Portable,
+                        rest,
+                        Update::Grads(rest_g),
+                        lambda,
+                        &after,
+                        &dz,
+                        &mut ws2,
+                    )
+                    .unwrap();
+                let mut db1 = vec![0.0f32; width];
+                first
+                    .backward(&mut ctx, None, w1g, &mut db1, &dz, &x, w1)
+                    .unwrap();
+                for (d, &w) in w1g.iter_mut().zip(w1.iter()) {
+                    *d += lambda * w;
+                }
+                assert_eq!(db1, gs[w1_len..w1_len + width]);
+                let decay: f32 = ["W1", "W2", "W3"]
+                    .iter()
+                    .map(|n| {
+                        0.5 * lambda * split.tensor(n).unwrap().iter().map(|v| v * v).sum::<f32>()
+                    })
+                    .sum();
+                assert!(
+                    (loss + decay - want).abs() <= 1e-5 * want.abs(),
+                    "{loss} + {decay} vs {want}"
+                );
+                for (i, (a, b)) in gs.iter().zip(&gw).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                        "gradient {i}: {a} vs {b}"
+                    );
+                }
+                assert_eq!(st, whole.state());
+                // Both take the same SGD step, so the next steps start equal.
+                sgd.update(whole.params_mut(), &gw).unwrap();
+                split.params_mut().copy_from_slice(whole.params());
+                split.state_mut().copy_from_slice(whole.state());
+            }
+        }
+    }
+}

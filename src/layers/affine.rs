@@ -196,6 +196,22 @@ impl Affine {
         Ok(())
     }
 
+    /// The bias gradient alone, `db = Σ_rows dout`, the sums as every backward of this layer
+    /// makes them (for a caller that runs the products itself).
+    pub fn bias_gradient<T: Float>(&self, dout: &[T], db: &mut [T]) -> Result<()> {
+        let n = self.output_size;
+        check_len("db", n, db.len())?;
+        if !dout.len().is_multiple_of(n.max(1)) {
+            return Err(Error::ShapeMismatch {
+                what: "dout must hold whole rows of the layer's outputs",
+                expected: n,
+                actual: dout.len(),
+            });
+        }
+        column_sums(dout, db);
+        Ok(())
+    }
+
     /// The forward pass with only some inputs: `x` holds, for each row, the inputs `active`
     /// (ascending indices below `input_size`); every other input is zero, so it adds nothing
     /// and only the rows `active` of `W` are read: `out = x·W[active, :] + b`, then

@@ -9,6 +9,6 @@ pub mod spec;
 mod two_layer_net;
 
 pub use fold::{fold_batch_norm, folded_spec};
-pub use multi_layer_net::{MultiLayerNet, Net};
+pub use multi_layer_net::{AfterFirst, Layout, MultiLayerNet, Net, Update};
 pub use spec::{Activation, Dims, Layer, MAX_LAYERS, MlpOptions, NetSpec, Tensor, Tensors};
 pub use two_layer_net::{TwoLayerNet, TwoLayerShape};

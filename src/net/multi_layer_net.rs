@@ -39,14 +39,65 @@ pub type MultiLayerNet<T, P> = Net<T, P>;
 /// ([`Net::seed_dropout`]).
 #[derive(Debug, Clone)]
 pub struct Net<T, P> {
-    spec: NetSpec,
-    plan: [Place; MAX_LAYERS],
-    sizes: Sizes,
+    layout: Layout,
     params: P,
     state: P,
     backend: Backend,
     weight_decay: T,
     rng: XorShiftRng,
+}
+
+/// A layer list with the places of its values worked out once: what a [`Net`] keeps besides
+/// its buffers, and what trains the layers after the first when that one is computed
+/// elsewhere ([`Layout::step_after_first`]).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    spec: NetSpec,
+    plan: [Place; MAX_LAYERS],
+    sizes: Sizes,
+}
+
+impl Layout {
+    /// The layout of `spec`, which is validated.
+    pub fn new(spec: impl Into<NetSpec>) -> Result<Self> {
+        let spec = spec.into();
+        spec.validate()?;
+        let mut plan = [Place::default(); MAX_LAYERS];
+        for (i, p) in plan.iter_mut().enumerate().take(spec.len()) {
+            *p = spec.place_row(i);
+        }
+        Ok(Layout {
+            spec,
+            plan,
+            sizes: spec.sizes(),
+        })
+    }
+
+    /// The layer list.
+    pub fn spec(&self) -> &NetSpec {
+        &self.spec
+    }
+
+    fn ctx(&self, backend: Backend, base: usize) -> Ctx<'_> {
+        Ctx {
+            spec: &self.spec,
+            plan: &self.plan,
+            backend,
+            base,
+        }
+    }
+
+    /// The workspace's regions for `batch`, checked to fit `ws_len` elements.
+    fn frame(&self, batch: usize, ws_len: usize, backward: bool) -> Result<Frame> {
+        if batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        let capacity = self.sizes.capacity(ws_len, backward);
+        if batch > capacity {
+            return Err(Error::BatchTooLarge { batch, capacity });
+        }
+        Ok(self.sizes.frame(batch))
+    }
 }
 
 /// Forward in training (batch statistics, Dropout masks) or inference.
@@ -66,11 +117,21 @@ enum State<'a, T> {
 }
 
 /// What backward does with the parameters' gradients.
-enum Update<'g, T> {
-    /// Stores them (weight decay added).
+#[derive(Debug)]
+pub enum Update<'g, T> {
+    /// Stores them, in the parameters' layout (weight decay added).
     Grads(&'g mut [T]),
-    /// Takes an SGD step with them as they are made.
+    /// Takes an SGD step with this learning rate as they are made.
     Sgd(T),
+}
+
+impl<T: Copy> Update<'_, T> {
+    fn reborrow(&mut self) -> Update<'_, T> {
+        match self {
+            Update::Grads(g) => Update::Grads(g),
+            Update::Sgd(lr) => Update::Sgd(*lr),
+        }
+    }
 }
 
 /// What the passes need of a net besides its buffers.
@@ -78,6 +139,9 @@ struct Ctx<'a> {
     spec: &'a NetSpec,
     plan: &'a [Place; MAX_LAYERS],
     backend: Backend,
+    /// The offset in the whole parameter buffer of the parameter slices given to the pass
+    /// (0, or the first Affine's weight count when it runs elsewhere).
+    base: usize,
 }
 
 /// `N` disjoint ranges of `ws` as mutable slices, in the order given. A range that overlaps
@@ -156,7 +220,7 @@ fn forward<T: Float>(
         match layer {
             Layer::Affine { input, output } => {
                 let aff = Affine::new(input, output);
-                let (w, b) = affine_params(params, p.param, input, output);
+                let (w, b) = affine_params(params, p.param - c.base, input, output);
                 // An Affine followed by a Relu: the ReLU in the product's store.
                 let fuse = i + 1 < layers.end && list[i + 1] == Layer::Relu;
                 let (left, right) = ws.split_at_mut(out_r.start);
@@ -179,7 +243,7 @@ fn forward<T: Float>(
             Layer::Sigmoid => Sigmoid::forward_inplace(&mut ws[out_r]),
             Layer::BatchNorm { features } => {
                 let bn = BatchNorm::new(features);
-                let (gamma, beta) = params[p.param..].split_at(features);
+                let (gamma, beta) = params[p.param - c.base..].split_at(features);
                 let beta = &beta[..features];
                 match mode {
                     Mode::Infer => {
@@ -253,7 +317,7 @@ fn decay_term<T: Float>(c: &Ctx<'_>, params: &[T], lambda: T) -> T {
     let mut sum = T::ZERO;
     for (i, layer) in c.spec.layers().iter().enumerate() {
         if let Layer::Affine { input, output } = *layer {
-            let (w, _) = affine_params(params, c.plan[i].param, input, output);
+            let (w, _) = affine_params(params, c.plan[i].param - c.base, input, output);
             let mut s = T::ZERO;
             for &v in w {
                 s += v * v;
@@ -264,8 +328,56 @@ fn decay_term<T: Float>(c: &Ctx<'_>, params: &[T], lambda: T) -> T {
     sum
 }
 
-/// Backward from the loss's gradient in `d` down to the first layer with parameters, each
-/// layer's parameter gradient stored or applied as `upd` says.
+/// Where the gradient flowing back is: a range of the workspace, or the caller's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Grad {
+    Ws(Range<usize>),
+    Out,
+}
+
+/// The gradient flowing back (`d`) and `N` other ranges of `ws`, as mutable slices.
+fn with_grad<'a, T, const N: usize>(
+    ws: &'a mut [T],
+    out: &'a mut [T],
+    d: &Grad,
+    others: [Range<usize>; N],
+) -> (&'a mut [T], [&'a mut [T]; N]) {
+    match d {
+        Grad::Out => (out, carve(ws, others)),
+        Grad::Ws(r) => {
+            // N + 1 ranges, `d` first.
+            let mut all: [Range<usize>; 8] = core::array::from_fn(|_| 0..0);
+            all[0] = r.clone();
+            for (a, o) in all[1..].iter_mut().zip(&others) {
+                *a = o.clone();
+            }
+            let [d, a, b, c, e, f, g, h] = carve(ws, all);
+            let mut rest = [a, b, c, e, f, g, h].into_iter();
+            (d, core::array::from_fn(|_| rest.next().unwrap_or_default()))
+        }
+    }
+}
+
+/// How far backward goes and what it leaves: layers from `down_to` up are differentiated;
+/// with `out`, the lowest Affine differentiated writes its input's gradient there (and the
+/// layers below it work on it there) instead of in the workspace; with `defer`, that Affine
+/// only computes that gradient, and its parameters' are left for later.
+struct Down<'o, T> {
+    down_to: usize,
+    out: Option<&'o mut [T]>,
+    defer: bool,
+}
+
+/// What [`backward`] left undone with [`Down::defer`]: the Affine's index and where its
+/// output's gradient is in the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Deferred {
+    layer: usize,
+    dout: Range<usize>,
+}
+
+/// Backward from the loss's gradient in `d` down to the first layer with parameters (or to
+/// `down.down_to`), each layer's parameter gradient stored or applied as `upd` says.
 #[allow(clippy::too_many_arguments)]
 fn backward<T: Float>(
     c: &Ctx<'_>,
@@ -276,44 +388,57 @@ fn backward<T: Float>(
     active: Option<&[usize]>,
     f: &Frame,
     ws: &mut [T],
-    mut d: Range<usize>,
-) -> Result<()> {
+    d: Range<usize>,
+    down: Down<'_, T>,
+) -> Result<Option<Deferred>> {
     let list = c.spec.layers();
     let Some(lowest) = list.iter().position(Layer::has_params) else {
-        return Ok(());
+        return Ok(None);
     };
+    let down_to = down.down_to.max(lowest);
+    let top = c.spec.predict_len();
+    let last_affine = (down_to..top).find(|&i| matches!(list[i], Layer::Affine { .. }));
     let end = f.end_backward;
+    let out_buf: &mut [T] = down.out.unwrap_or_default();
+    let use_out = !out_buf.is_empty();
+    let mut d = Grad::Ws(d);
+    let mut deferred = None;
     let mut next = 0;
-    let mut i = c.spec.predict_len();
-    while i > lowest {
+    let mut i = top;
+    while i > down_to {
         i -= 1;
         let (p, layer) = (&c.plan[i], list[i]);
         let out_r = f.slot(p.output, p.width_out);
+        let at = p.param.wrapping_sub(c.base);
         match layer {
             Layer::Relu => {
-                let [dd, out] = carve(ws, [d.clone(), out_r]);
+                let (dd, [out]) = with_grad(ws, out_buf, &d, [out_r]);
                 Relu::backward_inplace(dd, out)?
             }
             Layer::Sigmoid => {
-                let [dd, out] = carve(ws, [d.clone(), out_r]);
+                let (dd, [out]) = with_grad(ws, out_buf, &d, [out_r]);
                 Sigmoid::backward_inplace(dd, out)?
             }
             Layer::Dropout { .. } => {
-                let [dd, mask] = carve(ws, [d.clone(), f.extra(p, p.width_out)]);
+                let (dd, [mask]) = with_grad(ws, out_buf, &d, [f.extra(p, p.width_out)]);
                 Dropout::backward_inplace(dd, mask)?
             }
             Layer::BatchNorm { features } => {
                 let bn = BatchNorm::new(features);
-                let [dd, xc, sd] =
-                    carve(ws, [d.clone(), f.extra(p, features), f.fixed(p, features)]);
+                let (dd, [xc, sd]) = with_grad(
+                    ws,
+                    out_buf,
+                    &d,
+                    [f.extra(p, features), f.fixed(p, features)],
+                );
                 match &mut upd {
                     Update::Grads(g) => {
-                        let (dgamma, dbeta) = g[p.param..].split_at_mut(features);
-                        let gamma = &params[p.param..p.param + features];
+                        let (dgamma, dbeta) = g[at..].split_at_mut(features);
+                        let gamma = &params[at..at + features];
                         bn.backward_inplace(dd, xc, sd, gamma, dgamma, &mut dbeta[..features])?
                     }
                     Update::Sgd(lr) => {
-                        let (gamma, beta) = params[p.param..].split_at_mut(features);
+                        let (gamma, beta) = params[at..].split_at_mut(features);
                         bn.backward_sgd_inplace(dd, xc, sd, gamma, &mut beta[..features], *lr)?
                     }
                 }
@@ -321,43 +446,60 @@ fn backward<T: Float>(
             Layer::Affine { input, output } => {
                 let aff = Affine::new(input, output);
                 let needs_dx = i > lowest;
-                let dx_r = if needs_dx {
+                let lowest_here = Some(i) == last_affine;
+                let to_out = needs_dx && lowest_here && use_out;
+                let dx_r = if needs_dx && !to_out {
                     f.grad(next, p.width_in)
                 } else {
                     0..0
                 };
                 let xin_r = p.input.map_or(0..0, |r| f.slot(r, p.width_in));
-                let [dout, dx, xin_ws, pack] =
-                    carve(ws, [d.clone(), dx_r.clone(), xin_r, end..ws.len()]);
+                let Grad::Ws(dout_r) = d.clone() else {
+                    return Err(Error::Unsupported {
+                        what: "an Affine below the layers working on the handed-out gradient",
+                    });
+                };
+                let [dout, dx_ws, xin_ws, pack] =
+                    carve(ws, [dout_r.clone(), dx_r.clone(), xin_r, end..ws.len()]);
                 let xin: &[T] = if p.input.is_some() { xin_ws } else { x };
-                let dx = needs_dx.then_some(dx);
+                let dx: Option<&mut [T]> = match (needs_dx, to_out) {
+                    (false, _) => None,
+                    (true, true) => Some(&mut *out_buf),
+                    (true, false) => Some(dx_ws),
+                };
                 let mut g = Context::new(c.backend, pack);
                 let first_active = if i == 0 { active } else { None };
-                match &mut upd {
-                    Update::Grads(grads) => {
-                        let (dw, db) = affine_params_mut(grads, p.param, input, output);
-                        let (w, _) = affine_params(params, p.param, input, output);
-                        match first_active {
-                            Some(a) => aff.backward_active(&mut g, dw, db, dout, xin, a)?,
-                            None => aff.backward(&mut g, dx, dw, db, dout, xin, w)?,
-                        }
-                        if weight_decay != T::ZERO {
-                            for (dwv, &wv) in dw.iter_mut().zip(w) {
-                                *dwv += weight_decay * wv;
-                            }
-                        }
+                if lowest_here && down.defer {
+                    // Only the input's gradient now; the parameters' later.
+                    if let Some(dx) = dx {
+                        let (w, _) = affine_params(params, at, input, output);
+                        aff.backward_dx(&mut g, dx, dout, w)?;
                     }
-                    Update::Sgd(lr) => {
-                        let (w, b) = affine_params_mut(params, p.param, input, output);
-                        match first_active {
-                            Some(a) => aff.backward_sgd_active(&mut g, dout, xin, a, w, b, *lr)?,
-                            None => aff.backward_sgd(&mut g, dx, dout, xin, w, b, *lr)?,
-                        }
-                    }
+                    deferred = Some(Deferred {
+                        layer: i,
+                        dout: dout_r,
+                    });
+                } else {
+                    affine_update(
+                        &aff,
+                        &mut g,
+                        params,
+                        upd.reborrow(),
+                        weight_decay,
+                        at,
+                        dx,
+                        dout,
+                        xin,
+                        first_active,
+                    )?;
                 }
                 if needs_dx {
-                    d = dx_r;
-                    next ^= 1;
+                    if to_out {
+                        d = Grad::Out;
+                    } else {
+                        d = Grad::Ws(dx_r);
+                        next ^= 1;
+                    }
                 }
             }
             Layer::SoftmaxWithLoss => {
@@ -367,7 +509,245 @@ fn backward<T: Float>(
             }
         }
     }
+    if use_out && let Grad::Ws(r) = d {
+        // No Affine handed its input's gradient out: the gradient reached down here is it.
+        check_len("dz", r.len(), out_buf.len())?;
+        out_buf.copy_from_slice(&ws[r]);
+    }
+    Ok(deferred)
+}
+
+/// An Affine's backward at parameter offset `at`: `dx` if asked, and its parameters'
+/// gradient stored (weight decay added) or applied by SGD, as `upd` says.
+#[allow(clippy::too_many_arguments)]
+fn affine_update<T: Float>(
+    aff: &Affine,
+    g: &mut Context<'_, T>,
+    params: &mut [T],
+    upd: Update<'_, T>,
+    weight_decay: T,
+    at: usize,
+    dx: Option<&mut [T]>,
+    dout: &[T],
+    xin: &[T],
+    first_active: Option<&[usize]>,
+) -> Result<()> {
+    let (input, output) = (aff.input_size, aff.output_size);
+    match upd {
+        Update::Grads(grads) => {
+            let (dw, db) = affine_params_mut(grads, at, input, output);
+            let (w, _) = affine_params(params, at, input, output);
+            match first_active {
+                Some(a) => aff.backward_active(g, dw, db, dout, xin, a)?,
+                None => aff.backward(g, dx, dw, db, dout, xin, w)?,
+            }
+            if weight_decay != T::ZERO {
+                for (dwv, &wv) in dw.iter_mut().zip(w) {
+                    *dwv += weight_decay * wv;
+                }
+            }
+        }
+        Update::Sgd(lr) => {
+            let (w, b) = affine_params_mut(params, at, input, output);
+            match first_active {
+                Some(a) => aff.backward_sgd_active(g, dout, xin, a, w, b, lr)?,
+                None => aff.backward_sgd(g, dx, dout, xin, w, b, lr)?,
+            }
+        }
+    }
     Ok(())
+}
+
+/// What [`Layout::step_after_first`] leaves for [`Layout::finish_after_first`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterFirst {
+    batch: usize,
+    deferred: Option<Deferred>,
+}
+
+impl Layout {
+    /// Elements of the first layer's weight (`W1`, when the first layer is an Affine): the
+    /// parameters [`Layout::step_after_first`] does not take.
+    pub fn first_weight_len(&self) -> usize {
+        match self.spec.layers().first() {
+            Some(Layer::Affine { input, output }) => input * output,
+            _ => 0,
+        }
+    }
+
+    /// Values per sample out of the first layer.
+    pub fn first_output_width(&self) -> usize {
+        self.plan[0].width_out
+    }
+
+    /// One training step of the layers after the first, for a net whose first layer is an
+    /// Affine computed elsewhere (split across threads by its inputs, say):
+    ///
+    /// - `fill` writes the first layer's output `z = x·W1 + b1` (batch × its width) into the
+    ///   slice it is given, and applies ReLU to it too if its flag says so (the layer after
+    ///   is a Relu, which then is not run again);
+    /// - the layers after it run forward in training (BatchNorm's running statistics in
+    ///   `state` updated, Dropout masks from `rng`), then SoftmaxWithLoss against `t`, then
+    ///   backward: `dz` receives the gradient of the loss with respect to `z`;
+    /// - their parameters, `rest` (the parameter buffer from the first layer's bias on, that
+    ///   is from [`Layout::first_weight_len`]), are updated by SGD as they go, or their
+    ///   gradients stored into the same part of a gradient buffer (`upd`), weight decay
+    ///   added;
+    /// - except the parameters of the lowest Affine after the first, whose gradient needs the
+    ///   workspace only, and the first layer's bias, whose needs `dz`: those are left for
+    ///   [`Layout::finish_after_first`], so that `dz` can be handed on first.
+    ///
+    /// Returns the batch's loss (cross-entropy only: the weight decay term needs `W1`, which
+    /// is the caller's), and what the finish needs. `ws` is a workspace for the batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_after_first<T: Float, L: Label>(
+        &self,
+        backend: Backend,
+        rest: &mut [T],
+        state: &mut [T],
+        mut upd: Update<'_, T>,
+        weight_decay: T,
+        rng: &mut XorShiftRng,
+        fill: impl FnOnce(&mut [T], bool) -> Result<()>,
+        t: &[L],
+        dz: &mut [T],
+        ws: &mut [T],
+    ) -> Result<(T, AfterFirst)> {
+        let batch = self.check_after_first(backend, rest, &upd, weight_decay, dz, t.len())?;
+        let spec = &self.spec;
+        if !spec.has_loss() {
+            return Err(Error::Unsupported {
+                what: "a loss needs a net that ends with SoftmaxWithLoss",
+            });
+        }
+        check_labels(t, spec.output_size())?;
+        check_len("state", spec.state_len(), state.len())?;
+        let f = self.frame(batch, ws.len(), true)?;
+        let c = self.ctx(backend, self.first_weight_len());
+        let p0 = &self.plan[0];
+        let relu = spec.layers().get(1) == Some(&Layer::Relu);
+        fill(&mut ws[f.slot(p0.output, p0.width_out)], relu)?;
+        let from = if relu { 2 } else { 1 };
+        forward(
+            &c,
+            rest,
+            State::Update(state),
+            &[],
+            None,
+            Mode::Train { draw: true },
+            rng,
+            &f,
+            ws,
+            from..spec.predict_len(),
+        )?;
+        let sm = softmax_range(&c, &f, ws);
+        let loss = SoftmaxWithLoss::new(spec.output_size())
+            .forward_backward_inplace(&mut ws[sm.clone()], t)?;
+        let down = Down {
+            down_to: 1,
+            out: Some(dz),
+            defer: true,
+        };
+        let deferred = backward(
+            &c,
+            rest,
+            upd.reborrow(),
+            weight_decay,
+            &[],
+            None,
+            &f,
+            ws,
+            sm,
+            down,
+        )?;
+        Ok((loss, AfterFirst { batch, deferred }))
+    }
+
+    /// The rest of [`Layout::step_after_first`]'s step, once `dz` is handed on: the
+    /// parameters of the lowest Affine after the first, and the first layer's bias (whose
+    /// gradient is `Σ_rows dz`), updated or their gradients stored as `upd` says (as in the
+    /// step). `ws` is the step's workspace, as the step left it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_after_first<T: Float>(
+        &self,
+        backend: Backend,
+        rest: &mut [T],
+        mut upd: Update<'_, T>,
+        weight_decay: T,
+        after: &AfterFirst,
+        dz: &[T],
+        ws: &mut [T],
+    ) -> Result<()> {
+        self.check_after_first(backend, rest, &upd, weight_decay, dz, after.batch)?;
+        let f = self.frame(after.batch, ws.len(), true)?;
+        let c = self.ctx(backend, self.first_weight_len());
+        if let Some(d) = &after.deferred {
+            let p = &self.plan[d.layer];
+            let Layer::Affine { input, output } = self.spec.layers()[d.layer] else {
+                return Err(Error::Unsupported {
+                    what: "a deferred update of a layer other than an Affine",
+                });
+            };
+            let xin_r = p.input.map_or(0..0, |r| f.slot(r, p.width_in));
+            let [dout, xin, pack] = carve(ws, [d.dout.clone(), xin_r, f.end_backward..ws.len()]);
+            let mut g = Context::new(c.backend, pack);
+            let at = p.param - c.base;
+            let aff = Affine::new(input, output);
+            affine_update(
+                &aff,
+                &mut g,
+                rest,
+                upd.reborrow(),
+                weight_decay,
+                at,
+                None,
+                dout,
+                xin,
+                None,
+            )?;
+        }
+        let Some(Layer::Affine { input, output }) = self.spec.layers().first().copied() else {
+            return Ok(());
+        };
+        let first = Affine::new(input, output);
+        match upd {
+            Update::Sgd(lr) => first.sgd_bias(dz, &mut rest[..output], lr),
+            Update::Grads(g) => first.bias_gradient(dz, &mut g[..output]),
+        }
+    }
+
+    /// Checks the lengths of the split step; returns the batch.
+    fn check_after_first<T: Float>(
+        &self,
+        backend: Backend,
+        rest: &[T],
+        upd: &Update<'_, T>,
+        weight_decay: T,
+        dz: &[T],
+        batch: usize,
+    ) -> Result<usize> {
+        backend.resolve()?;
+        if !matches!(self.spec.layers().first(), Some(Layer::Affine { .. })) {
+            return Err(Error::Unsupported {
+                what: "the split step needs a net whose first layer is an Affine",
+            });
+        }
+        if batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        let n = self.spec.param_len() - self.first_weight_len();
+        check_len("params after W1", n, rest.len())?;
+        if let Update::Grads(g) = upd {
+            check_len("grads after W1", n, g.len())?;
+        }
+        if matches!(upd, Update::Sgd(_)) && weight_decay != T::ZERO {
+            return Err(Error::Unsupported {
+                what: "the fused SGD step with weight decay (use gradients, then update)",
+            });
+        }
+        check_len("dz", batch * self.first_output_width(), dz.len())?;
+        Ok(batch)
+    }
 }
 
 impl<T: Float, P: AsRef<[T]>> Net<T, P> {
@@ -383,18 +763,12 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
     /// A net of `spec` over `params` and `state` (lengths [`NetSpec::param_len`] and
     /// [`NetSpec::state_len`]).
     pub fn with_state(spec: impl Into<NetSpec>, params: P, state: P) -> Result<Self> {
-        let spec = spec.into();
-        spec.validate()?;
+        let layout = Layout::new(spec)?;
+        let spec = &layout.spec;
         check_len("params", spec.param_len(), params.as_ref().len())?;
         check_len("state", spec.state_len(), state.as_ref().len())?;
-        let mut plan = [Place::default(); MAX_LAYERS];
-        for (i, p) in plan.iter_mut().enumerate().take(spec.len()) {
-            *p = spec.place_row(i);
-        }
         Ok(Net {
-            spec,
-            plan,
-            sizes: spec.sizes(),
+            layout,
             params,
             state,
             backend: Backend::Auto,
@@ -434,7 +808,12 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
 
     /// The layer list.
     pub fn spec(&self) -> &NetSpec {
-        &self.spec
+        &self.layout.spec
+    }
+
+    /// The layer list and the places of its values.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The flat parameter buffer.
@@ -449,13 +828,13 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
 
     /// A named trainable tensor (`"W1"`, `"b1"`, `"gamma1"`, …).
     pub fn tensor(&self, name: &str) -> Option<&[T]> {
-        let t = self.spec.tensor(name)?;
+        let t = self.spec().tensor(name)?;
         Some(&self.params()[t.range()])
     }
 
     /// A named state tensor (`"running_mean1"`, `"running_var1"`, …).
     pub fn state_tensor(&self, name: &str) -> Option<&[T]> {
-        let t = self.spec.state_tensors().find(|t| t.name == name)?;
+        let t = self.spec().state_tensors().find(|t| t.name == name)?;
         Some(&self.state()[t.range()])
     }
 
@@ -470,16 +849,12 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            spec: &self.spec,
-            plan: &self.plan,
-            backend: self.backend,
-        }
+        self.layout.ctx(self.backend, 0)
     }
 
     /// The batch size of `x`, checked to be whole and positive.
     fn batch_of(&self, x: &[T]) -> Result<usize> {
-        let n = self.spec.input_size();
+        let n = self.spec().input_size();
         let batch = x.len() / n;
         if batch == 0 {
             return Err(Error::EmptyBatch);
@@ -492,25 +867,18 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
     fn check_batch<L: Label>(&self, x: &[T], t: &[L]) -> Result<usize> {
         let batch = self.batch_of(x)?;
         check_len("t", batch, t.len())?;
-        check_labels(t, self.spec.output_size())?;
+        check_labels(t, self.spec().output_size())?;
         Ok(batch)
     }
 
     /// The workspace's regions for `batch`, checked to fit `ws`.
     fn frame(&self, batch: usize, ws_len: usize, backward: bool) -> Result<Frame> {
-        if batch == 0 {
-            return Err(Error::EmptyBatch);
-        }
-        let capacity = self.sizes.capacity(ws_len, backward);
-        if batch > capacity {
-            return Err(Error::BatchTooLarge { batch, capacity });
-        }
-        Ok(self.sizes.frame(batch))
+        self.layout.frame(batch, ws_len, backward)
     }
 
     /// Checks that the first layer is an Affine, for the `_active` methods.
     fn check_first_affine(&self) -> Result<()> {
-        match self.spec.layers().first() {
+        match self.spec().layers().first() {
             Some(Layer::Affine { .. }) => Ok(()),
             _ => Err(Error::Unsupported {
                 what: "active inputs need a net whose first layer is an Affine",
@@ -539,7 +907,7 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
             &mut rng,
             &f,
             ws,
-            0..self.spec.predict_len(),
+            0..c.spec.predict_len(),
         )?;
         let r = scores_range(&c, &f);
         Ok(&ws[r])
@@ -585,16 +953,16 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
             &mut rng,
             &f,
             ws,
-            0..self.spec.predict_len(),
+            0..c.spec.predict_len(),
         )?;
         // In prediction the SoftmaxWithLoss has no slot of its own: it works on the scores.
         let r = scores_range(&c, &f);
-        let loss = SoftmaxWithLoss::new(self.spec.output_size()).forward_inplace(&mut ws[r], t)?;
+        let loss = SoftmaxWithLoss::new(c.spec.output_size()).forward_inplace(&mut ws[r], t)?;
         Ok(loss + decay_term(&c, self.params(), self.weight_decay))
     }
 
     fn check_loss(&self) -> Result<()> {
-        if self.spec.has_loss() {
+        if self.spec().has_loss() {
             Ok(())
         } else {
             Err(Error::Unsupported {
@@ -607,7 +975,7 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
     pub fn count_correct<L: Label>(&self, x: &[T], t: &[L], ws: &mut [T]) -> Result<usize> {
         self.check_batch(x, t)?;
         let y = self.predict(x, ws)?;
-        Ok(count_argmax(y, t, self.spec.output_size()))
+        Ok(count_argmax(y, t, self.spec().output_size()))
     }
 
     /// [`Net::count_correct`] through [`Net::predict_active`].
@@ -618,9 +986,9 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
         t: &[L],
         ws: &mut [T],
     ) -> Result<usize> {
-        check_labels(t, self.spec.output_size())?;
+        check_labels(t, self.spec().output_size())?;
         let y = self.predict_active(x, active, t.len(), ws)?;
-        Ok(count_argmax(y, t, self.spec.output_size()))
+        Ok(count_argmax(y, t, self.spec().output_size()))
     }
 
     /// The fraction of the batch classified correctly (the book's `accuracy`).
@@ -657,7 +1025,7 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
     /// with `std` from `init` and the layer's inputs; biases and `beta` 0, `gamma` 1; the
     /// running mean and variance 0.
     pub fn init<R: Rng + ?Sized>(&mut self, rng: &mut R, init: WeightInit) {
-        let (spec, plan) = (self.spec, self.plan);
+        let (spec, plan) = (self.layout.spec, self.layout.plan);
         let p = self.params.as_mut();
         for (i, layer) in spec.layers().iter().enumerate() {
             let at = plan[i].param;
@@ -700,7 +1068,7 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
             None => self.check_batch(x, t)?,
             Some(_) => {
                 self.check_first_affine()?;
-                check_labels(t, self.spec.output_size())?;
+                check_labels(t, self.spec().output_size())?;
                 t.len()
             }
         };
@@ -713,13 +1081,9 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
             });
         }
         if let Update::Grads(g) = &upd {
-            check_len("grads", self.spec.param_len(), g.len())?;
+            check_len("grads", self.spec().param_len(), g.len())?;
         }
-        let c = Ctx {
-            spec: &self.spec,
-            plan: &self.plan,
-            backend: self.backend,
-        };
+        let c = self.layout.ctx(self.backend, 0);
         let params = self.params.as_mut();
         forward(
             &c,
@@ -731,13 +1095,29 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
             &mut self.rng,
             &f,
             ws,
-            0..self.spec.predict_len(),
+            0..c.spec.predict_len(),
         )?;
         let sm = softmax_range(&c, &f, ws);
-        let softmax = SoftmaxWithLoss::new(self.spec.output_size());
+        let softmax = SoftmaxWithLoss::new(c.spec.output_size());
         let loss = softmax.forward_backward_part_inplace(&mut ws[sm.clone()], t, full_batch)?;
         let loss = loss + decay_term(&c, params, self.weight_decay);
-        backward(&c, params, upd, self.weight_decay, x, active, &f, ws, sm)?;
+        let down = Down {
+            down_to: 0,
+            out: None,
+            defer: false,
+        };
+        backward(
+            &c,
+            params,
+            upd,
+            self.weight_decay,
+            x,
+            active,
+            &f,
+            ws,
+            sm,
+            down,
+        )?;
         Ok(loss)
     }
 
@@ -855,15 +1235,11 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
     ) -> Result<()> {
         self.check_loss()?;
         let batch = self.check_batch(x, t)?;
-        check_len("grads", self.spec.param_len(), grads.len())?;
-        let f = self.frame(batch, ws.len(), true)?;
-        let c = Ctx {
-            spec: &self.spec,
-            plan: &self.plan,
-            backend: self.backend,
-        };
+        check_len("grads", self.spec().param_len(), grads.len())?;
+        let f = self.layout.frame(batch, ws.len(), true)?;
+        let c = self.layout.ctx(self.backend, 0);
         let (state, lambda) = (self.state.as_ref(), self.weight_decay);
-        let classes = self.spec.output_size();
+        let classes = c.spec.output_size();
         let mut rng = seeded(0);
         numerical_gradient(h, self.params.as_mut(), grads, |p| {
             forward(

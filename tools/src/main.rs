@@ -203,7 +203,7 @@ struct TrainArgs {
     /// No progress bar, even on a terminal
     #[arg(long)]
     no_progress: bool,
-    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count (with --backend matrixmultiply, the picked rows of W1 are copied out for the crate and back). For now the chapter 5 net with SGD only
+    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count (with --backend matrixmultiply, the picked rows of W1 are copied out for the crate and back)
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
@@ -358,19 +358,6 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     };
     a.net.apply(&mut cfg)?;
     let threads = positive("threads", a.threads)?;
-    if threads > 1 && !zeronn_tools::train_threads::supports(&cfg) {
-        return Err(
-            "--threads above 1 runs the chapter 5 net for now: one hidden layer, relu, sgd, \
-             no --batch-norm, --dropout or --weight-decay"
-                .into(),
-        );
-    }
-    if threads > 1 && cfg.batch_size > zeronn::layers::FUSED_MAX_BATCH {
-        return Err(format!(
-            "--threads above 1 needs --batch-size at most {} (one fused block of the batch)",
-            zeronn::layers::FUSED_MAX_BATCH
-        ));
-    }
     let train_size = a
         .train_size
         .map(|n| positive("train-size", n))

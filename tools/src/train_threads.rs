@@ -1,48 +1,54 @@
-//! The book's training run on several threads: the same mini-batches, the work of each step
-//! split by input features.
+//! The training run on several threads: the same mini-batches, the work of each step split
+//! by input features. Any net whose first layer is an Affine (every net `zeronn train`
+//! builds), any optimizer.
 //!
 //! Member `t` of the team owns a contiguous range of the 784 input features, which is a
 //! contiguous block of rows of `W1`. The two big products of a step (`X·W1` forward and the
-//! `W1` update `W1 -= lr·Xᵀ·dA1` backward) split exactly along that range, so each member
-//! gathers only its columns of the mini-batch and keeps its rows of `W1` in its own cache;
-//! what crosses between members per step is small (the 100×50 partial sums and `dA1`).
-//! Members do not meet at barriers within a step: each publishes how far it has got
-//! ([`Signal`]) and waits only for what it reads, gathering its columns of the next
+//! `W1` gradient `X·ᵀdZ1` backward) split exactly along that range, so each member gathers
+//! only its columns of the mini-batch and keeps its rows of `W1` in its own cache; what
+//! crosses between members per step is small (the partial sums and `dZ1`, batch × the first
+//! layer's width). Members do not meet at barriers within a step: each publishes how far it
+//! has got ([`Signal`]) and waits only for what it reads, gathering its columns of the next
 //! mini-batch (then of the one after) while it waits, and with nothing of its own left,
-//! scanning pieces of the others' columns for active features ([`ScanJob`]). Layer 2 is
-//! small and serial; the first
-//! member done with its partial product runs it, so a member slowed down (by the machine, or
-//! by running layer 2 the step before) leaves it to the others:
+//! scanning pieces of the others' columns for active features ([`ScanJob`]). The layers
+//! after the first are small and serial; the first member done with its partial product
+//! runs them ([`Layout::step_after_first`]), so a member slowed down (by the machine, or by
+//! running them the step before) leaves them to the others:
 //!
 //! ```text
 //! A  member 0: samples the mini-batch three steps ahead (the same draws as the
 //!    single-thread run); every member: its partial product X[:, f]·W1[f, :], then says so
-//! L  the first member done with A, once every partial product is done: A1 = relu(Σ
-//!    partials + b1) (summed in member order), layer 2 forward, softmax with loss, dA1, then
-//!    says so; then the updates of W2, b2 and b1
-//!    the others: wait for dA1
-//! C  every member: W1[f, :] -= lr·X[:, f]ᵀ·dA1, fused into the product; finishes gathering
-//!    its columns of the next mini-batch
+//! L  the first member done with A, once every partial product is done: Z1 = Σ partials +
+//!    b1 (summed in member order), the layers after the first forward (BatchNorm, Dropout
+//!    masks seeded by the step), softmax with loss, backward to dZ1, then says so; then the
+//!    update (or gradient and optimizer step) of the lowest Affine after the first and of b1
+//!    the others: wait for dZ1
+//! C  every member: W1[f, :] -= lr·X[:, f]ᵀ·dZ1 fused into the product (plain SGD), or the
+//!    gradient of its rows of W1 and the optimizer's step on them; finishes gathering its
+//!    columns of the next mini-batch
 //! E  at each evaluation (between two barriers), members take chunks of images as they get
 //!    free and count the correct answers
 //! ```
 //!
 //! The forward sum is split by features, so results differ in rounding from the
 //! single-thread run, but a run is bit-reproducible for a given thread count: the split
-//! depends only on the data, and layer 2 computes the same whoever runs it.
+//! depends only on the data, and the layers after the first compute the same whoever runs
+//! them.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use zeronn::Net;
 use zeronn::gemm::{self, MatMut, MatRef, PACK_LEN};
+use zeronn::net::{Layout, Update};
+use zeronn::optimizer::{AnyOptimizer, Optimizer};
 use zeronn::random::{self, seeded};
-use zeronn::{Affine, Relu, Sgd, SoftmaxWithLoss, TwoLayerNet, TwoLayerShape};
 
 use crate::mnist::{Mnist, Split};
 use crate::sparse::{Compact, EvalScratch, EvalSet, prefetch_scan};
 use crate::team::{PoisonOnPanic, Shared, Signal, SpinBarrier};
-use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport};
+use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, dropout_seed, new_net};
 
 /// What member 0 holds besides the others: the generator and the event sink.
 type Leader<'a> = Option<(&'a mut random::XorShiftRng, &'a mut dyn FnMut(Event<'_>))>;
@@ -347,84 +353,15 @@ impl Cols {
     }
 }
 
-/// Layer 2 of a step and the b1 update, with its buffers, for the member that runs it.
-struct Layer2 {
-    /// Layer 1 (for its bias update) and layer 2.
-    layer1: Affine,
-    affine: Affine,
-    /// The labels of the mini-batch.
-    t: Vec<u8>,
-    /// `batch × hidden`: A1.
-    a1: Vec<f32>,
-    /// `batch × classes`: the scores, then dY.
-    y: Vec<f32>,
-}
-
-impl Layer2 {
-    fn new(shape: TwoLayerShape, batch: usize) -> Self {
-        let (hidden, classes) = (shape.hidden_size, shape.output_size);
-        Layer2 {
-            layer1: Affine::new(shape.input_size, hidden),
-            affine: Affine::new(hidden, classes),
-            t: vec![0; batch],
-            a1: vec![0.0; batch * hidden],
-            y: vec![0.0; batch * classes],
-        }
-    }
-
-    /// `A1 = relu(Σ partials + b1)` (`parts` holds the members' partial products, summed in
-    /// member order), layer 2 forward, softmax with loss against `labels`, and
-    /// `d = dA1 = relu'(A1)·(dY·W2ᵀ)`; returns the loss.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_backward(
-        &mut self,
-        g: &mut gemm::Context<'_, f32>,
-        parts: &[f32],
-        labels: impl Iterator<Item = u8>,
-        b1: &[f32],
-        w2: &[f32],
-        b2: &[f32],
-        d: &mut [f32],
-    ) -> zeronn::Result<f32> {
-        let hidden = self.affine.input_size;
-        for (t, l) in self.t.iter_mut().zip(labels) {
-            *t = l;
-        }
-        sum_bias_relu(&mut self.a1, parts, b1, hidden);
-        self.affine.forward(g, &mut self.y, &self.a1, w2, b2)?;
-        let loss = SoftmaxWithLoss::new(self.affine.output_size)
-            .forward_backward_inplace(&mut self.y, &self.t)?;
-        self.affine.backward_dx(g, d, &self.y, w2)?;
-        Relu::backward_inplace(d, &self.a1)?;
-        Ok(loss)
-    }
-
-    /// The updates after [`Layer2::forward_backward`]: `W2 -= lr·A1ᵀ·dY`, `b2 -= lr·Σ dY`,
-    /// `b1 -= lr·Σ dA1` (`d`).
-    fn update(
-        &self,
-        g: &mut gemm::Context<'_, f32>,
-        d: &[f32],
-        b1: &mut [f32],
-        w2: &mut [f32],
-        b2: &mut [f32],
-        lr: f32,
-    ) -> zeronn::Result<()> {
-        self.affine
-            .backward_sgd(g, None, &self.y, &self.a1, w2, b2, lr)?;
-        self.layer1.sgd_bias(d, b1, lr)
-    }
-}
-
-/// `a1 = relu(Σ_t parts[t] + b1)`, row by row (`hidden` columns), the members' partial
-/// products (`parts`, each as long as `a1`) summed in member order. On the critical path of a
-/// step, so compiled for AVX-512 where the CPU has it (the same operations in the same order:
-/// the same bits).
-fn sum_bias_relu(a1: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize) {
+/// `z = Σ_t parts[t] + b1`, then `max(z, 0)` if `relu`, row by row (`hidden` columns), the
+/// members' partial products (`parts`, each as long as `z`) summed in member order. On the
+/// critical path of a step, so compiled for AVX-512 where the CPU has it (the same operations
+/// in the same order: the same bits).
+fn sum_bias(z: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize, relu: bool) {
     #[inline(always)]
-    fn body(a1: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize) {
-        let size = a1.len();
-        for (r, row) in a1.chunks_exact_mut(hidden.max(1)).enumerate() {
+    fn body(z: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize, relu: bool) {
+        let size = z.len();
+        for (r, row) in z.chunks_exact_mut(hidden.max(1)).enumerate() {
             let mut members = parts.chunks_exact(size).map(|p| &p[r * hidden..][..hidden]);
             row.copy_from_slice(members.next().unwrap_or_default());
             for p in members {
@@ -432,37 +369,78 @@ fn sum_bias_relu(a1: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize) {
                     *x += q;
                 }
             }
-            for (x, &bj) in row.iter_mut().zip(b1) {
-                let v = *x + bj;
-                *x = if v <= 0.0 { 0.0 } else { v };
+            if relu {
+                for (x, &bj) in row.iter_mut().zip(b1) {
+                    let v = *x + bj;
+                    *x = if v <= 0.0 { 0.0 } else { v };
+                }
+            } else {
+                for (x, &bj) in row.iter_mut().zip(b1) {
+                    *x += bj;
+                }
             }
         }
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         #[target_feature(enable = "avx512f")]
-        fn avx512(a1: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize) {
-            body(a1, parts, b1, hidden)
+        fn avx512(z: &mut [f32], parts: &[f32], b1: &[f32], hidden: usize, relu: bool) {
+            body(z, parts, b1, hidden, relu)
         }
         // SAFETY: AVX-512F is present (checked just above).
-        return unsafe { avx512(a1, parts, b1, hidden) };
+        return unsafe { avx512(z, parts, b1, hidden, relu) };
     }
-    body(a1, parts, b1, hidden)
+    body(z, parts, b1, hidden, relu)
 }
 
-/// Whether [`train_threads`] runs the net and optimizer of `cfg`: for now the chapter 5 net
-/// (one hidden layer, ReLU, no BatchNorm, Dropout or weight decay) with plain SGD.
-pub fn supports(cfg: &TrainConfig) -> bool {
-    cfg.hidden.len() == 1
-        && cfg.activation == zeronn::Activation::Relu
-        && !cfg.batch_norm
-        && cfg.dropout.is_none()
-        && cfg.weight_decay == 0.0
-        && cfg.optimizer == zeronn::optimizer::OptimizerKind::Sgd
+/// The parts `lo..hi` of the optimizer's planes (each `plen` long, one after the other in
+/// `state`); empty slices for the planes the optimizer does not have.
+///
+/// # Safety
+/// As for [`Shared::part_mut`]: nobody else may use those parts while they are borrowed.
+// Mutable parts from a shared buffer: what `Shared` is for (see `Shared::part_mut`).
+#[allow(clippy::mut_from_ref)]
+unsafe fn plane_parts(
+    state: &Shared<f32>,
+    planes: usize,
+    plen: usize,
+    lo: usize,
+    hi: usize,
+) -> (&mut [f32], &mut [f32]) {
+    // SAFETY: the caller's promise, for each plane's part.
+    unsafe {
+        (
+            if planes > 0 {
+                state.part_mut(lo, hi)
+            } else {
+                &mut []
+            },
+            if planes > 1 {
+                state.part_mut(plen + lo, plen + hi)
+            } else {
+                &mut []
+            },
+        )
+    }
 }
 
-/// Runs the training on `threads` threads (see the module docs). ReLU nets only (the book's
-/// chapter 5 net); the batch must fit one fused k block (`layers::FUSED_MAX_BATCH`).
+/// `0.5·λ·ΣW²` over the weights of every Affine of `spec` in `params` (the weight decay term
+/// of the loss, as the single-thread run adds it).
+fn decay_term(spec: &zeronn::NetSpec, params: &[f32], lambda: f32) -> f32 {
+    spec.tensors()
+        .filter(|t| t.name.starts_with('W'))
+        .map(|t| {
+            let mut s = 0.0f32;
+            for &v in &params[t.range()] {
+                s += v * v;
+            }
+            0.5 * lambda * s
+        })
+        .sum()
+}
+
+/// Runs the training on `threads` threads (see the module docs): any net of `cfg` (its first
+/// layer is an Affine), any optimizer.
 pub fn train_threads(
     cfg: &TrainConfig,
     data: &Mnist,
@@ -470,38 +448,33 @@ pub fn train_threads(
     mut on_event: impl FnMut(Event<'_>),
 ) -> zeronn::Result<TrainReport> {
     let train_size = data.train.len();
-    let shape =
-        TwoLayerShape::new(data.train.pixels, cfg.hidden[0], 10).with_activation(cfg.activation);
-    let (inputs, hidden, classes, batch) = (
-        shape.input_size,
-        shape.hidden_size,
-        shape.output_size,
+    let spec = cfg.spec(data.train.pixels, 10);
+    let layout = Layout::new(spec)?;
+    let (inputs, hidden, batch) = (
+        spec.input_size(),
+        layout.first_output_width(),
         cfg.batch_size,
     );
     let n = threads.clamp(1, inputs);
-    if !supports(cfg) {
-        return Err(zeronn::Error::Unsupported {
-            what: "multi-threaded training of this net (for now: the chapter 5 net with SGD)",
-        });
-    }
-    if batch > zeronn::layers::FUSED_MAX_BATCH {
-        return Err(zeronn::Error::BatchTooLarge {
-            batch,
-            capacity: zeronn::layers::FUSED_MAX_BATCH,
-        });
-    }
     let iter_per_epoch = cfg.iter_per_epoch(train_size);
-    let mut net =
-        TwoLayerNet::new(shape, vec![0.0f32; shape.param_len()])?.with_backend(cfg.backend)?;
     let mut rng = seeded(cfg.seed);
-    net.init(&mut rng, cfg.weight_init);
+    let net = new_net(cfg, spec, &mut rng)?;
     let backend = net.backend();
-    let sgd = Sgd::new(cfg.lr as f32);
-    let [w1, b1, _, _] = shape.layout();
-    let (plen, tail) = (shape.param_len(), b1.offset);
-    debug_assert_eq!(w1.len(), tail);
+    let optimizer = AnyOptimizer::<f32>::new(cfg.optimizer, cfg.lr)?;
+    // Plain SGD is fused into the products; otherwise gradients, then the optimizer.
+    let fused = cfg.fused();
+    let (lr, lambda) = (cfg.lr as f32, net.weight_decay());
+    let (plen, tail) = (spec.param_len(), layout.first_weight_len());
+    let planes = optimizer.planes();
+    let dropout = spec
+        .layers()
+        .iter()
+        .any(|l| matches!(l, zeronn::Layer::Dropout { .. }));
 
-    let params = Shared::new(net.into_params());
+    let (p, st) = net.into_parts();
+    let (params, state) = (Shared::new(p), Shared::new(st));
+    // The optimizer's planes, one after the other, each in the parameters' layout.
+    let opt_state = Shared::new(vec![0.0f32; if fused { 0 } else { planes * plen }]);
     let (eval_train, eval_test) = (
         EvalSet::new_on(&data.train, EVAL_CHUNK, n),
         EvalSet::new_on(&data.test, EVAL_CHUNK, n),
@@ -523,12 +496,12 @@ pub fn train_threads(
     let next_chunk = AtomicUsize::new(0);
     let barrier = SpinBarrier::new(n);
     // Members done with their partial product, over all steps: the first of a step runs
-    // layer 2 (see L below).
+    // the layers after the first (see L below).
     let arrivals = AtomicUsize::new(0);
-    // Steps whose partial product member t has written, and steps whose dA1 is written.
+    // Steps whose partial product member t has written, and steps whose dZ1 is written.
     let partial_done: Vec<Signal> = (0..n).map(|_| Signal::new()).collect();
     let d1_done = Signal::new();
-    // The loss of the step whose dA1 is written (f32 bits).
+    // The loss of the step whose dZ1 is written (f32 bits).
     let step_loss = AtomicU32::new(0);
     let first_error: Mutex<Option<zeronn::Error>> = Mutex::new(None);
     type Log = (Vec<f32>, Vec<Epoch>, Duration, Duration);
@@ -548,12 +521,27 @@ pub fn train_threads(
         // This member's columns of mini-batches i, i + 1 and i + 2, by i mod 3.
         let mut cols = [Cols::new(), Cols::new(), Cols::new()];
         let mut pack = vec![0.0f32; PACK_LEN];
-        let mut ws = vec![0.0f32; shape.workspace_len(EVAL_CHUNK)];
+        // The layers after the first (when this member runs them), then the evaluations.
+        let mut ws = vec![0.0f32; spec.workspace_len(batch.max(EVAL_CHUNK))];
         let mut scratch = EvalScratch::default();
         let job = |t: usize, j: usize| &jobs[3 * t + j % 3];
         // For pieces of the others' scans.
         let mut helper = Compact::new();
-        let mut layer2 = Layer2::new(shape, batch);
+        let mut labels = vec![0u8; batch];
+        let mut b1 = vec![0.0f32; hidden];
+        // Each member counts the optimizer's steps (Adam's bias correction) itself.
+        let mut opt = optimizer.clone();
+        // The gradients of the parameters after W1 (when this member runs those layers), and
+        // of this member's rows of W1.
+        let mut rest_grads = vec![0.0f32; if fused { 0 } else { plen - tail }];
+        let mut w1_grads = vec![
+            0.0f32;
+            if fused {
+                0
+            } else {
+                (bounds[me + 1] - bounds[me]) * hidden
+            }
+        ];
         let mut drawn = vec![0usize; batch];
         let mut log: Log = (
             Vec::with_capacity(cfg.losses_capacity()),
@@ -577,6 +565,7 @@ pub fn train_threads(
         }
         for i in 0..cfg.iters {
             let start = Instant::now();
+            opt.begin_step();
             let (cur, next, after) = ring(&mut cols, i);
             // A: member 0 samples mini-batch i + 3; everyone prefetches its columns of the
             // one after next and computes its partial product.
@@ -660,45 +649,103 @@ pub fn train_threads(
                 help()
             };
             // L: the first member done with its product (the least loaded of this step) runs
-            // layer 2 once all are done; the others wait for dA1. Layer 2 computes the same
-            // whoever runs it.
+            // the layers after the first once all are done; the others wait for dZ1. Those
+            // layers compute the same whoever runs them.
             let loss = if first {
                 for done in &partial_done {
                     done.wait_for(i + 1, &barrier, &mut gather);
                 }
+                // The weight decay term needs every weight, W1 included: read before anyone
+                // writes (the members update their rows of W1 only once dZ1 is written).
+                let decay = if lambda != 0.0 {
+                    // SAFETY: nobody writes the parameters until dZ1 is written (below).
+                    decay_term(&spec, unsafe { params.read() }, lambda)
+                } else {
+                    0.0
+                };
                 // SAFETY: the partials are all written (waited for above) and not written
-                // again before dA1 is; only the runner of layer 2 touches b1, W2 and b2
-                // outside the evaluations, and it hands them on to the next with its
-                // partial product of the next step; the others read dA1 only once it is
+                // again before dZ1 is; only the runner of these layers touches the
+                // parameters after W1, the state and the optimizer's state of those
+                // parameters outside the evaluations, and it hands them on to the next with
+                // its partial product of the next step; the others read dZ1 only once it is
                 // written (the mutable `d` is not used after that).
-                let (parts, tail_p, d) = unsafe {
+                let (parts, rest, st, d) = unsafe {
                     (
                         partials.read(),
                         params.part_mut(tail, plen),
+                        state.part_mut(0, spec.state_len()),
                         d1.part_mut(0, batch * hidden),
                     )
                 };
-                let (b1, rest) = tail_p.split_at_mut(hidden);
-                let (w2, b2) = rest.split_at_mut(hidden * classes);
-                let mut g = gemm::Context::new(backend, &mut pack);
-                // What the others wait for first: dA1, which needs W2 before its update.
-                // Mask i is read here only, by the runner of layer 2 (see the SAFETY above).
+                b1.copy_from_slice(&rest[..hidden]);
+                // Mask i is read here only, by the runner of these layers (see the SAFETY
+                // above).
                 let this = mask(i).unwrap_or_default();
-                let labels = this.iter().map(|&r| data.train.t[r]);
-                let loss = layer2
-                    .forward_backward(&mut g, parts, labels, b1, w2, b2, d)
-                    .unwrap_or_else(|e| {
+                for (l, &r) in labels.iter_mut().zip(this) {
+                    *l = data.train.t[r];
+                }
+                let mut masks_rng = seeded(if dropout {
+                    dropout_seed(cfg.seed, i)
+                } else {
+                    0
+                });
+                let upd = if fused {
+                    Update::Sgd(lr)
+                } else {
+                    Update::Grads(&mut rest_grads[..])
+                };
+                // What the others wait for first: dZ1.
+                let fill = |z: &mut [f32], relu: bool| {
+                    sum_bias(z, parts, &b1, hidden, relu);
+                    Ok(())
+                };
+                let stepped = layout.step_after_first(
+                    backend,
+                    rest,
+                    st,
+                    upd,
+                    lambda,
+                    &mut masks_rng,
+                    fill,
+                    &labels,
+                    d,
+                    &mut ws,
+                );
+                let (loss, after) = match stepped {
+                    Ok((l, a)) => (l + decay, Some(a)),
+                    Err(e) => {
                         fail(e);
-                        f32::NAN
-                    });
+                        (f32::NAN, None)
+                    }
+                };
                 step_loss.store(loss.to_bits(), Ordering::Relaxed);
                 d1_done.publish(i + 1);
-                // Then the updates of W2, b2 and b1, while the others update W1.
-                // SAFETY: dA1 is only read from here until it is written again in the next
+                // Then the updates of the lowest Affine after W1 and of b1, while the others
+                // update W1.
+                // SAFETY: dZ1 is only read from here until it is written again in the next
                 // step, after every member's next partial product.
                 let d = unsafe { d1.read() };
-                if let Err(e) = layer2.update(&mut g, d, b1, w2, b2, sgd.lr) {
-                    fail(e);
+                if let Some(after) = after {
+                    let upd = if fused {
+                        Update::Sgd(lr)
+                    } else {
+                        Update::Grads(&mut rest_grads[..])
+                    };
+                    let r = layout
+                        .finish_after_first(backend, rest, upd, lambda, &after, d, &mut ws)
+                        .and_then(|()| {
+                            if fused {
+                                return Ok(());
+                            }
+                            // SAFETY: this part of each plane belongs to the parameters
+                            // after W1, this runner's (see above).
+                            let (s0, s1) =
+                                unsafe { plane_parts(&opt_state, planes, plen, tail, plen) };
+                            opt.apply(rest, &rest_grads, s0, s1)
+                        });
+                    if let Err(e) = r {
+                        fail(e);
+                    }
                 }
                 loss
             } else {
@@ -709,22 +756,47 @@ pub fn train_threads(
                 log.0.push(loss);
                 report(Event::Iter(i, loss));
             }
-            // C: W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dA1, fused into the product.
+            // C: this member's rows of W1: W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dZ1 fused into the
+            // product, or their gradient (zero for the inactive rows, then λ·W1), then the
+            // optimizer on them.
             {
-                // SAFETY: dA1 is written (layer 2 writes it again only after this member's
-                // next partial product); rows f0..f1 of W1 are this member's alone.
+                // SAFETY: dZ1 is written (it is written again only after this member's next
+                // partial product); rows f0..f1 of W1, and their part of the optimizer's
+                // planes, are this member's alone.
                 let (d, w1_part) =
                     unsafe { (d1.read(), params.part_mut(f0 * hidden, f1 * hidden)) };
                 let r = (|| {
+                    let dz = MatRef::row_major(d, batch, hidden)?;
+                    if fused {
+                        return gemm::gemm(
+                            backend,
+                            -lr,
+                            cur.x(batch)?.t(),
+                            dz,
+                            1.0,
+                            MatMut::gather_rows(w1_part, &cur.rel, hidden, hidden)?,
+                            &mut pack,
+                        );
+                    }
+                    w1_grads.fill(0.0);
                     gemm::gemm(
                         backend,
-                        -sgd.lr,
-                        cur.x(batch)?.t(),
-                        MatRef::row_major(d, batch, hidden)?,
                         1.0,
-                        MatMut::gather_rows(w1_part, &cur.rel, hidden, hidden)?,
+                        cur.x(batch)?.t(),
+                        dz,
+                        0.0,
+                        MatMut::gather_rows(&mut w1_grads, &cur.rel, hidden, hidden)?,
                         &mut pack,
-                    )
+                    )?;
+                    if lambda != 0.0 {
+                        for (g, &w) in w1_grads.iter_mut().zip(w1_part.iter()) {
+                            *g += lambda * w;
+                        }
+                    }
+                    // SAFETY: see above.
+                    let (s0, s1) =
+                        unsafe { plane_parts(&opt_state, planes, plen, f0 * hidden, f1 * hidden) };
+                    opt.apply(w1_part, &w1_grads, s0, s1)
                 })();
                 if let Err(e) = r {
                     fail(e);
@@ -741,12 +813,18 @@ pub fn train_threads(
                 {
                     // SAFETY: nobody writes the parameters in this phase; each member writes
                     // only its own two count slots.
-                    let (p, c) = unsafe { (params.read(), counts.part_mut(2 * me, 2 * me + 2)) };
+                    let (p, sv, c) = unsafe {
+                        (
+                            params.read(),
+                            state.read(),
+                            counts.part_mut(2 * me, 2 * me + 2),
+                        )
+                    };
                     // The chunks go to whoever is free: a member slowed by the machine takes
                     // fewer. The counts do not depend on who counts.
                     let tc = eval_train.chunks();
                     let chunks = tc + eval_test.chunks();
-                    let r = TwoLayerNet::new(shape, p)
+                    let r = Net::with_state(spec, p, sv)
                         .and_then(|net| net.with_backend(backend))
                         .and_then(|net| {
                             let (mut a, mut b) = (0, 0);
@@ -808,9 +886,9 @@ pub fn train_threads(
     let (losses, epochs, train_time, eval_time) =
         report.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(TrainReport {
-        spec: shape.spec(),
+        spec,
         params: params.into_inner(),
-        state: Vec::new(),
+        state: state.into_inner(),
         losses,
         epochs,
         train_time,
@@ -857,25 +935,46 @@ mod tests {
         Split { raw, t, pixels }
     }
 
-    /// Every team size, short runs and evaluations at every step: a run repeats bit for bit
-    /// (parameters, losses and every evaluation), its losses are those of the single-thread
-    /// run up to rounding, and the last evaluation's counts are those of an independent pass
-    /// over the final parameters.
+    /// Every team size, short runs and evaluations at every step, for the chapter 5 net with
+    /// fused SGD and for a chapter 6 net (two hidden layers, BatchNorm, Dropout, weight decay,
+    /// Adam): a run repeats bit for bit (parameters, state, losses and every evaluation), its
+    /// losses are those of the single-thread run up to rounding, and the last evaluation's
+    /// counts are those of an independent pass over the final parameters.
     #[test]
     fn teams_of_every_size_repeat_their_runs_and_agree_with_one_thread() {
+        use zeronn::WeightInit;
+        use zeronn::optimizer::OptimizerKind;
         let data = Mnist {
             train: digits(300, 1),
             test: digits(60, 2),
         };
-        for (iters, batch) in [(0, 7), (1, 7), (2, 2), (3, 7), (300, 20)] {
-            let cfg = TrainConfig {
-                hidden: vec![8],
-                batch_size: batch,
-                iters,
-                seed: 3,
-                eval_every: Some(1),
-                ..TrainConfig::default()
-            };
+        let chapter5 = TrainConfig {
+            hidden: vec![8],
+            seed: 3,
+            eval_every: Some(1),
+            ..TrainConfig::default()
+        };
+        let chapter6 = TrainConfig {
+            hidden: vec![8, 6],
+            batch_norm: true,
+            dropout: Some(0.2),
+            weight_decay: 0.01,
+            weight_init: WeightInit::He,
+            optimizer: OptimizerKind::Adam,
+            lr: 0.01,
+            ..chapter5.clone()
+        };
+        let runs = [(0, 7), (1, 7), (2, 2), (3, 7), (300, 20)]
+            .into_iter()
+            .flat_map(|(iters, batch)| {
+                [&chapter5, &chapter6].map(|c| TrainConfig {
+                    iters,
+                    batch_size: batch,
+                    ..c.clone()
+                })
+            });
+        for cfg in runs {
+            let (iters, batch) = (cfg.iters, cfg.batch_size);
             let one = crate::train::train(&cfg, &data, |_| {}).unwrap();
             for n in 1..=4 {
                 let run = || train_threads(&cfg, &data, n, |_| {}).unwrap();
@@ -884,8 +983,9 @@ mod tests {
                 assert_eq!(
                     bits(&a.params),
                     bits(&b.params),
-                    "{n} threads, {iters} iterations"
+                    "{n} threads, {iters} iterations, batch {batch}"
                 );
+                assert_eq!(bits(&a.state), bits(&b.state));
                 assert_eq!(a.epochs, b.epochs);
                 assert_eq!(bits(&a.losses), bits(&b.losses));
                 assert_eq!(a.losses.len(), iters);
@@ -898,7 +998,7 @@ mod tests {
                 }
                 assert_eq!(a.epochs.len(), iters);
                 if let Some(last) = a.epochs.last() {
-                    let net = TwoLayerNet::new(a.spec, &a.params[..]).unwrap();
+                    let net = Net::with_state(a.spec, &a.params[..], &a.state[..]).unwrap();
                     let mut ws = vec![0.0f32; a.spec.workspace_len(EVAL_CHUNK)];
                     let mut acc = |s: &Split| EvalSet::new(s, EVAL_CHUNK).accuracy(&net, &mut ws);
                     assert_eq!(last.train_acc, acc(&data.train).unwrap(), "{n} threads");
@@ -909,7 +1009,7 @@ mod tests {
                 let last = one.epochs.last().unwrap();
                 assert!(
                     last.train_acc > 0.3,
-                    "no better than chance (0.1): {last:?}"
+                    "no better than chance (0.1): {last:?} {cfg:?}"
                 );
             }
         }
