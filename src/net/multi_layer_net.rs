@@ -961,6 +961,39 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
         Ok(loss + decay_term(&c, self.params(), self.weight_decay))
     }
 
+    /// [`Net::loss`] for a batch whose inputs are zero outside `active` (ascending input
+    /// indices): `x` holds only the `active` inputs of each row. The first layer must be an
+    /// Affine.
+    pub fn loss_active<L: Label>(
+        &self,
+        x: &[T],
+        active: &[usize],
+        t: &[L],
+        ws: &mut [T],
+    ) -> Result<T> {
+        self.check_loss()?;
+        self.check_first_affine()?;
+        check_labels(t, self.spec().output_size())?;
+        let f = self.frame(t.len(), ws.len(), false)?;
+        let c = self.ctx();
+        let mut rng = seeded(0);
+        forward(
+            &c,
+            self.params(),
+            State::Read(self.state()),
+            x,
+            Some(active),
+            Mode::Infer,
+            &mut rng,
+            &f,
+            ws,
+            0..c.spec.predict_len(),
+        )?;
+        let r = scores_range(&c, &f);
+        let loss = SoftmaxWithLoss::new(c.spec.output_size()).forward_inplace(&mut ws[r], t)?;
+        Ok(loss + decay_term(&c, self.params(), self.weight_decay))
+    }
+
     fn check_loss(&self) -> Result<()> {
         if self.spec().has_loss() {
             Ok(())

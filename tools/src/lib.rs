@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod describe;
+pub mod experiment;
 pub mod export;
 pub mod format;
 pub mod gradcheck;
@@ -11,6 +12,7 @@ pub mod mnist;
 pub mod modelfile;
 pub mod peak;
 pub mod pixels;
+pub mod plot;
 pub mod progress;
 pub mod sparse;
 pub mod team;

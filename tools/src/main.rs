@@ -40,6 +40,57 @@ enum Cmd {
     Bench(BenchArgs),
     /// Write what a firmware build embeds: the model, test and training images, and the results the desktop computes on them
     Export(ExportArgs),
+    /// Reproduce one of the book's chapter 6 experiments: a CSV of every curve and a PNG plot like the book's figure
+    Experiment(ExperimentArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExperimentArg {
+    /// optimizer_compare_mnist.py: loss curves of SGD, Momentum, AdaGrad and Adam
+    Optimizers,
+    /// weight_init_compare.py: std 0.01, Xavier and He initial weights
+    WeightInit,
+    /// batch_norm_test.py: with and without BatchNorm across 16 weight scales
+    BatchNorm,
+    /// overfit_weight_decay.py: 300 images, λ 0.1, train and test accuracy
+    WeightDecay,
+    /// overfit_dropout.py: 300 images, Dropout 0.2, train and test accuracy
+    Dropout,
+    /// hyperparameter_optimization.py: random search of lr and weight decay
+    Hyperparameters,
+}
+
+#[derive(Args)]
+struct ExperimentArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The experiment
+    #[arg(value_enum)]
+    name: ExperimentArg,
+    /// Directory for the CSV and the PNG (created if need be)
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Seed of the run's one generator
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Matrix-multiply backend
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// No progress bar, even on a terminal
+    #[arg(long)]
+    no_progress: bool,
+    /// Iterations of optimizers and weight-init [default: the book's 2000]
+    #[arg(long, value_name = "N")]
+    iters: Option<usize>,
+    /// Epochs [default: the book's: batch-norm 20, weight-decay 201, dropout 301, hyperparameters 50]
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Trials of hyperparameters [default: 100]
+    #[arg(long, value_name = "N")]
+    trials: Option<usize>,
+    /// Weight scales of batch-norm, from 1 down to 1e-4 [default: 16]
+    #[arg(long, value_name = "N")]
+    scales: Option<usize>,
 }
 
 #[derive(Args)]
@@ -302,6 +353,7 @@ fn main() -> ExitCode {
         Cmd::Eval(a) => cmd_eval(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Export(a) => cmd_export(a),
+        Cmd::Experiment(a) => cmd_experiment(a),
     };
     match result {
         Ok(code) => code,
@@ -752,5 +804,44 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
         &cfg,
     )?;
     eprintln!("exported {summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_experiment(a: ExperimentArgs) -> Result<ExitCode> {
+    use zeronn_tools::experiment::{self, Name, Options};
+    let name = match a.name {
+        ExperimentArg::Optimizers => Name::Optimizers,
+        ExperimentArg::WeightInit => Name::WeightInit,
+        ExperimentArg::BatchNorm => Name::BatchNorm,
+        ExperimentArg::WeightDecay => Name::WeightDecay,
+        ExperimentArg::Dropout => Name::Dropout,
+        ExperimentArg::Hyperparameters => Name::Hyperparameters,
+    };
+    let check = |flag: &str, v: Option<usize>| v.map(|n| positive(flag, n)).transpose();
+    let opts = Options {
+        seed: a.seed,
+        backend: Backend::from(a.backend)
+            .resolve()
+            .map_err(|e| e.to_string())?,
+        progress: !a.no_progress,
+        iters: check("iters", a.iters)?,
+        epochs: check("epochs", a.epochs)?,
+        trials: check("trials", a.trials)?,
+        scales: check("scales", a.scales)?,
+    };
+    let data = load_data(&a.data)?;
+    eprintln!(
+        "zeronn experiment {}: seed {}, backend {}",
+        name.as_str(),
+        opts.seed,
+        opts.backend
+    );
+    let start = Instant::now();
+    let mut out = std::io::stdout().lock();
+    let files = experiment::run(name, &data, &a.out, &opts, &mut out)?;
+    eprintln!("done in {:.1} s", start.elapsed().as_secs_f64());
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -445,7 +445,20 @@ impl Split {
         let _ = (i, lo, hi);
     }
 
-    /// The first `n` images (or all).
+    /// The images `idx` (indices below `len()`), in that order.
+    pub fn select(&self, idx: &[usize]) -> Split {
+        let mut raw = Vec::with_capacity(idx.len() * self.pixels);
+        for &i in idx {
+            raw.extend_from_slice(self.image_raw(i));
+        }
+        Split {
+            raw,
+            t: idx.iter().map(|&i| self.t[i]).collect(),
+            pixels: self.pixels,
+        }
+    }
+
+    /// The first `n` images (all of them if there are fewer).
     pub fn head(&self, n: usize) -> Split {
         let n = n.min(self.len());
         Split {

@@ -10,7 +10,7 @@ use zeronn::optimizer::{AnyOptimizer, Optimizer, OptimizerKind};
 use zeronn::random::{self, seeded};
 use zeronn::{Activation, MlpOptions, Net, NetSpec, Sgd, WeightInit};
 
-use crate::mnist::Mnist;
+use crate::mnist::{Mnist, Split};
 use crate::sparse::{self, EvalSet};
 
 /// Hyperparameters; `Default` is the book's chapter 5 run.
@@ -187,6 +187,116 @@ pub fn new_net(
     Ok(net)
 }
 
+/// One net in training: the net, its optimizer, and the buffers a step needs. A step is
+/// the book's two lines, `grads = network.gradient(x_batch, t_batch)` and
+/// `optimizer.update(network.params, grads)`, on the batch's non-blank pixels (exactly: see
+/// `sparse.rs`), with plain SGD fused into the backward products.
+#[derive(Debug)]
+pub struct Trainer {
+    /// The net.
+    pub net: Net<f32, Vec<f32>>,
+    optimizer: AnyOptimizer<f32>,
+    sgd: Sgd<f32>,
+    fused: bool,
+    sparse: bool,
+    dropout: bool,
+    seed: u64,
+    grads: Vec<f32>,
+    opt_state: Vec<f32>,
+    ws: Vec<f32>,
+    x: Vec<f32>,
+    t: Vec<u8>,
+    compact: sparse::Compact,
+}
+
+impl Trainer {
+    /// A net of `spec` initialised from `rng` as `cfg` says, with its optimizer, for batches
+    /// of `cfg.batch_size` and evaluations in chunks of [`EVAL_CHUNK`].
+    pub fn new(
+        cfg: &TrainConfig,
+        spec: NetSpec,
+        rng: &mut random::XorShiftRng,
+    ) -> zeronn::Result<Self> {
+        let net = new_net(cfg, spec, rng)?;
+        let optimizer = AnyOptimizer::<f32>::new(cfg.optimizer, cfg.lr)?;
+        let fused = cfg.fused();
+        Ok(Trainer {
+            grads: vec![0.0f32; if fused { 0 } else { spec.param_len() }],
+            opt_state: vec![0.0f32; optimizer.state_len(spec.param_len())],
+            ws: vec![0.0f32; spec.workspace_len(cfg.batch_size.max(EVAL_CHUNK))],
+            x: vec![0.0f32; cfg.batch_size * spec.input_size()],
+            t: vec![0u8; cfg.batch_size],
+            net,
+            optimizer,
+            sgd: Sgd::new(cfg.lr as f32),
+            fused,
+            sparse: cfg.backend != Backend::MatrixMultiply,
+            dropout: spec
+                .layers()
+                .iter()
+                .any(|l| matches!(l, zeronn::Layer::Dropout { .. })),
+            seed: cfg.seed,
+            compact: sparse::Compact::new(),
+        })
+    }
+
+    /// Step `i` on the images `idx` of `data`: the gradient by backpropagation, then the
+    /// update. Returns the loss of the gradient's forward pass (before the update).
+    pub fn step(&mut self, data: &Split, idx: &[usize], i: usize) -> zeronn::Result<f32> {
+        if self.dropout {
+            self.net.seed_dropout(dropout_seed(self.seed, i));
+        }
+        if self.fused {
+            // Gradient by backpropagation and the SGD update, fused, on the batch's non-blank
+            // pixels only (the two steps below up to rounding; see `sparse.rs` and
+            // `Net::train_step`).
+            return sparse::train_step(
+                &mut self.compact,
+                &mut self.net,
+                data,
+                idx,
+                &mut self.x,
+                &mut self.t,
+                &self.sgd,
+                &mut self.ws,
+            );
+        }
+        let loss = if self.sparse {
+            let x = sparse::gather_active(&mut self.compact, data, idx, &mut self.x, &mut self.t);
+            let a = self.compact.active();
+            self.net
+                .gradient_active(x, a, &self.t, &mut self.grads, &mut self.ws)?
+        } else {
+            data.gather(idx, &mut self.x, &mut self.t);
+            self.net
+                .gradient(&self.x, &self.t, &mut self.grads, &mut self.ws)?
+        };
+        self.optimizer
+            .update(self.net.params_mut(), &self.grads, &mut self.opt_state)?;
+        Ok(loss)
+    }
+
+    /// The loss on the last step's batch with the parameters after its update, in inference
+    /// (the book's `loss = network.loss(x_batch, t_batch)` after `update`: one more forward
+    /// pass).
+    pub fn loss_after(&mut self) -> zeronn::Result<f32> {
+        if self.sparse {
+            let k = self.compact.len();
+            let n = self.t.len();
+            let x = &self.x[..n * k];
+            self.net
+                .loss_active(x, self.compact.active(), &self.t, &mut self.ws)
+        } else {
+            self.net.loss(&self.x, &self.t, &mut self.ws)
+        }
+    }
+
+    /// Accuracy on a prepared split.
+    pub fn accuracy(&mut self, data: &EvalSet) -> zeronn::Result<f64> {
+        accuracy(&self.net, data, &mut self.ws)
+    }
+}
+
 /// Runs the training, calling `on_event` after every iteration and every evaluation.
 pub fn train(
     cfg: &TrainConfig,
@@ -196,29 +306,15 @@ pub fn train(
     let train_size = data.train.len();
     let spec = cfg.spec(data.train.pixels, 10);
     let iter_per_epoch = cfg.iter_per_epoch(train_size);
-
     let mut rng = seeded(cfg.seed);
-    let mut net = new_net(cfg, spec, &mut rng)?;
-    let mut optimizer = AnyOptimizer::<f32>::new(cfg.optimizer, cfg.lr)?;
-    let sgd = Sgd::new(cfg.lr as f32);
-    let (fused, sparse) = (cfg.fused(), cfg.backend != Backend::MatrixMultiply);
-    let dropout = spec
-        .layers()
-        .iter()
-        .any(|l| matches!(l, zeronn::Layer::Dropout { .. }));
-    let mut grads = vec![0.0f32; if fused { 0 } else { spec.param_len() }];
-    let mut opt_state = vec![0.0f32; optimizer.state_len(spec.param_len())];
-    let mut ws = vec![0.0f32; spec.workspace_len(cfg.batch_size.max(EVAL_CHUNK))];
+    let mut trainer = Trainer::new(cfg, spec, &mut rng)?;
     let mut batch_mask = vec![0usize; cfg.batch_size];
-    let mut x_batch = vec![0.0f32; cfg.batch_size * spec.input_size()];
-    let mut t_batch = vec![0u8; cfg.batch_size];
     let (mut losses, mut epochs) = (Vec::with_capacity(cfg.losses_capacity()), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
 
     // Mini-batches are drawn one step ahead (the same draws, in the same order) so that the
     // next batch's images are on their way from memory while this step computes.
     let mut next_mask = vec![0usize; cfg.batch_size];
-    let mut compact = sparse::Compact::new();
     let (eval_train, eval_test) = (
         EvalSet::new(&data.train, EVAL_CHUNK),
         EvalSet::new(&data.test, EVAL_CHUNK),
@@ -232,49 +328,16 @@ pub fn train(
             random::choice(&mut rng, train_size, &mut next_mask);
             data.train.prefetch(&next_mask);
         }
-        if dropout {
-            net.seed_dropout(dropout_seed(cfg.seed, i));
-        }
-        let loss = if fused {
-            // Gradient by backpropagation and the SGD update, fused, on the batch's non-blank
-            // pixels only (the two steps below up to rounding; see `sparse.rs` and
-            // `Net::train_step`).
-            sparse::train_step(
-                &mut compact,
-                &mut net,
-                &data.train,
-                &batch_mask,
-                &mut x_batch,
-                &mut t_batch,
-                &sgd,
-                &mut ws,
-            )?
-        } else {
-            // Gradient by backpropagation (and this batch's loss), then the update.
-            let loss = if sparse {
-                let x = sparse::gather_active(
-                    &mut compact,
-                    &data.train,
-                    &batch_mask,
-                    &mut x_batch,
-                    &mut t_batch,
-                );
-                net.gradient_active(x, compact.active(), &t_batch, &mut grads, &mut ws)?
-            } else {
-                data.train.gather(&batch_mask, &mut x_batch, &mut t_batch);
-                net.gradient(&x_batch, &t_batch, &mut grads, &mut ws)?
-            };
-            optimizer.update(net.params_mut(), &grads, &mut opt_state)?;
-            loss
-        };
+        // Gradient, update.
+        let loss = trainer.step(&data.train, &batch_mask, i)?;
         train_time += start.elapsed();
         // Record.
         losses.push(loss);
         on_event(Event::Iter(i, loss));
         if i % iter_per_epoch == 0 {
             let start = Instant::now();
-            let train_acc = accuracy(&net, &eval_train, &mut ws)?;
-            let test_acc = accuracy(&net, &eval_test, &mut ws)?;
+            let train_acc = trainer.accuracy(&eval_train)?;
+            let test_acc = trainer.accuracy(&eval_test)?;
             eval_time += start.elapsed();
             epochs.push(Epoch {
                 iter: i,
@@ -284,7 +347,7 @@ pub fn train(
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
         }
     }
-    let (params, state) = net.into_parts();
+    let (params, state) = trainer.net.into_parts();
     Ok(TrainReport {
         spec,
         params,

@@ -600,3 +600,95 @@ fn chapter_6_nets_train_save_evaluate_and_check_their_gradients() {
         ]
     );
 }
+
+#[test]
+fn every_experiment_writes_its_csv_and_png() {
+    let data = fake_mnist("exp", 200, 40);
+    let out = Scratch::new("exp-out");
+    let dir = out.path("figures");
+    let d = dir.to_str().unwrap();
+    // Short runs: (name, settings, lines of its CSV including the header).
+    for (name, extra, lines) in [
+        ("optimizers", &["--iters", "12"][..], 13),
+        ("weight-init", &["--iters", "12"][..], 13),
+        (
+            "batch-norm",
+            &["--epochs", "3", "--scales", "2"][..],
+            1 + 2 * 3,
+        ),
+        ("weight-decay", &["--epochs", "4"][..], 5),
+        ("dropout", &["--epochs", "4"][..], 5),
+        (
+            "hyperparameters",
+            &["--epochs", "3", "--trials", "3"][..],
+            1 + 3 * 3,
+        ),
+    ] {
+        let mut args = vec![
+            "experiment",
+            name,
+            "--out",
+            d,
+            "--no-progress",
+            "--seed",
+            "2",
+        ];
+        args.extend(extra);
+        let o = zeronn(&args, Some(&data.0));
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let csv = std::fs::read_to_string(dir.join(format!("{name}.csv"))).unwrap();
+        assert_eq!(csv.lines().count(), lines, "{name}: {csv}");
+        let cols = csv.lines().next().unwrap().split(',').count();
+        assert!(csv.lines().all(|l| l.split(',').count() == cols), "{name}");
+        let png = std::fs::read(dir.join(format!("{name}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+            "{name}"
+        );
+    }
+    // The optimizers' four curves, and what the book's script prints.
+    let csv = std::fs::read_to_string(dir.join("optimizers.csv")).unwrap();
+    assert!(csv.starts_with("iteration,SGD,Momentum,AdaGrad,Adam,SGD (smoothed)"));
+    let o = zeronn(
+        &[
+            "experiment",
+            "hyperparameters",
+            "--out",
+            d,
+            "--no-progress",
+            "--epochs",
+            "2",
+            "--trials",
+            "6",
+        ],
+        Some(&data.0),
+    );
+    let text = stdout(&o);
+    assert!(text.contains("=========== Hyper-Parameter Optimization Result ==========="));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("Best-")).count(),
+        5,
+        "{text}"
+    );
+    // The same seed, the same curves.
+    let again = Scratch::new("exp-again");
+    let o = zeronn(
+        &[
+            "experiment",
+            "optimizers",
+            "--out",
+            again.path("f").to_str().unwrap(),
+            "--no-progress",
+            "--iters",
+            "12",
+            "--seed",
+            "2",
+        ],
+        Some(&data.0),
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::read_to_string(again.path("f").join("optimizers.csv")).unwrap(),
+        csv
+    );
+}
