@@ -92,6 +92,30 @@ pub trait Float:
         }
     }
 
+    /// `x = x.sqrt()` for every element (vectorized where the result is bit for bit the same:
+    /// a square root is correctly rounded however it is computed).
+    #[doc(hidden)]
+    fn sqrt_slice(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.sqrt();
+        }
+    }
+
+    /// Adam's update (see [`crate::optimizer::Adam`]) by a vector kernel, if this type has one
+    /// here: `c` = [1 − β1, 1 − β2, lr_t, ε]; returns whether it ran (then the same bits as
+    /// the loop it replaces). Lengths are the caller's to check.
+    #[doc(hidden)]
+    fn adam_kernel(
+        p: &mut [Self],
+        g: &[Self],
+        m: &mut [Self],
+        v: &mut [Self],
+        c: [Self; 4],
+    ) -> bool {
+        let _ = (p, g, m, v, c);
+        false
+    }
+
     /// The larger of two values (`self` if either is NaN-free and equal).
     #[inline]
     fn max(self, other: Self) -> Self {
@@ -100,6 +124,45 @@ pub trait Float:
 }
 
 impl Float for f32 {
+    #[inline]
+    fn adam_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512()
+            && g.len() == p.len()
+            && m.len() == p.len()
+            && v.len() == p.len()
+        {
+            // SAFETY: AVX-512F is present and the lengths agree (both checked just above).
+            unsafe { crate::optimizer::adam::avx512::update(p, g, m, v, c) };
+            return true;
+        }
+        let _ = (p, g, m, v, c);
+        false
+    }
+    #[inline]
+    fn sqrt_slice(xs: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::*;
+            if crate::gemm::detect::avx512() {
+                // SAFETY: AVX-512F is present (checked just above).
+                unsafe { sqrt_avx512(xs) };
+                return;
+            }
+            let mut chunks = xs.chunks_exact_mut(4);
+            for c in &mut chunks {
+                // SAFETY: SSE is part of every x86-64 CPU; `c` holds 4 f32.
+                unsafe { _mm_storeu_ps(c.as_mut_ptr(), _mm_sqrt_ps(_mm_loadu_ps(c.as_ptr()))) };
+            }
+            for x in chunks.into_remainder() {
+                *x = libm::sqrtf(*x);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        for x in xs {
+            *x = libm::sqrtf(*x);
+        }
+    }
     #[inline]
     fn exp_slice(xs: &mut [Self]) {
         #[cfg(target_arch = "x86_64")]
@@ -212,6 +275,28 @@ impl Float for f64 {
     #[inline]
     fn is_finite(self) -> bool {
         f64::is_finite(self)
+    }
+}
+
+/// `sqrt` of 16 lanes at a time (the remainder lane by lane): the same bits as
+/// `libm::sqrtf`, both being correctly rounded.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sqrt_avx512(xs: &mut [f32]) {
+    use core::arch::x86_64::*;
+    let mut chunks = xs.chunks_exact_mut(16);
+    for c in &mut chunks {
+        // SAFETY: `c` holds 16 f32.
+        unsafe {
+            let v = _mm512_loadu_ps(c.as_ptr());
+            _mm512_storeu_ps(c.as_mut_ptr(), _mm512_sqrt_ps(v));
+        }
+    }
+    for x in chunks.into_remainder() {
+        *x = libm::sqrtf(*x);
     }
 }
 
@@ -329,6 +414,25 @@ mod tests {
             f32::MIN,
         ];
         sweep("expf", f32::exp_slice, libm::expf, &specials, 0..0);
+    }
+
+    /// The vector square root (AVX-512 where present, else SSE) is `libm::sqrtf` bit for bit.
+    #[test]
+    fn vector_sqrt_is_libm_sqrtf_bit_for_bit() {
+        // Every 61st bit pattern of the non-negative f32 (and the special values), through the
+        // vector path in slices of odd lengths (full vectors and remainders).
+        let mut xs: std::vec::Vec<f32> = (0..0x7f80_0001u32)
+            .step_by(61)
+            .map(f32::from_bits)
+            .chain([0.0, -0.0, f32::INFINITY, f32::MIN_POSITIVE, 1.0, 2.0])
+            .collect();
+        let want: std::vec::Vec<u32> = xs.iter().map(|&x| libm::sqrtf(x).to_bits()).collect();
+        for chunk in xs.chunks_mut(1003) {
+            f32::sqrt_slice(chunk);
+        }
+        for (i, (x, w)) in xs.iter().zip(&want).enumerate() {
+            assert_eq!(x.to_bits(), *w, "element {i}");
+        }
     }
 
     /// The vector `logf` is `libm::logf` bit for bit (see `sweep`), also on every f32 in

@@ -715,3 +715,113 @@ fn the_step_split_after_the_first_layer_is_the_whole_step() {
         }
     }
 }
+
+/// The optimizer applied layer by layer during backward is gradient, then update: every
+/// optimizer, the dense and the sparse first layer, with BatchNorm, Dropout and weight decay.
+#[test]
+fn an_optimizer_applied_during_backward_is_gradient_then_update() {
+    use zeronn::optimizer::{AnyOptimizer, Optimizer, OptimizerKind};
+    let batch = 12;
+    // Inputs 0..40 of which every third and 7, 8 are active (runs of active and inactive rows
+    // longer and shorter than the zero rows handed out at a time).
+    let active: Vec<usize> = (0..40)
+        .filter(|i| i % 3 == 0 || [7, 8].contains(i))
+        .collect();
+    let mut g = rng(30);
+    let vals = uniform_f32(&mut g, batch * active.len());
+    let mut x = vec![0.0f32; batch * 40];
+    for r in 0..batch {
+        for (k, &a) in active.iter().enumerate() {
+            x[r * 40 + a] = vals[r * active.len() + k];
+        }
+    }
+    let t = labels(&mut g, batch, 10);
+    for kind in OptimizerKind::ALL {
+        for (lambda, sparse) in [(0.0f32, false), (0.01, false), (0.0, true), (0.02, true)] {
+            let options = MlpOptions {
+                activation: Activation::Relu,
+                batch_norm: true,
+                dropout: Some(0.1),
+            };
+            let spec = NetSpec::mlp(40, &[16, 12], 10, options);
+            let new = || {
+                let mut n = Net::with_state(
+                    spec,
+                    vec![0.0f32; spec.param_len()],
+                    vec![0.0f32; spec.state_len()],
+                )
+                .unwrap()
+                .with_weight_decay(lambda)
+                .unwrap();
+                n.init(&mut seeded(9), WeightInit::He);
+                n.seed_dropout(4);
+                n
+            };
+            let (mut a, mut b) = (new(), new());
+            let mut oa = AnyOptimizer::<f32>::new(kind, 0.01).unwrap();
+            let mut ob = oa.clone();
+            let mut sa = vec![0.0f32; oa.state_len(spec.param_len())];
+            let mut sb = sa.clone();
+            let mut scratch = vec![0.0f32; spec.apply_scratch_len()];
+            let mut grads = vec![0.0f32; spec.param_len()];
+            let mut ws = vec![0.0f32; spec.workspace_len(batch)];
+            for _ in 0..3 {
+                let (la, lb) = if sparse {
+                    let la = a
+                        .step_with(
+                            &vals,
+                            Some(&active),
+                            &t,
+                            &mut oa,
+                            &mut sa,
+                            &mut scratch,
+                            &mut ws,
+                        )
+                        .unwrap();
+                    let lb = b
+                        .gradient_active(&vals, &active, &t, &mut grads, &mut ws)
+                        .unwrap();
+                    (la, lb)
+                } else {
+                    let la = a
+                        .step_with(&x, None, &t, &mut oa, &mut sa, &mut scratch, &mut ws)
+                        .unwrap();
+                    (la, b.gradient(&x, &t, &mut grads, &mut ws).unwrap())
+                };
+                ob.update(b.params_mut(), &grads, &mut sb).unwrap();
+                assert_eq!(
+                    la.to_bits(),
+                    lb.to_bits(),
+                    "{} λ {lambda} sparse {sparse}",
+                    kind.name()
+                );
+            }
+            assert_eq!(
+                a.params(),
+                b.params(),
+                "{} λ {lambda} sparse {sparse}",
+                kind.name()
+            );
+            assert_eq!(sa, sb);
+            assert_eq!(a.state(), b.state());
+        }
+    }
+    // Short scratch: refused before the optimizer's step begins.
+    let spec = NetSpec::mlp(40, &[16], 10, MlpOptions::PLAIN);
+    let mut n = Net::new(spec, vec![0.0f32; spec.param_len()]).unwrap();
+    let mut o = AnyOptimizer::<f32>::new(OptimizerKind::Adam, 0.01).unwrap();
+    let mut st = vec![0.0f32; o.state_len(spec.param_len())];
+    let mut ws = vec![0.0f32; spec.workspace_len(batch)];
+    let r = n.step_with(&x, None, &t, &mut o, &mut st, &mut [0.0; 10], &mut ws);
+    assert!(matches!(
+        r,
+        Err(Error::BufferLength {
+            buffer: "scratch",
+            ..
+        })
+    ));
+    let AnyOptimizer::Adam(adam) = &o else {
+        unreachable!()
+    };
+    assert_eq!(adam.iter, 0);
+}

@@ -296,6 +296,37 @@ impl Affine {
         Ok(())
     }
 
+    /// [`Affine::backward_active`] with the gradient of the active rows only, compactly:
+    /// `dw` (`active.len()` × output, row-major) `= xᵀ·dout`, `db = Σ_rows dout`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_active_compact<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dw: &mut [T],
+        db: &mut [T],
+        dout: &[T],
+        x: &[T],
+        active: &[usize],
+    ) -> Result<()> {
+        let (batch, k, n) = self.check_active(
+            dout.len(),
+            x.len(),
+            active,
+            mul(self.input_size, self.output_size)?,
+        )?;
+        check_len("dW (active rows)", k * n, dw.len())?;
+        check_len("db", n, db.len())?;
+        g.gemm(
+            T::ONE,
+            MatRef::row_major(x, batch, k)?.t(),
+            MatRef::row_major(dout, batch, n)?,
+            T::ZERO,
+            MatMut::row_major(dw, k, n)?,
+        )?;
+        column_sums(dout, db);
+        Ok(())
+    }
+
     /// Checks the shapes of the `_active` methods; returns (batch, active inputs, outputs).
     fn check_active(
         &self,

@@ -4,11 +4,11 @@
 //! [`TwoLayerNet`] is a preset of the same net.
 
 mod fold;
-mod multi_layer_net;
+pub(crate) mod multi_layer_net;
 pub mod spec;
 mod two_layer_net;
 
 pub use fold::{fold_batch_norm, folded_spec};
-pub use multi_layer_net::{AfterFirst, Layout, MultiLayerNet, Net, Update};
+pub use multi_layer_net::{AfterFirst, Apply, Layout, MultiLayerNet, Net, Update};
 pub use spec::{Activation, Dims, Layer, MAX_LAYERS, MlpOptions, NetSpec, Tensor, Tensors};
 pub use two_layer_net::{TwoLayerNet, TwoLayerShape};

@@ -24,7 +24,7 @@ use crate::init::{WeightInit, gaussian};
 use crate::layers::{Affine, BatchNorm, Dropout, FUSED_MAX_BATCH, Relu, Sigmoid, SoftmaxWithLoss};
 use crate::math::Float;
 use crate::net::spec::{Frame, Layer, MAX_LAYERS, NetSpec, Place, Sizes};
-use crate::optimizer::Sgd;
+use crate::optimizer::{Optimizer, Sgd};
 use crate::random::{Rng, XorShiftRng, seeded};
 
 /// The book's `MultiLayerNetExtend`: [`Net`] under the book's name.
@@ -117,12 +117,35 @@ enum State<'a, T> {
 }
 
 /// What backward does with the parameters' gradients.
-#[derive(Debug)]
 pub enum Update<'g, T> {
     /// Stores them, in the parameters' layout (weight decay added).
     Grads(&'g mut [T]),
     /// Takes an SGD step with this learning rate as they are made.
     Sgd(T),
+    /// Applies an optimizer to each layer's parameters as soon as their gradient is made
+    /// (weight decay added), the gradient held in a scratch buffer for one layer.
+    Apply(Apply<'g, T>),
+}
+
+impl<T> core::fmt::Debug for Update<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Update::Grads(_) => "Update::Grads",
+            Update::Sgd(_) => "Update::Sgd",
+            Update::Apply(_) => "Update::Apply",
+        })
+    }
+}
+
+/// An optimizer applied layer by layer during backward ([`Update::Apply`]).
+pub struct Apply<'g, T> {
+    /// The optimizer (its step is begun by the pass).
+    pub opt: &'g mut dyn Optimizer<T>,
+    /// Its state planes over the whole parameter buffer ([`Optimizer::state_len`] of
+    /// [`NetSpec::param_len`]).
+    pub state: &'g mut [T],
+    /// Room for one layer's gradient: [`NetSpec::apply_scratch_len`] elements.
+    pub scratch: &'g mut [T],
 }
 
 impl<T: Copy> Update<'_, T> {
@@ -130,9 +153,43 @@ impl<T: Copy> Update<'_, T> {
         match self {
             Update::Grads(g) => Update::Grads(g),
             Update::Sgd(lr) => Update::Sgd(*lr),
+            Update::Apply(a) => Update::Apply(Apply {
+                opt: &mut *a.opt,
+                state: &mut *a.state,
+                scratch: &mut *a.scratch,
+            }),
         }
     }
 }
+
+/// Applies `opt` to `params[at..at + g.len()]` with the gradient `g`, the matching parts of
+/// its planes (each `plen` long, one after the other in `state`).
+fn apply_part<T: Float>(
+    opt: &dyn Optimizer<T>,
+    state: &mut [T],
+    plen: usize,
+    params: &mut [T],
+    at: usize,
+    g: &[T],
+) -> Result<()> {
+    let (n, planes) = (g.len(), opt.planes());
+    let (s0, s1) = state.split_at_mut(if planes > 0 { plen } else { 0 });
+    let s0: &mut [T] = if planes > 0 {
+        &mut s0[at..at + n]
+    } else {
+        &mut []
+    };
+    let s1: &mut [T] = if planes > 1 {
+        &mut s1[at..at + n]
+    } else {
+        &mut []
+    };
+    opt.apply(&mut params[at..at + n], g, s0, s1)
+}
+
+/// Rows of zero gradient handed to the optimizer at a time for the inactive inputs of a
+/// sparse first layer (see [`NetSpec::apply_scratch_len`]).
+pub(crate) const ZERO_ROWS: usize = 32;
 
 /// What the passes need of a net besides its buffers.
 struct Ctx<'a> {
@@ -441,6 +498,14 @@ fn backward<T: Float>(
                         let (gamma, beta) = params[at..].split_at_mut(features);
                         bn.backward_sgd_inplace(dd, xc, sd, gamma, &mut beta[..features], *lr)?
                     }
+                    Update::Apply(a) => {
+                        let (dgamma, rest) = a.scratch.split_at_mut(features);
+                        let gamma = &params[at..at + features];
+                        bn.backward_inplace(dd, xc, sd, gamma, dgamma, &mut rest[..features])?;
+                        let plen = c.spec.param_len();
+                        let g = &a.scratch[..2 * features];
+                        apply_part(&*a.opt, a.state, plen, params, at, g)?
+                    }
                 }
             }
             Layer::Affine { input, output } => {
@@ -553,6 +618,65 @@ fn affine_update<T: Float>(
                 Some(a) => aff.backward_sgd_active(g, dout, xin, a, w, b, lr)?,
                 None => aff.backward_sgd(g, dx, dout, xin, w, b, lr)?,
             }
+        }
+        Update::Apply(Apply {
+            opt,
+            state,
+            scratch,
+        }) => {
+            let plen = params.len();
+            let n = input * output;
+            let Some(a) = first_active else {
+                let (dw, rest) = scratch.split_at_mut(n);
+                let (w, _) = affine_params(params, at, input, output);
+                aff.backward(g, dx, dw, &mut rest[..output], dout, xin, w)?;
+                if weight_decay != T::ZERO {
+                    for (dwv, &wv) in dw.iter_mut().zip(w) {
+                        *dwv += weight_decay * wv;
+                    }
+                }
+                return apply_part(&*opt, state, plen, params, at, &scratch[..n + output]);
+            };
+            // The active rows' gradient compactly, then the optimizer on runs of active rows
+            // and on runs of inactive ones (zero gradient, plus λ·W).
+            let k = a.len();
+            let (dwc, rest) = scratch.split_at_mut(k * output);
+            let (db, rest) = rest.split_at_mut(output);
+            let zero = &mut rest[..ZERO_ROWS * output];
+            aff.backward_active_compact(g, dwc, db, dout, xin, a)?;
+            let (mut r, mut j) = (0, 0);
+            while r < input {
+                if j < k && a[j] == r {
+                    let j0 = j;
+                    while j < k && a[j] == r + (j - j0) {
+                        j += 1;
+                    }
+                    let rows = &mut dwc[j0 * output..j * output];
+                    if weight_decay != T::ZERO {
+                        let w = &params[at + r * output..][..rows.len()];
+                        for (dwv, &wv) in rows.iter_mut().zip(w) {
+                            *dwv += weight_decay * wv;
+                        }
+                    }
+                    apply_part(&*opt, state, plen, params, at + r * output, rows)?;
+                    r += j - j0;
+                } else {
+                    let end = if j < k { a[j] } else { input };
+                    let run = (end - r).min(ZERO_ROWS);
+                    let rows = &mut zero[..run * output];
+                    if weight_decay != T::ZERO {
+                        let w = &params[at + r * output..][..rows.len()];
+                        for (z, &wv) in rows.iter_mut().zip(w) {
+                            *z = T::ZERO + weight_decay * wv;
+                        }
+                    } else {
+                        rows.fill(T::ZERO);
+                    }
+                    apply_part(&*opt, state, plen, params, at + r * output, rows)?;
+                    r += run;
+                }
+            }
+            apply_part(&*opt, state, plen, params, at + n, db)?;
         }
     }
     Ok(())
@@ -713,6 +837,10 @@ impl Layout {
         match upd {
             Update::Sgd(lr) => first.sgd_bias(dz, &mut rest[..output], lr),
             Update::Grads(g) => first.bias_gradient(dz, &mut g[..output]),
+            // Refused by the check above.
+            Update::Apply(_) => Err(Error::Unsupported {
+                what: "an optimizer applied during the split step (store the gradients)",
+            }),
         }
     }
 
@@ -743,6 +871,11 @@ impl Layout {
         if matches!(upd, Update::Sgd(_)) && weight_decay != T::ZERO {
             return Err(Error::Unsupported {
                 what: "the fused SGD step with weight decay (use gradients, then update)",
+            });
+        }
+        if matches!(upd, Update::Apply(_)) {
+            return Err(Error::Unsupported {
+                what: "an optimizer applied during the split step (store the gradients)",
             });
         }
         check_len("dz", batch * self.first_output_width(), dz.len())?;
@@ -1113,8 +1246,24 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
                 actual: full_batch,
             });
         }
-        if let Update::Grads(g) = &upd {
-            check_len("grads", self.spec().param_len(), g.len())?;
+        let plen = self.spec().param_len();
+        let mut upd = upd;
+        match &mut upd {
+            Update::Grads(g) => check_len("grads", plen, g.len())?,
+            Update::Apply(a) => {
+                check_len("optimizer state", a.opt.state_len(plen), a.state.len())?;
+                let need = self.spec().apply_scratch_len();
+                if a.scratch.len() < need {
+                    return Err(Error::BufferLength {
+                        buffer: "scratch",
+                        expected: need,
+                        actual: a.scratch.len(),
+                    });
+                }
+                // Everything is checked: the step begins.
+                a.opt.begin_step();
+            }
+            Update::Sgd(_) => {}
         }
         let c = self.layout.ctx(self.backend, 0);
         let params = self.params.as_mut();
@@ -1195,6 +1344,31 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
         ws: &mut [T],
     ) -> Result<T> {
         self.train_pass(x, Some(active), t, t.len(), Update::Grads(grads), ws)
+    }
+
+    /// One training step with any optimizer (its step begun here), applied layer by layer as
+    /// backward makes each gradient, held in `scratch` ([`NetSpec::apply_scratch_len`]):
+    /// the same arithmetic as [`Net::gradient`] (or [`Net::gradient_active`] with `active`)
+    /// then [`Optimizer::update`], with no gradient buffer for the whole net and each gradient
+    /// still in cache when it is used. `opt_state` holds the optimizer's planes over the
+    /// parameters. Returns the batch's loss (before the update).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_with<L: Label>(
+        &mut self,
+        x: &[T],
+        active: Option<&[usize]>,
+        t: &[L],
+        opt: &mut dyn Optimizer<T>,
+        opt_state: &mut [T],
+        scratch: &mut [T],
+        ws: &mut [T],
+    ) -> Result<T> {
+        let upd = Update::Apply(Apply {
+            opt,
+            state: opt_state,
+            scratch,
+        });
+        self.train_pass(x, active, t, t.len(), upd, ws)
     }
 
     /// One SGD step on a batch, with the update fused into the backward pass (see

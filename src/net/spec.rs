@@ -553,6 +553,26 @@ impl NetSpec {
         n
     }
 
+    /// Scratch elements for [`Net::step_with`](crate::net::Net::step_with): the largest
+    /// layer's parameters, and room for the zero gradient of some rows of a sparse first
+    /// layer.
+    pub const fn apply_scratch_len(&self) -> usize {
+        let (mut most, mut width, mut i) = (0usize, 0usize, 0);
+        while i < self.len {
+            let l = self.layer(i);
+            if l.param_len() > most {
+                most = l.param_len();
+            }
+            if let Layer::Affine { output, .. } = *l
+                && output > width
+            {
+                width = output;
+            }
+            i += 1;
+        }
+        most.saturating_add(width.saturating_mul(crate::net::multi_layer_net::ZERO_ROWS))
+    }
+
     /// Number of layers with weights (`W1` … `Wn`).
     pub const fn weighted_layers(&self) -> usize {
         let (mut n, mut i) = (0, 0);

@@ -12,7 +12,7 @@
 //! thread's rows: the parts together are the same as the whole.
 
 mod adagrad;
-mod adam;
+pub(crate) mod adam;
 mod momentum;
 mod nesterov;
 mod rmsprop;
@@ -30,6 +30,10 @@ use crate::math::Float;
 
 /// The book's `1e-7` in AdaGrad, RMSprop and Adam: `p -= lr·g / (√h + 1e-7)`.
 pub const DENOMINATOR_EPS: f64 = 1e-7;
+
+/// Elements per block of the optimizers that take square roots: each block's roots are taken
+/// in one vectorized call, so that the loops around it vectorize too.
+pub(crate) const BLOCK: usize = 64;
 
 /// What every optimizer does.
 pub trait Optimizer<T: Float> {

@@ -109,6 +109,59 @@ pub const TRAINING_SHAPES: [Shape; 8] = [
     },
 ];
 
+/// The products of a training step of chapter 6's `optimizers` net (784-100-100-100-100-10,
+/// batch 128), dense.
+pub const CHAPTER6_SHAPES: [Shape; 6] = [
+    Shape {
+        name: "X·W1 (ch. 6 net, forward 1)",
+        m: 128,
+        k: 784,
+        n: 100,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        name: "Xᵀ·dZ1 (ch. 6 net, dW1)",
+        m: 784,
+        k: 128,
+        n: 100,
+        a_t: true,
+        b_t: false,
+    },
+    Shape {
+        name: "H·W (ch. 6 net, forward 2–4)",
+        m: 128,
+        k: 100,
+        n: 100,
+        a_t: false,
+        b_t: false,
+    },
+    Shape {
+        name: "Hᵀ·dZ (ch. 6 net, dW 2–4)",
+        m: 100,
+        k: 128,
+        n: 100,
+        a_t: true,
+        b_t: false,
+    },
+    Shape {
+        name: "dZ·Wᵀ (ch. 6 net, dH 1–3)",
+        m: 128,
+        k: 100,
+        n: 100,
+        a_t: false,
+        b_t: true,
+    },
+    Shape {
+        name: "H·W5 (ch. 6 net, forward 5)",
+        m: 128,
+        k: 100,
+        n: 10,
+        a_t: false,
+        b_t: false,
+    },
+];
+
 /// Square sizes of the ladder.
 pub const LADDER: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 

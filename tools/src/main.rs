@@ -633,6 +633,7 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
     println!("| --- | --- |{}", " --- |".repeat(backends.len()));
     let shapes = bench::TRAINING_SHAPES
         .iter()
+        .chain(&bench::CHAPTER6_SHAPES)
         .copied()
         .chain(bench::LADDER.iter().map(|&s| bench::Shape {
             name: "square",

@@ -201,7 +201,7 @@ pub struct Trainer {
     sparse: bool,
     dropout: bool,
     seed: u64,
-    grads: Vec<f32>,
+    scratch: Vec<f32>,
     opt_state: Vec<f32>,
     ws: Vec<f32>,
     x: Vec<f32>,
@@ -221,7 +221,7 @@ impl Trainer {
         let optimizer = AnyOptimizer::<f32>::new(cfg.optimizer, cfg.lr)?;
         let fused = cfg.fused();
         Ok(Trainer {
-            grads: vec![0.0f32; if fused { 0 } else { spec.param_len() }],
+            scratch: vec![0.0f32; if fused { 0 } else { spec.apply_scratch_len() }],
             opt_state: vec![0.0f32; optimizer.state_len(spec.param_len())],
             ws: vec![0.0f32; spec.workspace_len(cfg.batch_size.max(EVAL_CHUNK))],
             x: vec![0.0f32; cfg.batch_size * spec.input_size()],
@@ -261,19 +261,24 @@ impl Trainer {
                 &mut self.ws,
             );
         }
-        let loss = if self.sparse {
+        // The gradient by backpropagation and the optimizer's update, layer by layer as
+        // backward makes each gradient (the two steps of the book, the same arithmetic).
+        let (x, active) = if self.sparse {
             let x = sparse::gather_active(&mut self.compact, data, idx, &mut self.x, &mut self.t);
-            let a = self.compact.active();
-            self.net
-                .gradient_active(x, a, &self.t, &mut self.grads, &mut self.ws)?
+            (x, Some(self.compact.active()))
         } else {
             data.gather(idx, &mut self.x, &mut self.t);
-            self.net
-                .gradient(&self.x, &self.t, &mut self.grads, &mut self.ws)?
+            (&self.x[..], None)
         };
-        self.optimizer
-            .update(self.net.params_mut(), &self.grads, &mut self.opt_state)?;
-        Ok(loss)
+        self.net.step_with(
+            x,
+            active,
+            &self.t,
+            &mut self.optimizer,
+            &mut self.opt_state,
+            &mut self.scratch,
+            &mut self.ws,
+        )
     }
 
     /// The loss on the last step's batch with the parameters after its update, in inference
