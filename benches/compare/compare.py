@@ -51,6 +51,81 @@ def candle_run(exe, data, mode, seed=1):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+OPT_ARGS = ["--hidden", "100,100,100,100", "--optimizer", "adam", "--weight-init-std", "he",
+            "--batch-size", "128", "--iters", "2000", "--eval-every", "1999"]
+
+
+def zeronn_optimizers(exe, data, threads, seed):
+    """zeronn train on the optimizers workload: training time of the 2000 iterations."""
+    out = subprocess.run([exe, "train", "--data", data, "--seed", str(seed), "--threads", str(threads),
+                          "--no-progress"] + OPT_ARGS, capture_output=True, text=True, check=True)
+    m = DONE.search(out.stderr)
+    loss = float(re.search(r"mean loss of the last 100 batches ([0-9.]+)", out.stderr)[1])
+    last = out.stdout.strip().splitlines()[-1].split()
+    return {"train_s": float(m[2]), "final_test_acc": float(last[1]), "last100_loss": loss}
+
+
+def optimizers_run(impl, data, threads, seed):
+    """benches/compare/optimizers.py: PyTorch and NumPy with their thread counts set, JAX jit
+    on one thread (XLA's intra-op pool off, and the process pinned to one core)."""
+    cmd = [sys.executable, os.path.join(HERE, "optimizers.py"), data, impl, "--seed", str(seed),
+           "--threads", str(threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads))
+    if impl == "numpy":
+        # NumPy's best setting: OpenBLAS picks its own kernel for this CPU.
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+    if impl == "jax":
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        cmd = ["taskset", "-c", "1"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=HERE)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def openblas_kernel():
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    code = ("from threadpoolctl import threadpool_info; import numpy; "
+            "print(', '.join(f\"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}\" "
+            "for i in threadpool_info()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return out.stdout.strip() or "unknown (threadpoolctl missing)"
+
+
+def optimizers_compare(a):
+    """The chapter 6 optimizers workload (784-100×4-10, Adam, batch 128, 2000 iterations)."""
+    contenders = [
+        ("zeronn 1 thread", lambda s: zeronn_optimizers(a.zeronn, a.data, 1, s)),
+        ("zeronn 2 threads", lambda s: zeronn_optimizers(a.zeronn, a.data, 2, s)),
+        ("PyTorch 1 thread", lambda s: optimizers_run("torch", a.data, 1, s)),
+        ("PyTorch 2 threads", lambda s: optimizers_run("torch", a.data, 2, s)),
+        ("JAX jit 1 thread", lambda s: optimizers_run("jax", a.data, 1, s)),
+        ("NumPy (float64), 1 thread", lambda s: optimizers_run("numpy", a.data, 1, s)),
+    ]
+    runs = {name: [] for name, _ in contenders}
+    for rep in range(a.reps):
+        for name, run in contenders:
+            r = run(rep + 1)
+            runs[name].append(r)
+            print(f"rep {rep + 1} {name}: {r['train_s']:.2f} s (test acc {r['final_test_acc']:.4f})",
+                  file=sys.stderr)
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    base = runs["zeronn 1 thread"]
+    paired = lambda rs: statistics.median(r["train_s"] / b["train_s"] for r, b in zip(rs, base))
+    print(f"\nThe optimizers workload (784-100-100-100-100-10, He init, Adam lr 0.001, batch 128, "
+          f"2000 iterations; training time), median of {a.reps} alternating runs; NumPy's OpenBLAS: "
+          f"{openblas_kernel()}:\n")
+    print("| implementation | 2000 iterations | per iteration | final test acc | mean loss, last 100 "
+          "| time ÷ zeronn 1 thread (of medians; median per repetition) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, rs in runs.items():
+        print(f"| {name} | {med(rs, 'train_s'):.2f} s | {med(rs, 'train_s') / 2000 * 1e6:.0f} µs "
+              f"| {med(rs, 'final_test_acc'):.4f} | {med(rs, 'last100_loss'):.4f} "
+              f"| {med(rs, 'train_s') / med(base, 'train_s'):.2f}×; {paired(rs):.2f}× |")
+    print("\n(zeronn's loss is each batch's before its update, from the gradient's forward pass; "
+          "PyTorch's and JAX's the same; NumPy's after the update, as the book records it.)")
+
+
 def quartiles(xs):
     q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
     return q[0], q[1], q[2]
@@ -86,7 +161,11 @@ def main():
     ap.add_argument("--no-numpy-whole", action="store_true", help="skip the slow NumPy whole runs")
     ap.add_argument("--pairs", type=int, metavar="N",
                     help="only zeronn on 1 against 2 threads, N alternating pairs")
+    ap.add_argument("--workload", choices=["book", "optimizers"], default="book",
+                    help="the chapter 5 run (default) or chapter 6's optimizers workload")
     a = ap.parse_args()
+    if a.workload == "optimizers":
+        return optimizers_compare(a)
     if a.pairs is not None:
         if a.pairs < 1:
             ap.error("--pairs needs at least 1")

@@ -8,10 +8,10 @@ accuracy. Written as a user of each library would:
   (its defaults but lr), float32, torch.set_num_threads(N);
 - jax: one jax.jit step (value_and_grad and the book's Adam update, on a pytree of float32
   arrays, the batch indexed inside the step), the loss read with float();
-- numpy: the book's own MultiLayerNet and Adam (common/), float64, if --book-dir is given.
+- numpy: the book's MultiLayerNet and Adam written out as its common/ code does them,
+  float64 (it records the loss after the update, a second forward pass, as the book does).
 
 Usage: python optimizers.py DATA_DIR {torch,jax,numpy} [--threads N] [--seed N] [--iters N]
-       [--book-dir DIR]
 Prints one JSON object: train_s (the 2000 iterations), step_s (per iteration),
 final_test_acc, last100_loss (mean of the last 100 losses).
 """
@@ -115,25 +115,54 @@ def run_jax(data, seed, iters):
     return train_s, acc, losses
 
 
-def run_numpy(data, seed, iters, book_dir):
-    sys.path.insert(0, book_dir)
-    from common.multi_layer_net import MultiLayerNet
-    from common.optimizer import Adam
-
+def run_numpy(data, seed, iters):
+    """The book's MultiLayerNet and Adam written out in NumPy float64, as common/ does it:
+    Affine layers x·W + b, ReLU, softmax with cross-entropy (+1e-7 in the log), backprop,
+    Adam with the bias-corrected lr_t."""
     (x_train, t_train), (x_test, t_test) = data
     x_train, x_test = x_train.astype(np.float64), x_test.astype(np.float64)
     np.random.seed(seed)
-    net = MultiLayerNet(input_size=784, hidden_size_list=SIZES[1:-1], output_size=10)
-    opt = Adam()
+    W = [np.sqrt(2.0 / a) * np.random.randn(a, b) for a, b in zip(SIZES, SIZES[1:])]
+    B = [np.zeros(b) for b in SIZES[1:]]
+    params = W + B
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+
+    def forward(x):
+        hs = [x]
+        for w, b in zip(W[:-1], B[:-1]):
+            hs.append(np.maximum(hs[-1] @ w + b, 0))
+        return hs, hs[-1] @ W[-1] + B[-1]
+
+    def loss_of(scores, t):
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        y = e / e.sum(axis=1, keepdims=True)
+        return y, -np.sum(np.log(y[np.arange(len(t)), t] + 1e-7)) / len(t)
+
     losses = []
     t0 = time.perf_counter()
-    for _ in range(iters):
+    for it in range(1, iters + 1):
         mask = np.random.choice(x_train.shape[0], BATCH)
-        grads = net.gradient(x_train[mask], t_train[mask])
-        opt.update(net.params, grads)
-        losses.append(net.loss(x_train[mask], t_train[mask]))
+        x, t = x_train[mask], t_train[mask]
+        hs, scores = forward(x)
+        y, _ = loss_of(scores, t)
+        d = y.copy()
+        d[np.arange(BATCH), t] -= 1
+        d /= BATCH
+        gW, gB = [None] * len(W), [None] * len(W)
+        for k in range(len(W) - 1, -1, -1):
+            gW[k], gB[k] = hs[k].T @ d, d.sum(axis=0)
+            if k:
+                d = (d @ W[k].T) * (hs[k] > 0)
+        lr_t = 0.001 * np.sqrt(1.0 - 0.999 ** it) / (1.0 - 0.9 ** it)
+        for p, g, mm, vv in zip(params, gW + gB, m, v):
+            mm += (1 - 0.9) * (g - mm)
+            vv += (1 - 0.999) * (g ** 2 - vv)
+            p -= lr_t * mm / (np.sqrt(vv) + 1e-7)
+        losses.append(loss_of(forward(x)[1], t)[1])
     train_s = time.perf_counter() - t0
-    return train_s, net.accuracy(x_test, t_test), losses
+    acc = float(np.mean(np.argmax(forward(x_test)[1], axis=1) == t_test))
+    return train_s, acc, losses
 
 
 if __name__ == "__main__":
@@ -143,7 +172,6 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--book-dir", help="a checkout of the book's code (for numpy)")
     a = ap.parse_args()
     data = load_mnist(a.data)
     if a.impl == "torch":
@@ -151,9 +179,7 @@ if __name__ == "__main__":
     elif a.impl == "jax":
         train_s, acc, losses = run_jax(data, a.seed, a.iters)
     else:
-        if not a.book_dir:
-            ap.error("numpy needs --book-dir")
-        train_s, acc, losses = run_numpy(data, a.seed, a.iters, a.book_dir)
+        train_s, acc, losses = run_numpy(data, a.seed, a.iters)
     tail = losses[-100:]
     print(json.dumps({"train_s": train_s, "step_s": train_s / a.iters, "final_test_acc": acc,
                       "last100_loss": sum(tail) / len(tail)}))

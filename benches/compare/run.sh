@@ -4,6 +4,7 @@
 #
 #   ZERONN_DATA=DIR benches/compare/run.sh [--reps 3] [--no-candle]
 #   ZERONN_DATA=DIR benches/compare/run.sh --pairs 20    # zeronn on 1 against 2 threads only
+#   ZERONN_DATA=DIR benches/compare/run.sh --workload optimizers --reps 5   # chapter 6's Adam net
 #
 # NumPy and PyTorch come from the Python package index into a virtualenv made here
 # (target/compare-venv, or $COMPARE_VENV); candle from crates.io into its own cargo project
@@ -20,6 +21,7 @@ pairs=no
 for a in "$@"; do
     if [ "$a" = --no-candle ]; then candle=(none); else args+=("$a"); fi
     if [ "$a" = --pairs ]; then pairs=yes; fi
+    if [ "$a" = optimizers ]; then candle=(none); fi
 done
 (cd "$root" && cargo build --release -p zeronn-tools --quiet)
 if [ $pairs = yes ]; then
@@ -27,9 +29,9 @@ if [ $pairs = yes ]; then
     exec python3 "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" \
         "${args[@]}"
 fi
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch, jax, threadpoolctl' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --progress-bar off numpy torch
+    "$venv/bin/pip" install --quiet --progress-bar off numpy torch jax threadpoolctl
 fi
 if [ ${#candle[@]} -eq 0 ]; then
     cargo build --release --quiet --manifest-path "$here/candle/Cargo.toml"

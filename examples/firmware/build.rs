@@ -29,6 +29,8 @@ fn main() {
     };
     for name in [
         "model.zrnn",
+        "mlp.zrnn",
+        "mlp-pred.u8",
         "test-x.u8",
         "test-t.u8",
         "train-x.u8",

@@ -32,6 +32,19 @@ def macs_train_step(batch, hidden=50):
     return forward + backward
 
 
+def mlp_macs(layers):
+    """Multiply-adds of one inference and of one training step (batch rows) of a layer list
+    from expected.rs: every Affine forward and its weight gradient, and the input gradient of
+    every Affine but the first."""
+    affine = [(int(i), int(o)) for i, o in re.findall(r"Affine \{ input: (\d+), output: (\d+) \}", layers)]
+    infer = sum(i * o for i, o in affine)
+    return infer, lambda batch: batch * (2 * infer + sum(i * o for i, o in affine[1:]))
+
+
+def layers_of(expected, name):
+    return re.search(name + r": &\[zeronn::Layer\] = &\[(.*?)\];", expected, re.S)[1]
+
+
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
@@ -78,7 +91,7 @@ def main():
     rows = []
     for target, board in TARGETS:
         run(["cargo", "build", "--release", "--target", target], cwd=HERE)
-        counts, stack = {}, None
+        counts, stack, extra = {}, None, {}
         for b in ("infer", "train"):
             log = os.path.join(HERE, "target", f"icount-{target}-{b}.log")
             env = dict(os.environ, ZERONN_ICOUNT=plugin, ZERONN_ICOUNT_LOG=log)
@@ -86,23 +99,40 @@ def main():
             m = re.search(r"stack of one predict: (\d+) bytes", out)
             if m:
                 stack = int(m[1])
-            counts[b] = int(re.search(r"icount region 0: (\d+) insns", open(log).read())[1])
-        rows.append((board, target, counts["infer"], counts["train"], stack))
+            text = open(log).read()
+            counts[b] = int(re.search(r"icount region 0: (\d+) insns", text)[1])
+            extra[b] = int(re.search(r"icount region 1: (\d+) insns", text)[1])
+        rows.append((board, target, counts["infer"], counts["train"], stack, extra["infer"], extra["train"]))
 
     print(f"Exact instruction counts (QEMU TCG plugin; markers around `predict` of one image and the first")
     print(f"`train_step`, batch {batch}, with runtime shapes), the book's 784-50-10 net:\n")
     print("| board | target | one inference | per multiply-add | one training step | per multiply-add | stack of one inference |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     mt = macs_train_step(batch)
-    for board, target, inf, tr, stack in rows:
+    for board, target, inf, tr, stack, _, _ in rows:
         print(f"| {board} | `{target}` | {inf:,} | {inf / MACS_INFER:.2f} | {tr:,} | {tr / mt:.2f} | {stack:,} B |")
+
+    mlp = layers_of(expected, "MLP_LAYERS")
+    adam = layers_of(expected, "ADAM_LAYERS")
+    mlp_infer, _ = mlp_macs(mlp)
+    adam_infer, adam_step = mlp_macs(adam)
+    adam_batch = int(re.search(r"ADAM_BATCH: u64 = (\d+)", expected)[1])
+    sizes = lambda layers: "-".join([re.search(r"input: (\d+)", layers)[1]] + re.findall(r"output: (\d+)", layers))
+    print(f"\nThe chapter 6 MLP ({sizes(mlp)}, trained with BatchNorm, He and Adam, BatchNorm folded for "
+          f"inference): one inference; and one Adam step of batch {adam_batch} of the {sizes(adam)} net with "
+          f"BatchNorm on the device (the optimizer applied during backward):\n")
+    print("| board | target | one inference | per multiply-add | one Adam training step | per multiply-add |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for board, target, _, _, _, inf, tr in rows:
+        print(f"| {board} | `{target}` | {inf:,} | {inf / mlp_infer:.2f} | {tr:,} | {tr / adam_step(adam_batch):.2f} |")
 
     t = "thumbv7em-none-eabihf"
     rel = os.path.join(HERE, "target", t, "release")
     s = {b: sections(os.path.join(rel, b)) for b in ("empty", "infer_min", "infer")}
     syms = symbol_sizes(os.path.join(rel, "infer"))
-    model = syms.get("zeronn_firmware::MODEL::ALIGNED") or next(v for k, v in syms.items() if "ALIGNED" in k)
-    images = sum(os.path.getsize(os.path.join(data, f)) for f in ("test-x.u8", "test-t.u8"))
+    aligned = lambda name: next((v for k, v in syms.items() if k.startswith(f"zeronn_firmware::{name}::ALIGNED")), 0)
+    model, mlp_model = aligned("MODEL"), aligned("MLP")
+    images = sum(os.path.getsize(os.path.join(data, f)) for f in ("test-x.u8", "test-t.u8", "mlp-pred.u8"))
     code_infer = s["infer_min"][".text"] - s["empty"][".text"]
     printing = s["infer"][".text"] - s["infer_min"][".text"]
     runtime = s["empty"][".text"] + s["empty"].get(".vector_table", 0)
@@ -116,11 +146,18 @@ def main():
     print(f"| inference code: model validation, `predict`, the loop (`infer_min` − `empty`) | {code_infer:,} B | |")
     print(f"| … of which functions of `zeronn` itself | {zeronn_code:,} B | |")
     print(f"| runtime: vector table, reset, semihosting exit (`empty`) | {runtime:,} B | |")
-    print(f"| demo: the embedded test images and labels | {images:,} B | |")
+    print(f"| demo: the embedded test images, their labels and the desktop's classes | {images:,} B | |")
+    print(f"| the chapter 6 MLP's model, in place (`mlp.zrnn`, BatchNorm folded) | {mlp_model:,} B | 0 |")
     print(f"| demo: printing with `core::fmt` (`infer` − `infer_min`) | {printing:,} B | |")
     print(f"| one image as f32 + the workspace of one inference (`min_predict_workspace_len(1)` = 60 floats) "
           f"| | {bss_min:,} B (const fns: {(784 + 60) * 4:,} B) |")
     print(f"| stack of one inference (measured by painting) | | {rows[0][4]:,} B |")
+    train_syms = symbol_sizes(os.path.join(rel, "train"))
+    adam_ram = next((v for k, v in train_syms.items() if "ADAM_RUN" in k), 0)
+    mlp_ws = 4 * (784 + sum(int(o) for o in re.findall(r"output: (\d+)", mlp)))
+    print(f"| the chapter 6 MLP's image and workspace of one inference (`min_predict_workspace_len(1)`) | | {mlp_ws:,} B |")
+    print(f"| the Adam run's buffers in `train` (parameters, state, Adam's moments, one layer's gradient, "
+          f"workspace, batch; all from const fns) | | {adam_ram:,} B |")
 
 
 if __name__ == "__main__":

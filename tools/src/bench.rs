@@ -383,6 +383,79 @@ pub fn time_whole_run(
     Ok((times[times.len() / 2], flops))
 }
 
+/// Chapter 6's `optimizers` workload with Adam (optimizer_compare_mnist.py's Adam net):
+/// 784-100-100-100-100-10, He initial weights, Adam lr 0.001, batch 128.
+pub fn optimizers_config(backend: Backend, iters: usize) -> crate::train::TrainConfig {
+    use zeronn::optimizer::OptimizerKind;
+    crate::train::TrainConfig {
+        hidden: vec![100; 4],
+        weight_init: zeronn::WeightInit::He,
+        optimizer: OptimizerKind::Adam,
+        lr: 0.001,
+        batch_size: 128,
+        iters,
+        seed: 1,
+        eval_every: Some(usize::MAX),
+        backend,
+        ..crate::train::TrainConfig::default()
+    }
+}
+
+/// Median seconds of one Adam step of the `optimizers` workload on MNIST's training images
+/// (mini-batches drawn as a run draws them), and the step's dense floating-point operations.
+pub fn time_adam_step(
+    backend: Backend,
+    data: &crate::mnist::Split,
+    reps: usize,
+) -> zeronn::Result<(f64, f64)> {
+    let cfg = optimizers_config(backend, 0);
+    let spec = cfg.spec(data.pixels, 10);
+    let mut rng = seeded(1);
+    let mut trainer = crate::train::Trainer::new(&cfg, spec, &mut rng)?;
+    let masks: Vec<Vec<usize>> = (0..200)
+        .map(|_| {
+            let mut m = vec![0usize; cfg.batch_size];
+            random::choice(&mut rng, data.len(), &mut m);
+            m
+        })
+        .collect();
+    let (mut result, mut i) = (Ok(()), 0);
+    let t = median_time(reps, masks.len(), || {
+        if let Err(e) = trainer.step(data, &masks[i % masks.len()], i) {
+            result = Err(e);
+        }
+        i += 1;
+    });
+    result.map(|_| (t.as_secs_f64(), step_flops(spec, cfg.batch_size)))
+}
+
+/// The `optimizers` workload's 2000 Adam iterations timed (training time of `zeronn train`,
+/// seed 1) on `threads` threads: the median over `reps` runs, and their dense floating-point
+/// operations.
+pub fn time_optimizers_run(
+    backend: Backend,
+    data: &crate::mnist::Mnist,
+    threads: usize,
+    reps: usize,
+) -> zeronn::Result<(f64, f64)> {
+    let cfg = optimizers_config(backend, 2000);
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let r = if threads == 1 {
+            crate::train::train(&cfg, data, |_| {})?
+        } else {
+            crate::train_threads::train_threads(&cfg, data, threads, |_| {})?
+        };
+        times.push(r.train_time.as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let spec = cfg.spec(data.train.pixels, 10);
+    Ok((
+        times[times.len() / 2],
+        2000.0 * step_flops(spec, cfg.batch_size),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,18 +3,22 @@
 //! | file | what |
 //! | --- | --- |
 //! | `model.zrnn` | the model, validated (the on-flash format) |
+//! | `mlp.zrnn` | a second model of any layer list (the chapter 6 MLP), BatchNorm folded into the Affine before it |
+//! | `mlp-pred.u8` | the class the desktop predicts for each test image with `mlp.zrnn`, through the portable kernel (the device's sums) |
 //! | `test-x.u8`, `test-t.u8` | the first test images (784 bytes each) and their labels |
 //! | `train-x.u8`, `train-t.u8` | the first training images and their labels, for on-device training |
-//! | `expected.rs` | what the desktop computes on the same data: the correct answers `zeronn eval` gives, and the on-device training run (its settings, first and last loss, CRC-32 of the final parameters) computed through the portable kernel, which rounds exactly as the microcontroller does |
+//! | `expected.rs` | the layer lists of `mlp.zrnn` and of the on-device Adam net as Rust constants, and what the desktop computes on the same data: the correct answers `zeronn eval` gives, and the on-device training run (its settings, first and last loss, CRC-32 of the final parameters) computed through the portable kernel, which rounds exactly as the microcontroller does |
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
+use zeronn::functions::argmax;
 use zeronn::gemm::Backend;
-use zeronn::model::crc32_params;
+use zeronn::model::{self, Model, crc32_params};
+use zeronn::optimizer::{Adam, Optimizer};
 use zeronn::random::{self, seeded};
-use zeronn::{Sgd, TwoLayerNet, TwoLayerShape};
+use zeronn::{Layer, MlpOptions, Net, NetSpec, Sgd, TwoLayerNet, TwoLayerShape, WeightInit};
 
 use crate::mnist::{Mnist, Split};
 use crate::pixels;
@@ -105,15 +109,190 @@ pub fn device_training(
     })
 }
 
-/// Writes the bundle for `model_bytes` (already validated by the caller) into `out`.
+/// The on-device Adam run, as the firmware's `train` binary does it after the SGD one: a net
+/// of `hidden` layers with BatchNorm, He initial weights, Adam, a dense batch of the embedded
+/// training images, the optimizer applied during backward ([`Net::step_with`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceAdam {
+    /// Hidden sizes (784-…-10).
+    pub hidden: Vec<usize>,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Adam steps.
+    pub steps: usize,
+    /// Seed of the initial weights, then the batches.
+    pub seed: u64,
+    /// Adam's learning rate.
+    pub lr: f64,
+}
+
+impl Default for DeviceAdam {
+    fn default() -> Self {
+        DeviceAdam {
+            hidden: vec![100, 100],
+            batch: 10,
+            steps: 10,
+            seed: 2,
+            lr: 0.003,
+        }
+    }
+}
+
+impl DeviceAdam {
+    /// The net: 784-hidden…-10 with BatchNorm after each hidden Affine, ReLU.
+    pub fn spec(&self, pixels: usize) -> NetSpec {
+        let options = MlpOptions {
+            batch_norm: true,
+            ..MlpOptions::PLAIN
+        };
+        NetSpec::mlp(pixels, &self.hidden, 10, options)
+    }
+}
+
+/// What the Adam run ends with: as [`DeviceResult`], and the CRC-32 of the BatchNorm state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviceAdamResult {
+    /// Losses and the parameters' CRC.
+    pub run: DeviceResult,
+    /// CRC-32 of the final state (running means and variances).
+    pub state_crc: u32,
+}
+
+/// Runs the firmware's Adam training on the host through `backend`.
+pub fn device_adam(
+    cfg: &DeviceAdam,
+    images: &Split,
+    backend: Backend,
+) -> zeronn::Result<DeviceAdamResult> {
+    let spec = cfg.spec(images.pixels);
+    let mut net = Net::with_state(
+        spec,
+        vec![0.0f32; spec.param_len()],
+        vec![0.0f32; spec.state_len()],
+    )?
+    .with_backend(backend)?;
+    let mut rng = seeded(cfg.seed);
+    net.init(&mut rng, WeightInit::He);
+    let mut adam = Adam::<f32>::new(cfg.lr);
+    let mut opt_state = vec![0.0f32; adam.state_len(spec.param_len())];
+    let mut scratch = vec![0.0f32; spec.apply_scratch_len()];
+    let mut ws = vec![0.0f32; spec.min_workspace_len(cfg.batch)];
+    let mut idx = vec![0usize; cfg.batch];
+    let mut x = vec![0.0f32; cfg.batch * images.pixels];
+    let mut t = vec![0u8; cfg.batch];
+    let (mut first, mut last) = (0.0, 0.0);
+    for step in 0..cfg.steps {
+        random::choice(&mut rng, images.len(), &mut idx);
+        gather_unit(images, &idx, &mut x, &mut t);
+        let loss = net.step_with(
+            &x,
+            None,
+            &t,
+            &mut adam,
+            &mut opt_state,
+            &mut scratch,
+            &mut ws,
+        )?;
+        if step == 0 {
+            first = loss;
+        }
+        last = loss;
+    }
+    Ok(DeviceAdamResult {
+        run: DeviceResult {
+            first_loss: first,
+            last_loss: last,
+            params_crc: crc32_params(net.params()),
+        },
+        state_crc: crc32_params(net.state()),
+    })
+}
+
+/// Images `idx` of `images` as f32 in [0, 1] (the firmware's `load_image`), and their labels.
+fn gather_unit(images: &Split, idx: &[usize], x: &mut [f32], t: &mut [u8]) {
+    for ((&i, row), label) in idx
+        .iter()
+        .zip(x.chunks_exact_mut(images.pixels))
+        .zip(t.iter_mut())
+    {
+        for (v, &p) in row.iter_mut().zip(images.image_raw(i)) {
+            *v = pixels::unit(p);
+        }
+        *label = images.t[i];
+    }
+}
+
+/// A layer as Rust source for `expected.rs`.
+fn layer_rs(l: &Layer) -> String {
+    match *l {
+        Layer::Affine { input, output } => {
+            format!("zeronn::Layer::Affine {{ input: {input}, output: {output} }}")
+        }
+        Layer::BatchNorm { features } => {
+            format!("zeronn::Layer::BatchNorm {{ features: {features} }}")
+        }
+        Layer::Dropout { ratio } => format!(
+            "zeronn::Layer::Dropout {{ ratio: f32::from_bits({:#010x}) }}",
+            ratio.to_bits()
+        ),
+        other => format!("zeronn::Layer::{}", other.name()),
+    }
+}
+
+/// A layer list as a Rust constant for `expected.rs`.
+fn layers_rs(name: &str, doc: &str, spec: &NetSpec) -> String {
+    let items: Vec<String> = spec
+        .layers()
+        .iter()
+        .map(|l| format!("    {},\n", layer_rs(l)))
+        .collect();
+    format!(
+        "/// {doc}\npub const {name}: &[zeronn::Layer] = &[\n{}];\n",
+        items.concat()
+    )
+}
+
+/// The second model for firmware: `mlp` with BatchNorm folded, its bytes, and the class the
+/// desktop predicts for each test image, one image at a time through the portable kernel.
+fn fold_for_device(mlp: &Model<'_>, test: &Split) -> zeronn::Result<(NetSpec, Vec<u8>, Vec<u8>)> {
+    let folded = zeronn::net::folded_spec(mlp.spec());
+    let mut params = vec![0.0f32; folded.param_len()];
+    let mut state = vec![0.0f32; folded.state_len()];
+    zeronn::net::fold_batch_norm(
+        mlp.spec(),
+        mlp.params(),
+        mlp.state(),
+        &mut params,
+        &mut state,
+    )?;
+    let mut bytes = vec![0u8; model::encoded_len(&folded)];
+    model::write(&folded, &params, &state, &mut bytes)?;
+    let net = Net::with_state(folded, &params[..], &state[..])?.with_backend(Backend::Portable)?;
+    let mut ws = vec![0.0f32; folded.min_predict_workspace_len(1)];
+    let mut x = vec![0.0f32; test.pixels];
+    let mut preds = Vec::with_capacity(test.len());
+    for i in 0..test.len() {
+        for (v, &p) in x.iter_mut().zip(test.image_raw(i)) {
+            *v = pixels::unit(p);
+        }
+        preds.push(argmax(net.predict(&x, &mut ws)?) as u8);
+    }
+    Ok((folded, bytes, preds))
+}
+
+/// Writes the bundle for `model_bytes` (already validated by the caller) into `out`, with
+/// `mlp` as the second model and `adam` as the on-device Adam run.
+#[allow(clippy::too_many_arguments)]
 pub fn export(
     model_bytes: &[u8],
     net: &TwoLayerNet<f32, &[f32]>,
+    mlp: &Model<'_>,
     data: &Mnist,
     out: &Path,
     test_images: usize,
     train_images: usize,
     cfg: &DeviceTraining,
+    adam: &DeviceAdam,
 ) -> Result<String, String> {
     let test = data.test.head(test_images);
     let train = data.train.head(train_images);
@@ -126,6 +305,12 @@ pub fn export(
         .count_correct(net, (0, set.chunks()), &mut Default::default(), &mut ws)
         .map_err(|e| e.to_string())?;
     let run = device_training(cfg, &train, Backend::Portable).map_err(|e| e.to_string())?;
+    if train.len() < adam.batch {
+        return Err("export needs a batch of training images for the Adam run".into());
+    }
+    let adam_run = device_adam(adam, &train, Backend::Portable).map_err(|e| e.to_string())?;
+    let (folded, mlp_bytes, preds) = fold_for_device(mlp, &test).map_err(|e| e.to_string())?;
+    let mlp_correct = preds.iter().zip(&test.t).filter(|(p, t)| p == t).count();
 
     let mut rs = String::new();
     let w = &mut rs;
@@ -191,8 +376,71 @@ pub fn export(
         run.params_crc
     );
 
-    let files: [(&str, &[u8]); 6] = [
+    rs.push_str(&layers_rs(
+        "MLP_LAYERS",
+        "The layers of `mlp.zrnn` (BatchNorm folded).",
+        &folded,
+    ));
+    let _ = writeln!(
+        rs,
+        "/// How many test images the desktop's predictions with `mlp.zrnn` get right.\npub const MLP_CORRECT: usize = {mlp_correct};"
+    );
+    rs.push_str(&layers_rs(
+        "ADAM_LAYERS",
+        "The layers of the on-device Adam net.",
+        &adam.spec(train.pixels),
+    ));
+    let w = &mut rs;
+    for (name, doc, value) in [
+        (
+            "ADAM_BATCH",
+            "Mini-batch size of the Adam run.",
+            adam.batch as u64,
+        ),
+        ("ADAM_STEPS", "Adam steps.", adam.steps as u64),
+        (
+            "ADAM_SEED_U64",
+            "Seed of its initial weights and batches.",
+            adam.seed,
+        ),
+    ] {
+        let _ = writeln!(w, "/// {doc}\npub const {name}: u64 = {value};");
+    }
+    let _ = writeln!(
+        w,
+        "/// Adam's learning rate ({}), as f64 bits.\npub const ADAM_LR_BITS: u64 = {:#018x};",
+        adam.lr,
+        adam.lr.to_bits()
+    );
+    for (name, doc, value) in [
+        (
+            "ADAM_FIRST_LOSS_BITS",
+            "Loss of the first Adam step, as f32 bits.",
+            adam_run.run.first_loss.to_bits(),
+        ),
+        (
+            "ADAM_LAST_LOSS_BITS",
+            "Loss of the last Adam step, as f32 bits.",
+            adam_run.run.last_loss.to_bits(),
+        ),
+        (
+            "ADAM_PARAMS_CRC",
+            "CRC-32 of the parameters after the Adam run.",
+            adam_run.run.params_crc,
+        ),
+        (
+            "ADAM_STATE_CRC",
+            "CRC-32 of the BatchNorm state after the Adam run.",
+            adam_run.state_crc,
+        ),
+    ] {
+        let _ = writeln!(w, "/// {doc}\npub const {name}: u32 = {value:#010x};");
+    }
+
+    let files: [(&str, &[u8]); 8] = [
         ("model.zrnn", model_bytes),
+        ("mlp.zrnn", &mlp_bytes),
+        ("mlp-pred.u8", &preds),
         ("test-x.u8", &test.raw),
         ("test-t.u8", &test.t),
         ("train-x.u8", &train.raw),
@@ -201,13 +449,18 @@ pub fn export(
     ];
     write_bundle(out, &files)?;
     Ok(format!(
-        "{}: model, {} test images ({correct} correct), {} training images; device training: loss {} -> {}, parameters crc {:08x}",
+        "{}: model, {} test images ({correct} correct), {} training images; device training: loss {} -> {}, parameters crc {:08x}; \
+         mlp {} ({mlp_correct} correct); device Adam: loss {} -> {}, parameters crc {:08x}",
         out.display(),
         test.len(),
         train.len(),
         run.first_loss,
         run.last_loss,
-        run.params_crc
+        run.params_crc,
+        crate::describe::layers(&folded),
+        adam_run.run.first_loss,
+        adam_run.run.last_loss,
+        adam_run.run.params_crc
     ))
 }
 

@@ -341,6 +341,20 @@ struct ExportArgs {
     /// On-device training: seed
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A second model of any layer list for the firmware to run (BatchNorm folded into the Affine before it) [default: --model]
+    #[arg(long, value_name = "FILE")]
+    mlp_model: Option<PathBuf>,
+    /// On-device Adam training: hidden sizes of the 784-…-10 net with BatchNorm
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,100",
+        value_name = "N,N,..."
+    )]
+    adam_hidden: Vec<usize>,
+    /// On-device Adam training: steps
+    #[arg(long, default_value_t = 10)]
+    adam_steps: usize,
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -746,6 +760,28 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             1e3,
             "ms",
         );
+        row(
+            "Adam step, ch. 6 net (784-100×4-10), batch 128",
+            &|b| bench::time_adam_step(b, &d.train, reps).map_err(|e| e.to_string()),
+            1e6,
+            "µs",
+        );
+        if a.whole_reps > 0 {
+            for threads in [1, 2] {
+                row(
+                    &format!(
+                        "optimizers workload, 2000 Adam steps (training), {threads} thread{}",
+                        if threads == 1 { "" } else { "s" }
+                    ),
+                    &|b| {
+                        bench::time_optimizers_run(b, d, threads, a.whole_reps)
+                            .map_err(|e| e.to_string())
+                    },
+                    1.0,
+                    "s",
+                );
+            }
+        }
         if a.whole_reps > 0 {
             let book = TrainConfig::default();
             let evaluations = book.evaluations(d.train.len());
@@ -793,16 +829,30 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
             zeronn::layers::FUSED_MAX_BATCH
         ));
     }
+    if a.adam_hidden.is_empty() || a.adam_hidden.contains(&0) {
+        return Err("--adam-hidden takes positive sizes, e.g. 100,100".into());
+    }
+    let adam = zeronn_tools::export::DeviceAdam {
+        hidden: a.adam_hidden.clone(),
+        steps: positive("adam-steps", a.adam_steps)?,
+        ..Default::default()
+    };
+    let mlp_path = a.mlp_model.clone().unwrap_or_else(|| a.model.clone());
+    let mlp_bytes = modelfile::read(&mlp_path)?;
+    let mlp = modelfile::parse(&mlp_path, &mlp_bytes)?;
     let data = load_data(&a.data)?;
     check_model_fits(&a.model, net.spec(), &data)?;
+    check_model_fits(&mlp_path, mlp.spec(), &data)?;
     let summary = zeronn_tools::export::export(
         bytes.bytes(),
         &net,
+        &mlp,
         &data,
         &a.out,
         positive("test-images", a.test_images)?,
         positive("train-images", a.train_images)?,
         &cfg,
+        &adam,
     )?;
     eprintln!("exported {summary}");
     Ok(ExitCode::SUCCESS)

@@ -692,3 +692,87 @@ fn every_experiment_writes_its_csv_and_png() {
         csv
     );
 }
+
+#[test]
+fn export_folds_a_batch_norm_mlp_and_runs_the_devices_adam_steps() {
+    let data = fake_mnist("export-mlp", 100, 30);
+    let out = Scratch::new("export-mlp-out");
+    let (m5, mlp) = (out.path("m5.zrnn"), out.path("mlp.zrnn"));
+    for (model, extra) in [
+        (&m5, &["--hidden", "8"][..]),
+        (
+            &mlp,
+            &["--hidden", "12,9", "--batch-norm", "--optimizer", "adam"][..],
+        ),
+    ] {
+        let mut args = vec!["train", "--seed", "1", "--no-progress", "--iters", "30"];
+        args.extend(extra);
+        args.extend(["--save", model.to_str().unwrap()]);
+        let o = zeronn(&args, Some(&data.0));
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let bundle = out.path("bundle");
+    let args = [
+        "export",
+        "--model",
+        m5.to_str().unwrap(),
+        "--mlp-model",
+        mlp.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+        "--test-images",
+        "20",
+        "--train-images",
+        "40",
+        "--adam-hidden",
+        "16,8",
+        "--adam-steps",
+        "3",
+    ];
+    let o = zeronn(&args, Some(&data.0));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The folded model: no BatchNorm left, and the desktop's class for each test image.
+    let bytes = zeronn_tools::modelfile::read(&bundle.join("mlp.zrnn")).unwrap();
+    let model = zeronn_tools::modelfile::parse(&bundle.join("mlp.zrnn"), &bytes).unwrap();
+    let names: Vec<&str> = model.spec().layers().iter().map(|l| l.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "Affine",
+            "Relu",
+            "Affine",
+            "Relu",
+            "Affine",
+            "SoftmaxWithLoss"
+        ]
+    );
+    assert_eq!(std::fs::read(bundle.join("mlp-pred.u8")).unwrap().len(), 20);
+    let rs = std::fs::read_to_string(bundle.join("expected.rs")).unwrap();
+    for needle in [
+        "pub const MLP_LAYERS: &[zeronn::Layer] = &[",
+        "zeronn::Layer::Affine { input: 784, output: 12 },",
+        "pub const ADAM_LAYERS: &[zeronn::Layer] = &[",
+        "zeronn::Layer::BatchNorm { features: 16 },",
+        "pub const ADAM_STEPS: u64 = 3;",
+        "pub const ADAM_PARAMS_CRC: u32 = 0x",
+        "pub const ADAM_STATE_CRC: u32 = 0x",
+    ] {
+        assert!(rs.contains(needle), "{needle} in {rs}");
+    }
+    // The classes agree with the unfolded model's up to folding's rounding: here exactly.
+    let e = zeronn(
+        &["eval", "--model", mlp.to_str().unwrap(), "--limit", "20"],
+        Some(&data.0),
+    );
+    let want: usize = stdout(&e)
+        .split(['(', '/'])
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let got = rs
+        .lines()
+        .find_map(|l| l.strip_prefix("pub const MLP_CORRECT: usize = "))
+        .and_then(|v| v.trim_end_matches(';').parse::<usize>().ok())
+        .unwrap();
+    assert_eq!(got, want);
+}

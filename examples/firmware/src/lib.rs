@@ -13,6 +13,10 @@ pub mod expected {
 
 /// The trained 784-50-10 model, aligned for use in place from flash.
 pub static MODEL: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/model.zrnn"));
+/// A second model, of any layer list (`expected::MLP_LAYERS`), aligned for use in place.
+pub static MLP: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/mlp.zrnn"));
+/// The class the desktop predicts with [`MLP`] for each test image.
+pub static MLP_PRED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mlp-pred.u8"));
 /// Test images, 784 bytes each.
 pub static TEST_X: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-x.u8"));
 /// Their labels.

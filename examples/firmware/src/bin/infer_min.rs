@@ -23,6 +23,7 @@ fn main() -> ! {
     let ok = Model::from_bytes(MODEL)
         .ok()
         .and_then(|m| m.two_layer_net().ok())
+        .filter(|net| *net.spec() == SHAPE.spec())
         .and_then(|net| net.predict(x, ws).ok().map(argmax))
         .is_some_and(|c| c == TEST_T[i] as usize);
     exit(ok)
