@@ -6,13 +6,18 @@
 //!
 //! ## Memory model: the caller owns every buffer
 //!
+//! A net is a list of layers ([`NetSpec`]: Affine, Relu, Sigmoid, BatchNorm, Dropout,
+//! SoftmaxWithLoss) run by one engine ([`Net`]; the chapter 5 [`TwoLayerNet`] is a preset).
+//!
 //! | buffer | holds | length |
 //! | --- | --- | --- |
-//! | params | all weights of a net, one flat slice with named tensors (`W1`, `b1`, `W2`, `b2`) | [`TwoLayerShape::param_len`] |
+//! | params | all trainable tensors of a net, one flat slice with the book's names (`W1`, `b1`, `gamma1`, `beta1`, `W2`, …) | [`NetSpec::param_len`] |
 //! | grads | the gradient, in the same layout | the same |
-//! | workspace | forward/backward activations of a batch, then gemm packing space | [`TwoLayerShape::workspace_len`] (desktop) or [`TwoLayerShape::min_workspace_len`] (firmware) |
+//! | state | BatchNorm's running means and variances | [`NetSpec::state_len`] |
+//! | optimizer state | the optimizer's planes (Momentum's `v`, Adam's `m` and `v`, …) | [`Adam::state_len`] and the like |
+//! | workspace | forward/backward activations of a batch, what backward keeps, then gemm packing space | [`NetSpec::workspace_len`] (desktop) or [`NetSpec::min_workspace_len`] (firmware) |
 //!
-//! All lengths are `const fn`s of the layer sizes and the largest batch, so firmware declares
+//! All lengths are `const fn`s of the layer list and the largest batch, so firmware declares
 //! `static` arrays and knows its memory at compile time. Shapes are runtime values; every
 //! length and capacity is checked before anything is written, and a mismatch is an
 //! [`Error`], never a panic.
@@ -22,12 +27,15 @@
 //! - [`math`]: the element type ([`Float`], `f32` or `f64`) and the one place calling `libm`
 //! - [`gemm`]: `C ← αAB + βC` with strides: naive reference, cache-blocked driver, backends
 //! - [`functions`]: softmax, sigmoid, argmax, labels
-//! - [`layers`]: [`Affine`], [`Relu`], [`Sigmoid`], [`SoftmaxWithLoss`] as forward/backward pairs
-//! - [`net`]: [`TwoLayerNet`] and its [`TwoLayerShape`]
-//! - [`optimizer`]: the optimizers, [`Sgd`] first
+//! - [`layers`]: [`Affine`], [`Relu`], [`Sigmoid`], [`BatchNorm`], [`Dropout`],
+//!   [`SoftmaxWithLoss`] as forward/backward pairs
+//! - [`net`]: the layer list [`NetSpec`], the net [`Net`], the preset [`TwoLayerNet`] and its
+//!   [`TwoLayerShape`], BatchNorm folding
+//! - [`optimizer`]: [`Sgd`], [`Momentum`], [`Nesterov`], [`AdaGrad`], [`RmsProp`], [`Adam`]
 //! - [`gradient`]: [`numerical_gradient`] by central differences
-//! - [`random`], [`init`]: seeded generator, sampling, weight initialisation
-//! - [`model`]: the on-flash model format, validated and used in place
+//! - [`random`], [`init`]: seeded generator, sampling, weight initialisation ([`WeightInit`])
+//! - [`model`]: the on-flash model format (any layer list, with BatchNorm's state), validated
+//!   and used in place
 //!
 //! ## Features
 //!

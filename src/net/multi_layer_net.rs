@@ -250,7 +250,7 @@ fn forward<T: Float>(
     x: &[T],
     active: Option<&[usize]>,
     mode: Mode,
-    rng: &mut XorShiftRng,
+    mut rng: Option<&mut XorShiftRng>,
     f: &Frame,
     ws: &mut [T],
     layers: Range<usize>,
@@ -333,6 +333,11 @@ fn forward<T: Float>(
                         let mask_r = f.extra(p, p.width_out);
                         let [io, mask] = carve(ws, [out_r, mask_r]);
                         if draw {
+                            let Some(rng) = rng.as_deref_mut() else {
+                                return Err(Error::Unsupported {
+                                    what: "Dropout masks drawn without a generator",
+                                });
+                            };
                             drop.forward_train_inplace(io, mask, rng)?
                         } else {
                             drop.forward_masked_inplace(io, mask)?
@@ -759,7 +764,7 @@ impl Layout {
             &[],
             None,
             Mode::Train { draw: true },
-            rng,
+            Some(rng),
             &f,
             ws,
             from..spec.predict_len(),
@@ -1019,17 +1024,16 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
         }
     }
 
-    fn predict_with<'w>(
+    /// The inference forward pass of a batch; returns where its scores are in `ws`.
+    fn infer(
         &self,
         x: &[T],
         active: Option<&[usize]>,
         batch: usize,
-        ws: &'w mut [T],
-    ) -> Result<&'w [T]> {
+        ws: &mut [T],
+    ) -> Result<Range<usize>> {
         let f = self.frame(batch, ws.len(), false)?;
         let c = self.ctx();
-        // Inference draws nothing: the generator is a stand-in.
-        let mut rng = seeded(0);
         forward(
             &c,
             self.params(),
@@ -1037,13 +1041,30 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
             x,
             active,
             Mode::Infer,
-            &mut rng,
+            None,
             &f,
             ws,
             0..c.spec.predict_len(),
         )?;
-        let r = scores_range(&c, &f);
-        Ok(&ws[r])
+        Ok(scores_range(&c, &f))
+    }
+
+    /// The inference loss of a batch with labels `t` (the scores softmaxed in place), with
+    /// the weight decay term.
+    fn infer_loss<L: Label>(
+        &self,
+        x: &[T],
+        active: Option<&[usize]>,
+        t: &[L],
+        ws: &mut [T],
+    ) -> Result<T> {
+        self.check_loss()?;
+        check_labels(t, self.spec().output_size())?;
+        let r = self.infer(x, active, t.len(), ws)?;
+        // In prediction the SoftmaxWithLoss has no slot of its own: it works on the scores.
+        let loss =
+            SoftmaxWithLoss::new(self.spec().output_size()).forward_inplace(&mut ws[r], t)?;
+        Ok(loss + decay_term(&self.ctx(), self.params(), self.weight_decay))
     }
 
     /// The scores of a batch `x` (batch × input size), as a batch × output size slice of the
@@ -1051,7 +1072,8 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
     /// running statistics).
     pub fn predict<'w>(&self, x: &[T], ws: &'w mut [T]) -> Result<&'w [T]> {
         let batch = self.batch_of(x)?;
-        self.predict_with(x, None, batch, ws)
+        let r = self.infer(x, None, batch, ws)?;
+        Ok(&ws[r])
     }
 
     /// [`Net::predict`] for a batch whose inputs are zero outside `active` (ascending input
@@ -1065,33 +1087,15 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
         ws: &'w mut [T],
     ) -> Result<&'w [T]> {
         self.check_first_affine()?;
-        self.predict_with(x, Some(active), batch, ws)
+        let r = self.infer(x, Some(active), batch, ws)?;
+        Ok(&ws[r])
     }
 
     /// The mean cross-entropy loss on a batch with labels `t`, in inference (the book's
     /// `loss(x, t, train_flg=False)`), with the weight decay term.
     pub fn loss<L: Label>(&self, x: &[T], t: &[L], ws: &mut [T]) -> Result<T> {
-        self.check_loss()?;
-        let batch = self.check_batch(x, t)?;
-        let f = self.frame(batch, ws.len(), false)?;
-        let c = self.ctx();
-        let mut rng = seeded(0);
-        forward(
-            &c,
-            self.params(),
-            State::Read(self.state()),
-            x,
-            None,
-            Mode::Infer,
-            &mut rng,
-            &f,
-            ws,
-            0..c.spec.predict_len(),
-        )?;
-        // In prediction the SoftmaxWithLoss has no slot of its own: it works on the scores.
-        let r = scores_range(&c, &f);
-        let loss = SoftmaxWithLoss::new(c.spec.output_size()).forward_inplace(&mut ws[r], t)?;
-        Ok(loss + decay_term(&c, self.params(), self.weight_decay))
+        self.check_batch(x, t)?;
+        self.infer_loss(x, None, t, ws)
     }
 
     /// [`Net::loss`] for a batch whose inputs are zero outside `active` (ascending input
@@ -1104,27 +1108,8 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
         t: &[L],
         ws: &mut [T],
     ) -> Result<T> {
-        self.check_loss()?;
         self.check_first_affine()?;
-        check_labels(t, self.spec().output_size())?;
-        let f = self.frame(t.len(), ws.len(), false)?;
-        let c = self.ctx();
-        let mut rng = seeded(0);
-        forward(
-            &c,
-            self.params(),
-            State::Read(self.state()),
-            x,
-            Some(active),
-            Mode::Infer,
-            &mut rng,
-            &f,
-            ws,
-            0..c.spec.predict_len(),
-        )?;
-        let r = scores_range(&c, &f);
-        let loss = SoftmaxWithLoss::new(c.spec.output_size()).forward_inplace(&mut ws[r], t)?;
-        Ok(loss + decay_term(&c, self.params(), self.weight_decay))
+        self.infer_loss(x, Some(active), t, ws)
     }
 
     fn check_loss(&self) -> Result<()> {
@@ -1274,7 +1259,7 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
             x,
             active,
             Mode::Train { draw: true },
-            &mut self.rng,
+            Some(&mut self.rng),
             &f,
             ws,
             0..c.spec.predict_len(),
@@ -1447,7 +1432,6 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
         let c = self.layout.ctx(self.backend, 0);
         let (state, lambda) = (self.state.as_ref(), self.weight_decay);
         let classes = c.spec.output_size();
-        let mut rng = seeded(0);
         numerical_gradient(h, self.params.as_mut(), grads, |p| {
             forward(
                 &c,
@@ -1456,7 +1440,7 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
                 x,
                 None,
                 Mode::Train { draw: false },
-                &mut rng,
+                None,
                 &f,
                 ws,
                 0..c.spec.predict_len(),

@@ -71,6 +71,34 @@ pub trait Optimizer<T: Float> {
     }
 }
 
+/// The step of AdaGrad and RMSprop: `accumulate(h, g)` for every parameter, then
+/// `p -= lr·g / (√h + 1e-7)`, in blocks whose square roots are one vectorized call.
+pub(crate) fn rooted_step<T: Float>(
+    params: &mut [T],
+    grads: &[T],
+    h: &mut [T],
+    lr: T,
+    accumulate: impl Fn(&mut T, T),
+) {
+    let eps = T::from_f64(DENOMINATOR_EPS);
+    let mut root = [T::ZERO; BLOCK];
+    for ((p, g), h) in params
+        .chunks_mut(BLOCK)
+        .zip(grads.chunks(BLOCK))
+        .zip(h.chunks_mut(BLOCK))
+    {
+        let root = &mut root[..p.len()];
+        for ((&g, h), r) in g.iter().zip(h.iter_mut()).zip(&mut *root) {
+            accumulate(h, g);
+            *r = *h;
+        }
+        T::sqrt_slice(root);
+        for ((p, &g), &r) in p.iter_mut().zip(g).zip(root.iter()) {
+            *p -= lr * g / (r + eps);
+        }
+    }
+}
+
 /// Checks the lengths of an [`Optimizer::apply`] call: grads as long as params, and `planes`
 /// state planes as long as params (the others empty).
 pub(crate) fn check_apply<T>(
