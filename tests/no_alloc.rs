@@ -48,17 +48,21 @@ fn allocations_during(f: impl FnOnce()) -> usize {
     ALLOCATIONS.with(Cell::get) - before
 }
 
+/// A batch of `n` random images (784 values in [0, 1)) and labels.
+fn batch(seed: u64, n: usize) -> (Vec<f32>, Vec<u8>) {
+    let mut rng = seeded(seed);
+    let x = (0..n * 784)
+        .map(|_| random::uniform01(&mut rng) as f32)
+        .collect();
+    let t = (0..n).map(|_| random::index(&mut rng, 10) as u8).collect();
+    (x, t)
+}
+
 #[test]
 fn a_training_step_allocates_nothing() {
     const SHAPE: TwoLayerShape = TwoLayerShape::new(784, 50, 10);
     const BATCH: usize = 100;
-    let mut rng = seeded(1);
-    let x: Vec<f32> = (0..BATCH * 784)
-        .map(|_| random::uniform01(&mut rng) as f32)
-        .collect();
-    let t: Vec<u8> = (0..BATCH)
-        .map(|_| random::index(&mut rng, 10) as u8)
-        .collect();
+    let (x, t) = batch(1, BATCH);
     let mut grads = vec![0.0f32; SHAPE.param_len()];
     let sgd = Sgd::new(0.1f32);
     for backend in [
@@ -103,13 +107,7 @@ fn a_step_of_any_net_and_optimizer_allocates_nothing() {
     };
     let spec = NetSpec::mlp(784, &[64, 32], 10, options);
     const BATCH: usize = 32;
-    let mut rng = seeded(3);
-    let x: Vec<f32> = (0..BATCH * 784)
-        .map(|_| random::uniform01(&mut rng) as f32)
-        .collect();
-    let t: Vec<u8> = (0..BATCH)
-        .map(|_| random::index(&mut rng, 10) as u8)
-        .collect();
+    let (x, t) = batch(3, BATCH);
     let active: Vec<usize> = (0..784).collect();
     for kind in OptimizerKind::ALL {
         let mut net = Net::with_state(

@@ -280,20 +280,9 @@ impl Affine {
     ) -> Result<()> {
         let (batch, k, n) = self.check_active(dout.len(), x.len(), active, dw.len())?;
         check_len("db", n, db.len())?;
-        let (x, dout_m) = (
-            MatRef::row_major(x, batch, k)?,
-            MatRef::row_major(dout, batch, n)?,
-        );
         dw.fill(T::ZERO);
-        g.gemm(
-            T::ONE,
-            x.t(),
-            dout_m,
-            T::ZERO,
-            MatMut::gather_rows(dw, active, n, n)?,
-        )?;
-        column_sums(dout, db);
-        Ok(())
+        let rows = MatMut::gather_rows(dw, active, n, n)?;
+        active_gradient(g, rows, db, dout, MatRef::row_major(x, batch, k)?)
     }
 
     /// [`Affine::backward_active`] with the gradient of the active rows only, compactly:
@@ -308,23 +297,12 @@ impl Affine {
         x: &[T],
         active: &[usize],
     ) -> Result<()> {
-        let (batch, k, n) = self.check_active(
-            dout.len(),
-            x.len(),
-            active,
-            mul(self.input_size, self.output_size)?,
-        )?;
+        let whole = mul(self.input_size, self.output_size)?;
+        let (batch, k, n) = self.check_active(dout.len(), x.len(), active, whole)?;
         check_len("dW (active rows)", k * n, dw.len())?;
         check_len("db", n, db.len())?;
-        g.gemm(
-            T::ONE,
-            MatRef::row_major(x, batch, k)?.t(),
-            MatRef::row_major(dout, batch, n)?,
-            T::ZERO,
-            MatMut::row_major(dw, k, n)?,
-        )?;
-        column_sums(dout, db);
-        Ok(())
+        let rows = MatMut::row_major(dw, k, n)?;
+        active_gradient(g, rows, db, dout, MatRef::row_major(x, batch, k)?)
     }
 
     /// Checks the shapes of the `_active` methods; returns (batch, active inputs, outputs).
@@ -368,6 +346,21 @@ impl Affine {
         }
         Ok(batch)
     }
+}
+
+/// The weight gradient of the active rows, `dw = xᵀ·dout` (into whatever rows `dw` views),
+/// and `db = Σ_rows dout`, for the `_active` backward passes (shapes checked by the caller).
+fn active_gradient<T: Float>(
+    g: &mut Context<'_, T>,
+    dw: MatMut<'_, T>,
+    db: &mut [T],
+    dout: &[T],
+    x: MatRef<'_, T>,
+) -> Result<()> {
+    let dout_m = MatRef::row_major(dout, x.rows(), dw.cols())?;
+    g.gemm(T::ONE, x.t(), dout_m, T::ZERO, dw)?;
+    column_sums(dout, db);
+    Ok(())
 }
 
 /// `out = x·w + b`, then `max(·, 0)` if `relu` (the epilogue of the product's store).

@@ -371,25 +371,6 @@ fn softmax_range<T: Float>(c: &Ctx<'_>, f: &Frame, ws: &mut [T]) -> Range<usize>
     r
 }
 
-/// `0.5·λ·ΣW²` over the weights of every Affine (the book's weight decay term of the loss).
-fn decay_term<T: Float>(c: &Ctx<'_>, params: &[T], lambda: T) -> T {
-    if lambda == T::ZERO {
-        return T::ZERO;
-    }
-    let mut sum = T::ZERO;
-    for (i, layer) in c.spec.layers().iter().enumerate() {
-        if let Layer::Affine { input, output } = *layer {
-            let (w, _) = affine_params(params, c.plan[i].param - c.base, input, output);
-            let mut s = T::ZERO;
-            for &v in w {
-                s += v * v;
-            }
-            sum += T::from_f64(0.5) * lambda * s;
-        }
-    }
-    sum
-}
-
 /// Where the gradient flowing back is: a range of the workspace, or the caller's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Grad {
@@ -1064,7 +1045,10 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
         // In prediction the SoftmaxWithLoss has no slot of its own: it works on the scores.
         let loss =
             SoftmaxWithLoss::new(self.spec().output_size()).forward_inplace(&mut ws[r], t)?;
-        Ok(loss + decay_term(&self.ctx(), self.params(), self.weight_decay))
+        Ok(loss
+            + self
+                .spec()
+                .weight_decay_term(self.params(), self.weight_decay))
     }
 
     /// The scores of a batch `x` (batch × input size), as a batch × output size slice of the
@@ -1267,7 +1251,7 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
         let sm = softmax_range(&c, &f, ws);
         let softmax = SoftmaxWithLoss::new(c.spec.output_size());
         let loss = softmax.forward_backward_part_inplace(&mut ws[sm.clone()], t, full_batch)?;
-        let loss = loss + decay_term(&c, params, self.weight_decay);
+        let loss = loss + c.spec.weight_decay_term(params, self.weight_decay);
         let down = Down {
             down_to: 0,
             out: None,
@@ -1447,7 +1431,7 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
             )?;
             let sm = softmax_range(&c, &f, ws);
             let loss = SoftmaxWithLoss::new(classes).forward_inplace(&mut ws[sm], t)?;
-            Ok(loss + decay_term(&c, p, lambda))
+            Ok(loss + c.spec.weight_decay_term(p, lambda))
         })
     }
 }

@@ -47,6 +47,7 @@
 
 use crate::error::{Error, Result};
 use crate::gemm::PACK_LEN;
+use crate::math::Float;
 
 /// The most layers a [`NetSpec`] holds (the book's deepest nets have 26).
 pub const MAX_LAYERS: usize = 32;
@@ -573,6 +574,29 @@ impl NetSpec {
         most.saturating_add(width.saturating_mul(crate::net::multi_layer_net::ZERO_ROWS))
     }
 
+    /// The weight decay term of the loss, `0.5·λ·ΣW²` over the weights of every Affine
+    /// (the book's `MultiLayerNet.loss`), for the parameter buffer `params` of this list:
+    /// each layer's sum in order, the layers' terms added in order. Weights `params` does not
+    /// hold count as zero.
+    pub fn weight_decay_term<T: Float>(&self, params: &[T], lambda: T) -> T {
+        if lambda == T::ZERO {
+            return T::ZERO;
+        }
+        let (mut sum, mut at) = (T::ZERO, 0usize);
+        for layer in self.layers() {
+            if let Layer::Affine { input, output } = *layer {
+                let w = params.get(at..at.saturating_add(input.saturating_mul(output)));
+                let mut s = T::ZERO;
+                for &v in w.unwrap_or_default() {
+                    s += v * v;
+                }
+                sum += T::from_f64(0.5) * lambda * s;
+            }
+            at = at.saturating_add(layer.param_len());
+        }
+        sum
+    }
+
     /// Number of layers with weights (`W1` … `Wn`).
     pub const fn weighted_layers(&self) -> usize {
         let (mut n, mut i) = (0, 0);
@@ -770,36 +794,24 @@ impl NetSpec {
                 actual,
             };
             let width = dims.map(|d| d.len());
+            // A size the layer states for its input: positive, and the previous layer's output.
+            let stated = |size: usize, zero: &'static str, name: &'static str| match width {
+                _ if size == 0 => Err(Error::ZeroSize { what: zero }),
+                Some(w) if w != size => Err(bad(name, w, size)),
+                _ => Ok(()),
+            };
             match *layer {
                 Layer::Affine { input, output } => {
-                    if input == 0 {
-                        return Err(Error::ZeroSize {
-                            what: "Affine input size",
-                        });
-                    }
+                    stated(input, "Affine input size", "input")?;
                     if output == 0 {
                         return Err(Error::ZeroSize {
                             what: "Affine output size",
                         });
                     }
-                    if let Some(w) = width
-                        && w != input
-                    {
-                        return Err(bad("input", w, input));
-                    }
                     input.checked_mul(output).ok_or(Error::SizeOverflow)?;
                 }
                 Layer::BatchNorm { features } => {
-                    if features == 0 {
-                        return Err(Error::ZeroSize {
-                            what: "BatchNorm features",
-                        });
-                    }
-                    if let Some(w) = width
-                        && w != features
-                    {
-                        return Err(bad("features", w, features));
-                    }
+                    stated(features, "BatchNorm features", "features")?;
                 }
                 Layer::Dropout { ratio } if !(0.0..1.0).contains(&ratio) => {
                     return Err(Error::InvalidValue {

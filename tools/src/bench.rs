@@ -348,44 +348,57 @@ fn affine_macs(spec: &NetSpec) -> impl Iterator<Item = f64> + '_ {
     })
 }
 
-/// The book's whole run timed: the median wall time of `zeronn train` (the default
-/// configuration, seed 1) on `backend` and `threads` threads over `reps` runs, and the run's
-/// dense floating-point operations (its training steps and evaluation passes).
-pub fn time_whole_run(
-    backend: Backend,
-    data: &crate::mnist::Mnist,
-    threads: usize,
-    reps: usize,
-) -> zeronn::Result<(f64, f64)> {
-    let cfg = crate::train::TrainConfig {
+/// The book's chapter 5 run (the default configuration, seed 1) on `backend`.
+pub fn book_config(backend: Backend) -> crate::train::TrainConfig {
+    crate::train::TrainConfig {
         seed: 1,
         backend,
         ..Default::default()
-    };
+    }
+}
+
+/// Runs of `cfg` timed on `threads` threads: the median over `reps` runs of the wall time
+/// (or, with `training_only`, of the run's training time, evaluations left out), and the
+/// dense floating-point operations of what was timed (the steps, and the evaluation passes
+/// unless `training_only`).
+pub fn time_runs(
+    cfg: &crate::train::TrainConfig,
+    data: &crate::mnist::Mnist,
+    threads: usize,
+    reps: usize,
+    training_only: bool,
+) -> zeronn::Result<(f64, f64)> {
     let mut times = Vec::with_capacity(reps.max(1));
     let mut report = None;
     for _ in 0..reps.max(1) {
         let start = Instant::now();
-        report = Some(if threads <= 1 {
-            crate::train::train(&cfg, data, |_| {})
+        let r = if threads <= 1 {
+            crate::train::train(cfg, data, |_| {})
         } else {
-            crate::train_threads::train_threads(&cfg, data, threads, |_| {})
-        }?);
-        times.push(start.elapsed().as_secs_f64());
+            crate::train_threads::train_threads(cfg, data, threads, |_| {})
+        }?;
+        let wall = start.elapsed().as_secs_f64();
+        times.push(if training_only {
+            r.train_time.as_secs_f64()
+        } else {
+            wall
+        });
+        report = Some(r);
     }
     times.sort_by(f64::total_cmp);
     // Every run does the same steps and evaluations: count the last one's.
     let flops = report.map_or(0.0, |r| {
         let images = data.train.len() + data.test.len();
+        let evals = if training_only { 0 } else { r.epochs.len() };
         r.losses.len() as f64 * step_flops(r.spec, cfg.batch_size)
-            + r.epochs.len() as f64 * forward_flops(r.spec, images)
+            + evals as f64 * forward_flops(r.spec, images)
     });
     Ok((times[times.len() / 2], flops))
 }
 
 /// Chapter 6's `optimizers` workload with Adam (optimizer_compare_mnist.py's Adam net):
-/// 784-100-100-100-100-10, He initial weights, Adam lr 0.001, batch 128.
-pub fn optimizers_config(backend: Backend, iters: usize) -> crate::train::TrainConfig {
+/// 784-100-100-100-100-10, He initial weights, Adam lr 0.001, batch 128, 2000 iterations.
+pub fn optimizers_config(backend: Backend) -> crate::train::TrainConfig {
     use zeronn::optimizer::OptimizerKind;
     crate::train::TrainConfig {
         hidden: vec![100; 4],
@@ -393,7 +406,7 @@ pub fn optimizers_config(backend: Backend, iters: usize) -> crate::train::TrainC
         optimizer: OptimizerKind::Adam,
         lr: 0.001,
         batch_size: 128,
-        iters,
+        iters: 2000,
         seed: 1,
         eval_every: Some(usize::MAX),
         backend,
@@ -408,7 +421,7 @@ pub fn time_adam_step(
     data: &crate::mnist::Split,
     reps: usize,
 ) -> zeronn::Result<(f64, f64)> {
-    let cfg = optimizers_config(backend, 0);
+    let cfg = optimizers_config(backend);
     let spec = cfg.spec(data.pixels, 10);
     let mut rng = seeded(1);
     let mut trainer = crate::train::Trainer::new(&cfg, spec, &mut rng)?;
@@ -427,33 +440,6 @@ pub fn time_adam_step(
         i += 1;
     });
     result.map(|_| (t.as_secs_f64(), step_flops(spec, cfg.batch_size)))
-}
-
-/// The `optimizers` workload's 2000 Adam iterations timed (training time of `zeronn train`,
-/// seed 1) on `threads` threads: the median over `reps` runs, and their dense floating-point
-/// operations.
-pub fn time_optimizers_run(
-    backend: Backend,
-    data: &crate::mnist::Mnist,
-    threads: usize,
-    reps: usize,
-) -> zeronn::Result<(f64, f64)> {
-    let cfg = optimizers_config(backend, 2000);
-    let mut times = Vec::new();
-    for _ in 0..reps.max(1) {
-        let r = if threads == 1 {
-            crate::train::train(&cfg, data, |_| {})?
-        } else {
-            crate::train_threads::train_threads(&cfg, data, threads, |_| {})?
-        };
-        times.push(r.train_time.as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let spec = cfg.spec(data.train.pixels, 10);
-    Ok((
-        times[times.len() / 2],
-        2000.0 * step_flops(spec, cfg.batch_size),
-    ))
 }
 
 #[cfg(test)]

@@ -30,20 +30,20 @@ use crate::progress::Progress;
 use crate::sparse::EvalSet;
 use crate::train::{EVAL_CHUNK, TrainConfig, Trainer};
 
-/// The experiments, by their command-line names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The experiments, by their command-line names (the variants' docs are the command's help).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Name {
-    /// `optimizer_compare_mnist.py`
+    /// optimizer_compare_mnist.py: loss curves of SGD, Momentum, AdaGrad and Adam
     Optimizers,
-    /// `weight_init_compare.py`
+    /// weight_init_compare.py: std 0.01, Xavier and He initial weights
     WeightInit,
-    /// `batch_norm_test.py`
+    /// batch_norm_test.py: with and without BatchNorm across 16 weight scales
     BatchNorm,
-    /// `overfit_weight_decay.py`
+    /// overfit_weight_decay.py: 300 images, λ 0.1, train and test accuracy
     WeightDecay,
-    /// `overfit_dropout.py`
+    /// overfit_dropout.py: 300 images, Dropout 0.2, train and test accuracy
     Dropout,
-    /// `hyperparameter_optimization.py`
+    /// hyperparameter_optimization.py: random search of lr and weight decay
     Hyperparameters,
 }
 

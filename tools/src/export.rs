@@ -86,16 +86,7 @@ pub fn device_training(
     let (mut first, mut last) = (0.0, 0.0);
     for step in 0..cfg.steps {
         random::choice(&mut rng, images.len(), &mut idx);
-        for ((&i, row), label) in idx
-            .iter()
-            .zip(x.chunks_exact_mut(images.pixels))
-            .zip(t.iter_mut())
-        {
-            for (v, &p) in row.iter_mut().zip(images.image_raw(i)) {
-                *v = pixels::unit(p);
-            }
-            *label = images.t[i];
-        }
+        gather_unit(images, &idx, &mut x, &mut t);
         let loss = net.train_step(&x, &t, &sgd, &mut ws)?;
         if step == 0 {
             first = loss;

@@ -44,29 +44,13 @@ enum Cmd {
     Experiment(ExperimentArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ExperimentArg {
-    /// optimizer_compare_mnist.py: loss curves of SGD, Momentum, AdaGrad and Adam
-    Optimizers,
-    /// weight_init_compare.py: std 0.01, Xavier and He initial weights
-    WeightInit,
-    /// batch_norm_test.py: with and without BatchNorm across 16 weight scales
-    BatchNorm,
-    /// overfit_weight_decay.py: 300 images, λ 0.1, train and test accuracy
-    WeightDecay,
-    /// overfit_dropout.py: 300 images, Dropout 0.2, train and test accuracy
-    Dropout,
-    /// hyperparameter_optimization.py: random search of lr and weight decay
-    Hyperparameters,
-}
-
 #[derive(Args)]
 struct ExperimentArgs {
     #[command(flatten)]
     data: DataArgs,
     /// The experiment
     #[arg(value_enum)]
-    name: ExperimentArg,
+    name: zeronn_tools::experiment::Name,
     /// Directory for the CSV and the PNG (created if need be)
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -767,37 +751,36 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             "µs",
         );
         if a.whole_reps > 0 {
-            for threads in [1, 2] {
-                row(
-                    &format!(
-                        "optimizers workload, 2000 Adam steps (training), {threads} thread{}",
-                        if threads == 1 { "" } else { "s" }
-                    ),
-                    &|b| {
-                        bench::time_optimizers_run(b, d, threads, a.whole_reps)
-                            .map_err(|e| e.to_string())
-                    },
-                    1.0,
-                    "s",
-                );
-            }
-        }
-        if a.whole_reps > 0 {
             let book = TrainConfig::default();
             let evaluations = book.evaluations(d.train.len());
-            for threads in [1, 2] {
-                row(
-                    &format!(
-                        "whole run (10 000 steps, {evaluations} evaluations), {threads} thread{}",
-                        if threads == 1 { "" } else { "s" }
-                    ),
-                    &|b| {
-                        bench::time_whole_run(b, d, threads, a.whole_reps)
-                            .map_err(|e| e.to_string())
-                    },
-                    1.0,
-                    "s",
-                );
+            let workloads = [
+                (
+                    "optimizers workload, 2000 Adam steps (training)".to_string(),
+                    bench::optimizers_config as fn(Backend) -> TrainConfig,
+                    true,
+                ),
+                (
+                    format!("whole run (10 000 steps, {evaluations} evaluations)"),
+                    bench::book_config,
+                    false,
+                ),
+            ];
+            for (name, config, training_only) in &workloads {
+                for threads in [1, 2] {
+                    row(
+                        &format!(
+                            "{name}, {threads} thread{}",
+                            if threads == 1 { "" } else { "s" }
+                        ),
+                        &|b| {
+                            let cfg = config(b);
+                            bench::time_runs(&cfg, d, threads, a.whole_reps, *training_only)
+                                .map_err(|e| e.to_string())
+                        },
+                        1.0,
+                        "s",
+                    );
+                }
             }
         }
     }
@@ -859,15 +842,8 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
 }
 
 fn cmd_experiment(a: ExperimentArgs) -> Result<ExitCode> {
-    use zeronn_tools::experiment::{self, Name, Options};
-    let name = match a.name {
-        ExperimentArg::Optimizers => Name::Optimizers,
-        ExperimentArg::WeightInit => Name::WeightInit,
-        ExperimentArg::BatchNorm => Name::BatchNorm,
-        ExperimentArg::WeightDecay => Name::WeightDecay,
-        ExperimentArg::Dropout => Name::Dropout,
-        ExperimentArg::Hyperparameters => Name::Hyperparameters,
-    };
+    use zeronn_tools::experiment::{self, Options};
+    let name = a.name;
     let check = |flag: &str, v: Option<usize>| v.map(|n| positive(flag, n)).transpose();
     let opts = Options {
         seed: a.seed,

@@ -424,21 +424,6 @@ unsafe fn plane_parts(
     }
 }
 
-/// `0.5·λ·ΣW²` over the weights of every Affine of `spec` in `params` (the weight decay term
-/// of the loss, as the single-thread run adds it).
-fn decay_term(spec: &zeronn::NetSpec, params: &[f32], lambda: f32) -> f32 {
-    spec.tensors()
-        .filter(|t| t.name.starts_with('W'))
-        .map(|t| {
-            let mut s = 0.0f32;
-            for &v in &params[t.range()] {
-                s += v * v;
-            }
-            0.5 * lambda * s
-        })
-        .sum()
-}
-
 /// Runs the training on `threads` threads (see the module docs): any net of `cfg` (its first
 /// layer is an Affine), any optimizer.
 pub fn train_threads(
@@ -659,7 +644,7 @@ pub fn train_threads(
                 // writes (the members update their rows of W1 only once dZ1 is written).
                 let decay = if lambda != 0.0 {
                     // SAFETY: nobody writes the parameters until dZ1 is written (below).
-                    decay_term(&spec, unsafe { params.read() }, lambda)
+                    spec.weight_decay_term(unsafe { params.read() }, lambda)
                 } else {
                     0.0
                 };
