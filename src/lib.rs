@@ -92,7 +92,9 @@ pub use error::{Error, Result};
 pub use functions::Label;
 pub use gradient::numerical_gradient;
 pub use init::WeightInit;
-pub use layers::{Affine, BatchNorm, Dropout, Relu, Sigmoid, SoftmaxWithLoss};
+pub use layers::{
+    Affine, BatchNorm, Convolution, Dims, Dropout, Pooling, Relu, Sigmoid, SoftmaxWithLoss,
+};
 pub use math::Float;
 pub use model::{Model, ModelError};
 pub use net::{Activation, Layer, MlpOptions, Net, NetSpec, Tensor, TwoLayerNet, TwoLayerShape};

@@ -17,7 +17,7 @@
 //! | 26 | 6 | reserved, zero |
 //! | 32 | 32 each | layer records: kind u16, reserved u16 (0), then seven u32 fields `a`…`g` |
 //! | … | | zero padding up to the header length |
-//! | header length | payload length | the parameters ([`NetSpec::param_len`] f32 in the book's order: each Affine's `W` (input × output, row-major) then `b`, each BatchNorm's `gamma` then `beta`), then the state ([`NetSpec::state_len`] f32: each BatchNorm's running mean then running variance) |
+//! | header length | payload length | the parameters ([`NetSpec::param_len`] f32 in the book's order: each Affine's `W` (input × output, row-major) then `b`, each Convolution's `W` then `b`, each BatchNorm's `gamma` then `beta`), then the state ([`NetSpec::state_len`] f32: each BatchNorm's running mean then running variance) |
 //!
 //! Layer records (fields not listed are zero):
 //!
@@ -29,9 +29,13 @@
 //! | 4 | SoftmaxWithLoss | `a` classes |
 //! | 5 | BatchNorm | `a` features |
 //! | 6 | Dropout | `a` width, `b` the ratio as f32 bits, in `[0, 1)` |
+//! | 7 | Convolution | `a` channels, `b` height, `c` width of its input; `d` filters; `e` kernel height × 65536 + kernel width; `f` stride; `g` pad |
+//! | 8 | Pooling | `a` channels, `b` height, `c` width of its input; `d` window height; `e` window width; `f` stride |
 //!
-//! Widths must chain (each layer takes the previous one's output), the first layer must be an
-//! Affine or a BatchNorm, and SoftmaxWithLoss comes last if at all.
+//! Widths must chain (each layer takes the previous one's output; a Pooling states the shape
+//! it takes, which must be the previous layer's), the first layer must be an Affine, a
+//! BatchNorm or a Convolution, and SoftmaxWithLoss comes last if at all. A Convolution's `W`
+//! is `filters × channels × kernel height × kernel width` (the book's layout), then `b`.
 //!
 //! Version 1 (written by earlier builds) has 16-byte records (kind u16, reserved u16, input
 //! u32, output u32, reserved u32), kinds 1 to 4 only, at most 16 of them, and no state. It is
@@ -44,6 +48,7 @@
 use core::fmt;
 
 use crate::error::{Error, Result};
+use crate::layers::{Convolution, Dims};
 use crate::net::{Layer, Net, NetSpec, TwoLayerNet, TwoLayerShape};
 
 /// The magic bytes at offset 0.
@@ -91,6 +96,8 @@ const fn kind_of(layer: &Layer) -> u16 {
         Layer::SoftmaxWithLoss => 4,
         Layer::BatchNorm { .. } => 5,
         Layer::Dropout { .. } => 6,
+        Layer::Convolution(_) => 7,
+        Layer::Pooling { .. } => 8,
     }
 }
 
@@ -198,7 +205,7 @@ pub enum ModelError {
         layer: usize,
     },
     /// A layer is where it cannot be: SoftmaxWithLoss before the last layer, or a first
-    /// layer that does not state its input (only Affine and BatchNorm do).
+    /// layer that does not state its input (only Affine, BatchNorm and Convolution do).
     LayerPlacement {
         /// Which record.
         layer: usize,
@@ -259,7 +266,7 @@ impl fmt::Display for ModelError {
             LayerPlacement { layer } => write!(
                 f,
                 "layer {layer} cannot be where it is (SoftmaxWithLoss must be last, and the \
-                 first layer an Affine or a BatchNorm)"
+                 first layer an Affine, a BatchNorm or a Convolution)"
             ),
         }
     }
@@ -344,34 +351,35 @@ fn read_record(bytes: &[u8], r: usize, version: u16) -> (u16, [u32; 7]) {
     (kind, f)
 }
 
-/// The layer of record `i` (kind and fields), checked against the width before it (`None`
-/// for the first layer); returns the layer and its output width.
+/// The layer of record `i` (kind and fields), checked against the shape before it (`None`
+/// for the first layer); returns the layer and its output's shape.
 fn layer_of(
     i: usize,
     kind: u16,
     f: [u32; 7],
     version: u16,
-    width: Option<u32>,
-) -> core::result::Result<(Layer, u32), ModelError> {
+    prev: Option<Dims>,
+) -> core::result::Result<(Layer, Dims), ModelError> {
     use ModelError::*;
     let sizes = LayerSizes { layer: i };
+    let u = |v: u32| v as usize;
     // Version 1 records state an input and an output for every layer; version 2 records a
-    // width for the layers that keep it.
+    // width for the layers that keep it, a shape for the convolution layers.
     let (input, output) = match (version, kind) {
         (_, 1) | (1, _) => (f[0], f[1]),
+        (_, 7 | 8) => (1, 1),
         _ => (f[0], f[0]),
     };
+    let shape = Dims::new(u(f[0]), u(f[1]), u(f[2]));
     let layer = match kind {
         1 => Layer::Affine {
-            input: input as usize,
-            output: output as usize,
+            input: u(input),
+            output: u(output),
         },
         2 => Layer::Relu,
         3 => Layer::Sigmoid,
         4 => Layer::SoftmaxWithLoss,
-        5 if version >= 2 => Layer::BatchNorm {
-            features: input as usize,
-        },
+        5 if version >= 2 => Layer::BatchNorm { features: u(input) },
         6 if version >= 2 => {
             let ratio = f32::from_bits(f[1]);
             if !(0.0..1.0).contains(&ratio) {
@@ -379,20 +387,46 @@ fn layer_of(
             }
             Layer::Dropout { ratio }
         }
+        7 if version >= 2 => Layer::Convolution(
+            Convolution::new(shape, u(f[3]), 1)
+                .kernel(u(f[4] >> 16), u(f[4] & 0xFFFF))
+                .stride(u(f[5]))
+                .pad(u(f[6])),
+        ),
+        8 if version >= 2 => Layer::Pooling {
+            h: u(f[3]),
+            w: u(f[4]),
+            stride: u(f[5]),
+        },
         _ => return Err(UnknownLayerKind { layer: i, kind }),
     };
     if input == 0 || output == 0 || (kind != 1 && input != output) {
         return Err(sizes);
     }
-    if let Some(w) = width
-        && w != input
-    {
+    // The shape the layer states it takes; a Pooling's must be the previous layer's exactly,
+    // the others' number of values the previous layer's.
+    let stated = match layer {
+        Layer::Convolution(_) | Layer::Pooling { .. } => shape,
+        _ => Dims::flat(u(input)),
+    };
+    let dims_in = match prev {
+        None if matches!(
+            layer,
+            Layer::Affine { .. } | Layer::BatchNorm { .. } | Layer::Convolution(_)
+        ) =>
+        {
+            stated
+        }
+        None => return Err(LayerPlacement { layer: i }),
+        Some(p) if matches!(layer, Layer::Pooling { .. }) && p != stated => return Err(sizes),
+        Some(p) if p.len() != stated.len() => return Err(sizes),
+        Some(p) => p,
+    };
+    let out = layer.output_dims(dims_in);
+    if dims_in.is_empty() || out.is_empty() {
         return Err(sizes);
     }
-    if width.is_none() && !matches!(layer, Layer::Affine { .. } | Layer::BatchNorm { .. }) {
-        return Err(LayerPlacement { layer: i });
-    }
-    Ok((layer, output))
+    Ok((layer, out))
 }
 
 /// The fields a record of `kind` uses (the others are reserved, zero). An unknown kind is
@@ -401,6 +435,7 @@ const fn used_fields(kind: u16) -> usize {
     match kind {
         1 | 6 => 2,
         2..=5 => 1,
+        8 => 6,
         _ => 7,
     }
 }
@@ -467,12 +502,12 @@ impl<'a> Model<'a> {
             return Err(ReservedNonZero { offset });
         }
         let mut spec = NetSpec::new(&[]);
-        let mut width: Option<u32> = None;
+        let mut dims: Option<Dims> = None;
         // Bytes of parameters and state, in u64 (no overflow on 32-bit targets).
         let mut payload = 0u64;
         for i in 0..n {
             let (kind, fields) = read_record(bytes, FIXED_HEADER_LEN + record_len * i, version);
-            let (layer, out) = layer_of(i, kind, fields, version, width)?;
+            let (layer, out) = layer_of(i, kind, fields, version, dims)?;
             if matches!(layer, Layer::SoftmaxWithLoss) && i + 1 != n {
                 return Err(LayerPlacement { layer: i });
             }
@@ -482,9 +517,14 @@ impl<'a> Model<'a> {
                     (input as u64 * output as u64 + output as u64).saturating_mul(4)
                 }
                 Layer::BatchNorm { features } => 16 * features as u64,
+                // Each factor below 2^32, and a Convolution's whole count checked by
+                // `validate` below: saturating is enough here.
+                Layer::Convolution(c) => (c.weight_len() as u64)
+                    .saturating_add(c.filters as u64)
+                    .saturating_mul(4),
                 _ => 0,
             });
-            width = Some(out);
+            dims = Some(out);
             spec = spec.push(layer);
         }
         let payload_len = u32_at(bytes, 12);
@@ -602,23 +642,45 @@ pub fn write(spec: &NetSpec, params: &[f32], state: &[f32], out: &mut [u8]) -> R
     let n = spec.len();
     crate::error::check_len("params", spec.param_len(), params.len())?;
     crate::error::check_len("state", spec.state_len(), state.len())?;
-    let mut width = 0;
+    let mut dims = spec.input_dims();
     let mut records = [[0u32; 7]; MAX_LAYERS];
     for (i, l) in spec.layers().iter().enumerate() {
         let too_big = || Error::from(ModelError::LayerSizes { layer: i });
         let w = |v: usize| u32::try_from(v).map_err(|_| too_big());
+        let width = dims.len();
         records[i] = match *l {
-            Layer::Affine { input, output } => {
-                width = output;
-                [w(input)?, w(output)?, 0, 0, 0, 0, 0]
-            }
-            Layer::BatchNorm { features } => {
-                width = features;
-                [w(features)?, 0, 0, 0, 0, 0, 0]
-            }
+            Layer::Affine { input, output } => [w(input)?, w(output)?, 0, 0, 0, 0, 0],
+            Layer::BatchNorm { features } => [w(features)?, 0, 0, 0, 0, 0, 0],
             Layer::Dropout { ratio } => [w(width)?, ratio.to_bits(), 0, 0, 0, 0, 0],
+            Layer::Convolution(c) => {
+                let d = c.input;
+                if c.kernel_h > 0xFFFF || c.kernel_w > 0xFFFF {
+                    return Err(too_big());
+                }
+                let kernel = (c.kernel_h << 16 | c.kernel_w) as u32;
+                [
+                    w(d.channels)?,
+                    w(d.height)?,
+                    w(d.width)?,
+                    w(c.filters)?,
+                    kernel,
+                    w(c.stride)?,
+                    w(c.pad)?,
+                ]
+            }
+            Layer::Pooling { h, w: pw, stride } => [
+                w(dims.channels)?,
+                w(dims.height)?,
+                w(dims.width)?,
+                w(h)?,
+                w(pw)?,
+                w(stride)?,
+                0,
+            ],
+            // The width it keeps: the input's.
             _ => [w(width)?, 0, 0, 0, 0, 0, 0],
         };
+        dims = l.output_dims(dims);
     }
     let values = (params.len() as u64).saturating_add(state.len() as u64);
     let want = values.saturating_mul(4);

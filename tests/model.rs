@@ -474,3 +474,52 @@ fn writer_refuses_bad_architectures_and_short_buffers() {
     assert_eq!(m.two_layer_shape(), Err(ModelError::ArchitectureMismatch));
     assert!(m.net().is_ok());
 }
+
+/// A convolutional net (Convolution with stride, padding and a non-square kernel, Pooling)
+/// round trips, predicts the same from flash, and a Pooling record whose stated shape is not
+/// its input's is refused.
+#[test]
+fn a_conv_net_round_trips() {
+    use zeronn::layers::{Convolution, Dims};
+    let spec = NetSpec::new(&[
+        Layer::Convolution(
+            Convolution::new(Dims::new(2, 9, 8), 3, 3)
+                .kernel(3, 2)
+                .stride(2)
+                .pad(1),
+        ),
+        Layer::Relu,
+        Layer::Pooling {
+            h: 2,
+            w: 2,
+            stride: 1,
+        },
+        Layer::Affine {
+            input: 3 * 4 * 4,
+            output: 4,
+        },
+        Layer::SoftmaxWithLoss,
+    ]);
+    spec.validate().unwrap();
+    let mut net = Net::new(spec, vec![0.0f32; spec.param_len()]).unwrap();
+    net.init(&mut seeded(3), WeightInit::He);
+    let mut buf = vec![0u8; model::encoded_len(&spec)];
+    model::write(&spec, net.params(), net.state(), &mut buf).unwrap();
+    let held = AlignedBytes::new(&buf);
+    let m = Model::from_bytes(held.bytes()).unwrap();
+    assert_eq!(*m.spec(), spec);
+    assert_eq!(m.params(), net.params());
+    let x: Vec<f32> = (0..2 * 144).map(|v| (v % 17) as f32 / 17.0).collect();
+    let mut ws = vec![0.0f32; spec.workspace_len(2)];
+    let a = m.net().unwrap().predict(&x, &mut ws).unwrap().to_vec();
+    assert_eq!(net.predict(&x, &mut ws).unwrap(), &a[..]);
+    // The Pooling record's height (field b) changed, checksums mended: refused.
+    let mut bad = buf.clone();
+    let r = 32 + 32 * 2 + 8;
+    bad[r..r + 4].copy_from_slice(&4u32.to_le_bytes());
+    let hlen = model::header_len(spec.len());
+    bad[20..24].fill(0);
+    let hcrc = model::crc32(&bad[..hlen]);
+    bad[20..24].copy_from_slice(&hcrc.to_le_bytes());
+    assert_eq!(error_of(&bad), ModelError::LayerSizes { layer: 2 });
+}

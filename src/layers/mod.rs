@@ -3,19 +3,26 @@
 //! Conventions (llm.c's, with the book's vocabulary): outputs first, then inputs, then
 //! parameters; gradients carry a `d` prefix; each function states the shape of every argument;
 //! each `backward` names the forward line it differentiates. Rows are samples (row-major
-//! `batch × features`). Parameter gradients are overwritten, as in the book's layers
+//! `batch × features`; a sample of the convolution layers is `channels × height × width`,
+//! NCHW as in the book). Parameter gradients are overwritten, as in the book's layers
 //! (`self.dW = np.dot(self.x.T, dout)`). Every length is checked before anything is written.
 
 mod affine;
 mod batch_norm;
+mod convolution;
+mod dims;
 mod dropout;
+mod pooling;
 mod relu;
 mod sigmoid;
 mod softmax_with_loss;
 
 pub use affine::{Affine, FUSED_MAX_BATCH};
 pub use batch_norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, BatchNorm};
+pub use convolution::{Convolution, col2im, im2col};
+pub use dims::Dims;
 pub use dropout::Dropout;
+pub use pooling::Pooling;
 pub use relu::Relu;
 pub use sigmoid::Sigmoid;
 pub use softmax_with_loss::SoftmaxWithLoss;

@@ -21,7 +21,10 @@ use crate::functions::{Label, argmax, check_labels};
 use crate::gemm::{Backend, Context};
 use crate::gradient::numerical_gradient;
 use crate::init::{WeightInit, gaussian};
-use crate::layers::{Affine, BatchNorm, Dropout, FUSED_MAX_BATCH, Relu, Sigmoid, SoftmaxWithLoss};
+use crate::layers::{
+    Affine, BatchNorm, Convolution, Dropout, FUSED_MAX_BATCH, Pooling, Relu, Sigmoid,
+    SoftmaxWithLoss,
+};
 use crate::math::Float;
 use crate::net::spec::{Frame, Layer, MAX_LAYERS, NetSpec, Place, Sizes};
 use crate::optimizer::{Optimizer, Sgd};
@@ -240,6 +243,12 @@ fn affine_params_mut<T>(
     (w, &mut rest[..output])
 }
 
+/// The parameters `(W, b)` of a Convolution at `at`.
+fn conv_params<'p, T>(p: &'p [T], at: usize, conv: &Convolution) -> (&'p [T], &'p [T]) {
+    let (w, rest) = p[at..].split_at(conv.weight_len());
+    (w, &rest[..conv.filters])
+}
+
 /// The forward pass of layers `layers`, for a batch laid out by `f`, `x` its input (for the
 /// first layer: only the `active` inputs of each row, if given).
 #[allow(clippy::too_many_arguments)]
@@ -264,7 +273,7 @@ fn forward<T: Float>(
     while i < layers.end {
         let (p, layer) = (&c.plan[i], list[i]);
         let out_r = f.slot(p.output, p.width_out);
-        if !p.in_place && !matches!(layer, Layer::Affine { .. }) {
+        if !p.in_place && !layer.computes_new_values() {
             // A layer that works in place, given a slot of its own: its input first.
             match p.input {
                 None => {
@@ -295,6 +304,33 @@ fn forward<T: Float>(
                 if fuse {
                     i += 1;
                 }
+            }
+            Layer::Convolution(conv) => {
+                let (w, b) = conv_params(params, p.param - c.base, &conv);
+                // A Convolution followed by a Relu: the ReLU as each sample is made.
+                let fuse = i + 1 < layers.end && list[i + 1] == Layer::Relu;
+                let xin_r = p.input.map_or(0..0, |r| f.slot(r, p.width_in));
+                let train = matches!(mode, Mode::Train { .. });
+                let [xin_ws, out, col, pack] =
+                    carve(ws, [xin_r, out_r, f.col(train), end..ws.len()]);
+                let xin: &[T] = if p.input.is_some() { xin_ws } else { x };
+                let mut g = Context::new(c.backend, pack);
+                conv.forward(&mut g, out, xin, w, b, col, fuse)?;
+                if fuse {
+                    i += 1;
+                }
+            }
+            Layer::Pooling { h, w, stride } => {
+                let pool = Pooling::new(p.dims_in, h, w, stride);
+                let xin_r = p.input.map_or(0..0, |r| f.slot(r, p.width_in));
+                let arg_r = match mode {
+                    Mode::Infer => 0..0,
+                    Mode::Train { .. } => f.extra(p, p.width_out),
+                };
+                let [xin_ws, out, arg] = carve(ws, [xin_r, out_r, arg_r]);
+                let xin: &[T] = if p.input.is_some() { xin_ws } else { x };
+                let arg = if arg.is_empty() { None } else { Some(arg) };
+                pool.forward(out, xin, arg)?
             }
             Layer::Relu => Relu::forward_inplace(&mut ws[out_r]),
             Layer::Sigmoid => Sigmoid::forward_inplace(&mut ws[out_r]),
@@ -440,7 +476,10 @@ fn backward<T: Float>(
     };
     let down_to = down.down_to.max(lowest);
     let top = c.spec.predict_len();
-    let last_affine = (down_to..top).find(|&i| matches!(list[i], Layer::Affine { .. }));
+    // The lowest layer that passes a new gradient back: if an Affine, it may hand it out.
+    let last_affine = (down_to..top)
+        .find(|&i| list[i].computes_new_values())
+        .filter(|&i| matches!(list[i], Layer::Affine { .. }));
     let end = f.end_backward;
     let out_buf: &mut [T] = down.out.unwrap_or_default();
     let use_out = !out_buf.is_empty();
@@ -552,6 +591,79 @@ fn backward<T: Float>(
                         next ^= 1;
                     }
                 }
+            }
+            Layer::Convolution(conv) => {
+                let needs_dx = i > lowest;
+                let dx_r = if needs_dx {
+                    f.grad(next, p.width_in)
+                } else {
+                    0..0
+                };
+                let Grad::Ws(dout_r) = d.clone() else {
+                    return Err(Error::Unsupported {
+                        what: "a Convolution below the layers working on the handed-out gradient",
+                    });
+                };
+                let xin_r = p.input.map_or(0..0, |r| f.slot(r, p.width_in));
+                let (nw, np) = (conv.weight_len(), conv.param_len());
+                let sgd_r = f.fixed(p, np);
+                let [dout, dx_ws, xin_ws, col, sgd_g, pack] = carve(
+                    ws,
+                    [
+                        dout_r,
+                        dx_r.clone(),
+                        xin_r,
+                        f.col(true),
+                        sgd_r,
+                        end..ws.len(),
+                    ],
+                );
+                let xin: &[T] = if p.input.is_some() { xin_ws } else { x };
+                let dx = if needs_dx { Some(dx_ws) } else { None };
+                let mut g = Context::new(c.backend, pack);
+                // The gradient made where `upd` wants it (the SGD step's in the workspace).
+                let grad: &mut [T] = match &mut upd {
+                    Update::Grads(gr) => &mut gr[at..at + np],
+                    Update::Sgd(_) => sgd_g,
+                    Update::Apply(a) => &mut a.scratch[..np],
+                };
+                let (dw, db) = grad.split_at_mut(nw);
+                conv.backward(&mut g, dx, dw, db, dout, xin, &params[at..at + nw], col)?;
+                if weight_decay != T::ZERO {
+                    for (dwv, &wv) in dw.iter_mut().zip(&params[at..at + nw]) {
+                        *dwv += weight_decay * wv;
+                    }
+                }
+                match &mut upd {
+                    Update::Grads(_) => {}
+                    Update::Sgd(lr) => {
+                        let g = &ws[f.fixed(p, np)];
+                        for (pv, &gv) in params[at..at + np].iter_mut().zip(g) {
+                            *pv -= *lr * gv;
+                        }
+                    }
+                    Update::Apply(a) => {
+                        let plen = c.spec.param_len();
+                        apply_part(&*a.opt, a.state, plen, params, at, &a.scratch[..np])?
+                    }
+                }
+                if needs_dx {
+                    d = Grad::Ws(dx_r);
+                    next ^= 1;
+                }
+            }
+            Layer::Pooling { h, w, stride } => {
+                let pool = Pooling::new(p.dims_in, h, w, stride);
+                let Grad::Ws(dout_r) = d.clone() else {
+                    return Err(Error::Unsupported {
+                        what: "a Pooling below the layers working on the handed-out gradient",
+                    });
+                };
+                let dx_r = f.grad(next, p.width_in);
+                let [dout, dx, arg] = carve(ws, [dout_r, dx_r.clone(), f.extra(p, p.width_out)]);
+                pool.backward(dx, dout, arg)?;
+                d = Grad::Ws(dx_r);
+                next ^= 1;
             }
             Layer::SoftmaxWithLoss => {
                 return Err(Error::Unsupported {
@@ -1156,8 +1268,9 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
         self.rng = seeded(seed);
     }
 
-    /// The book's initialisation: each Affine's weights ~ N(0, std²), drawn in layer order,
-    /// with `std` from `init` and the layer's inputs; biases and `beta` 0, `gamma` 1; the
+    /// The book's initialisation: each Affine's and Convolution's weights ~ N(0, std²), drawn
+    /// in layer order, with `std` from `init` and the layer's inputs (a Convolution's:
+    /// channels × kernel height × kernel width, as the book's `pre_node_nums`); biases and `beta` 0, `gamma` 1; the
     /// running mean and variance 0.
     pub fn init<R: Rng + ?Sized>(&mut self, rng: &mut R, init: WeightInit) {
         let (spec, plan) = (self.layout.spec, self.layout.plan);
@@ -1168,6 +1281,11 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
                 Layer::Affine { input, output } => {
                     let (w, b) = affine_params_mut(p, at, input, output);
                     gaussian(rng, init.std(input), w);
+                    b.fill(T::ZERO);
+                }
+                Layer::Convolution(conv) => {
+                    let (w, b) = p[at..at + conv.param_len()].split_at_mut(conv.weight_len());
+                    gaussian(rng, init.std(conv.patch_len()), w);
                     b.fill(T::ZERO);
                 }
                 Layer::BatchNorm { features } => {

@@ -30,63 +30,53 @@
 //! | state | what is kept but not trained: BatchNorm's `running_mean1, running_var1, …` | [`NetSpec::state_len`] |
 //! | workspace | the activations of a batch, what backward needs, then gemm packing space | [`NetSpec::workspace_len`], [`NetSpec::min_workspace_len`], [`NetSpec::min_predict_workspace_len`] |
 //!
-//! Affine (and, later, convolution) layers are numbered in order for the names `W1`, `b1`, …;
+//! Affine and Convolution layers are numbered in order for the names `W1`, `b1`, …;
 //! BatchNorm layers have their own count (`gamma1`, `beta1`, `running_mean1`, …), which in the
 //! book's nets (one BatchNorm after each hidden Affine) is the number of the Affine before.
 //!
 //! # The workspace
 //!
-//! For a batch of `B` rows: one *slot* of `B × width` for the output of every Affine (and for
-//! the first layer if it is not one); the other layers work in place on the slot before them,
+//! For a batch of `B` rows: one *slot* of `B × width` for the output of every Affine,
+//! Convolution and Pooling (and for the first layer if it is not one); the other layers work
+//! in place on the slot before them,
 //! except a BatchNorm or Sigmoid after an activation whose backward reads its own output (a
 //! Relu or Sigmoid), which gets a slot of its own. Then, for training: each BatchNorm's
-//! centred input `xc` (`B × features`) and each Dropout's mask (`B × width`), each BatchNorm's
-//! standard deviations (`features`, not per row), and one or two buffers of `B × width` for the
-//! gradients that flow back (one if only one layer must pass a gradient to the layer before
-//! it, two used in turn otherwise). Whatever follows is gemm packing space.
+//! centred input `xc` (`B × features`), each Dropout's mask and each Pooling's argmax
+//! (`B × width`), each BatchNorm's standard deviations (`features`, not per row) and each
+//! Convolution's parameter gradient (for the fused SGD step), and one or two buffers of
+//! `B × width` for the gradients that flow back (one if only one layer must pass a gradient to
+//! the layer before it, two used in turn otherwise). Then, with any Convolution, room for one
+//! sample's patches of the largest (`col`, [`NetSpec::col_len`]; in prediction it follows the
+//! slots). Whatever follows is gemm packing space.
+//!
+//! ```
+//! use zeronn::net::{Layer, NetSpec};
+//! use zeronn::layers::{Convolution, Dims};
+//! // The book's SimpleConvNet (ch07): conv 30×5×5, ReLU, pool 2×2, Affine 100, ReLU, Affine 10.
+//! const SIMPLE: NetSpec = NetSpec::new(&[
+//!     Layer::Convolution(Convolution::new(Dims::new(1, 28, 28), 30, 5)),
+//!     Layer::Relu,
+//!     Layer::Pooling { h: 2, w: 2, stride: 2 },
+//!     Layer::Affine { input: 30 * 12 * 12, output: 100 },
+//!     Layer::Relu,
+//!     Layer::Affine { input: 100, output: 10 },
+//!     Layer::SoftmaxWithLoss,
+//! ]);
+//! static WS: [f32; SIMPLE.min_predict_workspace_len(1)] = [0.0; SIMPLE.min_predict_workspace_len(1)];
+//! assert_eq!(SIMPLE.param_len(), 30 * 25 + 30 + 4320 * 100 + 100 + 100 * 10 + 10);
+//! assert_eq!(SIMPLE.col_len(), 25 * 24 * 24);
+//! assert_eq!(WS.len(), 30 * 24 * 24 + 30 * 12 * 12 + 100 + 10 + 25 * 24 * 24);
+//! assert!(SIMPLE.validate().is_ok());
+//! ```
 
 use crate::error::{Error, Result};
 use crate::gemm::PACK_LEN;
+pub use crate::layers::Dims;
+use crate::layers::{Convolution, Pooling};
 use crate::math::Float;
 
 /// The most layers a [`NetSpec`] holds (the book's deepest nets have 26).
 pub const MAX_LAYERS: usize = 32;
-
-/// The shape of the values between two layers, per sample: `channels × height × width`. A flat
-/// vector of `n` values is `n × 1 × 1`. (Room for the convolution layers to come: an Affine
-/// takes any shape, flattened, as the book's `Affine` reshapes its input.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dims {
-    /// Channels (or the length of a flat vector).
-    pub channels: usize,
-    /// Height (1 for a flat vector).
-    pub height: usize,
-    /// Width (1 for a flat vector).
-    pub width: usize,
-}
-
-impl Dims {
-    /// A flat vector of `n` values.
-    pub const fn flat(n: usize) -> Self {
-        Dims {
-            channels: n,
-            height: 1,
-            width: 1,
-        }
-    }
-
-    /// Values per sample (saturating at `usize::MAX`; [`NetSpec::validate`] rejects that).
-    pub const fn len(&self) -> usize {
-        self.channels
-            .saturating_mul(self.height)
-            .saturating_mul(self.width)
-    }
-
-    /// Whether there are no values.
-    pub const fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// One layer of a net, with the book's names. Layers that change the number of values state
 /// their input and output sizes; the others take the shape of the layer before.
@@ -118,6 +108,19 @@ pub enum Layer {
     },
     /// Softmax and the cross-entropy loss: the last layer of a net that trains.
     SoftmaxWithLoss,
+    /// Convolution (the book's `Convolution`), stating the shape it takes: `W` is
+    /// `filters × channels × kernel_h × kernel_w`, `b` is `filters`.
+    Convolution(Convolution),
+    /// Max pooling of `h × w` windows every `stride` values (the book's `Pooling`), over the
+    /// shape of the layer before.
+    Pooling {
+        /// Window height.
+        h: usize,
+        /// Window width.
+        w: usize,
+        /// Step between two windows.
+        stride: usize,
+    },
 }
 
 impl Layer {
@@ -126,6 +129,7 @@ impl Layer {
         match *self {
             Layer::Affine { input, output } => input.saturating_mul(output).saturating_add(output),
             Layer::BatchNorm { features } => features.saturating_mul(2),
+            Layer::Convolution(c) => c.param_len(),
             _ => 0,
         }
     }
@@ -142,6 +146,8 @@ impl Layer {
     pub const fn output_dims(&self, input: Dims) -> Dims {
         match *self {
             Layer::Affine { output, .. } => Dims::flat(output),
+            Layer::Convolution(c) => c.output_dims(),
+            Layer::Pooling { h, w, stride } => Pooling::new(input, h, w, stride).output_dims(),
             _ => input,
         }
     }
@@ -155,7 +161,7 @@ impl Layer {
     /// before, see the module docs): activations, BatchNorm, Dropout, SoftmaxWithLoss.
     const fn in_place_after(&self, prev: Option<&Layer>, slot_keeps_outputs: bool) -> bool {
         match self {
-            Layer::Affine { .. } => false,
+            Layer::Affine { .. } | Layer::Convolution(_) | Layer::Pooling { .. } => false,
             _ if prev.is_none() => false,
             // Zeroing values, or ReLU over values that are all ≥ 0 where an activation's
             // backward reads them: those backwards still see what they need.
@@ -172,19 +178,54 @@ impl Layer {
         matches!(self, Layer::Relu | Layer::Sigmoid)
     }
 
-    /// Workspace per batch row for what backward needs besides the activations.
+    /// Workspace per batch row for what backward needs besides the activations (`width`:
+    /// values per sample out).
     const fn extra_row_len(&self, width: usize) -> usize {
         match *self {
             Layer::BatchNorm { features } => features,
-            Layer::Dropout { .. } => width,
+            Layer::Dropout { .. } | Layer::Pooling { .. } => width,
             _ => 0,
         }
     }
 
-    /// Workspace for backward that does not grow with the batch.
+    /// Workspace for backward that does not grow with the batch: BatchNorm's standard
+    /// deviations, a Convolution's parameter gradient for the SGD step.
     const fn extra_fixed_len(&self) -> usize {
         match *self {
             Layer::BatchNorm { features } => features,
+            Layer::Convolution(c) => c.param_len(),
+            _ => 0,
+        }
+    }
+
+    /// Workspace for a Convolution's patches (`col`), forward and backward.
+    const fn col_len(&self) -> usize {
+        match *self {
+            Layer::Convolution(c) => c.col_len(),
+            _ => 0,
+        }
+    }
+
+    /// Whether this layer computes new values from its input, into a slot of its own, and
+    /// its input's gradient into a buffer of its own (an Affine, a Convolution, a Pooling);
+    /// the others can work in place, forward and backward.
+    pub(crate) const fn computes_new_values(&self) -> bool {
+        matches!(
+            self,
+            Layer::Affine { .. } | Layer::Convolution(_) | Layer::Pooling { .. }
+        )
+    }
+
+    /// Whether this layer has weights numbered `W1`, `W2`, … (an Affine or a Convolution).
+    pub const fn is_weighted(&self) -> bool {
+        matches!(self, Layer::Affine { .. } | Layer::Convolution(_))
+    }
+
+    /// Elements of this layer's weight `W` (0 without one).
+    pub const fn weight_len(&self) -> usize {
+        match *self {
+            Layer::Affine { input, output } => input.saturating_mul(output),
+            Layer::Convolution(c) => c.weight_len(),
             _ => 0,
         }
     }
@@ -198,6 +239,8 @@ impl Layer {
             Layer::BatchNorm { .. } => "BatchNorm",
             Layer::Dropout { .. } => "Dropout",
             Layer::SoftmaxWithLoss => "SoftmaxWithLoss",
+            Layer::Convolution(_) => "Convolution",
+            Layer::Pooling { .. } => "Pooling",
         }
     }
 }
@@ -210,6 +253,8 @@ pub(crate) struct Place {
     pub width_in: usize,
     /// Values per sample out.
     pub width_out: usize,
+    /// The shape of a sample in.
+    pub dims_in: Dims,
     /// Per-row offset of the slot holding its input (`None`: the caller's `x`).
     pub input: Option<usize>,
     /// Per-row offset of the slot holding its output.
@@ -233,6 +278,10 @@ pub(crate) struct Place {
 struct Walk {
     /// The last layer walked.
     place: Place,
+    /// The shape of the last layer's output.
+    dims: Dims,
+    /// The largest Convolution's patches.
+    col: usize,
     /// Per row: slots, extras; fixed extras; parameters; state.
     slots: usize,
     extras: usize,
@@ -258,6 +307,7 @@ pub(crate) struct Sizes {
     fixed: usize,
     grad_count: usize,
     grad_width: usize,
+    col: usize,
 }
 
 impl Sizes {
@@ -267,6 +317,7 @@ impl Sizes {
         let extras = slots.saturating_add(batch.saturating_mul(self.extras));
         let grads = extras.saturating_add(self.fixed);
         let grad_len = batch.saturating_mul(self.grad_width);
+        let col_train = grads.saturating_add(grad_len.saturating_mul(self.grad_count));
         Frame {
             batch,
             extras: slots,
@@ -276,8 +327,10 @@ impl Sizes {
                 grads.saturating_add(if self.grad_count > 1 { grad_len } else { 0 }),
             ],
             grad_len: if self.grad_count > 0 { grad_len } else { 0 },
-            end_backward: grads.saturating_add(grad_len.saturating_mul(self.grad_count)),
-            end_predict: slots,
+            col: [slots, col_train],
+            col_len: self.col,
+            end_backward: col_train.saturating_add(self.col),
+            end_predict: slots.saturating_add(self.col),
         }
     }
 
@@ -289,10 +342,10 @@ impl Sizes {
                 self.slots
                     .saturating_add(self.extras)
                     .saturating_add(self.grad_count.saturating_mul(self.grad_width)),
-                self.fixed,
+                self.fixed.saturating_add(self.col),
             )
         } else {
-            (self.slots, 0)
+            (self.slots, self.col)
         };
         if len < fixed || row == 0 {
             0
@@ -303,8 +356,8 @@ impl Sizes {
 }
 
 /// The regions of a workspace for one batch: slots from 0, then the extras, the fixed extras,
-/// the gradient buffers, and from `end_backward` (training) or `end_predict` the gemm
-/// packing space.
+/// the gradient buffers, the patches of the Convolutions (`col`), and from `end_backward`
+/// (training) or `end_predict` the gemm packing space. In prediction, `col` follows the slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Frame {
     /// Rows.
@@ -317,6 +370,10 @@ pub(crate) struct Frame {
     pub grads: [usize; 2],
     /// Length of each gradient buffer (0 if there is none).
     pub grad_len: usize,
+    /// Start of the patches' buffer in prediction and in training.
+    pub col: [usize; 2],
+    /// Length of the patches' buffer.
+    pub col_len: usize,
     /// End of what training uses.
     pub end_backward: usize,
     /// End of what prediction uses.
@@ -340,6 +397,12 @@ impl Frame {
     pub fn fixed(&self, p: &Place, len: usize) -> core::ops::Range<usize> {
         let at = self.fixed + p.fixed;
         at..at + len
+    }
+
+    /// The range of the patches' buffer, in training or in prediction.
+    pub fn col(&self, train: bool) -> core::ops::Range<usize> {
+        let at = self.col[train as usize];
+        at..at + self.col_len
     }
 
     /// The range of gradient buffer `k` (0 or 1), `width` values per row.
@@ -490,6 +553,7 @@ impl NetSpec {
         match *self.layer(0) {
             Layer::Affine { input, .. } => Dims::flat(input),
             Layer::BatchNorm { features } => Dims::flat(features),
+            Layer::Convolution(c) => c.input,
             _ => Dims::flat(0),
         }
     }
@@ -574,8 +638,8 @@ impl NetSpec {
         most.saturating_add(width.saturating_mul(crate::net::multi_layer_net::ZERO_ROWS))
     }
 
-    /// The weight decay term of the loss, `0.5·λ·ΣW²` over the weights of every Affine
-    /// (the book's `MultiLayerNet.loss`), for the parameter buffer `params` of this list:
+    /// The weight decay term of the loss, `0.5·λ·ΣW²` over the weights of every Affine and
+    /// Convolution (the book's `MultiLayerNet.loss`), for the parameter buffer `params` of this list:
     /// each layer's sum in order, the layers' terms added in order. Weights `params` does not
     /// hold count as zero.
     pub fn weight_decay_term<T: Float>(&self, params: &[T], lambda: T) -> T {
@@ -584,8 +648,8 @@ impl NetSpec {
         }
         let (mut sum, mut at) = (T::ZERO, 0usize);
         for layer in self.layers() {
-            if let Layer::Affine { input, output } = *layer {
-                let w = params.get(at..at.saturating_add(input.saturating_mul(output)));
+            if layer.is_weighted() {
+                let w = params.get(at..at.saturating_add(layer.weight_len()));
                 let mut s = T::ZERO;
                 for &v in w.unwrap_or_default() {
                     s += v * v;
@@ -601,7 +665,7 @@ impl NetSpec {
     pub const fn weighted_layers(&self) -> usize {
         let (mut n, mut i) = (0, 0);
         while i < self.len {
-            if matches!(self.layer(i), Layer::Affine { .. }) {
+            if self.layer(i).is_weighted() {
                 n += 1;
             }
             i += 1;
@@ -616,6 +680,7 @@ impl NetSpec {
             place: Place {
                 width_in: 0,
                 width_out: self.input_size(),
+                dims_in: Dims::flat(0),
                 input: None,
                 output: 0,
                 extra: 0,
@@ -625,6 +690,8 @@ impl NetSpec {
                 number: 0,
                 in_place: false,
             },
+            dims: self.input_dims(),
+            col: 0,
             slots: 0,
             extras: 0,
             fixed: 0,
@@ -646,11 +713,17 @@ impl NetSpec {
                 Some(self.layer(j - 1))
             };
             let width_in = w.place.width_out;
-            let width_out = layer.output_dims(Dims::flat(width_in)).len();
+            let dims_in = w.dims;
+            w.dims = layer.output_dims(dims_in);
+            let width_out = w.dims.len();
             let in_place = layer.in_place_after(prev, w.keeps);
+            if layer.col_len() > w.col {
+                w.col = layer.col_len();
+            }
             let p = &mut w.place;
             p.width_in = width_in;
             p.width_out = width_out;
+            p.dims_in = dims_in;
             p.input = if j == 0 { None } else { Some(p.output) };
             p.in_place = in_place;
             if !in_place {
@@ -667,7 +740,7 @@ impl NetSpec {
             p.state = w.state;
             w.extras = w.extras.saturating_add(layer.extra_row_len(width_out));
             w.fixed = w.fixed.saturating_add(layer.extra_fixed_len());
-            if matches!(layer, Layer::Affine { .. }) && w.params_before {
+            if layer.computes_new_values() && w.params_before {
                 w.grad_count += 1;
                 if width_in > w.grad_width {
                     w.grad_width = width_in;
@@ -677,7 +750,7 @@ impl NetSpec {
             w.params_before |= layer.has_params();
             w.state = w.state.saturating_add(layer.state_len());
             p.number = match layer {
-                Layer::Affine { .. } => {
+                Layer::Affine { .. } | Layer::Convolution(_) => {
                     w.affines += 1;
                     w.affines
                 }
@@ -712,6 +785,11 @@ impl NetSpec {
         self.walk(self.len).slots
     }
 
+    /// Workspace for the largest Convolution's patches (any batch; 0 without one).
+    pub const fn col_len(&self) -> usize {
+        self.walk(self.len).col
+    }
+
     /// Workspace elements per batch row for `gradient` and the training steps.
     pub const fn gradient_row_len(&self) -> usize {
         let w = self.walk(self.len);
@@ -723,7 +801,8 @@ impl NetSpec {
 
     /// Backward's workspace that does not grow with the batch.
     const fn extras_fixed_len(&self) -> usize {
-        self.walk(self.len).fixed
+        let w = self.walk(self.len);
+        w.fixed.saturating_add(w.col)
     }
 
     /// The least workspace for any method with batches up to `max_batch`; the products run
@@ -737,7 +816,9 @@ impl NetSpec {
     /// The least workspace for `predict`, `loss` and `accuracy` with batches up to
     /// `max_batch`.
     pub const fn min_predict_workspace_len(&self, max_batch: usize) -> usize {
-        max_batch.saturating_mul(self.predict_row_len())
+        max_batch
+            .saturating_mul(self.predict_row_len())
+            .saturating_add(self.col_len())
     }
 
     /// Workspace for any method with batches up to `max_batch`, plus full gemm packing space
@@ -761,6 +842,7 @@ impl NetSpec {
             fixed: w.fixed,
             grad_count: count,
             grad_width: width,
+            col: w.col,
         }
     }
 
@@ -818,6 +900,52 @@ impl NetSpec {
                         what: "Dropout ratio (must be in [0, 1))",
                     });
                 }
+                Layer::Convolution(c) => {
+                    stated(
+                        c.input.len(),
+                        "Convolution input",
+                        "input (channels × height × width)",
+                    )?;
+                    if c.filters == 0 || c.kernel_h == 0 || c.kernel_w == 0 {
+                        return Err(Error::ZeroSize {
+                            what: "Convolution filters or kernel",
+                        });
+                    }
+                    if c.stride == 0 {
+                        return Err(Error::InvalidValue {
+                            what: "Convolution stride (must be at least 1)",
+                        });
+                    }
+                    let d = c.input;
+                    if c.output_dims().is_empty() {
+                        return Err(bad(
+                            "kernel (larger than the padded input)",
+                            d.height.min(d.width).saturating_add(2 * c.pad),
+                            c.kernel_h.max(c.kernel_w),
+                        ));
+                    }
+                    c.validate()?;
+                }
+                Layer::Pooling { h, w, stride } => {
+                    if h == 0 || w == 0 {
+                        return Err(Error::ZeroSize {
+                            what: "Pooling window",
+                        });
+                    }
+                    if stride == 0 {
+                        return Err(Error::InvalidValue {
+                            what: "Pooling stride (must be at least 1)",
+                        });
+                    }
+                    let d = dims.unwrap_or_default();
+                    if layer.output_dims(d).is_empty() {
+                        return Err(bad(
+                            "window (larger than its input's height or width)",
+                            d.height.min(d.width),
+                            h.max(w),
+                        ));
+                    }
+                }
                 Layer::SoftmaxWithLoss if i + 1 != self.len => {
                     return Err(bad(
                         "position (SoftmaxWithLoss must be last)",
@@ -827,9 +955,14 @@ impl NetSpec {
                 }
                 _ => {}
             }
-            if i == 0 && !matches!(layer, Layer::Affine { .. } | Layer::BatchNorm { .. }) {
+            if i == 0
+                && !matches!(
+                    layer,
+                    Layer::Affine { .. } | Layer::BatchNorm { .. } | Layer::Convolution(_)
+                )
+            {
                 return Err(bad(
-                    "first layer (must state its input: Affine or BatchNorm)",
+                    "first layer (must state its input: Affine, BatchNorm or Convolution)",
                     0,
                     0,
                 ));
@@ -984,19 +1117,27 @@ impl Iterator for Tensors<'_> {
                     (Layer::BatchNorm { features }, true) => {
                         (2, [&MEAN_NAMES, &VAR_NAMES], [1, 1], [features, features])
                     }
+                    // W as filters × (channels·kernel_h·kernel_w): the book's 4-D filter, each
+                    // filter a row.
+                    (Layer::Convolution(c), false) => (
+                        2,
+                        [&W_NAMES, &B_NAMES],
+                        [c.filters, 1],
+                        [c.patch_len(), c.filters],
+                    ),
                     _ => (0, [&[], &[]], [0, 0], [0, 0]),
                 };
             if self.part == 0 {
                 // Entering the layer: count it.
                 match layer {
-                    Layer::Affine { .. } => self.affines += 1,
+                    Layer::Affine { .. } | Layer::Convolution(_) => self.affines += 1,
                     Layer::BatchNorm { .. } => self.norms += 1,
                     _ => {}
                 }
             }
             if self.part < count {
                 let number = match layer {
-                    Layer::Affine { .. } => self.affines,
+                    Layer::Affine { .. } | Layer::Convolution(_) => self.affines,
                     _ => self.norms,
                 };
                 let t = Tensor {

@@ -1,0 +1,607 @@
+//! Convolution layer (the book's `Convolution`): `out[n, f] = Σ_c W[f, c] ⋆ x[n, c] + b[f]`,
+//! each filter slid over the (zero-padded) input with a stride.
+//!
+//! Shapes (row-major, NCHW as in the book; `C, H, Wd` the input's channels, height, width,
+//! `FN` filters of `FH × FW`, `OH = (H + 2·pad − FH) / stride + 1`, likewise `OW`):
+//! - `x`:   batch × C × H × Wd
+//! - `W`:   FN × C × FH × FW (the book's filter layout, so its trained weights drop in)
+//! - `b`:   FN
+//! - `out`: batch × FN × OH × OW
+//! - `col`: (C·FH·FW) × (OH·OW), one sample's patches, one column per output position (the
+//!   transpose of the book's `im2col` rows), so that `out[n] = W · col + b` is one product
+//!   whose result is already NCHW
+//! - `dout`, `dx`, `dW`, `db`: the shapes of `out`, `x`, `W`, `b`
+//!
+//! The fast path is `im2col` then a product through the gemm, per sample; the naive twin
+//! ([`Convolution::forward_naive`], [`Convolution::backward_naive`]) is the direct sum, and the
+//! tests hold one against the other.
+
+use crate::error::{Error, Result, check_len, mul};
+use crate::gemm::{Context, MatMut, MatRef};
+use crate::layers::Dims;
+use crate::math::Float;
+
+/// A convolution of `filters` filters of `kernel_h × kernel_w` over an input of shape `input`,
+/// with `stride` and zero padding `pad` on every side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Convolution {
+    /// The shape of one sample in.
+    pub input: Dims,
+    /// Filters (channels out), the book's `FN`.
+    pub filters: usize,
+    /// Filter height, `FH`.
+    pub kernel_h: usize,
+    /// Filter width, `FW`.
+    pub kernel_w: usize,
+    /// Step between two positions of a filter, in both directions.
+    pub stride: usize,
+    /// Zeros added on every side of the input.
+    pub pad: usize,
+}
+
+impl Convolution {
+    /// `filters` square filters of `kernel × kernel` over `input`, stride 1, no padding (the
+    /// book's defaults); see [`Convolution::stride`], [`Convolution::pad`],
+    /// [`Convolution::kernel`].
+    pub const fn new(input: Dims, filters: usize, kernel: usize) -> Self {
+        Convolution {
+            input,
+            filters,
+            kernel_h: kernel,
+            kernel_w: kernel,
+            stride: 1,
+            pad: 0,
+        }
+    }
+
+    /// This layer with a stride of `stride`.
+    pub const fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// This layer with `pad` zeros on every side.
+    pub const fn pad(mut self, pad: usize) -> Self {
+        self.pad = pad;
+        self
+    }
+
+    /// This layer with filters of `h × w`.
+    pub const fn kernel(mut self, h: usize, w: usize) -> Self {
+        self.kernel_h = h;
+        self.kernel_w = w;
+        self
+    }
+
+    /// Output height and width (0 if the filter does not fit the padded input, or the stride
+    /// is 0).
+    const fn out_hw(&self) -> (usize, usize) {
+        let d = &self.input;
+        let (ph, pw) = (
+            d.height.saturating_add(self.pad.saturating_mul(2)),
+            d.width.saturating_add(self.pad.saturating_mul(2)),
+        );
+        if self.stride == 0 || self.kernel_h == 0 || self.kernel_w == 0 {
+            return (0, 0);
+        }
+        if ph < self.kernel_h || pw < self.kernel_w {
+            return (0, 0);
+        }
+        (
+            (ph - self.kernel_h) / self.stride + 1,
+            (pw - self.kernel_w) / self.stride + 1,
+        )
+    }
+
+    /// The shape of one sample out: `FN × OH × OW`.
+    pub const fn output_dims(&self) -> Dims {
+        let (oh, ow) = self.out_hw();
+        Dims::new(self.filters, oh, ow)
+    }
+
+    /// Rows of `col` and columns of `W` as a matrix: `C·FH·FW`.
+    pub const fn patch_len(&self) -> usize {
+        self.input
+            .channels
+            .saturating_mul(self.kernel_h)
+            .saturating_mul(self.kernel_w)
+    }
+
+    /// Elements of `W`.
+    pub const fn weight_len(&self) -> usize {
+        self.filters.saturating_mul(self.patch_len())
+    }
+
+    /// Elements of `W` and `b` together.
+    pub const fn param_len(&self) -> usize {
+        self.weight_len().saturating_add(self.filters)
+    }
+
+    /// Elements of the `col` buffer the fast path needs: `C·FH·FW × OH·OW`.
+    pub const fn col_len(&self) -> usize {
+        self.patch_len().saturating_mul(self.output_dims().plane())
+    }
+
+    /// Multiply-adds of one sample's forward pass.
+    pub const fn macs(&self) -> usize {
+        self.weight_len().saturating_mul(self.output_dims().plane())
+    }
+
+    /// Checks the layer's sizes.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.input;
+        if d.is_empty() || self.filters == 0 || self.kernel_h == 0 || self.kernel_w == 0 {
+            return Err(Error::ZeroSize {
+                what: "Convolution size",
+            });
+        }
+        if self.stride == 0 {
+            return Err(Error::InvalidValue {
+                what: "Convolution stride (must be at least 1)",
+            });
+        }
+        if self.output_dims().is_empty() {
+            return Err(Error::ShapeMismatch {
+                what: "Convolution filter taller or wider than its padded input",
+                expected: d.height.min(d.width) + 2 * self.pad,
+                actual: self.kernel_h.max(self.kernel_w),
+            });
+        }
+        let big = [
+            self.param_len(),
+            self.col_len(),
+            self.output_dims().len(),
+            d.len(),
+        ];
+        if big.contains(&usize::MAX) {
+            return Err(Error::SizeOverflow);
+        }
+        Ok(())
+    }
+
+    /// Checks the sizes and that `x_len` is whole samples; returns the batch.
+    fn batch(&self, x_len: usize) -> Result<usize> {
+        self.validate()?;
+        let n = self.input.len();
+        let batch = x_len / n;
+        if batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        check_len("x", mul(batch, n)?, x_len)?;
+        Ok(batch)
+    }
+
+    /// `out = W ⋆ x + b` (then `max(·, 0)` if `relu`: this layer and the
+    /// [`Relu`](crate::Relu) after it, the ReLU applied while the sample is in cache), through
+    /// `col` (at least [`Convolution::col_len`] elements) and the gemm.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        out: &mut [T],
+        x: &[T],
+        w: &[T],
+        b: &[T],
+        col: &mut [T],
+        relu: bool,
+    ) -> Result<()> {
+        let batch = self.batch(x.len())?;
+        let (k, p) = (self.patch_len(), self.output_dims().plane());
+        let fnum = self.filters;
+        check_len("out", batch * fnum * p, out.len())?;
+        check_len("W", fnum * k, w.len())?;
+        check_len("b", fnum, b.len())?;
+        let col = col_prefix(col, k * p)?;
+        let wm = MatRef::row_major(w, fnum, k)?;
+        for (xn, on) in x
+            .chunks_exact(self.input.len())
+            .zip(out.chunks_exact_mut(fnum * p))
+        {
+            im2col(self, col, xn);
+            for (row, &bf) in on.chunks_exact_mut(p).zip(b) {
+                row.fill(bf);
+            }
+            let cm = MatRef::row_major(col, k, p)?;
+            g.gemm(T::ONE, wm, cm, T::ONE, MatMut::row_major(on, fnum, p)?)?;
+            if relu {
+                for v in on.iter_mut() {
+                    *v = if *v <= T::ZERO { T::ZERO } else { *v };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Differentiates `out[n] = W · col[n] + b`: `dW = Σ_n dout[n] · col[n]ᵀ`,
+    /// `db = Σ_n Σ_positions dout[n]`, and (unless `dx` is `None`, as for a first layer)
+    /// `dcol = Wᵀ · dout[n]` folded back onto the input's shape (`col2im`) as `dx[n]`. `col`
+    /// is scratch as in the forward pass (at least [`Convolution::col_len`]); each sample's patches are
+    /// made again from `x` here.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        mut dx: Option<&mut [T]>,
+        dw: &mut [T],
+        db: &mut [T],
+        dout: &[T],
+        x: &[T],
+        w: &[T],
+        col: &mut [T],
+    ) -> Result<()> {
+        let batch = self.batch(x.len())?;
+        let (k, p) = (self.patch_len(), self.output_dims().plane());
+        let fnum = self.filters;
+        check_len("dout", batch * fnum * p, dout.len())?;
+        check_len("W", fnum * k, w.len())?;
+        check_len("dW", fnum * k, dw.len())?;
+        check_len("db", fnum, db.len())?;
+        let col = col_prefix(col, k * p)?;
+        if let Some(dx) = dx.as_deref() {
+            check_len("dx", x.len(), dx.len())?;
+        }
+        db.fill(T::ZERO);
+        let n_in = self.input.len();
+        for (n, (xn, dn)) in x
+            .chunks_exact(n_in)
+            .zip(dout.chunks_exact(fnum * p))
+            .enumerate()
+        {
+            im2col(self, col, xn);
+            let dm = MatRef::row_major(dn, fnum, p)?;
+            let beta = if n == 0 { T::ZERO } else { T::ONE };
+            let ct = MatRef::row_major(col, k, p)?.t();
+            g.gemm(T::ONE, dm, ct, beta, MatMut::row_major(dw, fnum, k)?)?;
+            for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
+                let mut sum = T::ZERO;
+                for &v in row {
+                    sum += v;
+                }
+                *s += sum;
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                let wt = MatRef::row_major(w, fnum, k)?.t();
+                g.gemm(T::ONE, wt, dm, T::ZERO, MatMut::row_major(col, k, p)?)?;
+                col2im(self, &mut dx[n * n_in..(n + 1) * n_in], col);
+            }
+        }
+        Ok(())
+    }
+
+    /// The input position `(row or column) = o·stride + kk − pad` of output position `o` and
+    /// filter offset `kk`, if inside `0..size`.
+    #[inline]
+    fn at(&self, o: usize, kk: usize, size: usize) -> Option<usize> {
+        (o * self.stride + kk)
+            .checked_sub(self.pad)
+            .filter(|&v| v < size)
+    }
+
+    /// The naive twin of [`Convolution::forward`] (no ReLU): the direct sum, no `col`, no
+    /// gemm.
+    pub fn forward_naive<T: Float>(&self, out: &mut [T], x: &[T], w: &[T], b: &[T]) -> Result<()> {
+        let batch = self.batch(x.len())?;
+        let Dims {
+            channels: c,
+            height: h,
+            width: wd,
+        } = self.input;
+        let od = self.output_dims();
+        let (fnum, kh, kw) = (self.filters, self.kernel_h, self.kernel_w);
+        check_len("out", batch * od.len(), out.len())?;
+        check_len("W", self.weight_len(), w.len())?;
+        check_len("b", fnum, b.len())?;
+        for n in 0..batch {
+            for f in 0..fnum {
+                for oy in 0..od.height {
+                    for ox in 0..od.width {
+                        let mut s = b[f];
+                        for ch in 0..c {
+                            for i in 0..kh {
+                                let Some(y) = self.at(oy, i, h) else { continue };
+                                for j in 0..kw {
+                                    let Some(xx) = self.at(ox, j, wd) else {
+                                        continue;
+                                    };
+                                    s += w[((f * c + ch) * kh + i) * kw + j]
+                                        * x[((n * c + ch) * h + y) * wd + xx];
+                                }
+                            }
+                        }
+                        out[((n * fnum + f) * od.height + oy) * od.width + ox] = s;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The naive twin of [`Convolution::backward`]: each output's gradient spread back over
+    /// the weights and inputs it was made of.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_naive<T: Float>(
+        &self,
+        mut dx: Option<&mut [T]>,
+        dw: &mut [T],
+        db: &mut [T],
+        dout: &[T],
+        x: &[T],
+        w: &[T],
+    ) -> Result<()> {
+        let batch = self.batch(x.len())?;
+        let Dims {
+            channels: c,
+            height: h,
+            width: wd,
+        } = self.input;
+        let od = self.output_dims();
+        let (fnum, kh, kw) = (self.filters, self.kernel_h, self.kernel_w);
+        check_len("dout", batch * od.len(), dout.len())?;
+        check_len("W", self.weight_len(), w.len())?;
+        check_len("dW", self.weight_len(), dw.len())?;
+        check_len("db", fnum, db.len())?;
+        if let Some(dx) = dx.as_deref_mut() {
+            check_len("dx", x.len(), dx.len())?;
+            dx.fill(T::ZERO);
+        }
+        dw.fill(T::ZERO);
+        db.fill(T::ZERO);
+        for n in 0..batch {
+            for f in 0..fnum {
+                for oy in 0..od.height {
+                    for ox in 0..od.width {
+                        let d = dout[((n * fnum + f) * od.height + oy) * od.width + ox];
+                        db[f] += d;
+                        for ch in 0..c {
+                            for i in 0..kh {
+                                let Some(y) = self.at(oy, i, h) else { continue };
+                                for j in 0..kw {
+                                    let Some(xx) = self.at(ox, j, wd) else {
+                                        continue;
+                                    };
+                                    let wi = ((f * c + ch) * kh + i) * kw + j;
+                                    let xi = ((n * c + ch) * h + y) * wd + xx;
+                                    dw[wi] += d * x[xi];
+                                    if let Some(dx) = dx.as_deref_mut() {
+                                        dx[xi] += d * w[wi];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first `len` elements of `col`, which must hold at least that many.
+fn col_prefix<T>(col: &mut [T], len: usize) -> Result<&mut [T]> {
+    let have = col.len();
+    col.get_mut(..len).ok_or(Error::BufferLength {
+        buffer: "col",
+        expected: len,
+        actual: have,
+    })
+}
+
+/// For filter offset `kk` (a row or column of the filter), the output positions `lo..hi`
+/// whose input position `o·stride + kk − pad` falls inside `0..size`.
+#[inline]
+fn valid(conv: &Convolution, kk: usize, size: usize, outs: usize) -> (usize, usize) {
+    let s = conv.stride;
+    // o·s + kk ≥ pad  ⇔  o ≥ ⌈(pad − kk) / s⌉;  o·s + kk < size + pad  ⇔  o < ⌈(size + pad − kk) / s⌉.
+    let lo = conv.pad.saturating_sub(kk).div_ceil(s);
+    let hi = (size + conv.pad).saturating_sub(kk).div_ceil(s);
+    (lo.min(outs), hi.min(outs).max(lo.min(outs)))
+}
+
+/// One sample's patches: `col[(c·FH + i)·FW + j][oy·OW + ox] = x[c][oy·s + i − pad][ox·s + j − pad]`,
+/// zero where that falls in the padding (the book's `im2col`, transposed).
+pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
+    let Dims {
+        channels: c,
+        height: h,
+        width: wd,
+    } = conv.input;
+    let od = conv.output_dims();
+    let (oh, ow, s) = (od.height, od.width, conv.stride);
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for xc in x.chunks_exact(h * wd).take(c) {
+        for i in 0..conv.kernel_h {
+            let (ylo, yhi) = valid(conv, i, h, oh);
+            for j in 0..conv.kernel_w {
+                let Some(row) = rows.next() else { return };
+                let (xlo, xhi) = valid(conv, j, wd, ow);
+                for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                    if oy < ylo || oy >= yhi {
+                        dst.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &xc[(oy * s + i - conv.pad) * wd..][..wd];
+                    dst[..xlo].fill(T::ZERO);
+                    dst[xhi..].fill(T::ZERO);
+                    let first = xlo * s + j - conv.pad;
+                    if s == 1 {
+                        dst[xlo..xhi].copy_from_slice(&src[first..first + (xhi - xlo)]);
+                    } else {
+                        for (d, v) in dst[xlo..xhi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                            *d = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The patches' gradient folded back onto one sample (the book's `col2im`): `dx` is zeroed,
+/// then each element of `col` added to the input position it was copied from.
+pub fn col2im<T: Float>(conv: &Convolution, dx: &mut [T], col: &[T]) {
+    let Dims {
+        channels: c,
+        height: h,
+        width: wd,
+    } = conv.input;
+    let od = conv.output_dims();
+    let (oh, ow, s) = (od.height, od.width, conv.stride);
+    dx.fill(T::ZERO);
+    let mut rows = col.chunks_exact(oh * ow);
+    for dxc in dx.chunks_exact_mut(h * wd).take(c) {
+        for i in 0..conv.kernel_h {
+            let (ylo, yhi) = valid(conv, i, h, oh);
+            for j in 0..conv.kernel_w {
+                let Some(row) = rows.next() else { return };
+                let (xlo, xhi) = valid(conv, j, wd, ow);
+                for oy in ylo..yhi {
+                    let src = &row[oy * ow..][..ow];
+                    let dst = &mut dxc[(oy * s + i - conv.pad) * wd..][..wd];
+                    let first = xlo * s + j - conv.pad;
+                    for (d, v) in dst[first..].iter_mut().step_by(s).zip(&src[xlo..xhi]) {
+                        *d += *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::Backend;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Small integers, so sums are exact in f32 whatever their order.
+    fn ints(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 + seed * 13) % 11) as f32 - 5.0)
+            .collect()
+    }
+
+    fn shapes() -> Vec<Convolution> {
+        vec![
+            Convolution::new(Dims::new(1, 6, 6), 2, 3),
+            Convolution::new(Dims::new(3, 7, 5), 4, 3).pad(1),
+            Convolution::new(Dims::new(2, 9, 8), 3, 3).stride(2).pad(1),
+            Convolution::new(Dims::new(2, 8, 9), 2, 2)
+                .kernel(2, 3)
+                .stride(3)
+                .pad(2),
+            Convolution::new(Dims::new(1, 5, 5), 1, 5),
+            Convolution::new(Dims::new(2, 4, 4), 3, 1).stride(2),
+        ]
+    }
+
+    #[test]
+    fn im2col_and_gemm_equal_the_direct_sum() {
+        for conv in shapes() {
+            let batch = 3;
+            let x = ints(batch * conv.input.len(), 1);
+            let w = ints(conv.weight_len(), 2);
+            let b = ints(conv.filters, 3);
+            let n_out = batch * conv.output_dims().len();
+            let mut want = vec![f32::NAN; n_out];
+            conv.forward_naive(&mut want, &x, &w, &b).unwrap();
+            for backend in [Backend::Naive, Backend::Auto] {
+                let mut got = vec![f32::NAN; n_out];
+                let mut col = vec![f32::NAN; conv.col_len()];
+                let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+                let mut g = Context::new(backend, &mut pack);
+                conv.forward(&mut g, &mut got, &x, &w, &b, &mut col, false)
+                    .unwrap();
+                assert_eq!(got, want, "{conv:?} {backend:?}");
+                conv.forward(&mut g, &mut got, &x, &w, &b, &mut col, true)
+                    .unwrap();
+                let relu: Vec<f32> = want.iter().map(|&v| v.max(0.0)).collect();
+                assert_eq!(got, relu, "{conv:?} {backend:?} relu");
+            }
+        }
+    }
+
+    #[test]
+    fn backward_equals_the_naive_twin() {
+        for conv in shapes() {
+            let batch = 2;
+            let x = ints(batch * conv.input.len(), 4);
+            let w = ints(conv.weight_len(), 5);
+            let dout = ints(batch * conv.output_dims().len(), 6);
+            let (mut dx0, mut dw0, mut db0) = (
+                vec![f32::NAN; x.len()],
+                vec![f32::NAN; w.len()],
+                vec![f32::NAN; conv.filters],
+            );
+            conv.backward_naive(Some(&mut dx0), &mut dw0, &mut db0, &dout, &x, &w)
+                .unwrap();
+            for backend in [Backend::Naive, Backend::Auto] {
+                let (mut dx, mut dw, mut db) = (
+                    vec![f32::NAN; x.len()],
+                    vec![f32::NAN; w.len()],
+                    vec![f32::NAN; conv.filters],
+                );
+                let mut col = vec![f32::NAN; conv.col_len()];
+                let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+                let mut g = Context::new(backend, &mut pack);
+                conv.backward(
+                    &mut g,
+                    Some(&mut dx),
+                    &mut dw,
+                    &mut db,
+                    &dout,
+                    &x,
+                    &w,
+                    &mut col,
+                )
+                .unwrap();
+                assert_eq!((&dx, &dw, &db), (&dx0, &dw0, &db0), "{conv:?} {backend:?}");
+                let mut dw2 = vec![f32::NAN; w.len()];
+                conv.backward(&mut g, None, &mut dw2, &mut db, &dout, &x, &w, &mut col)
+                    .unwrap();
+                assert_eq!(dw2, dw0);
+            }
+        }
+    }
+
+    #[test]
+    fn output_shape_is_the_books_formula() {
+        // ch07: 1×28×28, 30 filters of 5×5, stride 1, pad 0 → 30×24×24.
+        let c = Convolution::new(Dims::new(1, 28, 28), 30, 5);
+        assert_eq!(c.output_dims(), Dims::new(30, 24, 24));
+        assert_eq!(c.weight_len(), 30 * 25);
+        // ch08: 3×3, pad 1 keeps the size.
+        let c = Convolution::new(Dims::new(16, 28, 28), 16, 3).pad(1);
+        assert_eq!(c.output_dims(), Dims::new(16, 28, 28));
+        let c = Convolution::new(Dims::new(1, 7, 7), 1, 3).stride(2);
+        assert_eq!(c.output_dims(), Dims::new(1, 3, 3));
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        let too_big = Convolution::new(Dims::new(1, 4, 4), 2, 5);
+        assert!(too_big.validate().is_err());
+        assert!(too_big.pad(1).validate().is_ok());
+        assert!(
+            Convolution::new(Dims::new(1, 4, 4), 2, 3)
+                .stride(0)
+                .validate()
+                .is_err()
+        );
+        let conv = Convolution::new(Dims::new(1, 4, 4), 2, 3);
+        let mut out = vec![0.0; 2 * 4];
+        // Not whole samples.
+        assert!(
+            conv.forward_naive(&mut out, &[0.0; 17], &[0.0; 18], &[0.0; 2])
+                .is_err()
+        );
+        let mut col = vec![0.0; conv.col_len() - 1];
+        let mut g = Context::new(Backend::Naive, &mut []);
+        assert!(
+            conv.forward(
+                &mut g, &mut out, &[0.0; 16], &[0.0; 18], &[0.0; 2], &mut col, false
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Max pooling (the book's `Pooling`): each channel cut into windows of `pool_h × pool_w`
+//! taken every `stride` values, and each window's largest value kept.
+//!
+//! Shapes (row-major, NCHW; `C, H, W` the input's, `OH = (H − pool_h) / stride + 1`, likewise
+//! `OW`):
+//! - `x`, `dx`:        batch × C × H × W
+//! - `out`, `dout`:    batch × C × OH × OW
+//! - `argmax`:         batch × C × OH × OW, where in its window each maximum was (`i·pool_w + j`,
+//!   stored as a value of the element type; kept from forward for backward)
+//!
+//! Ties go to the first maximum in row order, as `np.argmax` in the book's layer.
+
+use crate::error::{Error, Result, check_len, mul};
+use crate::layers::Dims;
+use crate::math::Float;
+
+/// Max pooling of `pool_h × pool_w` windows every `stride` values over an input of shape
+/// `input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling {
+    /// The shape of one sample in.
+    pub input: Dims,
+    /// Window height.
+    pub pool_h: usize,
+    /// Window width.
+    pub pool_w: usize,
+    /// Step between two windows, in both directions.
+    pub stride: usize,
+}
+
+impl Pooling {
+    /// Windows of `pool_h × pool_w` every `stride` values over `input`.
+    pub const fn new(input: Dims, pool_h: usize, pool_w: usize, stride: usize) -> Self {
+        Pooling {
+            input,
+            pool_h,
+            pool_w,
+            stride,
+        }
+    }
+
+    /// The shape of one sample out: `C × OH × OW` (0 × 0 if a window does not fit, or the
+    /// stride is 0).
+    pub const fn output_dims(&self) -> Dims {
+        let d = &self.input;
+        if self.stride == 0
+            || self.pool_h == 0
+            || self.pool_w == 0
+            || d.height < self.pool_h
+            || d.width < self.pool_w
+        {
+            return Dims::new(d.channels, 0, 0);
+        }
+        Dims::new(
+            d.channels,
+            (d.height - self.pool_h) / self.stride + 1,
+            (d.width - self.pool_w) / self.stride + 1,
+        )
+    }
+
+    /// Checks the layer's sizes.
+    pub fn validate(&self) -> Result<()> {
+        if self.input.is_empty() || self.pool_h == 0 || self.pool_w == 0 {
+            return Err(Error::ZeroSize {
+                what: "Pooling size",
+            });
+        }
+        if self.stride == 0 {
+            return Err(Error::InvalidValue {
+                what: "Pooling stride (must be at least 1)",
+            });
+        }
+        if self.output_dims().is_empty() {
+            return Err(Error::ShapeMismatch {
+                what: "Pooling window taller or wider than its input",
+                expected: self.input.height.min(self.input.width),
+                actual: self.pool_h.max(self.pool_w),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks sizes and lengths; returns the batch.
+    fn batch(&self, x_len: usize, out_len: usize) -> Result<usize> {
+        self.validate()?;
+        let n = self.input.len();
+        let batch = x_len / n;
+        if batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        check_len("x", mul(batch, n)?, x_len)?;
+        check_len("out", batch * self.output_dims().len(), out_len)?;
+        Ok(batch)
+    }
+
+    /// `out = max over each window of x`, and where each maximum was into `argmax` if given
+    /// (training).
+    pub fn forward<T: Float>(
+        &self,
+        out: &mut [T],
+        x: &[T],
+        mut argmax: Option<&mut [T]>,
+    ) -> Result<()> {
+        let batch = self.batch(x.len(), out.len())?;
+        if let Some(a) = argmax.as_deref() {
+            check_len("argmax", out.len(), a.len())?;
+        }
+        let Dims {
+            height: h,
+            width: w,
+            ..
+        } = self.input;
+        let od = self.output_dims();
+        let (ph, pw, s) = (self.pool_h, self.pool_w, self.stride);
+        let planes = batch * self.input.channels;
+        for q in 0..planes {
+            let xp = &x[q * h * w..][..h * w];
+            let base = q * od.plane();
+            for oy in 0..od.height {
+                for ox in 0..od.width {
+                    let (mut best, mut at) = (xp[oy * s * w + ox * s], 0);
+                    for i in 0..ph {
+                        let row = &xp[(oy * s + i) * w + ox * s..][..pw];
+                        for (j, &v) in row.iter().enumerate() {
+                            if v > best {
+                                (best, at) = (v, i * pw + j);
+                            }
+                        }
+                    }
+                    let o = base + oy * od.width + ox;
+                    out[o] = best;
+                    if let Some(a) = argmax.as_deref_mut() {
+                        a[o] = T::from_usize(at);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Differentiates `out = max over each window of x`: `dx` is zero except at each
+    /// window's maximum, which receives the window's `dout` (added up where windows overlap).
+    pub fn backward<T: Float>(&self, dx: &mut [T], dout: &[T], argmax: &[T]) -> Result<()> {
+        let batch = self.batch(dx.len(), dout.len())?;
+        check_len("argmax", dout.len(), argmax.len())?;
+        let Dims {
+            height: h,
+            width: w,
+            ..
+        } = self.input;
+        let od = self.output_dims();
+        let (pw, s) = (self.pool_w, self.stride);
+        let window = self.pool_h * pw;
+        // A value no forward pass wrote: refused before anything is written, never an index
+        // out of the window.
+        if argmax
+            .iter()
+            .any(|a| !(a.to_f64() >= 0.0 && a.to_f64() < window as f64))
+        {
+            return Err(Error::InvalidValue {
+                what: "Pooling argmax (not a position in the window)",
+            });
+        }
+        dx.fill(T::ZERO);
+        for q in 0..batch * self.input.channels {
+            let dxp = &mut dx[q * h * w..][..h * w];
+            let base = q * od.plane();
+            for oy in 0..od.height {
+                for ox in 0..od.width {
+                    let o = base + oy * od.width + ox;
+                    let at = argmax[o].to_f64() as usize;
+                    dxp[(oy * s + at / pw) * w + ox * s + at % pw] += dout[o];
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    #[test]
+    fn keeps_each_windows_maximum_and_sends_the_gradient_there() {
+        // One 4×4 channel, 2×2 windows every 2.
+        let p = Pooling::new(Dims::new(1, 4, 4), 2, 2, 2);
+        #[rustfmt::skip]
+        let x = [
+            1.0, 2.0, 0.0, -1.0,
+            4.0, 3.0, -2.0, -3.0,
+            0.0, 0.0, 5.0, 5.0,
+            0.0, 9.0, 5.0, 5.0f32,
+        ];
+        let mut out = [0.0; 4];
+        let mut arg = [0.0; 4];
+        p.forward(&mut out, &x, Some(&mut arg)).unwrap();
+        assert_eq!(out, [4.0, 0.0, 9.0, 5.0]);
+        // Ties: the first in row order.
+        assert_eq!(arg, [2.0, 0.0, 3.0, 0.0]);
+        let mut dx = [f32::NAN; 16];
+        p.backward(&mut dx, &[1.0, 2.0, 3.0, 4.0], &arg).unwrap();
+        #[rustfmt::skip]
+        assert_eq!(dx, [
+            0.0, 0.0, 2.0, 0.0,
+            1.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 4.0, 0.0,
+            0.0, 3.0, 0.0, 0.0,
+        ]);
+    }
+
+    #[test]
+    fn overlapping_windows_add_their_gradients() {
+        // 1×3 input as 1×1×3, windows of 1×2 every 1: both windows pick the middle.
+        let p = Pooling::new(Dims::new(1, 1, 3), 1, 2, 1);
+        let mut out = [0.0; 2];
+        let mut arg = [0.0; 2];
+        p.forward(&mut out, &[0.0, 7.0, 1.0f32], Some(&mut arg))
+            .unwrap();
+        assert_eq!(out, [7.0, 7.0]);
+        let mut dx = [0.0; 3];
+        p.backward(&mut dx, &[1.0, 10.0], &arg).unwrap();
+        assert_eq!(dx, [0.0, 11.0, 0.0]);
+    }
+
+    #[test]
+    fn shapes_and_bad_input() {
+        let p = Pooling::new(Dims::new(30, 24, 24), 2, 2, 2);
+        assert_eq!(p.output_dims(), Dims::new(30, 12, 12));
+        // Odd sizes floor, as the book's `1 + (H - pool_h) / stride`.
+        let p = Pooling::new(Dims::new(1, 5, 5), 2, 2, 2);
+        assert_eq!(p.output_dims(), Dims::new(1, 2, 2));
+        assert!(
+            Pooling::new(Dims::new(1, 1, 1), 2, 2, 2)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Pooling::new(Dims::new(1, 4, 4), 2, 2, 0)
+                .validate()
+                .is_err()
+        );
+        let mut dx = vec![0.0f32; 25];
+        assert!(p.backward(&mut dx, &[0.0; 4], &[9.0; 4]).is_err());
+        assert!(p.backward(&mut dx, &[0.0; 4], &[f32::NAN; 4]).is_err());
+    }
+}
