@@ -112,26 +112,129 @@ impl Pooling {
         } = self.input;
         let od = self.output_dims();
         let (ph, pw, s) = (self.pool_h, self.pool_w, self.stride);
+        let ow = od.width;
+        if (ph, pw, s) == (2, 2, 2) {
+            self.forward_2x2(out, x, argmax, batch);
+            return Ok(());
+        }
+        // Window element by window element, each over a whole output row: the outputs'
+        // comparisons do not wait on each other (one window at a time would chain them).
         let planes = batch * self.input.channels;
         for q in 0..planes {
             let xp = &x[q * h * w..][..h * w];
-            let base = q * od.plane();
             for oy in 0..od.height {
-                for ox in 0..od.width {
-                    let (mut best, mut at) = (xp[oy * s * w + ox * s], 0);
-                    for i in 0..ph {
-                        let row = &xp[(oy * s + i) * w + ox * s..][..pw];
-                        for (j, &v) in row.iter().enumerate() {
-                            if v > best {
-                                (best, at) = (v, i * pw + j);
+                let o = q * od.plane() + oy * ow;
+                let orow = &mut out[o..o + ow];
+                let mut arow = argmax.as_deref_mut().map(|a| &mut a[o..o + ow]);
+                for i in 0..ph {
+                    let row = &xp[(oy * s + i) * w..][..w];
+                    for j in 0..pw {
+                        let first = i == 0 && j == 0;
+                        let vals = row[j..].iter().step_by(s);
+                        match arow.as_deref_mut() {
+                            None if first => {
+                                for (ov, &v) in orow.iter_mut().zip(vals) {
+                                    *ov = v;
+                                }
+                            }
+                            None => {
+                                for (ov, &v) in orow.iter_mut().zip(vals) {
+                                    if v > *ov {
+                                        *ov = v;
+                                    }
+                                }
+                            }
+                            Some(a) => {
+                                let at = T::from_usize(i * pw + j);
+                                for ((ov, av), &v) in orow.iter_mut().zip(a.iter_mut()).zip(vals) {
+                                    if first || v > *ov {
+                                        *ov = v;
+                                        *av = at;
+                                    }
+                                }
                             }
                         }
                     }
-                    let o = base + oy * od.width + ox;
-                    out[o] = best;
-                    if let Some(a) = argmax.as_deref_mut() {
-                        a[o] = T::from_usize(at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Pooling::forward`] for 2 × 2 windows every 2 (the book's nets): each output from
+    /// its two pairs of inputs.
+    fn forward_2x2<T: Float>(
+        &self,
+        out: &mut [T],
+        x: &[T],
+        mut argmax: Option<&mut [T]>,
+        batch: usize,
+    ) {
+        let (h, w) = (self.input.height, self.input.width);
+        let od = self.output_dims();
+        let ow = od.width;
+        let pos = [T::ZERO, T::ONE, T::from_usize(2), T::from_usize(3)];
+        for q in 0..batch * self.input.channels {
+            let xp = &x[q * h * w..][..h * w];
+            for oy in 0..od.height {
+                let o = q * od.plane() + oy * ow;
+                let (r0, r1) = (
+                    &xp[2 * oy * w..][..2 * ow],
+                    &xp[(2 * oy + 1) * w..][..2 * ow],
+                );
+                let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+                match argmax.as_deref_mut() {
+                    None => {
+                        for (ov, (a, b)) in out[o..o + ow].iter_mut().zip(pairs) {
+                            let mut m = a[0];
+                            for v in [a[1], b[0], b[1]] {
+                                if v > m {
+                                    m = v;
+                                }
+                            }
+                            *ov = m;
+                        }
                     }
+                    Some(arg) => {
+                        let outs = out[o..o + ow].iter_mut().zip(arg[o..o + ow].iter_mut());
+                        for ((ov, av), (a, b)) in outs.zip(pairs) {
+                            let (mut m, mut at) = (a[0], pos[0]);
+                            for (v, p) in [(a[1], pos[1]), (b[0], pos[2]), (b[1], pos[3])] {
+                                if v > m {
+                                    (m, at) = (v, p);
+                                }
+                            }
+                            *ov = m;
+                            *av = at;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The naive twin of [`Pooling::forward`]: one window at a time, in row order.
+    pub fn forward_naive<T: Float>(&self, out: &mut [T], x: &[T], argmax: &mut [T]) -> Result<()> {
+        let batch = self.batch(x.len(), out.len())?;
+        check_len("argmax", out.len(), argmax.len())?;
+        let (h, w) = (self.input.height, self.input.width);
+        let od = self.output_dims();
+        let s = self.stride;
+        for q in 0..batch * self.input.channels {
+            for oy in 0..od.height {
+                for ox in 0..od.width {
+                    let at = |i: usize, j: usize| x[q * h * w + (oy * s + i) * w + ox * s + j];
+                    let (mut best, mut arg) = (at(0, 0), 0);
+                    for i in 0..self.pool_h {
+                        for j in 0..self.pool_w {
+                            if at(i, j) > best {
+                                (best, arg) = (at(i, j), i * self.pool_w + j);
+                            }
+                        }
+                    }
+                    let o = q * od.plane() + oy * od.width + ox;
+                    out[o] = best;
+                    argmax[o] = T::from_usize(arg);
                 }
             }
         }
@@ -208,6 +311,32 @@ mod tests {
             0.0, 0.0, 4.0, 0.0,
             0.0, 3.0, 0.0, 0.0,
         ]);
+    }
+
+    #[test]
+    fn forward_equals_the_naive_twin() {
+        for p in [
+            Pooling::new(Dims::new(3, 6, 8), 2, 2, 2),
+            Pooling::new(Dims::new(2, 7, 9), 2, 2, 2),
+            Pooling::new(Dims::new(2, 7, 5), 3, 2, 1),
+            Pooling::new(Dims::new(1, 9, 9), 3, 3, 2),
+            Pooling::new(Dims::new(2, 5, 6), 1, 4, 3),
+        ] {
+            let batch = 2;
+            // Few distinct values: many ties.
+            let x: std::vec::Vec<f32> = (0..batch * p.input.len())
+                .map(|i| ((i * 7919) % 5) as f32)
+                .collect();
+            let n = batch * p.output_dims().len();
+            let (mut want, mut warg) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            p.forward_naive(&mut want, &x, &mut warg).unwrap();
+            let (mut got, mut garg) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            p.forward(&mut got, &x, Some(&mut garg)).unwrap();
+            assert_eq!((&got, &garg), (&want, &warg), "{p:?}");
+            let mut infer = vec![f32::NAN; n];
+            p.forward(&mut infer, &x, None).unwrap();
+            assert_eq!(infer, want);
+        }
     }
 
     #[test]

@@ -311,11 +311,45 @@ fn forward<T: Float>(
                 let fuse = i + 1 < layers.end && list[i + 1] == Layer::Relu;
                 let xin_r = p.input.map_or(0..0, |r| f.slot(r, p.width_in));
                 let train = matches!(mode, Mode::Train { .. });
-                let [xin_ws, out, col, pack] =
-                    carve(ws, [xin_r, out_r, f.col(train), end..ws.len()]);
+                // … and a Pooling after the Relu: each sample pooled while it is in cache.
+                let pool = match list.get(i + 2) {
+                    Some(&Layer::Pooling { h, w, stride }) if fuse && i + 2 < layers.end => {
+                        let pp = &c.plan[i + 2];
+                        let arg_r = if train {
+                            f.extra(pp, pp.width_out)
+                        } else {
+                            0..0
+                        };
+                        let pool = Pooling::new(pp.dims_in, h, w, stride);
+                        Some((pool, f.slot(pp.output, pp.width_out), arg_r))
+                    }
+                    _ => None,
+                };
+                let (pout_r, arg_r) = pool
+                    .as_ref()
+                    .map_or((0..0, 0..0), |(_, o, a)| (o.clone(), a.clone()));
+                let [xin_ws, out, col, pack, pout, arg] = carve(
+                    ws,
+                    [xin_r, out_r, f.col(train), end..ws.len(), pout_r, arg_r],
+                );
                 let xin: &[T] = if p.input.is_some() { xin_ws } else { x };
                 let mut g = Context::new(c.backend, pack);
-                conv.forward(&mut g, out, xin, w, b, col, fuse)?;
+                match pool {
+                    None => conv.forward(&mut g, out, xin, w, b, col, fuse)?,
+                    Some((pool, _, _)) => {
+                        let (ni, no) = (conv.input.len(), p.width_out);
+                        let np = pool.output_dims().len();
+                        check_len("x", f.batch * ni, xin.len())?;
+                        check_len("pooled", f.batch * np, pout.len())?;
+                        for n in 0..f.batch {
+                            let on = &mut out[n * no..(n + 1) * no];
+                            conv.forward(&mut g, on, &xin[n * ni..(n + 1) * ni], w, b, col, true)?;
+                            let an = arg.get_mut(n * np..(n + 1) * np);
+                            pool.forward(&mut pout[n * np..(n + 1) * np], on, an)?;
+                        }
+                        i += 1;
+                    }
+                }
                 if fuse {
                     i += 1;
                 }

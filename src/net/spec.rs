@@ -515,6 +515,92 @@ impl NetSpec {
         .push(Layer::SoftmaxWithLoss)
     }
 
+    /// The book's `SimpleConvNet` (ch07): Convolution of `filters` filters of
+    /// `kernel × kernel` (stride 1, no padding) over `input`, ReLU, 2×2 max pooling (stride 2),
+    /// Affine to `hidden`, ReLU, Affine to `classes`, SoftmaxWithLoss. The book's run:
+    /// `simple_conv_net(Dims::new(1, 28, 28), 30, 5, 100, 10)`.
+    pub const fn simple_conv_net(
+        input: Dims,
+        filters: usize,
+        kernel: usize,
+        hidden: usize,
+        classes: usize,
+    ) -> Self {
+        let conv = Convolution::new(input, filters, kernel);
+        let pool = Layer::Pooling {
+            h: 2,
+            w: 2,
+            stride: 2,
+        };
+        let pooled = pool.output_dims(conv.output_dims());
+        NetSpec::new(&[
+            Layer::Convolution(conv),
+            Layer::Relu,
+            pool,
+            Layer::Affine {
+                input: pooled.len(),
+                output: hidden,
+            },
+            Layer::Relu,
+            Layer::Affine {
+                input: hidden,
+                output: classes,
+            },
+            Layer::SoftmaxWithLoss,
+        ])
+    }
+
+    /// The book's `DeepConvNet` (ch08) for 1 × 28 × 28 images and 10 classes: three times two
+    /// Convolutions of 3×3 filters (16, 16, then 32, 32 (the second with padding 2), then 64,
+    /// 64; padding 1 otherwise), each with a ReLU, and a 2×2 max pooling; then Affine 50,
+    /// ReLU, Dropout 0.5, Affine 10, Dropout 0.5, SoftmaxWithLoss.
+    pub const fn deep_conv_net() -> Self {
+        const fn conv(input: Dims, filters: usize, pad: usize) -> Convolution {
+            Convolution::new(input, filters, 3).pad(pad)
+        }
+        const POOL: Layer = Layer::Pooling {
+            h: 2,
+            w: 2,
+            stride: 2,
+        };
+        let c1 = conv(Dims::new(1, 28, 28), 16, 1);
+        let c2 = conv(c1.output_dims(), 16, 1);
+        let c3 = conv(POOL.output_dims(c2.output_dims()), 32, 1);
+        let c4 = conv(c3.output_dims(), 32, 2);
+        let c5 = conv(POOL.output_dims(c4.output_dims()), 64, 1);
+        let c6 = conv(c5.output_dims(), 64, 1);
+        let flat = POOL.output_dims(c6.output_dims()).len();
+        NetSpec::new(&[
+            Layer::Convolution(c1),
+            Layer::Relu,
+            Layer::Convolution(c2),
+            Layer::Relu,
+            POOL,
+            Layer::Convolution(c3),
+            Layer::Relu,
+            Layer::Convolution(c4),
+            Layer::Relu,
+            POOL,
+            Layer::Convolution(c5),
+            Layer::Relu,
+            Layer::Convolution(c6),
+            Layer::Relu,
+            POOL,
+            Layer::Affine {
+                input: flat,
+                output: 50,
+            },
+            Layer::Relu,
+            Layer::Dropout { ratio: 0.5 },
+            Layer::Affine {
+                input: 50,
+                output: 10,
+            },
+            Layer::Dropout { ratio: 0.5 },
+            Layer::SoftmaxWithLoss,
+        ])
+    }
+
     /// This list with `layer` appended (counted, and cut off past [`MAX_LAYERS`]).
     pub const fn push(mut self, layer: Layer) -> Self {
         if self.len < MAX_LAYERS {
@@ -1236,6 +1322,37 @@ mod tests {
         );
         assert_eq!(BN.state_len(), 400);
         assert_eq!(BN.tensor("gamma2").map(|t| t.offset), Some(w1 + 10400));
+    }
+
+    #[test]
+    fn the_books_conv_nets_have_its_shapes() {
+        let simple = NetSpec::simple_conv_net(Dims::new(1, 28, 28), 30, 5, 100, 10);
+        assert!(simple.validate().is_ok());
+        let shapes: std::vec::Vec<_> = simple.tensors().map(|t| (t.name, t.len())).collect();
+        assert_eq!(
+            shapes,
+            [
+                ("W1", 750),
+                ("b1", 30),
+                ("W2", 4320 * 100),
+                ("b2", 100),
+                ("W3", 1000),
+                ("b3", 10)
+            ]
+        );
+        let deep = NetSpec::deep_conv_net();
+        assert!(deep.validate().is_ok());
+        assert_eq!(deep.len(), 21);
+        // The book's `pre_node_nums`: 64·4·4 into the first Affine.
+        assert_eq!(
+            deep.tensor("W7").map(|t| (t.rows, t.cols)),
+            Some((1024, 50))
+        );
+        assert_eq!(
+            deep.tensor("W4").map(|t| (t.rows, t.cols)),
+            Some((32, 32 * 9))
+        );
+        assert_eq!(deep.output_size(), 10);
     }
 
     #[test]

@@ -14,13 +14,25 @@ pub fn sizes(spec: &NetSpec) -> String {
     parts.join("-")
 }
 
-/// The layer list, one name per layer: `Affine(784,100) BatchNorm Relu … SoftmaxWithLoss`.
+/// The layer list, one name per layer: `Conv(30x5x5) Relu Pool(2x2,stride 2) Affine(4320,100)
+/// … SoftmaxWithLoss`.
 pub fn layers(spec: &NetSpec) -> String {
     spec.layers()
         .iter()
         .map(|l| match *l {
             Layer::Affine { input, output } => format!("Affine({input},{output})"),
             Layer::Dropout { ratio } => format!("Dropout({ratio})"),
+            Layer::Convolution(c) => {
+                let mut s = format!("Conv({}x{}x{}", c.filters, c.kernel_h, c.kernel_w);
+                if c.stride != 1 {
+                    s += &format!(",stride {}", c.stride);
+                }
+                if c.pad != 0 {
+                    s += &format!(",pad {}", c.pad);
+                }
+                s + ")"
+            }
+            Layer::Pooling { h, w, stride } => format!("Pool({h}x{w},stride {stride})"),
             other => other.name().to_string(),
         })
         .collect::<Vec<_>>()

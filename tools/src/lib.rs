@@ -10,6 +10,7 @@ pub mod format;
 pub mod gradcheck;
 pub mod mnist;
 pub mod modelfile;
+pub mod netarg;
 pub mod peak;
 pub mod pixels;
 pub mod plot;

@@ -8,10 +8,11 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zeronn::gemm::Backend;
 use zeronn::optimizer::OptimizerKind;
-use zeronn::{Activation, NetSpec, WeightInit};
+use zeronn::{Activation, Layer, NetSpec, WeightInit};
 use zeronn_tools::format::py_repr;
 use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
 use zeronn_tools::mnist::{self, Mnist};
+use zeronn_tools::netarg::{MNIST, Preset, parse_net};
 use zeronn_tools::progress::Progress;
 use zeronn_tools::sparse::EvalSet;
 use zeronn_tools::train::{Event, TrainConfig, accuracy, train};
@@ -113,9 +114,15 @@ impl From<OptimizerArg> for OptimizerKind {
     }
 }
 
-/// The net, as the book's `MultiLayerNetExtend` takes it.
+/// The net, as the book's `MultiLayerNetExtend` takes it, or a layer list, or a preset.
 #[derive(Args)]
 struct NetArgs {
+    /// One of the book's conv nets, with its script's settings (init, Adam lr 0.001, 20 epochs) unless given
+    #[arg(long, value_enum, conflicts_with = "net")]
+    preset: Option<Preset>,
+    /// A layer list, comma-separated, e.g. conv30x5,relu,pool2,100,relu,10 (conv<F>x<K>[s<S>][p<P>], pool<K>[s<S>], <N> for an Affine, relu, sigmoid, bn, dropout[<R>]; SoftmaxWithLoss appended)
+    #[arg(long, value_name = "LAYERS", conflicts_with_all = ["hidden", "batch_norm", "dropout", "activation"])]
+    net: Option<String>,
     /// Hidden layer sizes, comma-separated: 50 is the chapter 5 net, 100,100,100,100 a chapter 6 one
     #[arg(
         long,
@@ -127,9 +134,9 @@ struct NetArgs {
     /// Hidden activation
     #[arg(long, value_enum, default_value = "relu")]
     activation: ActivationArg,
-    /// Initial weights: a standard deviation, xavier (or sigmoid: sqrt(1/n)), he (or relu: sqrt(2/n))
-    #[arg(long, default_value = "0.01", value_parser = parse_init, value_name = "STD|xavier|he")]
-    weight_init_std: WeightInit,
+    /// Initial weights: a standard deviation, xavier (or sigmoid: sqrt(1/n)), he (or relu: sqrt(2/n)) [default: 0.01, or the preset's]
+    #[arg(long, value_parser = parse_init, value_name = "STD|xavier|he")]
+    weight_init_std: Option<WeightInit>,
     /// A BatchNorm after each hidden Affine
     #[arg(long)]
     batch_norm: bool,
@@ -165,10 +172,18 @@ impl NetArgs {
             ActivationArg::Relu => Activation::Relu,
             ActivationArg::Sigmoid => Activation::Sigmoid,
         };
-        cfg.weight_init = self.weight_init_std;
+        cfg.weight_init = self
+            .weight_init_std
+            .or(self.preset.map(Preset::weight_init))
+            .unwrap_or(TrainConfig::default().weight_init);
         cfg.batch_norm = self.batch_norm;
         cfg.dropout = self.dropout;
         cfg.weight_decay = self.weight_decay;
+        cfg.net = match (&self.net, self.preset) {
+            (Some(text), _) => Some(parse_net(text, MNIST, 10)?),
+            (None, Some(p)) => Some(p.spec()),
+            (None, None) => None,
+        };
         let spec = cfg.spec(784, 10);
         spec.validate()
             .map_err(|e| format!("--hidden {:?}: {e}", self.hidden))?;
@@ -205,16 +220,16 @@ struct TrainArgs {
     data: DataArgs,
     #[command(flatten)]
     net: NetArgs,
-    /// The optimizer
-    #[arg(long, value_enum, default_value = "sgd")]
-    optimizer: OptimizerArg,
+    /// The optimizer [default: sgd, or the preset's adam]
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
     /// Mini-batch size (sampled with replacement)
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
     /// Learning rate [default: 0.1 for sgd (the chapter 5 run), else the book's: 0.01, Adam 0.001]
     #[arg(long)]
     lr: Option<f64>,
-    /// Iterations [default: 10000]
+    /// Iterations [default: 10000, or the preset's 20 epochs]
     #[arg(long, conflicts_with = "epochs")]
     iters: Option<usize>,
     /// Epochs of train size / batch size iterations each, instead of --iters
@@ -383,7 +398,12 @@ fn positive(name: &str, v: usize) -> Result<usize> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
-    let kind = OptimizerKind::from(a.optimizer);
+    let preset = a.net.preset;
+    let kind = match (a.optimizer, preset) {
+        (Some(o), _) => OptimizerKind::from(o),
+        (None, Some(_)) => OptimizerKind::Adam,
+        (None, None) => OptimizerKind::Sgd,
+    };
     let lr = a.lr.unwrap_or(match kind {
         OptimizerKind::Sgd => 0.1,
         k => k.default_lr(),
@@ -407,7 +427,18 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         ..TrainConfig::default()
     };
     a.net.apply(&mut cfg)?;
+    // A net given whole: the test set once more after the last step, as the book's Trainer.
+    cfg.final_eval = cfg.net.is_some();
     let threads = positive("threads", a.threads)?;
+    if threads > 1
+        && cfg
+            .net
+            .is_some_and(|n| !matches!(n.layers()[0], Layer::Affine { .. }))
+    {
+        return Err(
+            "--threads: a net that does not start with an Affine trains on 1 thread for now".into(),
+        );
+    }
     let train_size = a
         .train_size
         .map(|n| positive("train-size", n))
@@ -425,8 +456,18 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         }
         data.train = data.train.head(n);
     }
-    if let Some(e) = a.epochs {
+    let epochs = a
+        .epochs
+        .or(preset.filter(|_| a.iters.is_none()).map(|_| Preset::EPOCHS));
+    if let Some(e) = epochs {
         cfg.iters = positive("epochs", e)?.saturating_mul(cfg.iter_per_epoch(data.train.len()));
+    }
+    let inputs = cfg.spec(data.train.pixels, 10).input_size();
+    if inputs != data.train.pixels {
+        return Err(format!(
+            "the net takes {inputs} values per image, the images have {} pixels",
+            data.train.pixels
+        ));
     }
     let spec = cfg.spec(data.train.pixels, 10);
     if a.save.is_some() {
@@ -459,6 +500,12 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     }
     .map_err(|e| e.to_string())?;
     progress.clear();
+    if let Some(acc) = report.final_test_acc {
+        eprintln!(
+            "final test accuracy (after the last iteration) {}",
+            py_repr(acc)
+        );
+    }
     let total = start.elapsed();
     let tail = report.losses.len().min(100);
     let loss = if tail == 0 {
@@ -508,11 +555,15 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
 /// The net and optimizer of a run, for its header line: `784-50-10 Relu` for the chapter 5
 /// run, with whatever differs from it after.
 fn describe_run(cfg: &TrainConfig, spec: &NetSpec) -> String {
-    let mut s = format!(
-        "{} {:?}",
-        zeronn_tools::describe::sizes(spec),
-        cfg.activation
-    );
+    let mut s = if cfg.net.is_some() {
+        zeronn_tools::describe::layers(spec)
+    } else {
+        format!(
+            "{} {:?}",
+            zeronn_tools::describe::sizes(spec),
+            cfg.activation
+        )
+    };
     if cfg.batch_norm {
         s += " BatchNorm";
     }

@@ -9,7 +9,7 @@
 //! columns), so results agree to rounding (tested against the dense `train_step`), and the
 //! rows of blank pixels are left exactly unchanged.
 
-use zeronn::{Net, Sgd};
+use zeronn::{Layer, Net, Sgd};
 
 use crate::mnist::Split;
 use crate::pixels;
@@ -359,6 +359,8 @@ pub struct EvalSet {
     /// The labels, in the order of the chunks.
     labels: Vec<u8>,
     chunks: Vec<EvalChunk>,
+    /// Pixels per image.
+    pixels: usize,
 }
 
 impl EvalSet {
@@ -390,6 +392,7 @@ impl EvalSet {
         EvalSet {
             labels: order.iter().map(|&r| data.t[r]).collect(),
             chunks,
+            pixels: data.pixels,
         }
     }
 
@@ -418,12 +421,32 @@ impl EvalSet {
         ws: &mut [f32],
     ) -> zeronn::Result<usize> {
         let mut correct = 0;
+        // A net that does not start with an Affine sees whole images: the chunk spread back
+        // over the blank pixels.
+        let dense = !matches!(net.spec().layers().first(), Some(Layer::Affine { .. }));
         for c in &self.chunks[c0..c1] {
             let len = (c.hi - c.lo) * c.active.len();
             scratch.x.resize(len, 0.0);
             let x = &mut scratch.x[..len];
             pixels::to_unit_f32(&c.raw, x);
-            correct += net.count_correct_active(x, &c.active, &self.labels[c.lo..c.hi], ws)?;
+            let t = &self.labels[c.lo..c.hi];
+            if dense {
+                let n = self.pixels;
+                scratch.dense.clear();
+                scratch.dense.resize((c.hi - c.lo) * n, 0.0);
+                for (row, compact) in scratch
+                    .dense
+                    .chunks_exact_mut(n)
+                    .zip(x.chunks_exact(c.active.len().max(1)))
+                {
+                    for (&a, &v) in c.active.iter().zip(compact) {
+                        row[a] = v;
+                    }
+                }
+                correct += net.count_correct(&scratch.dense, t, ws)?;
+            } else {
+                correct += net.count_correct_active(x, &c.active, t, ws)?;
+            }
         }
         Ok(correct)
     }
@@ -532,4 +555,6 @@ fn extent(mask: &[u64], lo: usize, len: usize) -> Option<(usize, usize)> {
 #[derive(Debug, Default)]
 pub struct EvalScratch {
     x: Vec<f32>,
+    /// Whole images, for a net that does not start with an Affine.
+    dense: Vec<f32>,
 }

@@ -16,6 +16,9 @@ use crate::sparse::{self, EvalSet};
 /// Hyperparameters; `Default` is the book's chapter 5 run.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
+    /// A whole layer list (`--net`, `--preset`: a conv net, say), instead of the
+    /// `MultiLayerNetExtend` of the fields below.
+    pub net: Option<NetSpec>,
     /// Hidden layer sizes (`hidden_size = 50`; chapter 6's `hidden_size_list`).
     pub hidden: Vec<usize>,
     /// Hidden activation.
@@ -43,6 +46,9 @@ pub struct TrainConfig {
     pub eval_every: Option<usize>,
     /// The gemm backend.
     pub backend: Backend,
+    /// Evaluate the test set once more after the last iteration (the book's "Final Test
+    /// Accuracy" of its `Trainer`).
+    pub final_eval: bool,
 }
 
 impl TrainConfig {
@@ -65,8 +71,12 @@ impl TrainConfig {
         self.iters.div_ceil(self.iter_per_epoch(train_size))
     }
 
-    /// The net: `inputs`, the hidden layers, `classes` (the book's `MultiLayerNetExtend`).
+    /// The net: the layer list given, or `inputs`, the hidden layers, `classes` (the book's
+    /// `MultiLayerNetExtend`).
     pub fn spec(&self, inputs: usize, classes: usize) -> NetSpec {
+        if let Some(net) = self.net {
+            return net;
+        }
         NetSpec::mlp(
             inputs,
             &self.hidden,
@@ -105,6 +115,8 @@ impl Default for TrainConfig {
             seed: 0,
             eval_every: None,
             backend: Backend::Auto,
+            net: None,
+            final_eval: false,
         }
     }
 }
@@ -139,6 +151,9 @@ pub struct TrainReport {
     pub losses: Vec<f32>,
     /// The evaluations.
     pub epochs: Vec<Epoch>,
+    /// Accuracy on the test set after the last iteration, if asked
+    /// ([`TrainConfig::final_eval`]).
+    pub final_test_acc: Option<f64>,
     /// Time in sampling, gradient and update.
     pub train_time: Duration,
     /// Time in evaluation.
@@ -189,8 +204,9 @@ pub fn new_net(
 
 /// One net in training: the net, its optimizer, and the buffers a step needs. A step is
 /// the book's two lines, `grads = network.gradient(x_batch, t_batch)` and
-/// `optimizer.update(network.params, grads)`, on the batch's non-blank pixels (exactly: see
-/// `sparse.rs`), with plain SGD fused into the backward products.
+/// `optimizer.update(network.params, grads)`, with plain SGD fused into the backward
+/// products; a net whose first layer is an Affine runs on the batch's non-blank pixels only
+/// (exactly: see `sparse.rs`).
 #[derive(Debug)]
 pub struct Trainer {
     /// The net.
@@ -230,7 +246,8 @@ impl Trainer {
             optimizer,
             sgd: Sgd::new(cfg.lr as f32),
             fused,
-            sparse: cfg.backend != Backend::MatrixMultiply,
+            sparse: cfg.backend != Backend::MatrixMultiply
+                && matches!(spec.layers().first(), Some(zeronn::Layer::Affine { .. })),
             dropout: spec
                 .layers()
                 .iter()
@@ -245,6 +262,12 @@ impl Trainer {
     pub fn step(&mut self, data: &Split, idx: &[usize], i: usize) -> zeronn::Result<f32> {
         if self.dropout {
             self.net.seed_dropout(dropout_seed(self.seed, i));
+        }
+        if self.fused && !self.sparse {
+            data.gather(idx, &mut self.x, &mut self.t);
+            return self
+                .net
+                .train_step(&self.x, &self.t, &self.sgd, &mut self.ws);
         }
         if self.fused {
             // Gradient by backpropagation and the SGD update, fused, on the batch's non-blank
@@ -352,6 +375,14 @@ pub fn train(
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
         }
     }
+    let final_test_acc = if cfg.final_eval {
+        let start = Instant::now();
+        let acc = trainer.accuracy(&eval_test)?;
+        eval_time += start.elapsed();
+        Some(acc)
+    } else {
+        None
+    };
     let (params, state) = trainer.net.into_parts();
     Ok(TrainReport {
         spec,
@@ -359,6 +390,7 @@ pub fn train(
         state,
         losses,
         epochs,
+        final_test_acc,
         train_time,
         eval_time,
     })

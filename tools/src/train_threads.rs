@@ -870,12 +870,23 @@ pub fn train_threads(
     }
     let (losses, epochs, train_time, eval_time) =
         report.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (params, state) = (params.into_inner(), state.into_inner());
+    let final_test_acc = if cfg.final_eval {
+        let net =
+            zeronn::Net::with_state(spec, &params[..], &state[..])?.with_backend(cfg.backend)?;
+        let mut ws = vec![0.0f32; spec.workspace_len(crate::train::EVAL_CHUNK)];
+        let test = crate::sparse::EvalSet::new(&data.test, crate::train::EVAL_CHUNK);
+        Some(test.accuracy(&net, &mut ws)?)
+    } else {
+        None
+    };
     Ok(TrainReport {
         spec,
-        params: params.into_inner(),
-        state: state.into_inner(),
+        params,
+        state,
         losses,
         epochs,
+        final_test_acc,
         train_time,
         eval_time,
     })

@@ -602,6 +602,98 @@ fn chapter_6_nets_train_save_evaluate_and_check_their_gradients() {
 }
 
 #[test]
+fn conv_nets_train_save_evaluate_and_check_their_gradients() {
+    let data = fake_mnist("conv", 120, 30);
+    let out = Scratch::new("conv-out");
+    let m = out.path("conv.zrnn");
+    let net = "conv4x5s2p1,relu,pool2,bn,12,relu,dropout0.2,10";
+    let o = zeronn(
+        &[
+            "train",
+            "--net",
+            net,
+            "--seed",
+            "2",
+            "--no-progress",
+            "--optimizer",
+            "adam",
+            "--batch-size",
+            "20",
+            "--iters",
+            "7",
+            "--eval-every",
+            "3",
+            "--save",
+            m.to_str().unwrap(),
+        ],
+        Some(&data.0),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("Conv(4x5x5,stride 2,pad 1) Relu Pool(2x2,stride 2) BatchNorm Affine(144,12)"),
+        "{err}"
+    );
+    let lines = epochs(&stdout(&o));
+    assert_eq!(lines.len(), 3);
+    let final_acc: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("final test accuracy (after the last iteration) "))
+        .and_then(|v| v.parse().ok())
+        .expect("a final test accuracy");
+    let e = zeronn(&["eval", "--model", m.to_str().unwrap()], Some(&data.0));
+    assert!(e.status.success(), "{}", stderr(&e));
+    let acc: f64 = stdout(&e)
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .expect("test accuracy: A (n/N)");
+    assert_eq!(
+        acc, final_acc,
+        "eval of the saved model = the run's final evaluation"
+    );
+
+    // The gradient check of a small conv net, one line per tensor (a sigmoid after the
+    // convolution: blank patches give exactly b1 = 0, where a ReLU has its kink).
+    let o = zeronn(
+        &[
+            "gradcheck",
+            "--net",
+            "conv2x3s3,sigmoid,pool3,6,relu,10",
+            "--samples",
+            "2",
+            "--weight-init-std",
+            "he",
+        ],
+        Some(&data.0),
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let names: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["W1", "b1", "W2", "b2", "W3", "b3"]);
+
+    // Shapes that do not fit: the layer is named; conflicting flags refused.
+    let o = zeronn(
+        &[
+            "train",
+            "--net",
+            "conv30x5,relu,pool2,pool2,pool2,pool2,pool2,10",
+        ],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "layer 7 'pool2'");
+    let o = zeronn(
+        &["train", "--net", "conv30x5,relu,pool2,100"],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "10 classes");
+    let o = zeronn(&["train", "--net", "10", "--hidden", "50"], Some(&data.0));
+    assert!(!o.status.success());
+}
+
+#[test]
 fn every_experiment_writes_its_csv_and_png() {
     let data = fake_mnist("exp", 200, 40);
     let out = Scratch::new("exp-out");
