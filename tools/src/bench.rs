@@ -323,8 +323,8 @@ pub fn time_eval_pass(
 }
 
 /// Floating-point operations of the dense products of one training step of `spec` on
-/// `batch` rows: forward `X·W` of every Affine, backward `dW` of every Affine and `dX` of every
-/// Affine but the first (the gradient of the input is not needed). What the book's NumPy code
+/// `batch` rows: forward `X·W` of every Affine (and `W ⋆ X` of every Convolution), backward
+/// `dW` of each and `dX` of each but the first (the gradient of the input is not needed). What the book's NumPy code
 /// computes; zeronn skips the pixels blank across the mini-batch, so it executes fewer.
 pub fn step_flops(spec: impl Into<NetSpec>, batch: usize) -> f64 {
     let spec = spec.into();
@@ -333,19 +333,93 @@ pub fn step_flops(spec: impl Into<NetSpec>, batch: usize) -> f64 {
     2.0 * batch as f64 * (2.0 * macs.iter().sum::<f64>() + dx)
 }
 
-/// Floating-point operations of the dense forward products (`X·W` of every Affine) of `spec`
-/// on `rows` images.
+/// Floating-point operations of the dense forward products (`X·W` of every Affine, `W ⋆ X`
+/// of every Convolution) of `spec` on `rows` images.
 pub fn forward_flops(spec: impl Into<NetSpec>, rows: usize) -> f64 {
     let spec = spec.into();
     2.0 * rows as f64 * affine_macs(&spec).sum::<f64>()
 }
 
-/// Multiply-adds per sample of each Affine's product.
+/// Multiply-adds per sample of each Affine's and Convolution's product.
 fn affine_macs(spec: &NetSpec) -> impl Iterator<Item = f64> + '_ {
     spec.layers().iter().filter_map(|l| match *l {
         Layer::Affine { input, output } => Some(input as f64 * output as f64),
+        Layer::Convolution(c) => Some(c.macs() as f64),
         _ => None,
     })
+}
+
+/// The run of the book's script for a conv net preset on `backend` (seed 1).
+pub fn conv_config(preset: crate::netarg::Preset, backend: Backend) -> crate::train::TrainConfig {
+    use zeronn::optimizer::OptimizerKind;
+    crate::train::TrainConfig {
+        net: Some(preset.spec()),
+        weight_init: preset.weight_init(),
+        optimizer: OptimizerKind::Adam,
+        lr: 0.001,
+        batch_size: 100,
+        seed: 1,
+        backend,
+        ..crate::train::TrainConfig::default()
+    }
+}
+
+/// Median seconds of one training step (Adam, batch 100) of a conv net preset on MNIST's
+/// training images, and the step's dense floating-point operations.
+pub fn time_conv_step(
+    preset: crate::netarg::Preset,
+    backend: Backend,
+    data: &crate::mnist::Split,
+    reps: usize,
+) -> zeronn::Result<(f64, f64)> {
+    let cfg = conv_config(preset, backend);
+    let spec = cfg.spec(data.pixels, 10);
+    let mut rng = seeded(1);
+    let mut trainer = crate::train::Trainer::new(&cfg, spec, &mut rng)?;
+    let masks: Vec<Vec<usize>> = (0..8)
+        .map(|_| {
+            let mut m = vec![0usize; cfg.batch_size];
+            random::choice(&mut rng, data.len(), &mut m);
+            m
+        })
+        .collect();
+    let (mut result, mut i) = (Ok(()), 0);
+    let t = median_time(reps, masks.len(), || {
+        if let Err(e) = trainer.step(data, &masks[i % masks.len()], i) {
+            result = Err(e);
+        }
+        i += 1;
+    });
+    result.map(|_| (t.as_secs_f64(), step_flops(spec, cfg.batch_size)))
+}
+
+/// Median seconds per image of inference (`predict`) of a conv net preset, freshly
+/// initialised, on MNIST test images in batches of `batch`, and the dense floating-point
+/// operations per image.
+pub fn time_conv_infer(
+    preset: crate::netarg::Preset,
+    backend: Backend,
+    test: &crate::mnist::Split,
+    batch: usize,
+    reps: usize,
+) -> zeronn::Result<(f64, f64)> {
+    let cfg = conv_config(preset, backend);
+    let spec = preset.spec();
+    let net = crate::train::new_net(&cfg, spec, &mut seeded(1))?;
+    let n = 200usize.div_ceil(batch) * batch;
+    let x = test.head(n.min(test.len())).x_f32();
+    let rows = x.len() / spec.input_size();
+    let mut ws = vec![0.0f32; spec.workspace_len(batch)];
+    let (mut result, mut at) = (Ok(()), 0);
+    let width = batch * spec.input_size();
+    let t = median_time(reps, 8, || {
+        let start = (at % (rows / batch).max(1)) * width;
+        if let Err(e) = net.predict(&x[start..start + width], &mut ws) {
+            result = Err(e);
+        }
+        at += 1;
+    });
+    result.map(|_| (t.as_secs_f64() / batch as f64, forward_flops(spec, 1)))
 }
 
 /// The book's chapter 5 run (the default configuration, seed 1) on `backend`.

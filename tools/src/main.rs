@@ -309,6 +309,9 @@ struct BenchArgs {
     /// Whole runs per figure of the whole book run, on 1 and 2 threads (0: skip them)
     #[arg(long, default_value_t = 3, value_name = "N")]
     whole_reps: usize,
+    /// The conv nets too (SimpleConvNet, DeepConvNet): training step, inference at batch 100 and 1
+    #[arg(long)]
+    conv: bool,
 }
 
 #[derive(Args)]
@@ -801,6 +804,33 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             1e6,
             "µs",
         );
+        if a.conv {
+            for preset in [Preset::SimpleConvnet, Preset::DeepConvnet] {
+                let name = match preset {
+                    Preset::SimpleConvnet => "SimpleConvNet",
+                    Preset::DeepConvnet => "DeepConvNet",
+                };
+                row(
+                    &format!("{name} training step (Adam, batch 100)"),
+                    &|b| {
+                        bench::time_conv_step(preset, b, &d.train, reps).map_err(|e| e.to_string())
+                    },
+                    1e3,
+                    "ms",
+                );
+                for batch in [100, 1] {
+                    row(
+                        &format!("{name} inference per image, batch {batch}"),
+                        &|b| {
+                            bench::time_conv_infer(preset, b, &d.test, batch, reps)
+                                .map_err(|e| e.to_string())
+                        },
+                        1e6,
+                        "µs",
+                    );
+                }
+            }
+        }
         if a.whole_reps > 0 {
             let book = TrainConfig::default();
             let evaluations = book.evaluations(d.train.len());
