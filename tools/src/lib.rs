@@ -3,6 +3,7 @@
 //! formatting. `main.rs` is the command line around it.
 
 pub mod bench;
+pub mod data_parallel;
 pub mod describe;
 pub mod experiment;
 pub mod export;

@@ -253,7 +253,7 @@ struct TrainArgs {
     /// No progress bar, even on a terminal
     #[arg(long)]
     no_progress: bool,
-    /// Threads: each step split by input features (pixels), evaluations by images; bit-reproducible for a given count (with --backend matrixmultiply, the picked rows of W1 are copied out for the crate and back)
+    /// Threads: each step split by input features (pixels), or, for a net that does not start with an Affine (a conv net), by images; evaluations by images; bit-reproducible for a given count (with --backend matrixmultiply, the picked rows of W1 are copied out for the crate and back)
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
@@ -433,15 +433,6 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     // A net given whole: the test set once more after the last step, as the book's Trainer.
     cfg.final_eval = cfg.net.is_some();
     let threads = positive("threads", a.threads)?;
-    if threads > 1
-        && cfg
-            .net
-            .is_some_and(|n| !matches!(n.layers()[0], Layer::Affine { .. }))
-    {
-        return Err(
-            "--threads: a net that does not start with an Affine trains on 1 thread for now".into(),
-        );
-    }
     let train_size = a
         .train_size
         .map(|n| positive("train-size", n))
@@ -496,10 +487,13 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             println!("{} {}", py_repr(e.train_acc), py_repr(e.test_acc));
         }
     };
+    let first_affine = matches!(spec.layers().first(), Some(Layer::Affine { .. }));
     let report = if threads == 1 {
         train(&cfg, &data, on_event)
-    } else {
+    } else if first_affine {
         zeronn_tools::train_threads::train_threads(&cfg, &data, threads, on_event)
+    } else {
+        zeronn_tools::data_parallel::train_data_parallel(&cfg, &data, threads, on_event)
     }
     .map_err(|e| e.to_string())?;
     progress.clear();

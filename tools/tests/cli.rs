@@ -653,6 +653,33 @@ fn conv_nets_train_save_evaluate_and_check_their_gradients() {
         "eval of the saved model = the run's final evaluation"
     );
 
+    // Two threads, the batch's images shared out: bit for bit the same run twice.
+    let two = |name: &str| {
+        let m = out.path(name);
+        let o = zeronn(
+            &[
+                "train",
+                "--net",
+                net,
+                "--seed",
+                "4",
+                "--no-progress",
+                "--batch-size",
+                "20",
+                "--iters",
+                "5",
+                "--threads",
+                "2",
+                "--save",
+                m.to_str().unwrap(),
+            ],
+            Some(&data.0),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(m).unwrap()
+    };
+    assert_eq!(two("a.zrnn"), two("b.zrnn"));
+
     // The gradient check of a small conv net, one line per tensor (a sigmoid after the
     // convolution: blank patches give exactly b1 = 0, where a ReLU has its kink).
     let o = zeronn(

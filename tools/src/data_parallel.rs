@@ -1,0 +1,214 @@
+//! Training on several threads by splitting each mini-batch's images among them: the nets
+//! that do not start with an Affine (the conv nets), whose first layer cannot be split by
+//! input features as `train_threads.rs` splits an MLP's.
+//!
+//! A step: each thread copies the parameters, takes its share of the batch's images, and runs
+//! backprop on them as part of the whole batch (`Net::gradient_part`: loss and gradient are
+//! means over the whole batch); the parts' gradients are added in thread order, weight decay
+//! added once, and the optimizer updates the parameters. The sum's order depends on the thread
+//! count only, so a run is bit-reproducible for a given count. Dropout masks are drawn per part
+//! from the step's seed and the part's number. A BatchNorm normalises each part with the part's
+//! own statistics (and keeps the running ones of the first part).
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use zeronn::optimizer::{AnyOptimizer, Optimizer};
+use zeronn::random::{self, seeded};
+use zeronn::{Layer, Net};
+
+use crate::mnist::Mnist;
+use crate::sparse::{EvalScratch, EvalSet};
+use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, dropout_seed, new_net};
+
+/// One thread's net and buffers.
+struct Worker {
+    net: Net<f32, Vec<f32>>,
+    grads: Vec<f32>,
+    ws: Vec<f32>,
+    x: Vec<f32>,
+    t: Vec<u8>,
+    loss: zeronn::Result<f32>,
+}
+
+/// Rows `0..batch` in `parts` contiguous shares, the first ones a row longer.
+fn shares(batch: usize, parts: usize) -> Vec<Range<usize>> {
+    let (q, r) = (batch / parts, batch % parts);
+    let mut at = 0;
+    (0..parts)
+        .map(|p| {
+            let len = q + usize::from(p < r);
+            at += len;
+            at - len..at
+        })
+        .collect()
+}
+
+/// Accuracy of `net` on `set`, its chunks shared out to `threads` threads.
+fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::Result<f64> {
+    let spec = *net.spec();
+    let parts = shares(set.chunks(), threads);
+    let counts: Vec<zeronn::Result<usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|r| {
+                let r = r.clone();
+                s.spawn(move || {
+                    let mut ws = vec![0.0f32; spec.workspace_len(EVAL_CHUNK)];
+                    let mut scratch = EvalScratch::default();
+                    set.count_correct(net, (r.start, r.end), &mut scratch, &mut ws)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or(Err(zeronn::Error::Unsupported {
+                    what: "a thread panicked",
+                }))
+            })
+            .collect()
+    });
+    let mut correct = 0;
+    for c in counts {
+        correct += c?;
+    }
+    Ok(correct as f64 / set.len() as f64)
+}
+
+/// [`crate::train::train`] on `threads` threads, each step's images shared out among them.
+pub fn train_data_parallel(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    threads: usize,
+    mut on_event: impl FnMut(Event<'_>),
+) -> zeronn::Result<TrainReport> {
+    let threads = threads.clamp(1, cfg.batch_size.max(1));
+    let train_size = data.train.len();
+    let spec = cfg.spec(data.train.pixels, 10);
+    let iter_per_epoch = cfg.iter_per_epoch(train_size);
+    let mut rng = seeded(cfg.seed);
+    // The same initial weights as on one thread.
+    let mut net = new_net(cfg, spec, &mut rng)?;
+    let lambda = net.weight_decay();
+    let mut opt = AnyOptimizer::<f32>::new(cfg.optimizer, cfg.lr)?;
+    let mut opt_state = vec![0.0f32; opt.state_len(spec.param_len())];
+    let parts = shares(cfg.batch_size, threads);
+    let dropout = spec
+        .layers()
+        .iter()
+        .any(|l| matches!(l, Layer::Dropout { .. }));
+    let mut workers = parts
+        .iter()
+        .map(|r| {
+            // Weight decay is added once, to the sum.
+            let net = Net::with_state(spec, net.params().to_vec(), net.state().to_vec())?
+                .with_backend(cfg.backend)?;
+            Ok(Worker {
+                net,
+                grads: vec![0.0f32; spec.param_len()],
+                ws: vec![0.0f32; spec.workspace_len(r.len())],
+                x: vec![0.0f32; r.len() * spec.input_size()],
+                t: vec![0u8; r.len()],
+                loss: Ok(0.0),
+            })
+        })
+        .collect::<zeronn::Result<Vec<_>>>()?;
+    let (eval_train, eval_test) = (
+        EvalSet::new_on(&data.train, EVAL_CHUNK, threads),
+        EvalSet::new_on(&data.test, EVAL_CHUNK, threads),
+    );
+    let mut mask = vec![0usize; cfg.batch_size];
+    let mut grads = vec![0.0f32; spec.param_len()];
+    let (mut losses, mut epochs) = (Vec::with_capacity(cfg.losses_capacity()), Vec::new());
+    let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..cfg.iters {
+        let start = Instant::now();
+        // Sample a mini-batch.
+        random::choice(&mut rng, train_size, &mut mask);
+        // Gradient: each part on its thread.
+        let (params, state) = (net.params(), net.state());
+        std::thread::scope(|s| {
+            for (k, (w, r)) in workers.iter_mut().zip(&parts).enumerate() {
+                let idx = &mask[r.clone()];
+                s.spawn(move || {
+                    w.net.params_mut().copy_from_slice(params);
+                    w.net.state_mut().copy_from_slice(state);
+                    if dropout {
+                        w.net.seed_dropout(dropout_seed(cfg.seed, i) ^ k as u64);
+                    }
+                    data.train.gather(idx, &mut w.x, &mut w.t);
+                    w.loss =
+                        w.net
+                            .gradient_part(&w.x, &w.t, cfg.batch_size, &mut w.grads, &mut w.ws);
+                });
+            }
+        });
+        let mut loss = spec.weight_decay_term(net.params(), lambda);
+        grads.fill(0.0);
+        for w in &workers {
+            loss += w.loss?;
+            for (g, &p) in grads.iter_mut().zip(&w.grads) {
+                *g += p;
+            }
+        }
+        if lambda != 0.0 {
+            for t in spec.tensors().filter(|t| t.name.starts_with('W')) {
+                for (g, &p) in grads[t.range()].iter_mut().zip(&net.params()[t.range()]) {
+                    *g += lambda * p;
+                }
+            }
+        }
+        // Update.
+        opt.update(net.params_mut(), &grads, &mut opt_state)?;
+        net.state_mut().copy_from_slice(workers[0].net.state());
+        train_time += start.elapsed();
+        // Record.
+        losses.push(loss);
+        on_event(Event::Iter(i, loss));
+        if i % iter_per_epoch == 0 {
+            let start = Instant::now();
+            let train_acc = accuracy(&net, &eval_train, threads)?;
+            let test_acc = accuracy(&net, &eval_test, threads)?;
+            eval_time += start.elapsed();
+            epochs.push(Epoch {
+                iter: i,
+                train_acc,
+                test_acc,
+            });
+            on_event(Event::Epoch(&epochs[epochs.len() - 1]));
+        }
+    }
+    let final_test_acc = if cfg.final_eval {
+        let start = Instant::now();
+        let acc = accuracy(&net, &eval_test, threads)?;
+        eval_time += start.elapsed();
+        Some(acc)
+    } else {
+        None
+    };
+    let (params, state) = net.into_parts();
+    Ok(TrainReport {
+        spec,
+        params,
+        state,
+        losses,
+        epochs,
+        final_test_acc,
+        train_time,
+        eval_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_batch_in_order() {
+        assert_eq!(shares(100, 2), [0..50, 50..100]);
+        assert_eq!(shares(10, 3), [0..4, 4..7, 7..10]);
+        assert_eq!(shares(1, 1).len(), 1);
+        assert_eq!(shares(1, 1)[0], 0..1);
+    }
+}
