@@ -162,6 +162,44 @@ pub const CHAPTER6_SHAPES: [Shape; 6] = [
     },
 ];
 
+/// The per-sample products of every Convolution of the book's conv nets: forward
+/// `W·col` (filters × patch × positions), the weights' gradient `dout·colᵀ`, and the patches'
+/// gradient `Wᵀ·dout` (not for a first layer).
+pub fn conv_shapes() -> Vec<Shape> {
+    use crate::netarg::Preset;
+    let mut shapes = Vec::new();
+    for (net, preset) in [
+        ("SimpleConvNet", Preset::SimpleConvnet),
+        ("DeepConvNet", Preset::DeepConvnet),
+    ] {
+        let spec = preset.spec();
+        let convs = spec.layers().iter().filter_map(|l| match l {
+            Layer::Convolution(c) => Some(*c),
+            _ => None,
+        });
+        for (i, c) in convs.enumerate() {
+            let (f, k, p) = (c.filters, c.patch_len(), c.output_dims().plane());
+            let name = |what: &str| -> &'static str {
+                Box::leak(format!("{net} conv{} {what}", i + 1).into_boxed_str())
+            };
+            let shape = |what, m, k, n, a_t, b_t| Shape {
+                name: name(what),
+                m,
+                k,
+                n,
+                a_t,
+                b_t,
+            };
+            shapes.push(shape("W·col (forward)", f, k, p, false, false));
+            shapes.push(shape("dout·colᵀ (dW)", f, p, k, false, true));
+            if i > 0 {
+                shapes.push(shape("Wᵀ·dout (dcol)", k, f, p, true, false));
+            }
+        }
+    }
+    shapes
+}
+
 /// Square sizes of the ladder.
 pub const LADDER: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 

@@ -677,9 +677,15 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             .join(" | ")
     );
     println!("| --- | --- |{}", " --- |".repeat(backends.len()));
+    let conv_shapes = if a.conv {
+        bench::conv_shapes()
+    } else {
+        Vec::new()
+    };
     let shapes = bench::TRAINING_SHAPES
         .iter()
         .chain(&bench::CHAPTER6_SHAPES)
+        .chain(&conv_shapes)
         .copied()
         .chain(bench::LADDER.iter().map(|&s| bench::Shape {
             name: "square",
