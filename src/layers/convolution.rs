@@ -250,8 +250,11 @@ impl Convolution {
             im2col(self, col, xn);
             let dm = MatRef::row_major(dn, fnum, p)?;
             let beta = if n == 0 { T::ZERO } else { T::ONE };
-            let ct = MatRef::row_major(col, k, p)?.t();
-            g.gemm(T::ONE, dm, ct, beta, MatMut::row_major(dw, fnum, k)?)?;
+            // As dWᵀ = col · doutᵀ into dW's transposed view: the operand the gemm must pack
+            // is then doutᵀ (positions × filters), not colᵀ (positions × patch, far larger).
+            let cm = MatRef::row_major(col, k, p)?;
+            let dwt = MatMut::row_major(dw, fnum, k)?.t();
+            g.gemm(T::ONE, cm, dm.t(), beta, dwt)?;
             for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
                 let mut sum = T::ZERO;
                 for &v in row {

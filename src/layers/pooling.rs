@@ -264,15 +264,29 @@ impl Pooling {
                 what: "Pooling argmax (not a position in the window)",
             });
         }
+        // Each window position's offset from the window's corner, looked up (no division per
+        // value) for windows of up to 64 values.
+        const TABLE: usize = 64;
+        let mut table = [0usize; TABLE];
+        for (at, t) in table.iter_mut().enumerate().take(window) {
+            *t = (at / pw) * w + at % pw;
+        }
+        let offset = |at: usize| {
+            if window <= TABLE {
+                table[at]
+            } else {
+                (at / pw) * w + at % pw
+            }
+        };
         dx.fill(T::ZERO);
         for q in 0..batch * self.input.channels {
             let dxp = &mut dx[q * h * w..][..h * w];
             let base = q * od.plane();
             for oy in 0..od.height {
-                for ox in 0..od.width {
-                    let o = base + oy * od.width + ox;
-                    let at = argmax[o].to_f64() as usize;
-                    dxp[(oy * s + at / pw) * w + ox * s + at % pw] += dout[o];
+                let o = base + oy * od.width;
+                let rows = argmax[o..o + od.width].iter().zip(&dout[o..o + od.width]);
+                for (ox, (&a, &d)) in rows.enumerate() {
+                    dxp[oy * s * w + ox * s + offset(a.to_f64() as usize)] += d;
                 }
             }
         }
