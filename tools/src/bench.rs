@@ -410,25 +410,7 @@ pub fn time_conv_step(
     data: &crate::mnist::Split,
     reps: usize,
 ) -> zeronn::Result<(f64, f64)> {
-    let cfg = conv_config(preset, backend);
-    let spec = cfg.spec(data.pixels, 10);
-    let mut rng = seeded(1);
-    let mut trainer = crate::train::Trainer::new(&cfg, spec, &mut rng)?;
-    let masks: Vec<Vec<usize>> = (0..8)
-        .map(|_| {
-            let mut m = vec![0usize; cfg.batch_size];
-            random::choice(&mut rng, data.len(), &mut m);
-            m
-        })
-        .collect();
-    let (mut result, mut i) = (Ok(()), 0);
-    let t = median_time(reps, masks.len(), || {
-        if let Err(e) = trainer.step(data, &masks[i % masks.len()], i) {
-            result = Err(e);
-        }
-        i += 1;
-    });
-    result.map(|_| (t.as_secs_f64(), step_flops(spec, cfg.batch_size)))
+    time_steps(&conv_config(preset, backend), data, 8, reps)
 }
 
 /// Median seconds per image of inference (`predict`) of a conv net preset, freshly
@@ -533,11 +515,21 @@ pub fn time_adam_step(
     data: &crate::mnist::Split,
     reps: usize,
 ) -> zeronn::Result<(f64, f64)> {
-    let cfg = optimizers_config(backend);
+    time_steps(&optimizers_config(backend), data, 200, reps)
+}
+
+/// Median seconds of one training step of the run `cfg` on `data`, over `batches`
+/// mini-batches drawn as a run draws them, and the step's dense floating-point operations.
+fn time_steps(
+    cfg: &crate::train::TrainConfig,
+    data: &crate::mnist::Split,
+    batches: usize,
+    reps: usize,
+) -> zeronn::Result<(f64, f64)> {
     let spec = cfg.spec(data.pixels, 10);
     let mut rng = seeded(1);
-    let mut trainer = crate::train::Trainer::new(&cfg, spec, &mut rng)?;
-    let masks: Vec<Vec<usize>> = (0..200)
+    let mut trainer = crate::train::Trainer::new(cfg, spec, &mut rng)?;
+    let masks: Vec<Vec<usize>> = (0..batches)
         .map(|_| {
             let mut m = vec![0usize; cfg.batch_size];
             random::choice(&mut rng, data.len(), &mut m);

@@ -19,7 +19,9 @@ use zeronn::{Layer, Net};
 
 use crate::mnist::Mnist;
 use crate::sparse::{EvalScratch, EvalSet};
-use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, dropout_seed, new_net};
+use crate::train::{
+    EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, dropout_seed, final_eval, new_net,
+};
 
 /// One thread's net and buffers.
 struct Worker {
@@ -179,14 +181,7 @@ pub fn train_data_parallel(
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
         }
     }
-    let final_test_acc = if cfg.final_eval {
-        let start = Instant::now();
-        let acc = accuracy(&net, &eval_test, threads)?;
-        eval_time += start.elapsed();
-        Some(acc)
-    } else {
-        None
-    };
+    let final_test_acc = final_eval(cfg, &mut eval_time, || accuracy(&net, &eval_test, threads))?;
     let (params, state) = net.into_parts();
     Ok(TrainReport {
         spec,

@@ -325,6 +325,22 @@ impl Trainer {
     }
 }
 
+/// The test accuracy after the last iteration from `accuracy`, if `cfg` asks for it
+/// ([`TrainConfig::final_eval`]), its time added to `eval_time`.
+pub fn final_eval(
+    cfg: &TrainConfig,
+    eval_time: &mut Duration,
+    accuracy: impl FnOnce() -> zeronn::Result<f64>,
+) -> zeronn::Result<Option<f64>> {
+    if !cfg.final_eval {
+        return Ok(None);
+    }
+    let start = Instant::now();
+    let acc = accuracy()?;
+    *eval_time += start.elapsed();
+    Ok(Some(acc))
+}
+
 /// Runs the training, calling `on_event` after every iteration and every evaluation.
 pub fn train(
     cfg: &TrainConfig,
@@ -375,14 +391,7 @@ pub fn train(
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
         }
     }
-    let final_test_acc = if cfg.final_eval {
-        let start = Instant::now();
-        let acc = trainer.accuracy(&eval_test)?;
-        eval_time += start.elapsed();
-        Some(acc)
-    } else {
-        None
-    };
+    let final_test_acc = final_eval(cfg, &mut eval_time, || trainer.accuracy(&eval_test))?;
     let (params, state) = trainer.net.into_parts();
     Ok(TrainReport {
         spec,

@@ -868,18 +868,15 @@ pub fn train_threads(
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    let (losses, epochs, train_time, eval_time) =
+    let (losses, epochs, train_time, mut eval_time) =
         report.into_inner().unwrap_or_else(|p| p.into_inner());
     let (params, state) = (params.into_inner(), state.into_inner());
-    let final_test_acc = if cfg.final_eval {
+    let final_test_acc = crate::train::final_eval(cfg, &mut eval_time, || {
         let net =
             zeronn::Net::with_state(spec, &params[..], &state[..])?.with_backend(cfg.backend)?;
-        let mut ws = vec![0.0f32; spec.workspace_len(crate::train::EVAL_CHUNK)];
-        let test = crate::sparse::EvalSet::new(&data.test, crate::train::EVAL_CHUNK);
-        Some(test.accuracy(&net, &mut ws)?)
-    } else {
-        None
-    };
+        let mut ws = vec![0.0f32; spec.workspace_len(EVAL_CHUNK)];
+        eval_test.accuracy(&net, &mut ws)
+    })?;
     Ok(TrainReport {
         spec,
         params,
