@@ -351,3 +351,62 @@ fn shapes_that_do_not_fit_are_named_by_layer() {
     let mut ws = vec![0.0f32; SMALL.min_predict_workspace_len(2)];
     assert!(net.predict(&[0.0; 144], &mut ws).is_ok());
 }
+
+/// Folding for the device: a conv net's Convolutions keep their parameters, the BatchNorm after
+/// its Affine folds away, the one after a Convolution stays; the predictions are the net's.
+#[test]
+fn folding_a_conv_net_keeps_its_convolutions_and_predictions() {
+    let spec = NetSpec::new(&[
+        Layer::Convolution(Convolution::new(Dims::new(1, 6, 6), 2, 3)),
+        Layer::BatchNorm {
+            features: 2 * 4 * 4,
+        },
+        Layer::Relu,
+        Layer::Pooling {
+            h: 2,
+            w: 2,
+            stride: 2,
+        },
+        Layer::Affine {
+            input: 2 * 2 * 2,
+            output: 5,
+        },
+        Layer::BatchNorm { features: 5 },
+        Layer::Relu,
+        Layer::Affine {
+            input: 5,
+            output: 3,
+        },
+        Layer::SoftmaxWithLoss,
+    ]);
+    let mut net = Net::with_state(
+        spec,
+        vec![0.0f32; spec.param_len()],
+        vec![0.0f32; spec.state_len()],
+    )
+    .unwrap();
+    net.init(&mut seeded(3), WeightInit::He);
+    let mut g = rng(4);
+    let mut ws = vec![0.0f32; spec.workspace_len(8)];
+    let mut grads = vec![0.0f32; spec.param_len()];
+    for _ in 0..5 {
+        let x = uniform_f32(&mut g, 8 * 36);
+        let t = labels(&mut g, 8, 3);
+        net.gradient(&x, &t, &mut grads, &mut ws).unwrap();
+        Sgd::new(0.1f32).update(net.params_mut(), &grads).unwrap();
+    }
+    let folded = zeronn::net::folded_spec(&spec);
+    assert_eq!(folded.len(), spec.len() - 1);
+    let mut params = vec![0.0f32; folded.param_len()];
+    let mut state = vec![0.0f32; folded.state_len()];
+    zeronn::net::fold_batch_norm(&spec, net.params(), net.state(), &mut params, &mut state)
+        .unwrap();
+    let plain = Net::with_state(folded, params, state).unwrap();
+    assert_eq!(plain.tensor("W1"), net.tensor("W1"));
+    let x = uniform_f32(&mut g, 4 * 36);
+    let a = net.predict(&x, &mut ws).unwrap().to_vec();
+    let b = plain.predict(&x, &mut ws).unwrap();
+    for (u, v) in a.iter().zip(b) {
+        assert!((u - v).abs() <= 1e-5 * (1.0 + u.abs()), "{u} vs {v}");
+    }
+}

@@ -83,7 +83,13 @@ pub fn fold_batch_norm<T: Float>(
                 p += 2 * f;
                 s += 2 * f;
             }
-            _ => {}
+            // Every other layer's parameters (a Convolution's W and b) are copied as they are.
+            other => {
+                let n = other.param_len();
+                out_params[op..op + n].copy_from_slice(&params[p..p + n]);
+                p += n;
+                op += n;
+            }
         }
     }
     Ok(folded)

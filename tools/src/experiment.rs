@@ -9,6 +9,8 @@
 //! | `weight-decay` | `overfit_weight_decay.py` | train and test accuracy per epoch, 784-(100×6)-10 on 300 images, λ 0.1 (and 0, dashed) |
 //! | `dropout` | `overfit_dropout.py` | the same with Dropout 0.2 (and without, dashed) |
 //! | `hyperparameters` | `hyperparameter_optimization.py` | random search of lr and weight decay, 100 trials, validated on 100 of 500 images; the best listed and plotted |
+//! | `filters` | `ch07/visualize_filter.py` | a conv net's first filters before and after training (`--model`; see `pictures.rs`) |
+//! | `misclassified` | `ch08/misclassified_mnist.py` | the misclassified test images of `--model`, with label and answer |
 //!
 //! As in the book, the nets of one comparison train on the same mini-batches, the loss
 //! recorded is the batch's after the update, and the accuracies are taken after the update of
@@ -45,6 +47,10 @@ pub enum Name {
     Dropout,
     /// hyperparameter_optimization.py: random search of lr and weight decay
     Hyperparameters,
+    /// visualize_filter.py: the first layer's filters of --model, before and after training
+    Filters,
+    /// misclassified_mnist.py: the misclassified test images of --model
+    Misclassified,
 }
 
 impl Name {
@@ -57,6 +63,8 @@ impl Name {
             Name::WeightDecay => "weight-decay",
             Name::Dropout => "dropout",
             Name::Hyperparameters => "hyperparameters",
+            Name::Filters => "filters",
+            Name::Misclassified => "misclassified",
         }
     }
 }
@@ -78,6 +86,8 @@ pub struct Options {
     pub trials: Option<usize>,
     /// Weight scales (`batch-norm`: 16, from 1 down to 1e-4).
     pub scales: Option<usize>,
+    /// The trained model (`filters`, `misclassified`: needed).
+    pub model: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -90,6 +100,7 @@ impl Default for Options {
             epochs: None,
             trials: None,
             scales: None,
+            model: None,
         }
     }
 }
@@ -225,6 +236,19 @@ pub fn run(
         Name::BatchNorm => batch_norm(data, out, opts, log, &mut files)?,
         Name::WeightDecay | Name::Dropout => overfit(name, data, out, opts, log, &mut files)?,
         Name::Hyperparameters => hyperparameters(data, out, opts, log, &mut files)?,
+        Name::Filters | Name::Misclassified => {
+            let model = opts.model.as_deref().ok_or_else(|| {
+                format!(
+                    "experiment {} needs --model M (a trained conv net)",
+                    name.as_str()
+                )
+            })?;
+            files = if name == Name::Filters {
+                crate::pictures::filters(model, out, opts.seed, log)?
+            } else {
+                crate::pictures::misclassified(model, data, out, log)?
+            };
+        }
     }
     Ok(files)
 }

@@ -13,6 +13,7 @@ pub mod mnist;
 pub mod modelfile;
 pub mod netarg;
 pub mod peak;
+pub mod pictures;
 pub mod pixels;
 pub mod plot;
 pub mod progress;

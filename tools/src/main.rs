@@ -41,7 +41,7 @@ enum Cmd {
     Bench(BenchArgs),
     /// Write what a firmware build embeds: the model, test and training images, and the results the desktop computes on them
     Export(ExportArgs),
-    /// Reproduce one of the book's chapter 6 experiments: a CSV of every curve and a PNG plot like the book's figure
+    /// Reproduce one of the book's experiments: chapter 6 as a CSV of every curve and a PNG plot like the book's figure; chapters 7-8 as pictures of a trained conv net (--model)
     Experiment(ExperimentArgs),
 }
 
@@ -76,6 +76,9 @@ struct ExperimentArgs {
     /// Weight scales of batch-norm, from 1 down to 1e-4 [default: 16]
     #[arg(long, value_name = "N")]
     scales: Option<usize>,
+    /// The trained model of filters and misclassified
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -936,8 +939,22 @@ fn cmd_experiment(a: ExperimentArgs) -> Result<ExitCode> {
         epochs: check("epochs", a.epochs)?,
         trials: check("trials", a.trials)?,
         scales: check("scales", a.scales)?,
+        model: a.model,
     };
-    let data = load_data(&a.data)?;
+    // The filters are the model's alone: no data needed.
+    let data = if name == experiment::Name::Filters {
+        let none = || zeronn_tools::mnist::Split {
+            raw: Vec::new(),
+            t: Vec::new(),
+            pixels: 0,
+        };
+        zeronn_tools::mnist::Mnist {
+            train: none(),
+            test: none(),
+        }
+    } else {
+        load_data(&a.data)?
+    };
     eprintln!(
         "zeronn experiment {}: seed {}, backend {}",
         name.as_str(),

@@ -73,7 +73,8 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-fn fonts() {
+/// Registers the embedded font (once).
+pub(crate) fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is valid (it is DejaVu Sans); should it not parse, text is not drawn and the

@@ -653,6 +653,58 @@ fn conv_nets_train_save_evaluate_and_check_their_gradients() {
         "eval of the saved model = the run's final evaluation"
     );
 
+    // The book's pictures of the model: its filters, and its misclassified test images (as
+    // many as eval finds wrong, the accuracy printed as the book prints it).
+    let pics = out.path("pics");
+    let p = pics.to_str().unwrap();
+    let o = zeronn(
+        &[
+            "experiment",
+            "filters",
+            "--model",
+            m.to_str().unwrap(),
+            "--out",
+            p,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("4 filters 5×5"), "{}", stdout(&o));
+    assert_eq!(
+        &std::fs::read(pics.join("filters.png")).unwrap()[1..4],
+        b"PNG"
+    );
+    let o = zeronn(
+        &[
+            "experiment",
+            "misclassified",
+            "--model",
+            m.to_str().unwrap(),
+            "--out",
+            p,
+        ],
+        Some(&data.0),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("test accuracy:{acc}\n")),
+        "{}",
+        stdout(&o)
+    );
+    let correct: usize = stdout(&e)
+        .split(['(', '/'])
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("(n/N)");
+    let csv = std::fs::read_to_string(pics.join("misclassified.csv")).unwrap();
+    assert_eq!(csv.lines().count() - 1, 30 - correct, "{csv}");
+    assert_eq!(
+        &std::fs::read(pics.join("misclassified.png")).unwrap()[1..4],
+        b"PNG"
+    );
+    let o = zeronn(&["experiment", "misclassified", "--out", p], Some(&data.0));
+    assert_clean_failure(&o, "needs --model");
+
     // Two threads, the batch's images shared out: bit for bit the same run twice.
     let two = |name: &str| {
         let m = out.path(name);
