@@ -31,6 +31,8 @@ fn main() {
         "model.zrnn",
         "mlp.zrnn",
         "mlp-pred.u8",
+        "conv.zrnn",
+        "conv-pred.u8",
         "test-x.u8",
         "test-t.u8",
         "train-x.u8",

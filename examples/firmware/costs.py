@@ -92,7 +92,7 @@ def main():
     for target, board in TARGETS:
         run(["cargo", "build", "--release", "--target", target], cwd=HERE)
         counts, stack, extra = {}, None, {}
-        for b in ("infer", "train"):
+        for b in ("infer", "train", "infer_conv"):
             log = os.path.join(HERE, "target", f"icount-{target}-{b}.log")
             env = dict(os.environ, ZERONN_ICOUNT=plugin, ZERONN_ICOUNT_LOG=log)
             out = run([os.path.join(HERE, "run.sh"), os.path.join(HERE, "target", target, "release", b)], env=env).stdout
@@ -102,14 +102,15 @@ def main():
             text = open(log).read()
             counts[b] = int(re.search(r"icount region 0: (\d+) insns", text)[1])
             extra[b] = int(re.search(r"icount region 1: (\d+) insns", text)[1])
-        rows.append((board, target, counts["infer"], counts["train"], stack, extra["infer"], extra["train"]))
+        rows.append((board, target, counts["infer"], counts["train"], stack, extra["infer"], extra["train"],
+                     counts["infer_conv"], extra["infer_conv"]))
 
     print(f"Exact instruction counts (QEMU TCG plugin; markers around `predict` of one image and the first")
     print(f"`train_step`, batch {batch}, with runtime shapes), the book's 784-50-10 net:\n")
     print("| board | target | one inference | per multiply-add | one training step | per multiply-add | stack of one inference |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     mt = macs_train_step(batch)
-    for board, target, inf, tr, stack, _, _ in rows:
+    for board, target, inf, tr, stack, *_ in rows:
         print(f"| {board} | `{target}` | {inf:,} | {inf / MACS_INFER:.2f} | {tr:,} | {tr / mt:.2f} | {stack:,} B |")
 
     mlp = layers_of(expected, "MLP_LAYERS")
@@ -123,8 +124,25 @@ def main():
           f"BatchNorm on the device (the optimizer applied during backward):\n")
     print("| board | target | one inference | per multiply-add | one Adam training step | per multiply-add |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for board, target, _, _, _, inf, tr in rows:
+    for board, target, _, _, _, inf, tr, *_ in rows:
         print(f"| {board} | `{target}` | {inf:,} | {inf / mlp_infer:.2f} | {tr:,} | {tr / adam_step(adam_batch):.2f} |")
+
+    conv = layers_of(expected, "CONV_LAYERS")
+    c = re.search(r"Dims::new\((\d+), (\d+), (\d+)\), (\d+), \d+\)\.kernel\((\d+), (\d+)\)\.stride\((\d+)\)\.pad\((\d+)\)", conv)
+    if c:
+        ch, h, w, f, kh, kw, st, pad = map(int, c.groups())
+        oh, ow = (h + 2 * pad - kh) // st + 1, (w + 2 * pad - kw) // st + 1
+        conv_macs = f * oh * ow * ch * kh * kw
+        affine_macs, _ = mlp_macs(conv)
+        print(f"\nThe conv net of `conv.zrnn` (SimpleConvNet): one inference, and apart its first three layers "
+              f"(Convolution, ReLU, Pooling: {conv_macs:,} multiply-adds) and the Affine layers "
+              f"({affine_macs:,}):\n")
+        print("| board | target | one inference | per multiply-add | conv+relu+pool | per conv multiply-add | Affine layers | per multiply-add |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for board, target, *_, inf, head in rows:
+            aff = inf - head
+            print(f"| {board} | `{target}` | {inf:,} | {inf / (conv_macs + affine_macs):.2f} | {head:,} | "
+                  f"{head / conv_macs:.2f} | {aff:,} | {aff / affine_macs:.2f} |")
 
     t = "thumbv7em-none-eabihf"
     rel = os.path.join(HERE, "target", t, "release")

@@ -5,6 +5,8 @@
 //! | `model.zrnn` | the model, validated (the on-flash format) |
 //! | `mlp.zrnn` | a second model of any layer list (the chapter 6 MLP), BatchNorm folded into the Affine before it |
 //! | `mlp-pred.u8` | the class the desktop predicts for each test image with `mlp.zrnn`, through the portable kernel (the device's sums) |
+//! | `conv.zrnn` | a third model, a conv net (SimpleConvNet in CI), BatchNorm after an Affine folded |
+//! | `conv-pred.u8` | the desktop's class for each test image with `conv.zrnn`, as for `mlp-pred.u8` |
 //! | `test-x.u8`, `test-t.u8` | the first test images (784 bytes each) and their labels |
 //! | `train-x.u8`, `train-t.u8` | the first training images and their labels, for on-device training |
 //! | `expected.rs` | the layer lists of `mlp.zrnn` and of the on-device Adam net as Rust constants, and what the desktop computes on the same data: the correct answers `zeronn eval` gives, and the on-device training run (its settings, first and last loss, CRC-32 of the final parameters) computed through the portable kernel, which rounds exactly as the microcontroller does |
@@ -226,6 +228,21 @@ fn layer_rs(l: &Layer) -> String {
             "zeronn::Layer::Dropout {{ ratio: f32::from_bits({:#010x}) }}",
             ratio.to_bits()
         ),
+        Layer::Convolution(c) => format!(
+            "zeronn::Layer::Convolution(zeronn::layers::Convolution::new(zeronn::layers::Dims::new({}, {}, {}), {}, {}).kernel({}, {}).stride({}).pad({}))",
+            c.input.channels,
+            c.input.height,
+            c.input.width,
+            c.filters,
+            c.kernel_h,
+            c.kernel_h,
+            c.kernel_w,
+            c.stride,
+            c.pad
+        ),
+        Layer::Pooling { h, w, stride } => {
+            format!("zeronn::Layer::Pooling {{ h: {h}, w: {w}, stride: {stride} }}")
+        }
         other => format!("zeronn::Layer::{}", other.name()),
     }
 }
@@ -278,6 +295,7 @@ pub fn export(
     model_bytes: &[u8],
     net: &TwoLayerNet<f32, &[f32]>,
     mlp: &Model<'_>,
+    conv: &Model<'_>,
     data: &Mnist,
     out: &Path,
     test_images: usize,
@@ -302,6 +320,13 @@ pub fn export(
     let adam_run = device_adam(adam, &train, Backend::Portable).map_err(|e| e.to_string())?;
     let (folded, mlp_bytes, preds) = fold_for_device(mlp, &test).map_err(|e| e.to_string())?;
     let mlp_correct = preds.iter().zip(&test.t).filter(|(p, t)| p == t).count();
+    let (conv_spec, conv_bytes, conv_preds) =
+        fold_for_device(conv, &test).map_err(|e| e.to_string())?;
+    let conv_correct = conv_preds
+        .iter()
+        .zip(&test.t)
+        .filter(|(p, t)| p == t)
+        .count();
 
     let mut rs = String::new();
     let w = &mut rs;
@@ -377,6 +402,15 @@ pub fn export(
         "/// How many test images the desktop's predictions with `mlp.zrnn` get right.\npub const MLP_CORRECT: usize = {mlp_correct};"
     );
     rs.push_str(&layers_rs(
+        "CONV_LAYERS",
+        "The layers of `conv.zrnn`, the conv net (BatchNorm after an Affine folded).",
+        &conv_spec,
+    ));
+    let _ = writeln!(
+        rs,
+        "/// How many test images the desktop's predictions with `conv.zrnn` get right.\npub const CONV_CORRECT: usize = {conv_correct};"
+    );
+    rs.push_str(&layers_rs(
         "ADAM_LAYERS",
         "The layers of the on-device Adam net.",
         &adam.spec(train.pixels),
@@ -428,10 +462,12 @@ pub fn export(
         let _ = writeln!(w, "/// {doc}\npub const {name}: u32 = {value:#010x};");
     }
 
-    let files: [(&str, &[u8]); 8] = [
+    let files: [(&str, &[u8]); 10] = [
         ("model.zrnn", model_bytes),
         ("mlp.zrnn", &mlp_bytes),
         ("mlp-pred.u8", &preds),
+        ("conv.zrnn", &conv_bytes),
+        ("conv-pred.u8", &conv_preds),
         ("test-x.u8", &test.raw),
         ("test-t.u8", &test.t),
         ("train-x.u8", &train.raw),
@@ -441,7 +477,7 @@ pub fn export(
     write_bundle(out, &files)?;
     Ok(format!(
         "{}: model, {} test images ({correct} correct), {} training images; device training: loss {} -> {}, parameters crc {:08x}; \
-         mlp {} ({mlp_correct} correct); device Adam: loss {} -> {}, parameters crc {:08x}",
+         mlp {} ({mlp_correct} correct); conv {} ({conv_correct} correct); device Adam: loss {} -> {}, parameters crc {:08x}",
         out.display(),
         test.len(),
         train.len(),
@@ -449,6 +485,7 @@ pub fn export(
         run.last_loss,
         run.params_crc,
         crate::describe::layers(&folded),
+        crate::describe::layers(&conv_spec),
         adam_run.run.first_loss,
         adam_run.run.last_loss,
         adam_run.run.params_crc

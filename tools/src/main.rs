@@ -349,6 +349,9 @@ struct ExportArgs {
     /// A second model of any layer list for the firmware to run (BatchNorm folded into the Affine before it) [default: --model]
     #[arg(long, value_name = "FILE")]
     mlp_model: Option<PathBuf>,
+    /// A conv net for the firmware's conv inference (any layer list; BatchNorm after an Affine folded) [default: --mlp-model]
+    #[arg(long, value_name = "FILE")]
+    conv_model: Option<PathBuf>,
     /// On-device Adam training: hidden sizes of the 784-…-10 net with BatchNorm
     #[arg(
         long,
@@ -907,13 +910,18 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
     let mlp_path = a.mlp_model.clone().unwrap_or_else(|| a.model.clone());
     let mlp_bytes = modelfile::read(&mlp_path)?;
     let mlp = modelfile::parse(&mlp_path, &mlp_bytes)?;
+    let conv_path = a.conv_model.clone().unwrap_or_else(|| mlp_path.clone());
+    let conv_bytes = modelfile::read(&conv_path)?;
+    let conv = modelfile::parse(&conv_path, &conv_bytes)?;
     let data = load_data(&a.data)?;
     check_model_fits(&a.model, net.spec(), &data)?;
     check_model_fits(&mlp_path, mlp.spec(), &data)?;
+    check_model_fits(&conv_path, conv.spec(), &data)?;
     let summary = zeronn_tools::export::export(
         bytes.bytes(),
         &net,
         &mlp,
+        &conv,
         &data,
         &a.out,
         positive("test-images", a.test_images)?,

@@ -868,9 +868,14 @@ fn every_experiment_writes_its_csv_and_png() {
 fn export_folds_a_batch_norm_mlp_and_runs_the_devices_adam_steps() {
     let data = fake_mnist("export-mlp", 100, 30);
     let out = Scratch::new("export-mlp-out");
-    let (m5, mlp) = (out.path("m5.zrnn"), out.path("mlp.zrnn"));
+    let (m5, mlp, conv) = (
+        out.path("m5.zrnn"),
+        out.path("mlp.zrnn"),
+        out.path("conv.zrnn"),
+    );
     for (model, extra) in [
         (&m5, &["--hidden", "8"][..]),
+        (&conv, &["--net", "conv3x5s2p1,relu,pool2,10"][..]),
         (
             &mlp,
             &["--hidden", "12,9", "--batch-norm", "--optimizer", "adam"][..],
@@ -889,6 +894,8 @@ fn export_folds_a_batch_norm_mlp_and_runs_the_devices_adam_steps() {
         m5.to_str().unwrap(),
         "--mlp-model",
         mlp.to_str().unwrap(),
+        "--conv-model",
+        conv.to_str().unwrap(),
         "--out",
         bundle.to_str().unwrap(),
         "--test-images",
@@ -918,8 +925,15 @@ fn export_folds_a_batch_norm_mlp_and_runs_the_devices_adam_steps() {
         ]
     );
     assert_eq!(std::fs::read(bundle.join("mlp-pred.u8")).unwrap().len(), 20);
+    assert_eq!(
+        std::fs::read(bundle.join("conv-pred.u8")).unwrap().len(),
+        20
+    );
     let rs = std::fs::read_to_string(bundle.join("expected.rs")).unwrap();
     for needle in [
+        "pub const CONV_LAYERS: &[zeronn::Layer] = &[",
+        "zeronn::Layer::Convolution(zeronn::layers::Convolution::new(zeronn::layers::Dims::new(1, 28, 28), 3, 5).kernel(5, 5).stride(2).pad(1)),",
+        "zeronn::Layer::Pooling { h: 2, w: 2, stride: 2 },",
         "pub const MLP_LAYERS: &[zeronn::Layer] = &[",
         "zeronn::Layer::Affine { input: 784, output: 12 },",
         "pub const ADAM_LAYERS: &[zeronn::Layer] = &[",

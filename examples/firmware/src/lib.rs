@@ -17,6 +17,11 @@ pub static MODEL: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/mode
 pub static MLP: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/mlp.zrnn"));
 /// The class the desktop predicts with [`MLP`] for each test image.
 pub static MLP_PRED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mlp-pred.u8"));
+/// A conv net (SimpleConvNet in CI) of any layer list (`expected::CONV_LAYERS`), aligned for
+/// use in place.
+pub static CONV: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/conv.zrnn"));
+/// The class the desktop predicts with [`CONV`] for each test image.
+pub static CONV_PRED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/conv-pred.u8"));
 /// Test images, 784 bytes each.
 pub static TEST_X: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-x.u8"));
 /// Their labels.
