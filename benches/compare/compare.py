@@ -126,6 +126,117 @@ def optimizers_compare(a):
           "PyTorch's and JAX's the same; NumPy's after the update, as the book records it.)")
 
 
+CONV_NETS = (("simple", "SimpleConvNet", "--preset", "simple-convnet"),
+             ("deep", "DeepConvNet", "--preset", "deep-convnet"))
+
+
+def zeronn_conv_bench(exe, data, reps):
+    """zeronn bench --conv: the conv nets' step and inference rows, in seconds."""
+    out = subprocess.run([exe, "bench", "--data", data, "--backend", "auto", "--reps", str(reps),
+                          "--whole-reps", "0", "--conv"], capture_output=True, text=True,
+                         check=True).stdout
+    def cell(name):
+        row = next(l for l in out.splitlines() if l.startswith("| " + name))
+        value, unit = row.split("|")[2].split()[:2]
+        return float(value) * {"µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    r = {}
+    for key, name, _, _ in CONV_NETS:
+        r[key] = {"step_s": cell(f"{name} training step (Adam, batch 100) |"),
+                  "infer100_s": cell(f"{name} inference per image, batch 100 |"),
+                  "infer1_s": cell(f"{name} inference per image, batch 1 |")}
+    return r
+
+
+def zeronn_conv_train(exe, data, preset, iters, threads):
+    """A short run of a conv preset: its training and evaluation seconds."""
+    out = subprocess.run([exe, "train", "--data", data, "--preset", preset, "--iters", str(iters),
+                          "--seed", "1", "--threads", str(threads), "--no-progress"],
+                         capture_output=True, text=True, check=True)
+    m = DONE.search(out.stderr)
+    return {"train_s": float(m[2]), "eval_s": float(m[3]), "iters": iters}
+
+
+def conv_run(impl, data, net, what, threads, seed):
+    """benches/compare/convnets.py with each library's best setting (as optimizers_run)."""
+    cmd = [sys.executable, os.path.join(HERE, "convnets.py"), data, impl, "--net", net, "--what", what,
+           "--seed", str(seed), "--threads", str(threads),
+           "--steps", "8" if (impl, net) == ("numpy", "deep") else "20"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads))
+    if impl == "numpy":
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+    if impl == "jax":
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        cmd = ["taskset", "-c", "1"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=HERE)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def convnets_compare(a):
+    """The book's conv nets: a training step (Adam, batch 100) and inference per image at
+    batch 100 and 1, zeronn against PyTorch, JAX, ONNX Runtime and the book's NumPy; and
+    zeronn's short runs on 1 and 2 threads."""
+    peers = [("PyTorch 1 thread", "torch", 1, ("step", "infer")),
+             ("PyTorch 2 threads", "torch", 2, ("step",)),
+             ("JAX jit 1 thread", "jax", 1, ("step", "infer")),
+             ("ONNX Runtime 1 thread", "onnxruntime", 1, ("infer",)),
+             ("NumPy (float64), 1 thread", "numpy", 1, ("step", "infer"))]
+    runs = {name: {net: [] for net, *_ in CONV_NETS} for name in ["zeronn 1 thread"] + [p[0] for p in peers]}
+    threads = {net: {1: [], 2: []} for net, *_ in CONV_NETS}
+    short = {"simple": 300, "deep": 40}
+    for rep in range(a.reps):
+        z = zeronn_conv_bench(a.zeronn, a.data, 5)
+        for net, *_ in CONV_NETS:
+            runs["zeronn 1 thread"][net].append(z[net])
+        print(f"rep {rep + 1} zeronn: {z}", file=sys.stderr)
+        for name, impl, th, whats in peers:
+            for net, *_ in CONV_NETS:
+                r = {}
+                for what in whats:
+                    r.update(conv_run(impl, a.data, net, what, th, rep + 1))
+                runs[name][net].append(r)
+                print(f"rep {rep + 1} {name} {net}: {r}", file=sys.stderr)
+        for net, _, _, preset in CONV_NETS:
+            for th in (1, 2):
+                r = zeronn_conv_train(a.zeronn, a.data, preset, short[net], th)
+                threads[net][th].append(r)
+                print(f"rep {rep + 1} zeronn {net} {short[net]} steps, {th} threads: {r}", file=sys.stderr)
+
+    def med(rs, k):
+        xs = [r[k] for r in rs if k in r]
+        return statistics.median(xs) if xs else None
+
+    print(f"\nThe book's conv nets, median of {a.reps} alternating repetitions (each figure itself a "
+          f"median); NumPy's OpenBLAS: {openblas_kernel()}:\n")
+    for net, title, *_ in CONV_NETS:
+        base = runs["zeronn 1 thread"][net]
+        print(f"{title}:\n")
+        print("| implementation | training step (Adam, batch 100) | inference per image, batch 100 "
+              "| inference per image, batch 1 |")
+        print("| --- | --- | --- | --- |")
+        for name, rs in runs.items():
+            cells = []
+            for k, unit, scale in (("step_s", "ms", 1e3), ("infer100_s", "µs", 1e6), ("infer1_s", "µs", 1e6)):
+                v = med(rs[net], k)
+                if v is None:
+                    cells.append("")
+                    continue
+                ratio = "" if name.startswith("zeronn") else f" ({v / med(base, k):.2f}×)"
+                cells.append(f"{v * scale:.1f} {unit}{ratio}")
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
+    print("(×: how many times longer than zeronn 1 thread)\n")
+    print("zeronn on 1 and 2 threads, short runs of `zeronn train --preset P --iters N` (seed 1):\n")
+    print("| net | steps | training, 1 thread | 2 threads | speed-up | evaluations, 1 thread | 2 threads | speed-up |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for net, title, *_ in CONV_NETS:
+        one, two = threads[net][1], threads[net][2]
+        t1, t2, e1, e2 = med(one, "train_s"), med(two, "train_s"), med(one, "eval_s"), med(two, "eval_s")
+        print(f"| {title} | {short[net]} | {t1:.2f} s | {t2:.2f} s | {t1 / t2:.2f}× | {e1:.2f} s "
+              f"| {e2:.2f} s | {e1 / e2:.2f}× |")
+
+
 def quartiles(xs):
     q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
     return q[0], q[1], q[2]
@@ -161,11 +272,13 @@ def main():
     ap.add_argument("--no-numpy-whole", action="store_true", help="skip the slow NumPy whole runs")
     ap.add_argument("--pairs", type=int, metavar="N",
                     help="only zeronn on 1 against 2 threads, N alternating pairs")
-    ap.add_argument("--workload", choices=["book", "optimizers"], default="book",
-                    help="the chapter 5 run (default) or chapter 6's optimizers workload")
+    ap.add_argument("--workload", choices=["book", "optimizers", "convnets"], default="book",
+                    help="the chapter 5 run (default), chapter 6's optimizers workload or the conv nets")
     a = ap.parse_args()
     if a.workload == "optimizers":
         return optimizers_compare(a)
+    if a.workload == "convnets":
+        return convnets_compare(a)
     if a.pairs is not None:
         if a.pairs < 1:
             ap.error("--pairs needs at least 1")

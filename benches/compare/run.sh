@@ -5,6 +5,7 @@
 #   ZERONN_DATA=DIR benches/compare/run.sh [--reps 3] [--no-candle]
 #   ZERONN_DATA=DIR benches/compare/run.sh --pairs 20    # zeronn on 1 against 2 threads only
 #   ZERONN_DATA=DIR benches/compare/run.sh --workload optimizers --reps 5   # chapter 6's Adam net
+#   ZERONN_DATA=DIR benches/compare/run.sh --workload convnets --reps 3     # chapters 7-8's conv nets
 #
 # NumPy and PyTorch come from the Python package index into a virtualenv made here
 # (target/compare-venv, or $COMPARE_VENV); candle from crates.io into its own cargo project
@@ -21,7 +22,7 @@ pairs=no
 for a in "$@"; do
     if [ "$a" = --no-candle ]; then candle=(none); else args+=("$a"); fi
     if [ "$a" = --pairs ]; then pairs=yes; fi
-    if [ "$a" = optimizers ]; then candle=(none); fi
+    if [ "$a" = optimizers ] || [ "$a" = convnets ]; then candle=(none); fi
 done
 (cd "$root" && cargo build --release -p zeronn-tools --quiet)
 if [ $pairs = yes ]; then
@@ -29,9 +30,9 @@ if [ $pairs = yes ]; then
     exec python3 "$here/compare.py" --zeronn "$root/target/release/zeronn" --data "$data" \
         "${args[@]}"
 fi
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch, jax, threadpoolctl' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy, torch, jax, threadpoolctl, onnx, onnxruntime' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --progress-bar off numpy torch jax threadpoolctl
+    "$venv/bin/pip" install --quiet --progress-bar off numpy torch jax threadpoolctl onnx onnxruntime
 fi
 if [ ${#candle[@]} -eq 0 ]; then
     cargo build --release --quiet --manifest-path "$here/candle/Cargo.toml"
