@@ -461,8 +461,15 @@ pub fn col2im<T: Float>(conv: &Convolution, dx: &mut [T], col: &[T]) {
                     let src = &row[oy * ow..][..ow];
                     let dst = &mut dxc[(oy * s + i - conv.pad) * wd..][..wd];
                     let first = xlo * s + j - conv.pad;
-                    for (d, v) in dst[first..].iter_mut().step_by(s).zip(&src[xlo..xhi]) {
-                        *d += *v;
+                    if s == 1 {
+                        // Contiguous: a loop the compiler vectorises (`step_by` is not).
+                        for (d, v) in dst[first..].iter_mut().zip(&src[xlo..xhi]) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (d, v) in dst[first..].iter_mut().step_by(s).zip(&src[xlo..xhi]) {
+                            *d += *v;
+                        }
                     }
                 }
             }
