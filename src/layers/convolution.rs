@@ -417,6 +417,22 @@ pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
             for j in 0..conv.kernel_w {
                 let Some(row) = rows.next() else { return };
                 let (xlo, xhi) = valid(conv, j, wd, ow);
+                if s == 1 && ow == wd && ylo < yhi && xlo < xhi {
+                    // "Same" padding: the patch rows of consecutive outputs are consecutive
+                    // input rows, so the valid block is one copy (its rows' ends wrap onto
+                    // the neighbouring input row), then the padded columns are zeroed.
+                    let start = ylo * ow + xlo;
+                    let len = (yhi - 1) * ow + xhi - start;
+                    let from = (ylo + i - conv.pad) * wd + xlo + j - conv.pad;
+                    row[start..start + len].copy_from_slice(&xc[from..from + len]);
+                    row[..ylo * ow].fill(T::ZERO);
+                    row[yhi * ow..].fill(T::ZERO);
+                    for dst in row[ylo * ow..yhi * ow].chunks_exact_mut(ow) {
+                        dst[..xlo].fill(T::ZERO);
+                        dst[xhi..].fill(T::ZERO);
+                    }
+                    continue;
+                }
                 for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
                     if oy < ylo || oy >= yhi {
                         dst.fill(T::ZERO);
@@ -501,6 +517,7 @@ mod tests {
                 .stride(3)
                 .pad(2),
             Convolution::new(Dims::new(1, 5, 5), 1, 5),
+            Convolution::new(Dims::new(2, 6, 7), 2, 5).pad(2),
             Convolution::new(Dims::new(2, 4, 4), 3, 1).stride(2),
         ]
     }
