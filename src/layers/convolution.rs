@@ -198,14 +198,19 @@ impl Convolution {
             .zip(out.chunks_exact_mut(fnum * p))
         {
             im2col(self, col, xn);
-            for (row, &bf) in on.chunks_exact_mut(p).zip(b) {
-                row.fill(bf);
-            }
             let cm = MatRef::row_major(col, k, p)?;
-            g.gemm(T::ONE, wm, cm, T::ONE, MatMut::row_major(on, fnum, p)?)?;
-            if relu {
-                for v in on.iter_mut() {
-                    *v = if *v <= T::ZERO { T::ZERO } else { *v };
+            g.gemm(T::ONE, wm, cm, T::ZERO, MatMut::row_major(on, fnum, p)?)?;
+            // The bias (and the ReLU) in one pass over the sample's output, still in cache.
+            for (row, &bf) in on.chunks_exact_mut(p).zip(b) {
+                if relu {
+                    for v in row.iter_mut() {
+                        let y = *v + bf;
+                        *v = if y <= T::ZERO { T::ZERO } else { y };
+                    }
+                } else {
+                    for v in row.iter_mut() {
+                        *v += bf;
+                    }
                 }
             }
         }
