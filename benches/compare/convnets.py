@@ -16,9 +16,11 @@ The weights are a fresh init of each net's shape (He for DeepConvNet, std 0.01 f
 SimpleConvNet): speed does not depend on their values.
 
 Usage: python convnets.py DATA_DIR {torch,jax,numpy,onnxruntime} --net {simple,deep}
-           --what {step,infer} [--threads N] [--seed N] [--steps N]
+           --what {step,infer,whole} [--threads N] [--seed N] [--steps N]
 Prints one JSON object: step_s (median seconds of one training step), or infer100_s and
-infer1_s (median seconds per image at batch 100 and at batch 1).
+infer1_s (median seconds per image at batch 100 and at batch 1), or for `whole` (PyTorch only:
+the book's 20-epoch run, train and test accuracy printed after each epoch's first step, as
+`zeronn train` does) whole_s, train_s, eval_s and final_test_acc.
 """
 import argparse
 import json
@@ -108,9 +110,54 @@ def run_torch(data, net, what, seed, steps, threads):
             opt.step()
             loss.item()
         return {"step_s": median_time(step, steps)}
+    if what == "whole":
+        return torch_whole(model, data, seed)
     model.eval()
     x = x_test[:200].reshape(-1, 1, 28, 28)
     return infer_times(lambda xb: model(xb).argmax(dim=1), x, torch.inference_mode, torch.from_numpy)
+
+
+def torch_whole(model, data, seed, epochs=20):
+    """The book's whole run (train_convnet.py, train_deepnet.py): 20 epochs of 600 Adam steps of
+    100 images drawn with replacement; after each epoch's first step, the accuracy on the whole
+    training and test sets (as `zeronn train` does), and the test accuracy at the end."""
+    import torch
+    import torch.nn.functional as F
+
+    (x_train, t_train), (x_test, t_test) = data
+    xs, ts = torch.from_numpy(x_train.reshape(-1, 1, 28, 28)), torch.from_numpy(t_train)
+    xt, tt = torch.from_numpy(x_test.reshape(-1, 1, 28, 28)), torch.from_numpy(t_test)
+    opt = torch.optim.Adam(model.parameters(), lr=0.001)
+    gen = torch.Generator().manual_seed(seed)
+    per_epoch = xs.shape[0] // BATCH
+
+    def accuracy(x, t):
+        model.eval()
+        with torch.inference_mode():
+            right = sum(int((model(x[i:i + 1000]).argmax(dim=1) == t[i:i + 1000]).sum())
+                        for i in range(0, x.shape[0], 1000))
+        model.train()
+        return right / x.shape[0]
+
+    train_s = eval_s = 0.0
+    model.train()
+    for i in range(epochs * per_epoch):
+        t0 = time.perf_counter()
+        idx = torch.randint(0, xs.shape[0], (BATCH,), generator=gen)
+        loss = F.cross_entropy(model(xs[idx]), ts[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()
+        t1 = time.perf_counter()
+        train_s += t1 - t0
+        if i % per_epoch == 0:
+            print(accuracy(xs, ts), accuracy(xt, tt), flush=True)
+            eval_s += time.perf_counter() - t1
+    t1 = time.perf_counter()
+    acc = accuracy(xt, tt)
+    eval_s += time.perf_counter() - t1
+    return {"whole_s": train_s + eval_s, "train_s": train_s, "eval_s": eval_s, "final_test_acc": acc}
 
 
 def infer_times(predict, x, context=None, prep=lambda b: b):
@@ -411,12 +458,14 @@ if __name__ == "__main__":
     ap.add_argument("data")
     ap.add_argument("impl", choices=["torch", "jax", "numpy", "onnxruntime"])
     ap.add_argument("--net", choices=["simple", "deep"], required=True)
-    ap.add_argument("--what", choices=["step", "infer"], required=True)
+    ap.add_argument("--what", choices=["step", "infer", "whole"], required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=20)
     a = ap.parse_args()
     data = load_mnist(a.data)
+    if a.what == "whole" and a.impl != "torch":
+        ap.error("--what whole: torch only")
     if a.impl == "torch":
         r = run_torch(data, a.net, a.what, a.seed, a.steps, a.threads)
     elif a.impl == "jax":
