@@ -29,13 +29,15 @@ class Affine:
         self.W, self.b = W, b
 
     def forward(self, x):
-        self.x = x
-        return np.dot(x, self.W) + self.b
+        # common/layers.py: an image batch (N, C, H, W) is flattened to rows first.
+        self.original_x_shape = x.shape
+        self.x = x.reshape(x.shape[0], -1)
+        return np.dot(self.x, self.W) + self.b
 
     def backward(self, dout):
         self.dW = np.dot(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
-        return np.dot(dout, self.W.T)
+        return np.dot(dout, self.W.T).reshape(*self.original_x_shape)
 
 
 class Relu:

@@ -66,10 +66,17 @@ def zeronn_optimizers(exe, data, threads, seed):
 
 
 def optimizers_run(impl, data, threads, seed):
-    """benches/compare/optimizers.py: PyTorch and NumPy with their thread counts set, JAX jit
-    on one thread (XLA's intra-op pool off, and the process pinned to one core)."""
-    cmd = [sys.executable, os.path.join(HERE, "optimizers.py"), data, impl, "--seed", str(seed),
-           "--threads", str(threads)]
+    """benches/compare/optimizers.py with each library's best setting (peer_run)."""
+    return peer_run(impl, threads, ["optimizers.py", data, impl, "--seed", str(seed),
+                                    "--threads", str(threads)])
+
+
+def peer_run(impl, threads, args):
+    """One of our Python scripts (args: its name and arguments) for library impl, each with its
+    best setting: PyTorch and NumPy with their thread counts set, NumPy's OpenBLAS free to
+    pick its own kernel, JAX jit on one thread (XLA's intra-op pool off, the process pinned
+    to one core). Returns the JSON object the script prints last."""
+    cmd = [sys.executable, os.path.join(HERE, args[0])] + args[1:]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
     if impl == "numpy":
@@ -157,20 +164,10 @@ def zeronn_conv_train(exe, data, preset, iters, threads):
 
 
 def conv_run(impl, data, net, what, threads, seed):
-    """benches/compare/convnets.py with each library's best setting (as optimizers_run)."""
-    cmd = [sys.executable, os.path.join(HERE, "convnets.py"), data, impl, "--net", net, "--what", what,
-           "--seed", str(seed), "--threads", str(threads),
-           "--steps", "8" if (impl, net) == ("numpy", "deep") else "20"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads))
-    if impl == "numpy":
-        env.pop("OPENBLAS_CORETYPE", None)
-        env.pop("OPENBLAS_L2_SIZE", None)
-    if impl == "jax":
-        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        cmd = ["taskset", "-c", "1"] + cmd
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=HERE)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """benches/compare/convnets.py with each library's best setting (peer_run)."""
+    return peer_run(impl, threads, ["convnets.py", data, impl, "--net", net, "--what", what,
+                                    "--seed", str(seed), "--threads", str(threads),
+                                    "--steps", "8" if (impl, net) == ("numpy", "deep") else "20"])
 
 
 def convnets_compare(a):

@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from book_numpy import Affine, Relu, SoftmaxWithLoss
+from optimizers import jax_adam
 from mnist import load_mnist
 
 BATCH = 100
@@ -258,11 +260,7 @@ def run_jax(data, net, what, seed, steps):
     @jax.jit
     def step(params, m, v, it, x, t, key):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, t, key)
-        it = it + 1.0
-        lr_t = 0.001 * jnp.sqrt(1.0 - 0.999 ** it) / (1.0 - 0.9 ** it)
-        m = jax.tree.map(lambda m, g: m + (1 - 0.9) * (g - m), m, grads)
-        v = jax.tree.map(lambda v, g: v + (1 - 0.999) * (g * g - v), v, grads)
-        params = jax.tree.map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), params, m, v)
+        params, m, v, it = jax_adam(params, m, v, it, grads)
         return params, m, v, it, loss
 
     bs = [(jnp.asarray(x.reshape(-1, 1, 28, 28)), jnp.asarray(t))
@@ -350,32 +348,6 @@ class Pooling:
         return col2im(dcol, self.x.shape, 2, 2, 2, 0)
 
 
-class Relu:
-    def forward(self, x):
-        self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dout[self.mask] = 0
-        return dout
-
-
-class Affine:
-    def __init__(self, W, b):
-        self.W, self.b = W, b
-
-    def forward(self, x):
-        self.shape = x.shape
-        self.x = x.reshape(x.shape[0], -1)
-        return np.dot(self.x, self.W) + self.b
-
-    def backward(self, dout):
-        self.dW, self.db = np.dot(self.x.T, dout), np.sum(dout, axis=0)
-        return np.dot(dout, self.W.T).reshape(*self.shape)
-
-
 class Dropout:
     """The book's Dropout (train_flg: mask; else scale by 1 - ratio)."""
 
@@ -424,6 +396,7 @@ def run_numpy(data, net, what, seed, steps):
         x = x_test[:200].reshape(-1, 1, 28, 28).astype(np.float64)
         return infer_times(lambda xb: predict(xb, False).argmax(axis=1), x)
 
+    last = SoftmaxWithLoss()
     trained = [l for l in layers if isinstance(l, (Convolution, Affine))]
     params = [p for l in trained for p in (l.W, l.b)]
     m = [np.zeros_like(p) for p in params]
@@ -434,13 +407,8 @@ def run_numpy(data, net, what, seed, steps):
     def step():
         it = next(n)
         x, t = bs[it % len(bs)]
-        y = predict(x, True)
-        e = np.exp(y - y.max(axis=1, keepdims=True))
-        y = e / e.sum(axis=1, keepdims=True)
-        loss = -np.sum(np.log(y[np.arange(BATCH), t] + 1e-7)) / BATCH
-        d = y.copy()
-        d[np.arange(BATCH), t] -= 1
-        d /= BATCH
+        loss = last.forward(predict(x, True), t)
+        d = last.backward()
         for l in reversed(layers):
             d = l.backward(d)
         lr_t = 0.001 * np.sqrt(1.0 - 0.999 ** (it + 1)) / (1.0 - 0.9 ** (it + 1))

@@ -66,6 +66,20 @@ def run_torch(data, seed, iters, threads):
     return train_s, acc, losses
 
 
+def jax_adam(params, m, v, it, grads, lr=0.001):
+    """The book's Adam (common/optimizer.py: β1 0.9, β2 0.999, the bias-corrected lr_t, 1e-7)
+    on JAX pytrees, for use inside a jitted step: the new params, m, v and step count."""
+    import jax
+    import jax.numpy as jnp
+
+    it = it + 1.0
+    lr_t = lr * jnp.sqrt(1.0 - 0.999 ** it) / (1.0 - 0.9 ** it)
+    m = jax.tree.map(lambda m, g: m + (1 - 0.9) * (g - m), m, grads)
+    v = jax.tree.map(lambda v, g: v + (1 - 0.999) * (g * g - v), v, grads)
+    params = jax.tree.map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), params, m, v)
+    return params, m, v, it
+
+
 def run_jax(data, seed, iters):
     import jax
     import jax.numpy as jnp
@@ -92,11 +106,7 @@ def run_jax(data, seed, iters):
     @jax.jit
     def step(params, m, v, it, idx):
         loss, grads = jax.value_and_grad(loss_fn)(params, xs[idx], ts[idx])
-        it = it + 1.0
-        lr_t = 0.001 * jnp.sqrt(1.0 - 0.999 ** it) / (1.0 - 0.9 ** it)
-        m = jax.tree.map(lambda m, g: m + (1 - 0.9) * (g - m), m, grads)
-        v = jax.tree.map(lambda v, g: v + (1 - 0.999) * (g * g - v), v, grads)
-        params = jax.tree.map(lambda p, m, v: p - lr_t * m / (jnp.sqrt(v) + 1e-7), params, m, v)
+        params, m, v, it = jax_adam(params, m, v, it, grads)
         return params, m, v, it, loss
 
     zeros = jax.tree.map(jnp.zeros_like, params)
