@@ -12,6 +12,7 @@ pub mod gradcheck;
 pub mod mnist;
 pub mod modelfile;
 pub mod netarg;
+pub mod onnx;
 pub mod peak;
 pub mod pictures;
 pub mod pixels;

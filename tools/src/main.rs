@@ -41,6 +41,10 @@ enum Cmd {
     Bench(BenchArgs),
     /// Write what a firmware build embeds: the model, test and training images, and the results the desktop computes on them
     Export(ExportArgs),
+    /// Bring a model in: an ONNX graph (from torch.onnx.export or onnx.helper) becomes a zeronn model file
+    Import(ImportArgs),
+    /// Write a zeronn model as an ONNX graph (for ONNX Runtime, Netron, ...)
+    ExportOnnx(ExportOnnxArgs),
     /// Reproduce one of the book's experiments: chapter 6 as a CSV of every curve and a PNG plot like the book's figure; chapters 7-8 as pictures of a trained conv net (--model)
     Experiment(ExperimentArgs),
 }
@@ -282,6 +286,26 @@ struct GradcheckArgs {
 }
 
 #[derive(Args)]
+struct ImportArgs {
+    /// The model to import (.onnx)
+    #[arg(value_name = "MODEL")]
+    model: PathBuf,
+    /// The zeronn model file to write
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ExportOnnxArgs {
+    /// The zeronn model file
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// The ONNX file to write
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     #[command(flatten)]
     data: DataArgs,
@@ -294,6 +318,10 @@ struct EvalArgs {
     /// Matrix-multiply backend
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
+    /// Also write the scores (logits, before any softmax) of every evaluated image to FILE,
+    /// a NumPy .npy array of float32, images × classes
+    #[arg(long, value_name = "FILE")]
+    logits: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -375,6 +403,8 @@ fn main() -> ExitCode {
         Cmd::Eval(a) => cmd_eval(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Export(a) => cmd_export(a),
+        Cmd::Import(a) => cmd_import(a),
+        Cmd::ExportOnnx(a) => cmd_export_onnx(a),
         Cmd::Experiment(a) => cmd_experiment(a),
     };
     match result {
@@ -444,7 +474,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         .map(|n| positive("train-size", n))
         .transpose()?;
     if let Some(path) = &a.save {
-        modelfile::check_savable(path)?;
+        modelfile::check_savable("--save", path)?;
     }
     let mut data = load_data(&a.data)?;
     if let Some(n) = train_size {
@@ -643,6 +673,57 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         accuracy(&net, &EvalSet::new(&test, EVAL_CHUNK), &mut ws).map_err(|e| e.to_string())?;
     let correct = (acc * test.len() as f64).round() as usize;
     println!("test accuracy: {} ({correct}/{})", py_repr(acc), test.len());
+    if let Some(path) = &a.logits {
+        let classes = net.spec().output_size();
+        let mut scores = Vec::with_capacity(test.len() * classes);
+        let mut x = vec![0.0f32; EVAL_CHUNK * test.pixels];
+        for lo in (0..test.len()).step_by(EVAL_CHUNK) {
+            let hi = (lo + EVAL_CHUNK).min(test.len());
+            let x = &mut x[..(hi - lo) * test.pixels];
+            test.images_f32(lo, hi, x);
+            scores.extend_from_slice(net.predict(x, &mut ws).map_err(|e| e.to_string())?);
+        }
+        let npy = zeronn_tools::format::npy_f32(&scores, &[test.len(), classes]);
+        modelfile::write_atomic(path, &npy)
+            .map_err(|e| format!("--logits {}: {e}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_import(a: ImportArgs) -> Result<ExitCode> {
+    let shown = a.model.display();
+    modelfile::check_savable("--out", &a.out)?;
+    let bytes = std::fs::read(&a.model).map_err(|e| format!("{shown}: {e}"))?;
+    let imported = zeronn_tools::onnx::import(&bytes).map_err(|e| format!("{shown}: {e}"))?;
+    modelfile::check_size(&imported.spec).map_err(|e| format!("{shown}: {e}"))?;
+    for note in &imported.notes {
+        eprintln!("{shown}: {note}");
+    }
+    let spec = &imported.spec;
+    modelfile::save(&a.out, spec, &imported.params, &imported.state)?;
+    println!(
+        "imported {shown}: {} ({}), {} parameters -> {}",
+        zeronn_tools::describe::sizes(spec),
+        zeronn_tools::describe::layers(spec),
+        spec.param_len(),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_export_onnx(a: ExportOnnxArgs) -> Result<ExitCode> {
+    let bytes = modelfile::read(&a.model)?;
+    let model = modelfile::parse(&a.model, &bytes)?;
+    let onnx = zeronn_tools::onnx::export(model.spec(), model.params(), model.state())
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    modelfile::write_atomic(&a.out, &onnx).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    println!(
+        "exported {} as ONNX (opset {}): {} bytes -> {}",
+        a.model.display(),
+        zeronn_tools::onnx::OPSET,
+        onnx.len(),
+        a.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

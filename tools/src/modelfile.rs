@@ -14,16 +14,22 @@ pub fn save(path: &Path, spec: &NetSpec, params: &[f32], state: &[f32]) -> Resul
     let mut bytes = vec![0u8; model::encoded_len(spec)];
     model::write(spec, params, state, &mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    write_atomic(path, &bytes).map_err(|e| format!("{}: cannot write model: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` so that the file appears only when complete: written beside it
+/// (`path` + `.partial`), synced, then renamed over `path`. On failure the temporary file is
+/// removed and any file at `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = partial(path);
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
-        format!("{}: cannot write model: {e}", path.display())
     })
 }
 
@@ -45,11 +51,11 @@ pub fn save_or_spare(
 /// Fails early, before a long run, if a model could not be written to `path`: it names a
 /// directory, or its directory does not exist or does not let us create the file (tried with
 /// the temporary file [`save`] writes first, removed again).
-pub fn check_savable(path: &Path) -> Result<(), String> {
+pub fn check_savable(flag: &str, path: &Path) -> Result<(), String> {
     let shown = path.display();
     let raw = path.as_os_str().to_string_lossy();
     if raw.is_empty() || raw.ends_with('/') || path.file_name().is_none() || path.is_dir() {
-        return Err(format!("--save {shown}: not a file name"));
+        return Err(format!("{flag} {shown}: not a file name"));
     }
     let dir = path
         .parent()
@@ -57,7 +63,7 @@ pub fn check_savable(path: &Path) -> Result<(), String> {
         .unwrap_or(Path::new("."));
     if !dir.is_dir() {
         return Err(format!(
-            "--save {shown}: directory {} does not exist",
+            "{flag} {shown}: directory {} does not exist",
             dir.display()
         ));
     }
@@ -67,7 +73,7 @@ pub fn check_savable(path: &Path) -> Result<(), String> {
         .append(true)
         .create(true)
         .open(&tmp)
-        .map_err(|e| format!("--save {shown}: cannot write in {}: {e}", dir.display()))?;
+        .map_err(|e| format!("{flag} {shown}: cannot write in {}: {e}", dir.display()))?;
     if !existed {
         let _ = fs::remove_file(&tmp);
     }
@@ -92,7 +98,9 @@ pub fn check_size(spec: &NetSpec) -> Result<(), String> {
 
 /// The file [`save`] writes before renaming it to `path`.
 fn partial(path: &Path) -> std::path::PathBuf {
-    path.with_extension("zrnn.partial")
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    name.into()
 }
 
 /// Bytes held in `u64` words so they start 8-aligned, as the model format's in-place view
@@ -180,7 +188,7 @@ mod tests {
         let spec = shape.spec();
         let params: Vec<f32> = (0..shape.param_len()).map(|i| i as f32 / 7.0).collect();
         let (bad, spare) = (d.join("missing").join("m.zrnn"), d.join("spare.zrnn"));
-        assert!(check_savable(&bad).is_err());
+        assert!(check_savable("--save", &bad).is_err());
         let e = save_or_spare(&bad, &spare, &spec, &params, &[]).unwrap_err();
         assert!(e.contains("m.zrnn") && e.contains("spare.zrnn"), "{e}");
         let bytes = read(&spare).unwrap();
@@ -193,7 +201,7 @@ mod tests {
         assert!(e.contains("failed too"), "{e}");
         // A good path: saved there, nothing beside it.
         let good = d.join("good.zrnn");
-        check_savable(&good).unwrap();
+        check_savable("--save", &good).unwrap();
         save_or_spare(&good, &d.join("unused.zrnn"), &spec, &params, &[]).unwrap();
         assert!(good.is_file() && !d.join("unused.zrnn").exists());
         assert!(!d.join("good.zrnn.partial").exists());
@@ -203,20 +211,24 @@ mod tests {
     #[test]
     fn unsavable_paths_and_sizes_are_refused_up_front() {
         let d = scratch("check");
-        assert!(check_savable(&d).unwrap_err().contains("not a file name"));
-        assert!(check_savable(Path::new("")).is_err());
+        assert!(
+            check_savable("--save", &d)
+                .unwrap_err()
+                .contains("not a file name")
+        );
+        assert!(check_savable("--save", Path::new("")).is_err());
         let slash = format!("{}/", d.join("m.zrnn").display());
         assert!(
-            check_savable(Path::new(&slash))
+            check_savable("--save", Path::new(&slash))
                 .unwrap_err()
                 .contains("not a file name")
         );
         assert!(
-            check_savable(&d.join("nope").join("m.zrnn"))
+            check_savable("--save", &d.join("nope").join("m.zrnn"))
                 .unwrap_err()
                 .contains("does not exist")
         );
-        check_savable(&d.join("m.zrnn")).unwrap();
+        check_savable("--save", &d.join("m.zrnn")).unwrap();
         assert!(
             !d.join("m.zrnn.partial").exists(),
             "the probe file is removed"

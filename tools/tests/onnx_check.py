@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""ONNX in and out of zeronn, checked against ONNX Runtime on MNIST test images.
+
+    onnx_check.py ZERONN DATA_DIR WORK_DIR [--images N]
+
+Import: builds ONNX models with the `onnx` package (an MLP of Gemm/Relu/Softmax; an MLP of
+MatMul+Add, BatchNormalization folded and not, Sigmoid, Dropout, LogSoftmax; a CNN with
+Conv, BatchNormalization, MaxPool, Reshape, Mul/Add by constants) and, if PyTorch is
+installed, with torch.onnx.export (an MLP with BatchNorm1d and Dropout, the book's
+SimpleConvNet with a BatchNorm2d). Each runs in ONNX Runtime, is imported by `zeronn import`,
+and `zeronn eval --logits` must give logits within 1e-5 (absolute) of ONNX Runtime's and the
+same argmax on every image.
+
+Export: zeronn trains short runs (the chapter 5 net, an MLP with BatchNorm and Dropout,
+SimpleConvNet, a conv net with BatchNorm after a conv); `zeronn export-onnx` writes them;
+ONNX Runtime's logits must be within 1e-5 of zeronn's, with the same argmax; and the exported
+file imports back into zeronn with the same logits.
+
+Errors: an unsupported op, a grouped Conv and a truncated file are refused with a message
+naming the node (or the file), and no model file is written.
+"""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+TOL = 1e-5
+
+
+def load_test(data, n):
+    def read(stem):
+        for name in (stem, stem + ".gz"):
+            p = os.path.join(data, name)
+            if os.path.exists(p):
+                with (gzip.open(p) if name.endswith(".gz") else open(p, "rb")) as f:
+                    return f.read()
+        sys.exit(f"no {stem}(.gz) in {data}")
+
+    x = np.frombuffer(read("t10k-images-idx3-ubyte"), np.uint8, offset=16).reshape(-1, 784)
+    t = np.frombuffer(read("t10k-labels-idx1-ubyte"), np.uint8, offset=8)
+    return x[:n].astype(np.float32) / 255.0, t[:n]
+
+
+class Check:
+    def __init__(self, zeronn, data, work, n):
+        self.zeronn, self.data, self.work, self.n = zeronn, data, work, n
+        self.x, self.t = load_test(data, n)
+        self.failures = []
+
+    def run(self, *args, ok=True):
+        r = subprocess.run([self.zeronn, *args], capture_output=True, text=True)
+        if ok and r.returncode != 0:
+            raise RuntimeError(f"zeronn {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
+        return r
+
+    def ort(self, path, output):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        inp = s.get_inputs()[0]
+        x = self.x.reshape(-1, 1, 28, 28) if len(inp.shape) == 4 else self.x
+        return s.run([output], {inp.name: x})[0]
+
+    def zeronn_logits(self, model):
+        out = os.path.join(self.work, os.path.basename(model) + ".logits.npy")
+        line = self.run("eval", "--data", self.data, "--model", model, "--limit", str(self.n),
+                        "--logits", out).stdout.strip()
+        return np.load(out), line
+
+    def compare(self, what, ours, theirs):
+        diff = float(np.abs(ours - theirs).max())
+        same = int((ours.argmax(1) == theirs.argmax(1)).sum())
+        acc = float((theirs.argmax(1) == self.t).mean())
+        ok = diff <= TOL and same == len(ours)
+        print(f"{'ok  ' if ok else 'FAIL'} {what}: max |logit difference| {diff:.2e}, "
+              f"same argmax {same}/{len(ours)}, accuracy {acc:.4f}")
+        if not ok:
+            self.failures.append(what)
+
+    def imported(self, name, model, logits="logits"):
+        """Saves `model`, runs it in ONNX Runtime, imports it and compares the logits."""
+        path = os.path.join(self.work, name + ".onnx")
+        onnx.checker.check_model(model)
+        onnx.save(model, path)
+        self.imported_file(name, path, logits)
+
+    def imported_file(self, name, path, logits="logits"):
+        theirs = self.ort(path, logits)
+        zrnn = os.path.join(self.work, name + ".zrnn")
+        r = self.run("import", path, "--out", zrnn)
+        print(f"     {r.stdout.strip()}")
+        ours, _ = self.zeronn_logits(zrnn)
+        self.compare(f"import {name}", ours, theirs)
+
+    def exported(self, name, train_args):
+        zrnn = os.path.join(self.work, name + ".zrnn")
+        self.run("train", "--data", self.data, "--seed", "1", "--no-progress", *train_args,
+                 "--save", zrnn)
+        path = os.path.join(self.work, name + ".onnx")
+        self.run("export-onnx", "--model", zrnn, "--out", path)
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        ours, line = self.zeronn_logits(zrnn)
+        theirs = self.ort(path, "logits")
+        self.compare(f"export {name} ({line})", ours, theirs)
+        probs = self.ort(path, "probabilities")
+        if np.abs(probs.sum(1) - 1).max() > 1e-5 or (probs.argmax(1) != ours.argmax(1)).any():
+            print(f"FAIL export {name}: probabilities are not the softmax of the logits")
+            self.failures.append(f"export {name} probabilities")
+        back = os.path.join(self.work, name + ".back.zrnn")
+        self.run("import", path, "--out", back)
+        again, _ = self.zeronn_logits(back)
+        self.compare(f"export {name} and import again", again, ours)
+
+    def refused(self, name, model, expect):
+        path = os.path.join(self.work, name + ".onnx")
+        if isinstance(model, bytes):
+            open(path, "wb").write(model)
+        else:
+            onnx.save(model, path)
+        zrnn = os.path.join(self.work, name + ".zrnn")
+        r = self.run("import", path, "--out", zrnn, ok=False)
+        msg = r.stderr.strip()
+        ok = r.returncode != 0 and all(e in msg for e in expect) and not os.path.exists(zrnn)
+        print(f"{'ok  ' if ok else 'FAIL'} refuse {name}: {msg}")
+        if not ok:
+            self.failures.append(f"refuse {name}")
+
+
+rng = np.random.default_rng(7)
+
+
+def init(name, shape, std=None):
+    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    std = std if std is not None else np.sqrt(2.0 / fan_in)
+    return numpy_helper.from_array((rng.standard_normal(shape) * std).astype(np.float32), name)
+
+
+def bn_params(prefix, c):
+    return [
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, c).astype(np.float32), prefix + "_scale"),
+        numpy_helper.from_array((rng.standard_normal(c) * 0.1).astype(np.float32), prefix + "_B"),
+        numpy_helper.from_array((rng.standard_normal(c) * 0.1).astype(np.float32), prefix + "_mean"),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, c).astype(np.float32), prefix + "_var"),
+    ]
+
+
+def bn(prefix, x, out, eps=1e-5):
+    names = [prefix + s for s in ("_scale", "_B", "_mean", "_var")]
+    return helper.make_node("BatchNormalization", [x, *names], [out], name=prefix, epsilon=eps)
+
+
+def model(nodes, inits, x_shape, outputs, opset=13):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *x_shape])
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 10]) for o in outputs]
+    g = helper.make_graph(nodes, "g", [x], outs, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def mlp_gemm():
+    inits = [init("W1", (100, 784)), init("b1", (100,), 0.1), init("W2", (10, 100)),
+             init("b2", (10,), 0.1)]
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["r1"], name="relu1"),
+        helper.make_node("Gemm", ["r1", "W2", "b2"], ["logits"], name="fc2", transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
+    ]
+    return model(nodes, inits, [784], ["logits", "probs"])
+
+
+def mlp_matmul_bn():
+    inits = [init("W1", (784, 64)), init("b1", (64,), 0.1), *bn_params("bn1", 64),
+             init("W2", (64, 32)), init("b2", (1, 32), 0.1), *bn_params("bn2", 32),
+             init("W3", (32, 10)), init("b3", (10,), 0.1)]
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"], name="flatten", axis=1),
+        helper.make_node("MatMul", ["f", "W1"], ["m1"], name="matmul1"),
+        helper.make_node("Add", ["b1", "m1"], ["a1"], name="add1"),
+        bn("bn1", "a1", "n1"),
+        helper.make_node("Sigmoid", ["n1"], ["s1"], name="sigmoid1"),
+        helper.make_node("Dropout", ["s1"], ["d1"], name="dropout1"),
+        helper.make_node("Gemm", ["d1", "W2", "b2"], ["h2"], name="fc2", alpha=0.5, beta=2.0),
+        helper.make_node("Relu", ["h2"], ["r2"], name="relu2"),
+        bn("bn2", "r2", "n2", eps=1e-3),
+        helper.make_node("Gemm", ["n2", "W3", "b3"], ["logits"], name="fc3"),
+        helper.make_node("LogSoftmax", ["logits"], ["logp"], name="logsoftmax"),
+    ]
+    return model(nodes, inits, [1, 28, 28], ["logits", "logp"])
+
+
+def cnn():
+    inits = [init("W1", (8, 1, 3, 3)), init("b1", (8,), 0.1), *bn_params("bn1", 8),
+             init("W2", (16, 8, 5, 5)), *bn_params("bn2", 16),
+             numpy_helper.from_array(rng.uniform(0.5, 1.5, (16, 1, 1)).astype(np.float32), "scale"),
+             numpy_helper.from_array(rng.uniform(-0.1, 0.1, (1, 400)).astype(np.float32), "shift"),
+             init("W3", (10, 400)), init("b3", (10,), 0.1)]
+    nodes = [
+        helper.make_node("Constant", [], ["shape"], name="shape",
+                         value=numpy_helper.from_array(np.array([-1, 400], np.int64))),
+        helper.make_node("Conv", ["x", "W1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], strides=[1, 1]),
+        bn("bn1", "c1", "n1"),  # folded into conv1
+        helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "W2"], ["c2"], name="conv2", kernel_shape=[5, 5]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        bn("bn2", "r2", "n2"),  # a BatchNorm layer, per channel spread over 10x10 values
+        helper.make_node("Mul", ["n2", "scale"], ["m2"], name="mul2"),
+        helper.make_node("MaxPool", ["m2"], ["p2"], name="pool2", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Flatten", ["p2"], ["f2"], name="flatten2"),
+        helper.make_node("Add", ["f2", "shift"], ["a2"], name="add2"),
+        helper.make_node("Reshape", ["a2", "shape"], ["a2r"], name="reshape"),
+        helper.make_node("Gemm", ["a2r", "W3", "b3"], ["logits"], name="fc", transB=1),
+    ]
+    return model(nodes, inits, [1, 28, 28], ["logits"])
+
+
+def torch_models(check):
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        print("(PyTorch not installed: the torch.onnx.export models are skipped)")
+        return
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.BatchNorm1d(100), nn.ReLU(),
+                        nn.Dropout(0.3), nn.Linear(100, 100), nn.ReLU(), nn.Linear(100, 10))
+    conv = nn.Sequential(nn.Conv2d(1, 30, 5), nn.BatchNorm2d(30), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(30 * 12 * 12, 100), nn.ReLU(),
+                         nn.Linear(100, 10))
+    for name, m in (("torch-mlp", mlp), ("torch-convnet", conv)):
+        for mod in m.modules():
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 1.5)
+                mod.weight.data.uniform_(0.5, 1.5)
+        m.eval()
+        path = os.path.join(check.work, name + ".onnx")
+        kw = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+        torch.onnx.export(m, torch.zeros(1, 1, 28, 28), path, opset_version=13,
+                          input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}}, **kw)
+        check.imported_file(name, path)
+        ours = np.load(os.path.join(check.work, name + ".zrnn.logits.npy"))
+        with torch.no_grad():
+            pt = m(torch.from_numpy(check.x.reshape(-1, 1, 28, 28))).numpy()
+        check.compare(f"import {name} against PyTorch itself", ours, pt)
+
+
+def main():
+    args = sys.argv[1:]
+    n = 1000
+    if "--images" in args:
+        i = args.index("--images")
+        n = int(args[i + 1])
+        del args[i:i + 2]
+    zeronn, data, work = args
+    os.makedirs(work, exist_ok=True)
+    print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, {n} MNIST test images")
+    c = Check(zeronn, data, work, n)
+
+    c.imported("mlp-gemm", mlp_gemm())
+    c.imported("mlp-matmul-bn", mlp_matmul_bn())
+    c.imported("cnn", cnn())
+    torch_models(c)
+
+    c.exported("two-layer-net", ["--iters", "300"])
+    c.exported("mlp-bn-dropout", ["--hidden", "100,100", "--batch-norm", "--dropout", "0.2",
+                                  "--optimizer", "adam", "--iters", "300"])
+    c.exported("simple-convnet", ["--preset", "simple-convnet", "--iters", "30"])
+    c.exported("conv-bn", ["--net", "conv8x3p1,bn,relu,pool2,50,relu,dropout0.3,10",
+                           "--optimizer", "adam", "--iters", "60"])
+
+    bad = mlp_gemm()
+    bad.graph.node[1].op_type = "Tanh"
+    c.refused("unsupported-op", bad, ["relu1", "Tanh", "not supported"])
+    grouped = cnn()
+    conv1 = next(n for n in grouped.graph.node if n.name == "conv1")
+    conv1.attribute.append(helper.make_attribute("group", 2))
+    c.refused("grouped-conv", grouped, ["conv1", "group"])
+    whole = mlp_gemm().SerializeToString()
+    c.refused("truncated", whole[: len(whole) // 2], ["not an ONNX model"])
+
+    if c.failures:
+        sys.exit(f"FAILED: {', '.join(c.failures)}")
+    print("all ONNX checks passed")
+
+
+if __name__ == "__main__":
+    main()
