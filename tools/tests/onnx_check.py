@@ -2,6 +2,7 @@
 """ONNX in and out of zeronn, checked against ONNX Runtime on MNIST test images.
 
     onnx_check.py ZERONN DATA_DIR WORK_DIR [--images N]
+    onnx_check.py ZERONN DATA_DIR WORK_DIR --torch-train EPOCHS
 
 Import: builds ONNX models with the `onnx` package (an MLP of Gemm/Relu/Softmax; an MLP of
 MatMul+Add, BatchNormalization folded and not, Sigmoid, Dropout, LogSoftmax; a CNN with
@@ -15,6 +16,10 @@ Export: zeronn trains short runs (the chapter 5 net, an MLP with BatchNorm and D
 SimpleConvNet, a conv net with BatchNorm after a conv); `zeronn export-onnx` writes them;
 ONNX Runtime's logits must be within 1e-5 of zeronn's, with the same argmax; and the exported
 file imports back into zeronn with the same logits.
+
+With --torch-train, instead: PyTorch trains an MLP (BatchNorm, Dropout) and a small conv net
+on MNIST; both go through torch.onnx.export and `zeronn import`, and `zeronn eval` must give
+the test accuracy PyTorch gives (all 10 000 images).
 
 Errors: an unsupported op, a grouped Conv and a truncated file are refused with a message
 naming the node (or the file), and no model file is written.
@@ -255,9 +260,80 @@ def torch_models(check):
         check.compare(f"import {name} against PyTorch itself", ours, pt)
 
 
+def load_train(data):
+    def read(stem):
+        for name in (stem, stem + ".gz"):
+            p = os.path.join(data, name)
+            if os.path.exists(p):
+                with (gzip.open(p) if name.endswith(".gz") else open(p, "rb")) as f:
+                    return f.read()
+        sys.exit(f"no {stem}(.gz) in {data}")
+
+    x = np.frombuffer(read("train-images-idx3-ubyte"), np.uint8, offset=16).reshape(-1, 784)
+    t = np.frombuffer(read("train-labels-idx1-ubyte"), np.uint8, offset=8)
+    return x.astype(np.float32) / 255.0, t.astype(np.int64)
+
+
+def torch_trained(check, epochs, out):
+    """Trains an MLP with BatchNorm and a small conv net in PyTorch (Adam, batch 100, one
+    thread), exports them with torch.onnx.export, imports them into zeronn and compares the
+    test accuracy on all 10 000 test images: PyTorch's own against `zeronn eval`'s."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    x, t = load_train(check.data)
+    xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+    test_x, test_t = load_test(check.data, 10000)
+    nets = {
+        "torch-trained-mlp": nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 100), nn.BatchNorm1d(100), nn.ReLU(), nn.Linear(100, 100),
+            nn.BatchNorm1d(100), nn.ReLU(), nn.Dropout(0.2), nn.Linear(100, 10)),
+        "torch-trained-convnet": nn.Sequential(
+            nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 6 * 6, 64),
+            nn.ReLU(), nn.Linear(64, 10)),
+    }
+    for name, m in nets.items():
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        for epoch in range(epochs):
+            m.train()
+            perm = torch.randperm(len(xt))
+            for i in range(0, len(xt), 100):
+                idx = perm[i:i + 100]
+                loss = nn.functional.cross_entropy(m(xt[idx].view(-1, 1, 28, 28)), tt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        m.eval()
+        with torch.no_grad():
+            pt = m(torch.from_numpy(test_x).view(-1, 1, 28, 28)).numpy()
+        acc_pt = float((pt.argmax(1) == test_t).mean())
+        path = os.path.join(out, name + ".onnx")
+        kw = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+        torch.onnx.export(m, torch.zeros(1, 1, 28, 28), path, opset_version=13,
+                          input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}}, **kw)
+        zrnn = os.path.join(out, name + ".zrnn")
+        print("     " + check.run("import", path, "--out", zrnn).stdout.strip())
+        line = check.run("eval", "--data", check.data, "--model", zrnn).stdout.strip()
+        acc_z = float(line.split()[2])
+        ok = acc_z == acc_pt
+        print(f"{'ok  ' if ok else 'FAIL'} {name} ({epochs} epochs in PyTorch): test accuracy "
+              f"PyTorch {acc_pt:.4f}, zeronn eval of the imported model {acc_z:.4f} ({line})")
+        if not ok:
+            check.failures.append(name)
+
+
 def main():
     args = sys.argv[1:]
     n = 1000
+    train_epochs = None
+    if "--torch-train" in args:
+        i = args.index("--torch-train")
+        train_epochs = int(args[i + 1])
+        del args[i:i + 2]
     if "--images" in args:
         i = args.index("--images")
         n = int(args[i + 1])
@@ -267,6 +343,9 @@ def main():
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, {n} MNIST test images")
     c = Check(zeronn, data, work, n)
 
+    if train_epochs:
+        torch_trained(c, train_epochs, work)
+        sys.exit(f"FAILED: {', '.join(c.failures)}" if c.failures else 0)
     c.imported("mlp-gemm", mlp_gemm())
     c.imported("mlp-matmul-bn", mlp_matmul_bn())
     c.imported("cnn", cnn())
