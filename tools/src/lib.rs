@@ -18,6 +18,7 @@ pub mod pictures;
 pub mod pixels;
 pub mod plot;
 pub mod progress;
+pub mod safetensors_file;
 pub mod sparse;
 pub mod team;
 pub mod train;

@@ -12,7 +12,7 @@ use zeronn::{Activation, Layer, NetSpec, WeightInit};
 use zeronn_tools::format::py_repr;
 use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
 use zeronn_tools::mnist::{self, Mnist};
-use zeronn_tools::netarg::{MNIST, Preset, parse_net};
+use zeronn_tools::netarg::{self, MNIST, Preset, parse_net};
 use zeronn_tools::progress::Progress;
 use zeronn_tools::sparse::EvalSet;
 use zeronn_tools::train::{Event, TrainConfig, accuracy, train};
@@ -285,14 +285,30 @@ struct GradcheckArgs {
     h: Option<f64>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// The data bundle a firmware build embeds (directory)
+    Firmware,
+    /// An ONNX graph, as `zeronn export-onnx` writes it
+    Onnx,
+    /// safetensors with the book's tensor names and the layer list in the metadata
+    Safetensors,
+}
+
 #[derive(Args)]
 struct ImportArgs {
-    /// The model to import (.onnx)
+    /// The model to import: an ONNX graph (.onnx) or safetensors (.safetensors)
     #[arg(value_name = "MODEL")]
     model: PathBuf,
     /// The zeronn model file to write
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// safetensors: the layer list, as `train --net` takes it [default: the file's metadata]
+    #[arg(long, value_name = "LAYERS")]
+    net: Option<String>,
+    /// safetensors: the input's shape, CxHxW or N [default: the file's metadata, else 1x28x28]
+    #[arg(long, value_name = "SHAPE")]
+    input: Option<String>,
 }
 
 #[derive(Args)]
@@ -352,8 +368,13 @@ struct ExportArgs {
     /// The model file (from `zeronn train --save`)
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
+    /// What to write: the firmware's data bundle (a directory), or the model alone as an ONNX
+    /// graph or as safetensors (a file; the options below are the firmware's)
+    #[arg(long, value_enum, default_value = "firmware")]
+    format: ExportFormat,
     /// Directory to write the bundle as: a new one, or one an earlier export wrote (replaced
-    /// whole, and only once the new bundle is complete)
+    /// whole, and only once the new bundle is complete); the file, for --format onnx or
+    /// safetensors
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Test images to embed (the first N of the test set)
@@ -694,7 +715,28 @@ fn cmd_import(a: ImportArgs) -> Result<ExitCode> {
     let shown = a.model.display();
     modelfile::check_savable("--out", &a.out)?;
     let bytes = std::fs::read(&a.model).map_err(|e| format!("{shown}: {e}"))?;
-    let imported = zeronn_tools::onnx::import(&bytes).map_err(|e| format!("{shown}: {e}"))?;
+    // safetensors: an 8-byte header length, then the JSON header.
+    let safetensors = a.model.extension().is_some_and(|e| e == "safetensors")
+        || (bytes.len() > 8 && bytes[8] == b'{');
+    let imported = if safetensors {
+        let input = a.input.as_deref().map(netarg::parse_dims).transpose()?;
+        let (spec, params, state) =
+            zeronn_tools::safetensors_file::import(&bytes, a.net.as_deref(), input)
+                .map_err(|e| format!("{shown}: {e}"))?;
+        zeronn_tools::onnx::Imported {
+            spec,
+            params,
+            state,
+            notes: vec![],
+        }
+    } else {
+        if a.net.is_some() || a.input.is_some() {
+            return Err(
+                "--net and --input are for safetensors files (an ONNX graph has its own)".into(),
+            );
+        }
+        zeronn_tools::onnx::import(&bytes).map_err(|e| format!("{shown}: {e}"))?
+    };
     modelfile::check_size(&imported.spec).map_err(|e| format!("{shown}: {e}"))?;
     for note in &imported.notes {
         eprintln!("{shown}: {note}");
@@ -712,17 +754,31 @@ fn cmd_import(a: ImportArgs) -> Result<ExitCode> {
 }
 
 fn cmd_export_onnx(a: ExportOnnxArgs) -> Result<ExitCode> {
-    let bytes = modelfile::read(&a.model)?;
-    let model = modelfile::parse(&a.model, &bytes)?;
-    let onnx = zeronn_tools::onnx::export(model.spec(), model.params(), model.state())
-        .map_err(|e| format!("{}: {e}", a.model.display()))?;
-    modelfile::write_atomic(&a.out, &onnx).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    export_file(&a.model, &a.out, ExportFormat::Onnx)
+}
+
+/// Writes the model at `path` to `out` as ONNX or safetensors.
+fn export_file(path: &Path, out: &Path, format: ExportFormat) -> Result<ExitCode> {
+    let bytes = modelfile::read(path)?;
+    let model = modelfile::parse(path, &bytes)?;
+    let (spec, params, state) = (model.spec(), model.params(), model.state());
+    let (what, written) = match format {
+        ExportFormat::Onnx => (
+            format!("ONNX (opset {})", zeronn_tools::onnx::OPSET),
+            zeronn_tools::onnx::export(spec, params, state),
+        ),
+        _ => (
+            "safetensors".to_string(),
+            zeronn_tools::safetensors_file::export(spec, params, state),
+        ),
+    };
+    let written = written.map_err(|e| format!("{}: {e}", path.display()))?;
+    modelfile::write_atomic(out, &written).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(
-        "exported {} as ONNX (opset {}): {} bytes -> {}",
-        a.model.display(),
-        zeronn_tools::onnx::OPSET,
-        onnx.len(),
-        a.out.display()
+        "exported {} as {what}: {} bytes -> {}",
+        path.display(),
+        written.len(),
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -962,6 +1018,9 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
 }
 
 fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
+    if a.format != ExportFormat::Firmware {
+        return export_file(&a.model, &a.out, a.format);
+    }
     let bytes = modelfile::read(&a.model)?;
     let model = modelfile::parse(&a.model, &bytes)?;
     let net = model

@@ -60,6 +60,19 @@ pub const MNIST: Dims = Dims::new(1, 28, 28);
 /// The layer list `text` (see the module docs) over inputs of shape `input`, ending in
 /// `classes` scores; an error names the token whose layer does not fit.
 pub fn parse_net(text: &str, input: Dims, classes: usize) -> Result<NetSpec, String> {
+    let spec = parse_layers(text, input)?;
+    if spec.output_size() != classes {
+        return Err(format!(
+            "--net: the last layer gives {} values per image, but there are {classes} classes \
+             (end with {classes})",
+            spec.output_size()
+        ));
+    }
+    Ok(spec)
+}
+
+/// The layer list `text` over inputs of shape `input`, whatever its output size.
+pub fn parse_layers(text: &str, input: Dims) -> Result<NetSpec, String> {
     let tokens: Vec<&str> = text.split(',').map(str::trim).collect();
     let mut spec = NetSpec::new(&[]);
     let mut dims = input;
@@ -79,14 +92,73 @@ pub fn parse_net(text: &str, input: Dims, classes: usize) -> Result<NetSpec, Str
         spec.validate()
             .map_err(|e| format!("--net: {}", explain(&e)))?;
     }
-    if spec.output_size() != classes {
-        return Err(format!(
-            "--net: the last layer gives {} values per image, but there are {classes} classes \
-             (end with {classes})",
-            spec.output_size()
-        ));
-    }
     Ok(spec)
+}
+
+/// The layer list as `--net` writes it (the inverse of [`parse_layers`] over the net's input):
+/// `conv30x5,relu,pool2,100,relu,10,softmax`.
+pub fn format_net(spec: &NetSpec) -> String {
+    spec.layers()
+        .iter()
+        .map(|l| match *l {
+            Layer::Affine { output, .. } => output.to_string(),
+            Layer::Relu => "relu".into(),
+            Layer::Sigmoid => "sigmoid".into(),
+            Layer::BatchNorm { .. } => "bn".into(),
+            Layer::Dropout { ratio } => format!("dropout{ratio}"),
+            Layer::SoftmaxWithLoss => "softmax".into(),
+            Layer::Convolution(c) => {
+                let mut t = format!("conv{}x{}", c.filters, c.kernel_h);
+                if c.kernel_w != c.kernel_h {
+                    t += &format!("x{}", c.kernel_w);
+                }
+                if c.stride != 1 {
+                    t += &format!("s{}", c.stride);
+                }
+                if c.pad != 0 {
+                    t += &format!("p{}", c.pad);
+                }
+                t
+            }
+            Layer::Pooling { h, w, stride } => {
+                let mut t = format!("pool{h}");
+                if w != h {
+                    t += &format!("x{w}");
+                }
+                if stride != h {
+                    t += &format!("s{stride}");
+                }
+                t
+            }
+            _ => l.name().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// An input shape as `CxHxW` (`1x28x28`), or `N` for a flat input.
+pub fn format_dims(d: Dims) -> String {
+    if d.height == 1 && d.width == 1 {
+        d.channels.to_string()
+    } else {
+        format!("{}x{}x{}", d.channels, d.height, d.width)
+    }
+}
+
+/// The inverse of [`format_dims`].
+pub fn parse_dims(s: &str) -> Result<Dims, String> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.trim().parse().ok().filter(|&n| n > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("'{s}' is not an input shape (CxHxW, e.g. 1x28x28, or N)"))?;
+    match v[..] {
+        [n] => Ok(Dims::flat(n)),
+        [c, h, w] => Ok(Dims::new(c, h, w)),
+        _ => Err(format!(
+            "'{s}' is not an input shape (CxHxW, e.g. 1x28x28, or N)"
+        )),
+    }
 }
 
 /// An error of `validate` in words.
@@ -133,6 +205,25 @@ fn numbers(s: &str) -> Result<(usize, Option<usize>, Option<usize>), String> {
     Ok((lead, stride, pad))
 }
 
+/// Splits `3x5s2` into `3`, `5` and `s2`; `3s2` into `3`, `3` and `s2` (a square).
+fn second(s: &str) -> Result<(usize, usize, &str), String> {
+    let num = |s: &str| -> Result<(usize, usize), String> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let v = s[..end]
+            .parse()
+            .map_err(|_| format!("a size is missing in '{s}'"))?;
+        Ok((v, end))
+    };
+    let (a, end) = num(s)?;
+    match s[end..].strip_prefix('x') {
+        Some(tail) => {
+            let (b, e2) = num(tail)?;
+            Ok((a, b, &tail[e2..]))
+        }
+        None => Ok((a, a, &s[end..])),
+    }
+}
+
 fn parse_layer(tok: &str, dims: Dims) -> Result<Layer, String> {
     let t = tok.to_ascii_lowercase();
     if let Ok(n) = t.parse::<usize>() {
@@ -160,20 +251,23 @@ fn parse_layer(tok: &str, dims: Dims) -> Result<Layer, String> {
                 let filters = filters
                     .parse()
                     .map_err(|_| format!("'{filters}' is not a number of filters"))?;
-                let (kernel, stride, pad) = numbers(rest)?;
+                let (kernel, kw, rest) = second(rest)?;
+                let (_, stride, pad) = numbers(&format!("{kernel}{rest}"))?;
                 Layer::Convolution(
                     Convolution::new(dims, filters, kernel)
+                        .kernel(kernel, kw)
                         .stride(stride.unwrap_or(1))
                         .pad(pad.unwrap_or(0)),
                 )
             } else if let Some(r) = after(&t, "pool") {
-                let (k, stride, pad) = numbers(r)?;
+                let (k, w, rest) = second(r)?;
+                let (_, stride, pad) = numbers(&format!("{k}{rest}"))?;
                 if pad.is_some() {
                     return Err("Pooling takes no padding".into());
                 }
                 Layer::Pooling {
                     h: k,
-                    w: k,
+                    w,
                     stride: stride.unwrap_or(k),
                 }
             } else {
@@ -190,6 +284,25 @@ fn parse_layer(tok: &str, dims: Dims) -> Result<Layer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_net_reads_back_as_the_same_list() {
+        for text in [
+            "conv30x5,relu,pool2,100,relu,10,softmax",
+            "conv8x3x5s2p1,sigmoid,pool3x2s2,bn,dropout0.3,20,relu,10",
+            "100,bn,relu,dropout0.5,100,sigmoid,10,softmax",
+        ] {
+            let spec = parse_layers(text, MNIST).unwrap();
+            assert_eq!(
+                parse_layers(&format_net(&spec), MNIST).unwrap(),
+                spec,
+                "{text}"
+            );
+        }
+        assert_eq!(parse_dims(&format_dims(MNIST)).unwrap(), MNIST);
+        assert_eq!(parse_dims("784").unwrap(), Dims::flat(784));
+        assert!(parse_dims("1x28").is_err() && parse_dims("0x1x1").is_err());
+    }
 
     #[test]
     fn the_books_simple_convnet_written_out_is_the_preset() {

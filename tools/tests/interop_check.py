@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""ONNX in and out of zeronn, checked against ONNX Runtime on MNIST test images.
+"""ONNX and safetensors in and out of zeronn, checked against ONNX Runtime and NumPy on MNIST
+test images.
 
-    onnx_check.py ZERONN DATA_DIR WORK_DIR [--images N]
-    onnx_check.py ZERONN DATA_DIR WORK_DIR --torch-train EPOCHS
+    interop_check.py ZERONN DATA_DIR WORK_DIR [--images N]
+    interop_check.py ZERONN DATA_DIR WORK_DIR --torch-train EPOCHS
 
 Import: builds ONNX models with the `onnx` package (an MLP of Gemm/Relu/Softmax; an MLP of
 MatMul+Add, BatchNormalization folded and not, Sigmoid, Dropout, LogSoftmax; a CNN with
@@ -16,6 +17,11 @@ Export: zeronn trains short runs (the chapter 5 net, an MLP with BatchNorm and D
 SimpleConvNet, a conv net with BatchNorm after a conv); `zeronn export-onnx` writes them;
 ONNX Runtime's logits must be within 1e-5 of zeronn's, with the same argmax; and the exported
 file imports back into zeronn with the same logits.
+
+safetensors: `zeronn export --format safetensors` of a trained MLP with BatchNorm and Dropout
+is read by `safetensors.numpy.load_file`, NumPy computes the forward pass from the layer list in
+its metadata, and the logits must match `zeronn eval --logits`; a file written by Python (with
+the metadata, and without it given `--net`) imports into zeronn with NumPy's logits.
 
 With --torch-train, instead: PyTorch trains an MLP (BatchNorm, Dropout) and a small conv net
 on MNIST; both go through torch.onnx.export and `zeronn import`, and `zeronn eval` must give
@@ -128,6 +134,9 @@ class Check:
             open(path, "wb").write(model)
         else:
             onnx.save(model, path)
+        self.refused_file(name, path, expect)
+
+    def refused_file(self, name, path, expect):
         zrnn = os.path.join(self.work, name + ".zrnn")
         r = self.run("import", path, "--out", zrnn, ok=False)
         msg = r.stderr.strip()
@@ -260,6 +269,73 @@ def torch_models(check):
         check.compare(f"import {name} against PyTorch itself", ours, pt)
 
 
+def numpy_forward(net, tensors, x):
+    """The forward pass of an MLP written as `zeronn.net` (`100,bn,relu,dropout0.2,10,softmax`)
+    over the book's tensor names, in float64."""
+    x = x.astype(np.float64)
+    affine = norm = 0
+    for tok in net.split(","):
+        if tok.isdigit():
+            affine += 1
+            x = x @ tensors[f"W{affine}"] + tensors[f"b{affine}"]
+        elif tok == "relu":
+            x = np.maximum(x, 0)
+        elif tok == "sigmoid":
+            x = 1 / (1 + np.exp(-x))
+        elif tok == "bn":
+            norm += 1
+            t = {k: tensors[f"{k}{norm}"] for k in ("gamma", "beta", "running_mean", "running_var")}
+            x = (x - t["running_mean"]) / np.sqrt(t["running_var"] + 1e-6) * t["gamma"] + t["beta"]
+        elif tok.startswith("dropout"):
+            x = x * (1 - float(tok[len("dropout"):] or 0.5))
+        elif tok != "softmax":
+            raise ValueError(f"layer {tok} is not in this NumPy forward pass")
+    return x
+
+
+def safetensors_round_trips(check):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    # zeronn -> Python
+    zrnn = os.path.join(check.work, "st-mlp.zrnn")
+    check.run("train", "--data", check.data, "--seed", "1", "--no-progress", "--hidden", "100,100",
+              "--batch-norm", "--dropout", "0.2", "--optimizer", "adam", "--iters", "300",
+              "--save", zrnn)
+    path = os.path.join(check.work, "st-mlp.safetensors")
+    check.run("export", "--format", "safetensors", "--model", zrnn, "--out", path)
+    tensors = load_file(path)
+    with safe_open(path, "np") as f:
+        meta = f.metadata()
+    print(f"     {os.path.basename(path)}: metadata {meta}, tensors "
+          + ", ".join(f"{k} {tuple(v.shape)}" for k, v in sorted(tensors.items())))
+    ours, line = check.zeronn_logits(zrnn)
+    check.compare(f"safetensors export read by NumPy ({line})", ours,
+                  numpy_forward(meta["zeronn.net"], tensors, check.x))
+
+    # Python -> zeronn, with the metadata and without it (then --net and --input).
+    r = np.random.default_rng(3)
+    mine = {"W1": r.standard_normal((784, 64)).astype(np.float32) * 0.05,
+            "b1": r.standard_normal(64).astype(np.float32) * 0.1,
+            "W2": r.standard_normal((64, 10)).astype(np.float32) * 0.2,
+            "b2": r.standard_normal(10).astype(np.float32) * 0.1}
+    want = numpy_forward("64,relu,10", mine, check.x)
+    for name, meta, args in (
+            ("st-python", {"zeronn.net": "64,relu,10,softmax", "zeronn.input": "784"}, []),
+            ("st-python-bare", None, ["--net", "64,relu,10", "--input", "784"])):
+        path = os.path.join(check.work, name + ".safetensors")
+        save_file(mine, path, metadata=meta)
+        zrnn = os.path.join(check.work, name + ".zrnn")
+        print("     " + check.run("import", path, "--out", zrnn, *args).stdout.strip())
+        ours, _ = check.zeronn_logits(zrnn)
+        check.compare(f"safetensors written by Python ({name}) imported", ours, want)
+    # A PyTorch-shaped W1 (out x in) is refused with a hint.
+    path = os.path.join(check.work, "st-transposed.safetensors")
+    save_file({**mine, "W1": np.ascontiguousarray(mine["W1"].T)}, path,
+              metadata={"zeronn.net": "64,relu,10", "zeronn.input": "784"})
+    check.refused_file("st-transposed", path, ["W1", "[64, 784]", "transpose"])
+
+
 def load_train(data):
     def read(stem):
         for name in (stem, stem + ".gz"):
@@ -368,9 +444,11 @@ def main():
     whole = mlp_gemm().SerializeToString()
     c.refused("truncated", whole[: len(whole) // 2], ["not an ONNX model"])
 
+    safetensors_round_trips(c)
+
     if c.failures:
         sys.exit(f"FAILED: {', '.join(c.failures)}")
-    print("all ONNX checks passed")
+    print("all ONNX and safetensors checks passed")
 
 
 if __name__ == "__main__":
