@@ -84,6 +84,8 @@ pub mod init;
 pub mod layers;
 pub mod math;
 pub mod model;
+#[cfg(feature = "std")]
+pub mod model_file;
 pub mod net;
 pub mod optimizer;
 pub mod random;
@@ -97,5 +99,7 @@ pub use layers::{
 };
 pub use math::Float;
 pub use model::{Model, ModelError};
+#[cfg(feature = "std")]
+pub use model_file::{FileError, ModelFile};
 pub use net::{Activation, Layer, MlpOptions, Net, NetSpec, Tensor, TwoLayerNet, TwoLayerShape};
 pub use optimizer::{AdaGrad, Adam, AnyOptimizer, Momentum, Nesterov, Optimizer, RmsProp, Sgd};

@@ -17,6 +17,7 @@ pub mod peak;
 pub mod pictures;
 pub mod pixels;
 pub mod plot;
+pub mod predict;
 pub mod progress;
 pub mod safetensors_file;
 pub mod sparse;

@@ -41,6 +41,8 @@ enum Cmd {
     Bench(BenchArgs),
     /// Write what a firmware build embeds: the model, test and training images, and the results the desktop computes on them
     Export(ExportArgs),
+    /// Classify pictures of digits (PNG or JPEG, any size, dark on light or light on dark) with a saved model
+    Predict(PredictArgs),
     /// Bring a model in: an ONNX graph (from torch.onnx.export or onnx.helper) becomes a zeronn model file
     Import(ImportArgs),
     /// Write a zeronn model as an ONNX graph (for ONNX Runtime, Netron, ...)
@@ -285,6 +287,19 @@ struct GradcheckArgs {
     h: Option<f64>,
 }
 
+#[derive(Args)]
+struct PredictArgs {
+    /// The model file (28 × 28 inputs)
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// The pictures
+    #[arg(value_name = "PICTURE", required = true)]
+    pictures: Vec<PathBuf>,
+    /// Also write each picture as the net sees it (28 × 28 PNG) into DIR
+    #[arg(long, value_name = "DIR")]
+    converted: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ExportFormat {
     /// The data bundle a firmware build embeds (directory)
@@ -424,6 +439,7 @@ fn main() -> ExitCode {
         Cmd::Eval(a) => cmd_eval(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Export(a) => cmd_export(a),
+        Cmd::Predict(a) => cmd_predict(a),
         Cmd::Import(a) => cmd_import(a),
         Cmd::ExportOnnx(a) => cmd_export_onnx(a),
         Cmd::Experiment(a) => cmd_experiment(a),
@@ -678,7 +694,7 @@ fn cmd_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
 
 fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     let bytes = modelfile::read(&a.model)?;
-    let model = modelfile::parse(&a.model, &bytes)?;
+    let model = modelfile::parse(&bytes)?;
     let net = model
         .net()
         .and_then(|n| n.with_backend(a.backend.into()))
@@ -707,6 +723,49 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         let npy = zeronn_tools::format::npy_f32(&scores, &[test.len(), classes]);
         modelfile::write_atomic(path, &npy)
             .map_err(|e| format!("--logits {}: {e}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_predict(a: PredictArgs) -> Result<ExitCode> {
+    use zeronn_tools::predict;
+    let bytes = modelfile::read(&a.model)?;
+    let model = modelfile::parse(&bytes)?;
+    let net = model
+        .net()
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    if net.spec().input_size() != predict::SIDE * predict::SIDE {
+        return Err(format!(
+            "{}: the model takes {} inputs; pictures become 28 × 28 = 784",
+            a.model.display(),
+            net.spec().input_size()
+        ));
+    }
+    if let Some(dir) = &a.converted {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--converted {}: {e}", dir.display()))?;
+    }
+    let mut ws = vec![0.0f32; net.spec().workspace_len(1)];
+    let mut x = vec![0.0f32; predict::SIDE * predict::SIDE];
+    for path in &a.pictures {
+        let pixels = predict::load(path)?;
+        if let Some(dir) = &a.converted {
+            let name = path.file_stem().unwrap_or_default().to_string_lossy();
+            let out = dir.join(format!("{name}.28x28.png"));
+            predict::to_picture(&pixels)
+                .save(&out)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+        }
+        zeronn_tools::pixels::to_unit_f32(&pixels, &mut x);
+        let mut p = net
+            .predict(&x, &mut ws)
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        zeronn::functions::softmax_inplace(&mut p);
+        let best: Vec<String> = predict::top(&p, 3)
+            .iter()
+            .map(|(c, q)| format!("{c} ({:.1} %)", 100.0 * q))
+            .collect();
+        println!("{}: {}", path.display(), best.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -760,7 +819,7 @@ fn cmd_export_onnx(a: ExportOnnxArgs) -> Result<ExitCode> {
 /// Writes the model at `path` to `out` as ONNX or safetensors.
 fn export_file(path: &Path, out: &Path, format: ExportFormat) -> Result<ExitCode> {
     let bytes = modelfile::read(path)?;
-    let model = modelfile::parse(path, &bytes)?;
+    let model = modelfile::parse(&bytes)?;
     let (spec, params, state) = (model.spec(), model.params(), model.state());
     let (what, written) = match format {
         ExportFormat::Onnx => (
@@ -1022,7 +1081,7 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
         return export_file(&a.model, &a.out, a.format);
     }
     let bytes = modelfile::read(&a.model)?;
-    let model = modelfile::parse(&a.model, &bytes)?;
+    let model = modelfile::parse(&bytes)?;
     let net = model
         .two_layer_net()
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
@@ -1049,10 +1108,10 @@ fn cmd_export(a: ExportArgs) -> Result<ExitCode> {
     };
     let mlp_path = a.mlp_model.clone().unwrap_or_else(|| a.model.clone());
     let mlp_bytes = modelfile::read(&mlp_path)?;
-    let mlp = modelfile::parse(&mlp_path, &mlp_bytes)?;
+    let mlp = modelfile::parse(&mlp_bytes)?;
     let conv_path = a.conv_model.clone().unwrap_or_else(|| mlp_path.clone());
     let conv_bytes = modelfile::read(&conv_path)?;
-    let conv = modelfile::parse(&conv_path, &conv_bytes)?;
+    let conv = modelfile::parse(&conv_bytes)?;
     let data = load_data(&a.data)?;
     check_model_fits(&a.model, net.spec(), &data)?;
     check_model_fits(&mlp_path, mlp.spec(), &data)?;

@@ -2,36 +2,23 @@
 //! aligned buffer and validated by the core.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use zeronn::NetSpec;
-use zeronn::model::{self, Model};
+use zeronn::model::Model;
+use zeronn::model_file::{self, FileError, ModelFile};
 
 /// Writes a net's parameters and state to `path` in the model format. The file appears only
 /// when complete (written beside it, then renamed), so a failure never leaves half a model.
 pub fn save(path: &Path, spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<(), String> {
-    let mut bytes = vec![0u8; model::encoded_len(spec)];
-    model::write(spec, params, state, &mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    write_atomic(path, &bytes).map_err(|e| format!("{}: cannot write model: {e}", path.display()))
-}
-
-/// Writes `bytes` to `path` so that the file appears only when complete: written beside it
-/// (`path` + `.partial`), synced, then renamed over `path`. On failure the temporary file is
-/// removed and any file at `path` is left as it was.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = partial(path);
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
+    model_file::save(path, spec, params, state).map_err(|e| match e {
+        FileError::Io { error, .. } => format!("{}: cannot write model: {error}", path.display()),
+        e => e.to_string(),
     })
 }
+
+/// Writes `bytes` to `path` atomically (the core's [`model_file::write_atomic`]).
+pub use zeronn::model_file::write_atomic;
 
 /// [`save`] to `path`, or if that fails, to `spare`: the error then says where the model is
 /// (or that both failed).
@@ -96,76 +83,25 @@ pub fn check_size(spec: &NetSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// The file [`save`] writes before renaming it to `path`.
 fn partial(path: &Path) -> std::path::PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".partial");
-    name.into()
+    model_file::partial_path(path)
 }
 
-/// Bytes held in `u64` words so they start 8-aligned, as the model format's in-place view
-/// needs (f32 alignment).
-pub struct AlignedBytes {
-    words: Vec<u64>,
-    len: usize,
-}
-
-impl AlignedBytes {
-    /// An aligned copy of `bytes`.
-    pub fn new(bytes: &[u8]) -> Self {
-        let words = bytes
-            .chunks(8)
-            .map(|c| {
-                let mut w = [0u8; 8];
-                w[..c.len()].copy_from_slice(c);
-                u64::from_ne_bytes(w)
-            })
-            .collect();
-        AlignedBytes {
-            words,
-            len: bytes.len(),
+/// Reads a model file (the core's [`ModelFile::read`]: a regular file, only the length its
+/// header states); validate it with [`parse`].
+pub fn read(path: &Path) -> Result<ModelFile, String> {
+    ModelFile::read(path).map_err(|e| match e {
+        FileError::Io { error, .. } => format!("{}: cannot read model: {error}", path.display()),
+        FileError::NotAFile { .. } => {
+            format!("{}: cannot read model: not a regular file", path.display())
         }
-    }
-
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `words` holds `words.len() * 8 >= len` initialised bytes, u8 has alignment
-        // 1, and the slice borrows `self`.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
-    }
-}
-
-/// Most bytes of a model file: the format's largest header and 4 GiB of parameters.
-const MAX_FILE: u64 = model::header_len(model::MAX_LAYERS) as u64 + u32::MAX as u64;
-
-/// Reads a model file into an aligned buffer (validate it with [`parse`]). Only regular files
-/// of at most the format's size are read (not, say, `/dev/zero`, which never ends).
-pub fn read(path: &Path) -> Result<AlignedBytes, String> {
-    use std::io::Read;
-    let fail = |e: &dyn std::fmt::Display| format!("{}: cannot read model: {e}", path.display());
-    // Looked at before opening: opening a named pipe would wait for a writer.
-    let meta = fs::metadata(path).map_err(|e| fail(&e))?;
-    if !meta.is_file() {
-        return Err(fail(&"not a regular file"));
-    }
-    let f = fs::File::open(path).map_err(|e| fail(&e))?;
-    if meta.len() > MAX_FILE {
-        return Err(fail(&format_args!(
-            "{} bytes, more than a model can have ({MAX_FILE})",
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(MAX_FILE)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(&e))?;
-    Ok(AlignedBytes::new(&bytes))
+        e => e.to_string(),
+    })
 }
 
 /// Validates model bytes read from `path`.
-pub fn parse<'a>(path: &Path, bytes: &'a AlignedBytes) -> Result<Model<'a>, String> {
-    Model::from_bytes(bytes.bytes())
-        .map_err(|e| format!("{}: not a valid zeronn model: {e}", path.display()))
+pub fn parse(file: &ModelFile) -> Result<Model<'_>, String> {
+    file.model().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -192,7 +128,7 @@ mod tests {
         let e = save_or_spare(&bad, &spare, &spec, &params, &[]).unwrap_err();
         assert!(e.contains("m.zrnn") && e.contains("spare.zrnn"), "{e}");
         let bytes = read(&spare).unwrap();
-        let model = parse(&spare, &bytes).unwrap();
+        let model = parse(&bytes).unwrap();
         let net = model.two_layer_net().unwrap();
         assert_eq!(*net.spec(), shape.spec());
         assert_eq!(net.params(), &params[..]);

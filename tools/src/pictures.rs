@@ -166,7 +166,7 @@ pub fn filter_tiles(w: &[f32], fh: usize, fw: usize, channels: usize) -> Vec<Til
 /// A model read from `path`, as a net on its own parameter buffer.
 fn load_net(path: &Path) -> Result<Net<f32, Vec<f32>>> {
     let bytes = modelfile::read(path)?;
-    let model = modelfile::parse(path, &bytes)?;
+    let model = modelfile::parse(&bytes)?;
     let net = model
         .net()
         .map_err(|e| format!("{}: {e}", path.display()))?;

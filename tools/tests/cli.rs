@@ -911,7 +911,7 @@ fn export_folds_a_batch_norm_mlp_and_runs_the_devices_adam_steps() {
     assert!(o.status.success(), "{}", stderr(&o));
     // The folded model: no BatchNorm left, and the desktop's class for each test image.
     let bytes = zeronn_tools::modelfile::read(&bundle.join("mlp.zrnn")).unwrap();
-    let model = zeronn_tools::modelfile::parse(&bundle.join("mlp.zrnn"), &bytes).unwrap();
+    let model = zeronn_tools::modelfile::parse(&bytes).unwrap();
     let names: Vec<&str> = model.spec().layers().iter().map(|l| l.name()).collect();
     assert_eq!(
         names,
@@ -960,4 +960,127 @@ fn export_folds_a_batch_norm_mlp_and_runs_the_devices_adam_steps() {
         .and_then(|v| v.trim_end_matches(';').parse::<usize>().ok())
         .unwrap();
     assert_eq!(got, want);
+}
+
+/// Draws a stroke of `width` pixels along the segments of `points` on `img` (dark ink).
+fn stroke(img: &mut image::GrayImage, points: &[(f32, f32)], width: f32) {
+    for seg in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
+        let steps = ((x1 - x0).hypot(y1 - y0) * 2.0) as usize + 1;
+        for i in 0..=steps {
+            let t = i as f32 / steps as f32;
+            let (cx, cy) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
+            for (x, y, p) in img.enumerate_pixels_mut() {
+                if (x as f32 - cx).hypot(y as f32 - cy) <= width / 2.0 {
+                    p[0] = 30;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn predict_classifies_mnist_pictures_as_eval_does_and_drawn_digits_on_paper() {
+    let Some(dir) = mnist_dir() else { return };
+    let s = Scratch::new("predict");
+    let model = s.path("m.zrnn");
+    let m = model.to_str().unwrap();
+    let o = zeronn(
+        &["train", "--seed", "1", "--iters", "3000", "--save", m],
+        Some(&dir),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n = 40;
+    let logits = s.path("logits.npy");
+    let o = zeronn(
+        &[
+            "eval",
+            "--model",
+            m,
+            "--limit",
+            &n.to_string(),
+            "--logits",
+            logits.to_str().unwrap(),
+        ],
+        Some(&dir),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The classes eval gives, from the .npy (header, then n × 10 little-endian f32).
+    let npy = std::fs::read(&logits).unwrap();
+    let body = &npy[10 + u16::from_le_bytes([npy[8], npy[9]]) as usize..];
+    let eval: Vec<usize> = body
+        .chunks_exact(40)
+        .map(|row| {
+            let v: Vec<f32> = row
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            zeronn::functions::argmax(&v)
+        })
+        .collect();
+    assert_eq!(eval.len(), n);
+    let data = zeronn_tools::mnist::load(&dir).unwrap();
+    let (mut plain, mut paper) = (vec![], vec![]);
+    for i in 0..n {
+        let px = data.test.image_raw(i);
+        let img = image::GrayImage::from_raw(28, 28, px.to_vec()).unwrap();
+        let p = s.path(&format!("mnist{i:02}.png"));
+        img.save(&p).unwrap();
+        plain.push(p);
+        // The same digit drawn large, dark on light grey paper, off centre; PNG and JPEG.
+        let big = image::imageops::resize(&img, 196, 196, image::imageops::FilterType::Triangle);
+        let mut sheet = image::GrayImage::from_pixel(320, 250, image::Luma([235]));
+        for (x, y, q) in big.enumerate_pixels() {
+            sheet.put_pixel(
+                x + 90,
+                y + 20,
+                image::Luma([235 - (q[0] as u32 * 205 / 255) as u8]),
+            );
+        }
+        let p = s.path(&format!(
+            "paper{i:02}.{}",
+            if i % 2 == 0 { "png" } else { "jpg" }
+        ));
+        sheet.save(&p).unwrap();
+        paper.push(p);
+    }
+    let classes = |files: &[std::path::PathBuf]| -> Vec<usize> {
+        let mut args = vec!["predict", "--model", m];
+        args.extend(files.iter().map(|p| p.to_str().unwrap()));
+        let o = zeronn(&args, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| l.split(": ").nth(1).unwrap()[..1].parse().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        classes(&plain),
+        eval,
+        "28 × 28 MNIST pictures are classified as eval does"
+    );
+    let drawn = classes(&paper);
+    let same = drawn.iter().zip(&eval).filter(|(a, b)| a == b).count();
+    eprintln!("drawn large on paper: {same}/{n} classes as eval's");
+    assert!(same >= n * 9 / 10, "{same}/{n}: {drawn:?} vs {eval:?}");
+    // A 7 and a 1 drawn with a pen on white paper.
+    let mut seven = image::GrayImage::from_pixel(240, 300, image::Luma([255]));
+    stroke(
+        &mut seven,
+        &[(50.0, 50.0), (190.0, 50.0), (110.0, 260.0)],
+        18.0,
+    );
+    let mut one = image::GrayImage::from_pixel(300, 300, image::Luma([255]));
+    stroke(
+        &mut one,
+        &[(130.0, 60.0), (160.0, 40.0), (160.0, 260.0)],
+        18.0,
+    );
+    let (p7, p1) = (s.path("seven.png"), s.path("one.png"));
+    seven.save(&p7).unwrap();
+    one.save(&p1).unwrap();
+    assert_eq!(classes(&[p7, p1]), vec![7, 1]);
+    // Not a picture: a clear error.
+    let o = zeronn(&["predict", "--model", m, m], None);
+    assert_clean_failure(&o, "not a PNG or JPEG");
 }

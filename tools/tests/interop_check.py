@@ -312,6 +312,17 @@ def safetensors_round_trips(check):
     ours, line = check.zeronn_logits(zrnn)
     check.compare(f"safetensors export read by NumPy ({line})", ours,
                   numpy_forward(meta["zeronn.net"], tensors, check.x))
+    # The model file itself, read by docs/model-format.md's Python reader: the same values.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from read_zrnn import read_zrnn
+    layers, values = read_zrnn(zrnn)
+    order = [f"{k}{i}" for i in (1, 2) for k in ("W", "b", "gamma", "beta")] + ["W3", "b3"]
+    order += [f"{k}{i}" for i in (1, 2) for k in ("running_mean", "running_var")]
+    same = np.array_equal(values, np.concatenate([tensors[k].ravel() for k in order]))
+    print(f"{'ok  ' if same else 'FAIL'} read_zrnn.py: {len(layers)} layer records, "
+          f"{len(values)} values, equal to the safetensors export's")
+    if not same:
+        check.failures.append("read_zrnn.py")
 
     # Python -> zeronn, with the metadata and without it (then --net and --input).
     r = np.random.default_rng(3)
