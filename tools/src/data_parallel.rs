@@ -87,7 +87,7 @@ pub fn train_data_parallel(
 ) -> zeronn::Result<TrainReport> {
     let threads = threads.clamp(1, cfg.batch_size.max(1));
     let train_size = data.train.len();
-    let spec = cfg.spec(data.train.pixels, 10);
+    let spec = cfg.spec(data.train.pixels, cfg.classes);
     let iter_per_epoch = cfg.iter_per_epoch(train_size);
     let mut rng = seeded(cfg.seed);
     // The same initial weights as on one thread.

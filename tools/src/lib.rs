@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod data_parallel;
+pub mod dataset;
 pub mod describe;
 pub mod experiment;
 pub mod export;

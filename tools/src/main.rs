@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zeronn::gemm::Backend;
+use zeronn::layers::Dims;
 use zeronn::optimizer::OptimizerKind;
 use zeronn::{Activation, Layer, NetSpec, WeightInit};
+use zeronn_tools::dataset;
 use zeronn_tools::format::py_repr;
 use zeronn_tools::gradcheck::{GradcheckConfig, gradcheck};
 use zeronn_tools::mnist::{self, Mnist};
@@ -89,9 +91,18 @@ struct ExperimentArgs {
 
 #[derive(Args)]
 struct DataArgs {
-    /// Directory holding the four MNIST IDX files (raw or .gz) [default: $ZERONN_DATA]
-    #[arg(long, value_name = "DIR")]
+    /// Directory holding the four MNIST IDX files (raw or .gz) [default: $ZERONN_DATA]; for
+    /// train and eval also your own data: a CSV file, a NumPy .npz (arrays x and t), or x.npy,t.npy
+    #[arg(long, value_name = "DIR|FILE")]
     data: Option<PathBuf>,
+    /// With your own --data: the test set, a file of the same kind [default for train: 20 % of
+    /// --data held out, shuffled with seed 0]
+    #[arg(long, value_name = "FILE")]
+    test_data: Option<PathBuf>,
+    /// With a CSV: the label column, by header name or by number from 1 [default: a column
+    /// named label, else the last]
+    #[arg(long, value_name = "COLUMN")]
+    label: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,8 +174,8 @@ fn parse_init(s: &str) -> std::result::Result<WeightInit, String> {
 }
 
 impl NetArgs {
-    /// The net part of a training configuration, checked.
-    fn apply(&self, cfg: &mut TrainConfig) -> Result<()> {
+    /// The flags that need no data, checked (before any data is loaded).
+    fn check(&self) -> Result<()> {
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err("--hidden takes positive sizes, e.g. 50 or 100,100,100".into());
         }
@@ -176,6 +187,13 @@ impl NetArgs {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err("--weight-decay must be a non-negative number".into());
         }
+        Ok(())
+    }
+
+    /// The net part of a training configuration for samples of shape `input` and `classes`
+    /// classes, checked.
+    fn apply(&self, cfg: &mut TrainConfig, input: Dims, classes: usize) -> Result<()> {
+        self.check()?;
         cfg.hidden = self.hidden.clone();
         cfg.activation = match self.activation {
             ActivationArg::Relu => Activation::Relu,
@@ -189,11 +207,11 @@ impl NetArgs {
         cfg.dropout = self.dropout;
         cfg.weight_decay = self.weight_decay;
         cfg.net = match (&self.net, self.preset) {
-            (Some(text), _) => Some(parse_net(text, MNIST, 10)?),
+            (Some(text), _) => Some(parse_net(text, input, classes)?),
             (None, Some(p)) => Some(p.spec()),
             (None, None) => None,
         };
-        let spec = cfg.spec(784, 10);
+        let spec = cfg.spec(input.len(), classes);
         spec.validate()
             .map_err(|e| format!("--hidden {:?}: {e}", self.hidden))?;
         Ok(())
@@ -454,8 +472,80 @@ fn main() -> ExitCode {
 }
 
 fn load_data(arg: &DataArgs) -> Result<Mnist> {
+    if arg.data.as_deref().is_some_and(dataset::is_own) {
+        return Err(
+            "this command takes MNIST (a directory); your own data goes to train and eval".into(),
+        );
+    }
     let dir = mnist::data_dir(arg.data.as_deref())?;
     mnist::load(&dir).map_err(|e| e.to_string())
+}
+
+/// The data of `train`: MNIST, or your own files (see `dataset.rs`), with one sample's shape
+/// and the number of classes.
+fn load_own_or_mnist(arg: &DataArgs) -> Result<(Mnist, Dims, usize)> {
+    let Some(path) = arg.data.as_deref().filter(|p| dataset::is_own(p)) else {
+        if arg.test_data.is_some() || arg.label.is_some() {
+            return Err(
+                "--test-data and --label are for your own --data (a CSV or NumPy file)".into(),
+            );
+        }
+        return Ok((load_data(arg)?, MNIST, 10));
+    };
+    let label = arg.label.as_deref();
+    let main = dataset::load(path, label)?;
+    let (train, test) = match &arg.test_data {
+        Some(t) => {
+            let test = dataset::load(t, label)?;
+            if test.dims != main.dims || test.split.is_float() != main.split.is_float() {
+                return Err(format!(
+                    "--test-data {}: {} {} per sample, --data has {} {}",
+                    t.display(),
+                    test.dims.len(),
+                    if test.split.is_float() {
+                        "features"
+                    } else {
+                        "pixels"
+                    },
+                    main.dims.len(),
+                    if main.split.is_float() {
+                        "features"
+                    } else {
+                        "pixels"
+                    },
+                ));
+            }
+            (main.split, test.split)
+        }
+        None => {
+            // Hold out 20 %, shuffled with seed 0 (the same split for every run).
+            let n = main.split.len();
+            let mut order: Vec<usize> = (0..n).collect();
+            let mut rng = zeronn::random::seeded(0);
+            for i in (1..n).rev() {
+                order.swap(i, zeronn::random::index(&mut rng, i + 1));
+            }
+            let cut = n - (n / 5).max(1).min(n - 1);
+            if n < 2 {
+                return Err(format!(
+                    "{}: one sample; give more, or --test-data",
+                    path.display()
+                ));
+            }
+            eprintln!(
+                "zeronn: {}: {} samples for training, {} held out for testing (give --test-data to choose)",
+                path.display(),
+                cut,
+                n - cut
+            );
+            (
+                main.split.select(&order[..cut]),
+                main.split.select(&order[cut..]),
+            )
+        }
+    };
+    let classes = dataset::classes(&[&train, &test]);
+    Ok((Mnist { train, test }, main.dims, classes))
 }
 
 fn clock_seed() -> u64 {
@@ -502,9 +592,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
             .map_err(|e| e.to_string())?,
         ..TrainConfig::default()
     };
-    a.net.apply(&mut cfg)?;
-    // A net given whole: the test set once more after the last step, as the book's Trainer.
-    cfg.final_eval = cfg.net.is_some();
+    a.net.check()?;
     let threads = positive("threads", a.threads)?;
     let train_size = a
         .train_size
@@ -513,7 +601,11 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &a.save {
         modelfile::check_savable("--save", path)?;
     }
-    let mut data = load_data(&a.data)?;
+    let (mut data, dims, classes) = load_own_or_mnist(&a.data)?;
+    a.net.apply(&mut cfg, dims, classes)?;
+    cfg.classes = classes;
+    // A net given whole: the test set once more after the last step, as the book's Trainer.
+    cfg.final_eval = cfg.net.is_some();
     if let Some(n) = train_size {
         if n > data.train.len() {
             return Err(format!(
@@ -529,14 +621,20 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(e) = epochs {
         cfg.iters = positive("epochs", e)?.saturating_mul(cfg.iter_per_epoch(data.train.len()));
     }
-    let inputs = cfg.spec(data.train.pixels, 10).input_size();
-    if inputs != data.train.pixels {
+    let spec = cfg.spec(data.train.pixels, classes);
+    if spec.input_size() != data.train.pixels {
         return Err(format!(
-            "the net takes {inputs} values per image, the images have {} pixels",
+            "the net takes {} values per sample, the data has {}",
+            spec.input_size(),
             data.train.pixels
         ));
     }
-    let spec = cfg.spec(data.train.pixels, 10);
+    if spec.output_size() < classes {
+        return Err(format!(
+            "the net gives {} scores, the data has {classes} classes",
+            spec.output_size()
+        ));
+    }
     if a.save.is_some() {
         modelfile::check_size(&spec).map_err(|e| format!("--hidden {:?}: {e}", cfg.hidden))?;
     }
@@ -563,7 +661,7 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     let first_affine = matches!(spec.layers().first(), Some(Layer::Affine { .. }));
     let report = if threads == 1 {
         train(&cfg, &data, on_event)
-    } else if first_affine {
+    } else if first_affine && !data.train.is_float() {
         zeronn_tools::train_threads::train_threads(&cfg, &data, threads, on_event)
     } else {
         zeronn_tools::data_parallel::train_data_parallel(&cfg, &data, threads, on_event)
@@ -654,7 +752,7 @@ fn describe_run(cfg: &TrainConfig, spec: &NetSpec) -> String {
 
 fn cmd_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
     let mut net = TrainConfig::default();
-    a.net.apply(&mut net)?;
+    a.net.apply(&mut net, MNIST, 10)?;
     let cfg = GradcheckConfig {
         net,
         samples: positive("samples", a.samples)?,
@@ -699,7 +797,21 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         .net()
         .and_then(|n| n.with_backend(a.backend.into()))
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let data = load_data(&a.data)?;
+    let data = match a.data.data.as_deref().filter(|p| dataset::is_own(p)) {
+        Some(path) => {
+            let own = dataset::load(path, a.data.label.as_deref())?;
+            own.check_labels(&path.display().to_string(), net.spec().output_size())?;
+            Mnist {
+                train: mnist::Split::default(),
+                test: own.split,
+            }
+        }
+        None if a.data.label.is_some() => return Err("--label is for a CSV --data".into()),
+        None => load_data(&a.data)?,
+    };
+    if a.data.test_data.is_some() {
+        return Err("eval evaluates --data itself; --test-data is for train".into());
+    }
     check_model_fits(&a.model, net.spec(), &data)?;
     let test = match a.limit {
         Some(n) => data.test.head(positive("limit", n)?),
@@ -842,14 +954,17 @@ fn export_file(path: &Path, out: &Path, format: ExportFormat) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Fails unless the model at `path` takes the data's images and gives the 10 digits' scores.
+/// Fails unless the model at `path` takes the data's samples and gives a score for each of
+/// their classes.
 fn check_model_fits(path: &Path, spec: &NetSpec, data: &Mnist) -> Result<()> {
-    if spec.input_size() != data.test.pixels || spec.output_size() != 10 {
+    let classes = dataset::classes(&[&data.test]).max(dataset::classes(&[&data.train]));
+    if spec.input_size() != data.test.pixels || spec.output_size() < classes {
         return Err(format!(
-            "{}: the model is {}, the data needs {} inputs (pixels) and 10 outputs (digits)",
+            "{}: the model is {}, the data needs {} inputs and {} outputs (one per class)",
             path.display(),
             zeronn_tools::describe::sizes(spec),
-            data.test.pixels
+            data.test.pixels,
+            if data.test.is_float() { classes } else { 10 }
         ));
     }
     Ok(())
@@ -1152,6 +1267,7 @@ fn cmd_experiment(a: ExperimentArgs) -> Result<ExitCode> {
     let data = if name == experiment::Name::Filters {
         let none = || zeronn_tools::mnist::Split {
             raw: Vec::new(),
+            floats: Vec::new(),
             t: Vec::new(),
             pixels: 0,
         };

@@ -356,18 +356,39 @@ pub fn load_labels(path: &Path) -> Result<Vec<u8>, LoadError> {
 
 /// One split of the data: the images as stored (bytes) and their labels. Images are turned
 /// into `f32` in [0, 1] (the book's `normalize=True`) as they are used, exactly
-/// (see [`crate::pixels`]).
-#[derive(Debug, Clone)]
+/// (see [`crate::pixels`]). Data of other kinds (a CSV of measurements, a NumPy array of
+/// floats) is held as `f32` features instead, used as they are; the fast paths made for
+/// images (skipping blank pixels) then stand aside.
+#[derive(Debug, Clone, Default)]
 pub struct Split {
-    /// `len × pixels` bytes 0–255, image after image.
+    /// `len × pixels` bytes 0–255, image after image (empty for float data).
     pub raw: Vec<u8>,
-    /// Labels 0–9.
+    /// `len × pixels` features, sample after sample, for float data (empty for images).
+    pub floats: Vec<f32>,
+    /// Labels (class indices).
     pub t: Vec<u8>,
-    /// Pixels per image.
+    /// Pixels (features) per image (sample).
     pub pixels: usize,
 }
 
 impl Split {
+    /// Float data: `features` values per sample, `t` the labels.
+    pub fn from_floats(floats: Vec<f32>, t: Vec<u8>, features: usize) -> Split {
+        Split {
+            raw: Vec::new(),
+            floats,
+            t,
+            pixels: features,
+        }
+    }
+    /// Whether the samples are float features (not image bytes).
+    pub fn is_float(&self) -> bool {
+        self.raw.is_empty() && !self.floats.is_empty()
+    }
+    /// Sample `i` of float data.
+    pub fn sample_f32(&self, i: usize) -> &[f32] {
+        &self.floats[i * self.pixels..(i + 1) * self.pixels]
+    }
     /// Number of images.
     pub fn len(&self) -> usize {
         self.t.len()
@@ -376,17 +397,22 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.t.is_empty()
     }
-    /// Image `i`, as stored.
+    /// Image `i`, as stored (image data only).
     pub fn image_raw(&self, i: usize) -> &[u8] {
         &self.raw[i * self.pixels..(i + 1) * self.pixels]
     }
     /// Images `lo..hi` as f32 in [0, 1], into `out` (`(hi - lo) × pixels` values).
     pub fn images_f32(&self, lo: usize, hi: usize, out: &mut [f32]) {
-        crate::pixels::to_unit_f32(&self.raw[lo * self.pixels..hi * self.pixels], out);
+        let (a, b) = (lo * self.pixels, hi * self.pixels);
+        if self.is_float() {
+            out[..b - a].copy_from_slice(&self.floats[a..b]);
+        } else {
+            crate::pixels::to_unit_f32(&self.raw[a..b], out);
+        }
     }
-    /// All images as f32 in [0, 1].
+    /// All images as f32 in [0, 1] (float data as it is).
     pub fn x_f32(&self) -> Vec<f32> {
-        let mut x = vec![0.0; self.raw.len()];
+        let mut x = vec![0.0; self.len() * self.pixels];
         self.images_f32(0, self.len(), &mut x);
         x
     }
@@ -397,7 +423,11 @@ impl Split {
             .zip(x.chunks_exact_mut(self.pixels))
             .zip(t.iter_mut())
         {
-            crate::pixels::to_unit_f32(self.image_raw(i), row);
+            if self.is_float() {
+                row.copy_from_slice(self.sample_f32(i));
+            } else {
+                crate::pixels::to_unit_f32(self.image_raw(i), row);
+            }
             *label = self.t[i];
         }
     }
@@ -423,7 +453,7 @@ impl Split {
 
     fn prefetch_lines<const NEAR: bool>(&self, i: usize, lo: usize, hi: usize) {
         #[cfg(target_arch = "x86_64")]
-        {
+        if !self.is_float() {
             let part = &self.image_raw(i)[lo..hi];
             let (start, end) = (part.as_ptr() as usize, part.as_ptr() as usize + part.len());
             let mut line = start & !63;
@@ -447,12 +477,17 @@ impl Split {
 
     /// The images `idx` (indices below `len()`), in that order.
     pub fn select(&self, idx: &[usize]) -> Split {
-        let mut raw = Vec::with_capacity(idx.len() * self.pixels);
+        let (mut raw, mut floats) = (Vec::new(), Vec::new());
         for &i in idx {
-            raw.extend_from_slice(self.image_raw(i));
+            if self.is_float() {
+                floats.extend_from_slice(self.sample_f32(i));
+            } else {
+                raw.extend_from_slice(self.image_raw(i));
+            }
         }
         Split {
             raw,
+            floats,
             t: idx.iter().map(|&i| self.t[i]).collect(),
             pixels: self.pixels,
         }
@@ -461,8 +496,10 @@ impl Split {
     /// The first `n` images (all of them if there are fewer).
     pub fn head(&self, n: usize) -> Split {
         let n = n.min(self.len());
+        let m = n * self.pixels;
         Split {
-            raw: self.raw[..n * self.pixels].to_vec(),
+            raw: self.raw[..m.min(self.raw.len())].to_vec(),
+            floats: self.floats[..m.min(self.floats.len())].to_vec(),
             t: self.t[..n].to_vec(),
             pixels: self.pixels,
         }
@@ -562,6 +599,7 @@ pub fn load_split(images: &Path, labels: &Path, pixels: Option<usize>) -> Result
     }
     Ok(Split {
         raw: img.pixels,
+        floats: Vec::new(),
         t,
         pixels: per,
     })

@@ -342,6 +342,8 @@ struct EvalChunk {
     active: Vec<usize>,
     /// `(hi - lo) × active.len()` bytes.
     raw: Vec<u8>,
+    /// For float data, the chunk's samples whole (`active` and `raw` are then empty).
+    floats: Vec<f32>,
 }
 
 /// A split prepared once for evaluation: chunks of images, each compacted to the pixels that
@@ -373,6 +375,26 @@ impl EvalSet {
     pub fn new_on(data: &Split, chunk: usize, threads: usize) -> Self {
         let chunk = chunk.max(1);
         let count = data.len().div_ceil(chunk);
+        if data.is_float() {
+            // Measurements, not images: the chunks in file order, whole.
+            let chunks = (0..count)
+                .map(|c| {
+                    let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(data.len()));
+                    EvalChunk {
+                        lo,
+                        hi,
+                        active: Vec::new(),
+                        raw: Vec::new(),
+                        floats: data.floats[lo * data.pixels..hi * data.pixels].to_vec(),
+                    }
+                })
+                .collect();
+            return EvalSet {
+                labels: data.t.clone(),
+                chunks,
+                pixels: data.pixels,
+            };
+        }
         let order = bbox_order(data, threads);
         let chunks = crate::team::map_shared(count, threads, |compact: &mut Compact, c| {
             let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(data.len()));
@@ -387,6 +409,7 @@ impl EvalSet {
                 hi,
                 active: compact.active.clone(),
                 raw,
+                floats: Vec::new(),
             }
         });
         EvalSet {
@@ -425,6 +448,10 @@ impl EvalSet {
         // over the blank pixels.
         let dense = !matches!(net.spec().layers().first(), Some(Layer::Affine { .. }));
         for c in &self.chunks[c0..c1] {
+            if !c.floats.is_empty() {
+                correct += net.count_correct(&c.floats, &self.labels[c.lo..c.hi], ws)?;
+                continue;
+            }
             let len = (c.hi - c.lo) * c.active.len();
             scratch.x.resize(len, 0.0);
             let x = &mut scratch.x[..len];

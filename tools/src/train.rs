@@ -49,6 +49,8 @@ pub struct TrainConfig {
     /// Evaluate the test set once more after the last iteration (the book's "Final Test
     /// Accuracy" of its `Trainer`).
     pub final_eval: bool,
+    /// Classes of the data (10 for MNIST): the scores of the last layer.
+    pub classes: usize,
 }
 
 impl TrainConfig {
@@ -117,6 +119,7 @@ impl Default for TrainConfig {
             backend: Backend::Auto,
             net: None,
             final_eval: false,
+            classes: 10,
         }
     }
 }
@@ -260,6 +263,8 @@ impl Trainer {
     /// Step `i` on the images `idx` of `data`: the gradient by backpropagation, then the
     /// update. Returns the loss of the gradient's forward pass (before the update).
     pub fn step(&mut self, data: &Split, idx: &[usize], i: usize) -> zeronn::Result<f32> {
+        // Float data has no blank pixels to skip.
+        self.sparse &= !data.is_float();
         if self.dropout {
             self.net.seed_dropout(dropout_seed(self.seed, i));
         }
@@ -348,7 +353,7 @@ pub fn train(
     mut on_event: impl FnMut(Event<'_>),
 ) -> zeronn::Result<TrainReport> {
     let train_size = data.train.len();
-    let spec = cfg.spec(data.train.pixels, 10);
+    let spec = cfg.spec(data.train.pixels, cfg.classes);
     let iter_per_epoch = cfg.iter_per_epoch(train_size);
     let mut rng = seeded(cfg.seed);
     let mut trainer = Trainer::new(cfg, spec, &mut rng)?;

@@ -433,7 +433,7 @@ pub fn train_threads(
     mut on_event: impl FnMut(Event<'_>),
 ) -> zeronn::Result<TrainReport> {
     let train_size = data.train.len();
-    let spec = cfg.spec(data.train.pixels, 10);
+    let spec = cfg.spec(data.train.pixels, cfg.classes);
     let layout = Layout::new(spec)?;
     let (inputs, hidden, batch) = (
         spec.input_size(),
@@ -904,6 +904,7 @@ mod tests {
         }
         Split {
             raw,
+            floats: Vec::new(),
             t: vec![0; images],
             pixels,
         }
@@ -925,7 +926,12 @@ mod tests {
                 }
             }
         }
-        Split { raw, t, pixels }
+        Split {
+            raw,
+            floats: Vec::new(),
+            t,
+            pixels,
+        }
     }
 
     /// Every team size, short runs and evaluations at every step, for the chapter 5 net with
@@ -1028,6 +1034,7 @@ mod tests {
         }
         let data = Split {
             raw,
+            floats: Vec::new(),
             t: vec![0; images],
             pixels,
         };

@@ -1084,3 +1084,115 @@ fn predict_classifies_mnist_pictures_as_eval_does_and_drawn_digits_on_paper() {
     let o = zeronn(&["predict", "--model", m, m], None);
     assert_clean_failure(&o, "not a PNG or JPEG");
 }
+
+/// Three classes of points in 4 dimensions around distinct centres, noise from a fixed
+/// sequence: a CSV with a header and the label in the middle column.
+fn blobs_csv(path: &Path, n: usize, seed: u64) {
+    let centres = [
+        [0.0, 0.0, 0.0, 0.0],
+        [3.0, 1.0, 0.0, -1.0],
+        [0.0, 3.0, 2.0, 1.0],
+    ];
+    let mut s = seed;
+    let mut noise = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // A sum of uniforms: roughly normal, mean 0, spread about 1.
+        (0..4)
+            .map(|k| ((s >> (8 + 12 * k)) & 0xfff) as f64 / 4096.0)
+            .sum::<f64>()
+            * 1.7
+            - 3.4
+    };
+    let mut text = String::from("f1,f2,label,f3,f4\n");
+    for i in 0..n {
+        let c = centres[i % 3];
+        let v: Vec<f64> = c.iter().map(|m| m + noise()).collect();
+        text += &format!(
+            "{:.4},{:.4},{},{:.4},{:.4}\n",
+            v[0],
+            v[1],
+            i % 3,
+            v[2],
+            v[3]
+        );
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn own_csv_data_trains_and_evaluates_with_its_own_sizes() {
+    let s = Scratch::new("csv");
+    let (train, test, model) = (s.path("train.csv"), s.path("test.csv"), s.path("m.zrnn"));
+    blobs_csv(&train, 600, 1);
+    blobs_csv(&test, 300, 2);
+    let (tr, te, m) = (
+        train.to_str().unwrap(),
+        test.to_str().unwrap(),
+        model.to_str().unwrap(),
+    );
+    let o = zeronn(
+        &[
+            "train",
+            "--data",
+            tr,
+            "--test-data",
+            te,
+            "--hidden",
+            "16",
+            "--iters",
+            "300",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--save",
+            m,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4-16-3"),
+        "4 features, 3 classes: {}",
+        stderr(&o)
+    );
+    let (_, last) = *epochs(&stdout(&o)).last().unwrap();
+    assert!(last > 0.85, "test accuracy {last}");
+    let o = zeronn(&["eval", "--model", m, "--data", te], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let acc: f64 = stdout(&o)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (acc - last).abs() < 0.02,
+        "eval {acc}, the run's last evaluation {last}"
+    );
+    // Errors name the file, row and column.
+    let bad = s.path("bad.csv");
+    std::fs::write(&bad, "f1,f2,label,f3,f4\n1,2,0,3,4\n1,x,1,3,4\n").unwrap();
+    let b = bad.to_str().unwrap();
+    assert_clean_failure(
+        &zeronn(&["train", "--data", b], None),
+        "bad.csv: row 3, column 2 (f2): 'x' is not a number",
+    );
+    std::fs::write(&bad, "f1,f2,label,f3,f4\n1,2,0,3,4\n1,2,1,3\n").unwrap();
+    assert_clean_failure(
+        &zeronn(&["eval", "--model", m, "--data", b], None),
+        "row 3 has 4 columns, the header has 5",
+    );
+    std::fs::write(&bad, "f1,f2,label,f3,f4\n1,2,0,3,4\n1,2,5,3,4\n").unwrap();
+    assert_clean_failure(
+        &zeronn(&["eval", "--model", m, "--data", b], None),
+        "row 3, column 3 (label): label 5 is out of range: the model scores 3 classes",
+    );
+    // A --label that names no column: the columns listed.
+    std::fs::write(&bad, "1,2,3\n4,5,1\n").unwrap();
+    assert_clean_failure(
+        &zeronn(&["train", "--data", b, "--label", "z"], None),
+        "--label z: no such column",
+    );
+}

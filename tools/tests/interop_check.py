@@ -347,6 +347,51 @@ def safetensors_round_trips(check):
     check.refused_file("st-transposed", path, ["W1", "[64, 784]", "transpose"])
 
 
+def raw_mnist(data, stem, offset, shape):
+    for name in (stem, stem + ".gz"):
+        p = os.path.join(data, name)
+        if os.path.exists(p):
+            with (gzip.open(p) if name.endswith(".gz") else open(p, "rb")) as f:
+                return np.frombuffer(f.read(), np.uint8, offset=offset).reshape(shape)
+    sys.exit(f"no {stem}(.gz) in {data}")
+
+
+def own_data(check):
+    """NumPy data for `zeronn train --data`: MNIST's bytes as uint8 .npz give the very run the
+    IDX files give (the same training accuracies, bit for bit), and float64 features in an
+    x.npy,t.npy pair train a net of their own sizes."""
+    x = raw_mnist(check.data, "train-images-idx3-ubyte", 16, (-1, 28, 28))[:5000]
+    t = raw_mnist(check.data, "train-labels-idx1-ubyte", 8, (-1,))[:5000]
+    xt = raw_mnist(check.data, "t10k-images-idx3-ubyte", 16, (-1, 28, 28))[:1000]
+    tt = raw_mnist(check.data, "t10k-labels-idx1-ubyte", 8, (-1,))[:1000]
+    train, test = (os.path.join(check.work, f) for f in ("own-train.npz", "own-test.npz"))
+    np.savez(train, x=x, t=t.astype(np.int64))
+    np.savez_compressed(test, x=xt, t=tt)
+    args = ["train", "--seed", "1", "--no-progress", "--iters", "500"]
+    own = check.run(*args, "--data", train, "--test-data", test).stdout.split()
+    idx = check.run(*args, "--data", check.data, "--train-size", "5000").stdout.split()
+    same = own[0::2] == idx[0::2]
+    print(f"{'ok  ' if same else 'FAIL'} MNIST as uint8 .npz: training accuracies "
+          f"{' '.join(own[0::2][-3:])} (the IDX files': {' '.join(idx[0::2][-3:])})")
+    if not same:
+        check.failures.append("own data: npz")
+    r = np.random.default_rng(5)
+    labels = r.integers(0, 4, 2000)
+    feats = r.standard_normal((2000, 6)) + np.eye(4, 6)[labels] * 3
+    xp, tp = (os.path.join(check.work, f) for f in ("own-x.npy", "own-t.npy"))
+    np.save(xp, feats)
+    np.save(tp, labels)
+    zrnn = os.path.join(check.work, "own.zrnn")
+    r = check.run("train", "--data", f"{xp},{tp}", "--hidden", "20", "--iters", "400",
+                  "--seed", "1", "--no-progress", "--save", zrnn)
+    line = check.run("eval", "--model", zrnn, "--data", f"{xp},{tp}").stdout.strip()
+    acc = float(line.split()[2])
+    ok = "6-20-4" in r.stderr and acc > 0.85
+    print(f"{'ok  ' if ok else 'FAIL'} float64 x.npy,t.npy: a 6-20-4 net, eval {line}")
+    if not ok:
+        check.failures.append("own data: npy pair")
+
+
 def load_train(data):
     def read(stem):
         for name in (stem, stem + ".gz"):
@@ -456,6 +501,7 @@ def main():
     c.refused("truncated", whole[: len(whole) // 2], ["not an ONNX model"])
 
     safetensors_round_trips(c)
+    own_data(c)
 
     if c.failures:
         sys.exit(f"FAILED: {', '.join(c.failures)}")

@@ -22,6 +22,7 @@ fn images(n: usize, border: usize) -> Split {
     let t = (0..n).map(|_| random::index(&mut rng, 10) as u8).collect();
     Split {
         raw,
+        floats: Vec::new(),
         t,
         pixels: 784,
     }
@@ -123,6 +124,7 @@ fn rows_of_blank_pixels_stay_exactly_as_they_were() {
 fn a_blank_batch_is_a_valid_step() {
     let data = Split {
         raw: vec![0u8; 10 * 784],
+        floats: Vec::new(),
         t: vec![3; 10],
         pixels: 784,
     };
@@ -178,6 +180,7 @@ fn compaction_matches_a_scalar_reference_on_every_range() {
             .collect();
         let data = Split {
             raw,
+            floats: Vec::new(),
             t: vec![0; n],
             pixels,
         };
@@ -242,6 +245,7 @@ fn boxes(list: &[Box]) -> Split {
     }
     Split {
         raw,
+        floats: Vec::new(),
         t: vec![0; list.len()],
         pixels: 784,
     }
@@ -279,6 +283,7 @@ fn the_bounding_box_order_sorts_by_left_top_right_bottom() {
             .collect::<Vec<_>>()
     };
     let data = Split {
+        floats: Vec::new(),
         raw: [
             row(&[3, 4]),
             row(&[2, 9]),
@@ -299,6 +304,7 @@ fn the_bounding_box_order_sorts_by_left_top_right_bottom() {
     };
     let data = Split {
         raw: [row(&[70, 149]), row(&[63, 64]), row(&[70, 128]), row(&[5])].concat(),
+        floats: Vec::new(),
         t: vec![0; 4],
         pixels: 150,
     };
