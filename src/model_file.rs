@@ -25,10 +25,11 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::string::String;
 
 use crate::error::Error;
 use crate::model::{self, FIXED_HEADER_LEN, MAGIC, Model, ModelError};
-use crate::net::{Net, NetSpec};
+use crate::net::{Layer, Net, NetSpec};
 
 /// What went wrong with a model file; its message names the file.
 #[derive(Debug)]
@@ -260,10 +261,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A layer as a Rust expression (for code that declares a net as a `const`).
+pub fn layer_rs(l: &Layer) -> String {
+    match *l {
+        Layer::Affine { input, output } => {
+            std::format!("zeronn::Layer::Affine {{ input: {input}, output: {output} }}")
+        }
+        Layer::BatchNorm { features } => {
+            std::format!("zeronn::Layer::BatchNorm {{ features: {features} }}")
+        }
+        Layer::Dropout { ratio } => std::format!(
+            "zeronn::Layer::Dropout {{ ratio: f32::from_bits({:#010x}) }}",
+            ratio.to_bits()
+        ),
+        Layer::Convolution(c) => std::format!(
+            "zeronn::Layer::Convolution(zeronn::layers::Convolution::new(zeronn::layers::Dims::new({}, {}, {}), {}, {}).kernel({}, {}).stride({}).pad({}))",
+            c.input.channels,
+            c.input.height,
+            c.input.width,
+            c.filters,
+            c.kernel_h,
+            c.kernel_h,
+            c.kernel_w,
+            c.stride,
+            c.pad
+        ),
+        Layer::Pooling { h, w, stride } => {
+            std::format!("zeronn::Layer::Pooling {{ h: {h}, w: {w}, stride: {stride} }}")
+        }
+        other => std::format!("zeronn::Layer::{}", other.name()),
+    }
+}
+
+/// A net's layer list as Rust source: `pub const NAME: &[zeronn::Layer] = &[…];`, with `doc`
+/// as its doc comment. Firmware build scripts write it from a model file, so the net's buffers
+/// are sized at compile time from the model itself.
+pub fn layers_rs(name: &str, doc: &str, spec: &NetSpec) -> String {
+    let items: String = spec
+        .layers()
+        .iter()
+        .map(|l| std::format!("    {},\n", layer_rs(l)))
+        .collect();
+    std::format!("/// {doc}\npub const {name}: &[zeronn::Layer] = &[\n{items}];\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Layer, NetSpec};
+    use crate::NetSpec;
     use std::vec::Vec;
 
     fn scratch(tag: &str) -> PathBuf {

@@ -20,7 +20,7 @@ use zeronn::gemm::Backend;
 use zeronn::model::{self, Model, crc32_params};
 use zeronn::optimizer::{Adam, Optimizer};
 use zeronn::random::{self, seeded};
-use zeronn::{Layer, MlpOptions, Net, NetSpec, Sgd, TwoLayerNet, TwoLayerShape, WeightInit};
+use zeronn::{MlpOptions, Net, NetSpec, Sgd, TwoLayerNet, TwoLayerShape, WeightInit};
 
 use crate::mnist::{Mnist, Split};
 use crate::pixels;
@@ -215,51 +215,6 @@ fn gather_unit(images: &Split, idx: &[usize], x: &mut [f32], t: &mut [u8]) {
     }
 }
 
-/// A layer as Rust source for `expected.rs`.
-fn layer_rs(l: &Layer) -> String {
-    match *l {
-        Layer::Affine { input, output } => {
-            format!("zeronn::Layer::Affine {{ input: {input}, output: {output} }}")
-        }
-        Layer::BatchNorm { features } => {
-            format!("zeronn::Layer::BatchNorm {{ features: {features} }}")
-        }
-        Layer::Dropout { ratio } => format!(
-            "zeronn::Layer::Dropout {{ ratio: f32::from_bits({:#010x}) }}",
-            ratio.to_bits()
-        ),
-        Layer::Convolution(c) => format!(
-            "zeronn::Layer::Convolution(zeronn::layers::Convolution::new(zeronn::layers::Dims::new({}, {}, {}), {}, {}).kernel({}, {}).stride({}).pad({}))",
-            c.input.channels,
-            c.input.height,
-            c.input.width,
-            c.filters,
-            c.kernel_h,
-            c.kernel_h,
-            c.kernel_w,
-            c.stride,
-            c.pad
-        ),
-        Layer::Pooling { h, w, stride } => {
-            format!("zeronn::Layer::Pooling {{ h: {h}, w: {w}, stride: {stride} }}")
-        }
-        other => format!("zeronn::Layer::{}", other.name()),
-    }
-}
-
-/// A layer list as a Rust constant for `expected.rs`.
-fn layers_rs(name: &str, doc: &str, spec: &NetSpec) -> String {
-    let items: Vec<String> = spec
-        .layers()
-        .iter()
-        .map(|l| format!("    {},\n", layer_rs(l)))
-        .collect();
-    format!(
-        "/// {doc}\npub const {name}: &[zeronn::Layer] = &[\n{}];\n",
-        items.concat()
-    )
-}
-
 /// The second model for firmware: `mlp` with BatchNorm folded, its bytes, and the class the
 /// desktop predicts for each test image, one image at a time through the portable kernel.
 fn fold_for_device(mlp: &Model<'_>, test: &Split) -> zeronn::Result<(NetSpec, Vec<u8>, Vec<u8>)> {
@@ -392,7 +347,7 @@ pub fn export(
         run.params_crc
     );
 
-    rs.push_str(&layers_rs(
+    rs.push_str(&zeronn::model_file::layers_rs(
         "MLP_LAYERS",
         "The layers of `mlp.zrnn` (BatchNorm folded).",
         &folded,
@@ -401,7 +356,7 @@ pub fn export(
         rs,
         "/// How many test images the desktop's predictions with `mlp.zrnn` get right.\npub const MLP_CORRECT: usize = {mlp_correct};"
     );
-    rs.push_str(&layers_rs(
+    rs.push_str(&zeronn::model_file::layers_rs(
         "CONV_LAYERS",
         "The layers of `conv.zrnn`, the conv net (BatchNorm after an Affine folded).",
         &conv_spec,
@@ -410,7 +365,7 @@ pub fn export(
         rs,
         "/// How many test images the desktop's predictions with `conv.zrnn` get right.\npub const CONV_CORRECT: usize = {conv_correct};"
     );
-    rs.push_str(&layers_rs(
+    rs.push_str(&zeronn::model_file::layers_rs(
         "ADAM_LAYERS",
         "The layers of the on-device Adam net.",
         &adam.spec(train.pixels),

@@ -1,5 +1,6 @@
-//! What the firmware binaries share: the data bundle embedded at build time, the exit path
-//! through semihosting (QEMU's exit code), fault handling, and the instruction-count markers.
+//! What the firmware binaries share: the data bundle embedded at build time (feature
+//! `bundle`), the `classify` template's model, the exit path through semihosting (QEMU's exit
+//! code), fault handling, and the instruction-count markers.
 #![no_std]
 
 use cortex_m_rt::{ExceptionFrame, exception};
@@ -7,29 +8,48 @@ use cortex_m_semihosting::debug;
 use cortex_m_semihosting::hio::hstdout;
 
 /// The results the desktop computed on the same data (`zeronn export`).
+#[cfg(feature = "bundle")]
 pub mod expected {
     include!(concat!(env!("OUT_DIR"), "/expected.rs"));
 }
 
 /// The trained 784-50-10 model, aligned for use in place from flash.
+#[cfg(feature = "bundle")]
 pub static MODEL: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/model.zrnn"));
 /// A second model, of any layer list (`expected::MLP_LAYERS`), aligned for use in place.
+#[cfg(feature = "bundle")]
 pub static MLP: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/mlp.zrnn"));
 /// The class the desktop predicts with [`MLP`] for each test image.
+#[cfg(feature = "bundle")]
 pub static MLP_PRED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mlp-pred.u8"));
 /// A conv net (SimpleConvNet in CI) of any layer list (`expected::CONV_LAYERS`), aligned for
 /// use in place.
+#[cfg(feature = "bundle")]
 pub static CONV: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/conv.zrnn"));
 /// The class the desktop predicts with [`CONV`] for each test image.
+#[cfg(feature = "bundle")]
 pub static CONV_PRED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/conv-pred.u8"));
 /// Test images, 784 bytes each.
+#[cfg(feature = "bundle")]
 pub static TEST_X: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-x.u8"));
 /// Their labels.
+#[cfg(feature = "bundle")]
 pub static TEST_T: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-t.u8"));
 /// Training images, 784 bytes each.
+#[cfg(feature = "bundle")]
 pub static TRAIN_X: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/train-x.u8"));
 /// Their labels.
+#[cfg(feature = "bundle")]
 pub static TRAIN_T: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/train-t.u8"));
+
+/// The model of the `classify` template (ZERONN_MODEL, or the bundle's second model), aligned
+/// for use in place from flash.
+pub static APP_MODEL: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/app.zrnn"));
+
+/// Its layer list, written by the build script from the model file.
+pub mod app {
+    include!(concat!(env!("OUT_DIR"), "/app.rs"));
+}
 
 /// Pixels per image.
 pub const PIXELS: usize = 784;
