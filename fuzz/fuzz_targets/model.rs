@@ -1,0 +1,36 @@
+//! Model files (versions 1 and 2, any layers): validation never panics, and a model it
+//! accepts runs a prediction on a zero input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use zeronn::Model;
+
+fuzz_target!(|data: &[u8]| {
+    // The format's in-place view needs 4-byte alignment: copy into an aligned buffer (the
+    // misaligned case is an error, covered by the tests).
+    let mut words = vec![0u32; data.len().div_ceil(4)];
+    let bytes = {
+        let b: &mut [u8] = bytemuck_free(&mut words);
+        b[..data.len()].copy_from_slice(data);
+        &b[..data.len()]
+    };
+    if let Ok(model) = Model::from_bytes(bytes)
+        && let Ok(net) = model.net()
+    {
+        let spec = *net.spec();
+        // Keep each run small: skip nets whose one-sample workspace is huge.
+        let ws_len = spec.workspace_len(1);
+        if ws_len <= 1 << 22 && spec.input_size() <= 1 << 20 {
+            let x = vec![0.0f32; spec.input_size()];
+            let mut ws = vec![0.0f32; ws_len];
+            let _ = net.predict(&x, &mut ws);
+        }
+    }
+});
+
+/// The bytes of `words` (u32 has no padding and any bytes are a valid u32).
+fn bytemuck_free(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: `words` is `4 × len` initialised bytes, u8 has alignment 1, and the slice
+    // borrows `words` mutably for its lifetime.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) }
+}
