@@ -124,6 +124,7 @@ pub fn train_data_parallel(
     let mut grads = vec![0.0f32; spec.param_len()];
     let (mut losses, mut epochs) = (Vec::with_capacity(cfg.losses_capacity()), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
+    let mut diverged = None;
     for i in 0..cfg.iters {
         let start = Instant::now();
         // Sample a mini-batch.
@@ -168,6 +169,10 @@ pub fn train_data_parallel(
         // Record.
         losses.push(loss);
         on_event(Event::Iter(i, loss));
+        if !loss.is_finite() {
+            diverged = Some(i);
+            break;
+        }
         if i % iter_per_epoch == 0 {
             let start = Instant::now();
             let train_acc = accuracy(&net, &eval_train, threads)?;
@@ -181,7 +186,10 @@ pub fn train_data_parallel(
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
         }
     }
-    let final_test_acc = final_eval(cfg, &mut eval_time, || accuracy(&net, &eval_test, threads))?;
+    let final_test_acc = match diverged {
+        Some(_) => None,
+        None => final_eval(cfg, &mut eval_time, || accuracy(&net, &eval_test, threads))?,
+    };
     let (params, state) = net.into_parts();
     Ok(TrainReport {
         spec,
@@ -192,6 +200,7 @@ pub fn train_data_parallel(
         final_test_acc,
         train_time,
         eval_time,
+        diverged,
     })
 }
 

@@ -694,6 +694,14 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         report.train_time.as_secs_f64(),
         report.eval_time.as_secs_f64(),
     );
+    if let Some(i) = report.diverged {
+        return Err(format!(
+            "training diverged at iteration {i}: its loss is {} (try a smaller --lr or \
+             --weight-init-std){}",
+            report.losses[i],
+            if a.save.is_some() { "; not saved" } else { "" }
+        ));
+    }
     if !report
         .params
         .iter()
@@ -832,6 +840,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
             test.images_f32(lo, hi, x);
             scores.extend_from_slice(net.predict(x, &mut ws).map_err(|e| e.to_string())?);
         }
+        modelfile::check_savable("--logits", path)?;
         let npy = zeronn_tools::format::npy_f32(&scores, &[test.len(), classes]);
         modelfile::write_atomic(path, &npy)
             .map_err(|e| format!("--logits {}: {e}", path.display()))?;
@@ -944,6 +953,7 @@ fn export_file(path: &Path, out: &Path, format: ExportFormat) -> Result<ExitCode
         ),
     };
     let written = written.map_err(|e| format!("{}: {e}", path.display()))?;
+    modelfile::check_savable("--out", out)?;
     modelfile::write_atomic(out, &written).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(
         "exported {} as {what}: {} bytes -> {}",

@@ -190,6 +190,12 @@ pub struct Images {
 /// Opens `path` and returns a reader over its content, decompressing gzip (detected by its
 /// magic bytes, whatever the file is called), and whether it was gzip.
 fn open(path: &Path) -> Result<(Box<dyn Read>, bool), LoadError> {
+    // Looked at before opening: a directory opens on Unix, and a named pipe would block.
+    let meta = std::fs::metadata(path).map_err(|e| err(path, Problem::Io(e)))?;
+    if !meta.is_file() {
+        let e = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+        return Err(err(path, Problem::Io(e)));
+    }
     let mut file = File::open(path).map_err(|e| err(path, Problem::Io(e)))?;
     let mut head = [0u8; 2];
     let n = read_full(&mut file, &mut head).map_err(|e| err(path, Problem::Io(e)))?;
@@ -532,6 +538,9 @@ pub fn find(dir: &Path, stem: &str) -> Result<PathBuf, String> {
         let p = dir.join(&name);
         if p.is_file() {
             return Ok(p);
+        }
+        if p.exists() {
+            return Err(format!("{}: not a regular file", p.display()));
         }
     }
     Err(format!(

@@ -54,6 +54,14 @@ pub fn check_savable(flag: &str, path: &Path) -> Result<(), String> {
             dir.display()
         ));
     }
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().readonly()
+    {
+        return Err(format!(
+            "{flag} {shown}: the file is read-only; it would be replaced (remove it, make it \
+             writable, or choose another name)"
+        ));
+    }
     let tmp = partial(path);
     let existed = tmp.exists();
     fs::OpenOptions::new()

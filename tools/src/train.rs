@@ -161,6 +161,9 @@ pub struct TrainReport {
     pub train_time: Duration,
     /// Time in evaluation.
     pub eval_time: Duration,
+    /// The iteration whose loss was not finite, where the run stopped (the parameters are
+    /// then those after that iteration's update, no longer usable).
+    pub diverged: Option<usize>,
 }
 
 /// Rows per chunk when evaluating a whole split. Smaller chunks have fewer active pixels (on
@@ -369,6 +372,7 @@ pub fn train(
         EvalSet::new(&data.test, EVAL_CHUNK),
     );
     random::choice(&mut rng, train_size, &mut next_mask);
+    let mut diverged = None;
     for i in 0..cfg.iters {
         let start = Instant::now();
         // Sample a mini-batch.
@@ -383,6 +387,10 @@ pub fn train(
         // Record.
         losses.push(loss);
         on_event(Event::Iter(i, loss));
+        if !loss.is_finite() {
+            diverged = Some(i);
+            break;
+        }
         if i % iter_per_epoch == 0 {
             let start = Instant::now();
             let train_acc = trainer.accuracy(&eval_train)?;
@@ -396,7 +404,10 @@ pub fn train(
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
         }
     }
-    let final_test_acc = final_eval(cfg, &mut eval_time, || trainer.accuracy(&eval_test))?;
+    let final_test_acc = match diverged {
+        Some(_) => None,
+        None => final_eval(cfg, &mut eval_time, || trainer.accuracy(&eval_test))?,
+    };
     let (params, state) = trainer.net.into_parts();
     Ok(TrainReport {
         spec,
@@ -407,5 +418,6 @@ pub fn train(
         final_test_acc,
         train_time,
         eval_time,
+        diverged,
     })
 }

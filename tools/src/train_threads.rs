@@ -877,6 +877,9 @@ pub fn train_threads(
         let mut ws = vec![0.0f32; spec.workspace_len(EVAL_CHUNK)];
         eval_test.accuracy(&net, &mut ws)
     })?;
+    // The team runs every step (its members do not stop on their own); the first non-finite
+    // loss is where the run went wrong.
+    let diverged = losses.iter().position(|l| !l.is_finite());
     Ok(TrainReport {
         spec,
         params,
@@ -886,6 +889,7 @@ pub fn train_threads(
         final_test_acc,
         train_time,
         eval_time,
+        diverged,
     })
 }
 

@@ -242,9 +242,57 @@ fn a_diverged_run_is_an_error_and_saves_nothing() {
         ],
         Some(&data.0),
     );
-    assert_clean_failure(&o, "training diverged");
+    assert_clean_failure(&o, "training diverged at iteration");
     assert!(stderr(&o).contains("not saved"), "{}", stderr(&o));
     assert!(!m.exists());
+    // A learning rate that blows up: the run stops at the first non-finite loss and names it,
+    // rather than running its 10 000 iterations.
+    let o = zeronn(
+        &[
+            "train",
+            "--lr",
+            "1e30",
+            "--batch-size",
+            "10",
+            "--no-progress",
+        ],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "training diverged at iteration 1: its loss is NaN");
+    assert!(
+        stdout(&o).lines().count() <= 2,
+        "stopped early: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_read_only_model_is_not_replaced_and_a_directory_is_not_an_idx_file() {
+    let data = fake_mnist("readonly", 40, 10);
+    let out = Scratch::new("readonly-out");
+    let m = out.path("m.zrnn");
+    std::fs::write(&m, b"precious").unwrap();
+    let mut perms = std::fs::metadata(&m).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&m, perms).unwrap();
+    let o = zeronn(
+        &["train", "--iters", "2", "--save", m.to_str().unwrap()],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "the file is read-only");
+    assert_eq!(std::fs::read(&m).unwrap(), b"precious");
+    // An IDX file that is a directory.
+    let dir = Scratch::new("idx-dir");
+    for f in [
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::copy(data.0.join(f), dir.path(f)).unwrap();
+    }
+    std::fs::create_dir(dir.path("train-images-idx3-ubyte.gz")).unwrap();
+    let o = zeronn(&["train", "--iters", "2"], Some(&dir.0));
+    assert_clean_failure(&o, "train-images-idx3-ubyte.gz: not a regular file");
 }
 
 #[test]
