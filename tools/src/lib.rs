@@ -3,6 +3,7 @@
 //! formatting. `main.rs` is the command line around it.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data_parallel;
 pub mod dataset;
 pub mod describe;

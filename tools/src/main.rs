@@ -17,7 +17,7 @@ use zeronn_tools::mnist::{self, Mnist};
 use zeronn_tools::netarg::{self, MNIST, Preset, parse_net};
 use zeronn_tools::progress::Progress;
 use zeronn_tools::sparse::EvalSet;
-use zeronn_tools::train::{Event, TrainConfig, accuracy, train};
+use zeronn_tools::train::{Event, TrainConfig, accuracy};
 use zeronn_tools::{modelfile, train::EVAL_CHUNK};
 
 #[derive(Parser)]
@@ -274,6 +274,16 @@ struct TrainArgs {
     /// Write the trained parameters to FILE (zeronn model format)
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
+    /// Write the run's state to FILE every --checkpoint-every iterations (atomically), so that
+    /// `--resume FILE` continues it after a crash, bit for bit
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Iterations between two checkpoints [default: one epoch]
+    #[arg(long, value_name = "N", requires = "checkpoint")]
+    checkpoint_every: Option<usize>,
+    /// Continue the run of a checkpoint (give the same flags and data, --seed included)
+    #[arg(long, value_name = "FILE")]
+    resume: Option<PathBuf>,
     /// Matrix-multiply backend
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
@@ -601,6 +611,22 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &a.save {
         modelfile::check_savable("--save", path)?;
     }
+    if let Some(path) = &a.checkpoint {
+        modelfile::check_savable("--checkpoint", path)?;
+    }
+    if (a.checkpoint.is_some() || a.resume.is_some()) && threads != 1 {
+        return Err("--checkpoint and --resume need --threads 1 (for now)".into());
+    }
+    let resume = a
+        .resume
+        .as_deref()
+        .map(zeronn_tools::checkpoint::load)
+        .transpose()?;
+    if resume.is_some() && a.seed.is_none() {
+        return Err(
+            "--resume needs the run's --seed (the checkpoint's run replays its draws)".into(),
+        );
+    }
     let (mut data, dims, classes) = load_own_or_mnist(&a.data)?;
     a.net.apply(&mut cfg, dims, classes)?;
     cfg.classes = classes;
@@ -659,14 +685,25 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         }
     };
     let first_affine = matches!(spec.layers().first(), Some(Layer::Affine { .. }));
+    let checkpointing = zeronn_tools::train::Checkpointing {
+        every: match a.checkpoint_every {
+            Some(n) => positive("checkpoint-every", n)?,
+            None => cfg.iter_per_epoch(data.train.len()),
+        },
+        path: a.checkpoint.clone(),
+        fingerprint: fingerprint(&cfg, &spec, &data),
+        resume,
+    };
     let report = if threads == 1 {
-        train(&cfg, &data, on_event)
+        zeronn_tools::train::train_resumable(&cfg, &data, &checkpointing, on_event)
+            .map_err(|e| e.to_string())
     } else if first_affine && !data.train.is_float() {
         zeronn_tools::train_threads::train_threads(&cfg, &data, threads, on_event)
+            .map_err(|e| e.to_string())
     } else {
         zeronn_tools::data_parallel::train_data_parallel(&cfg, &data, threads, on_event)
-    }
-    .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }?;
     progress.clear();
     if let Some(acc) = report.final_test_acc {
         eprintln!(
@@ -730,6 +767,28 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
 
 /// The net and optimizer of a run, for its header line: `784-50-10 Relu` for the chapter 5
 /// run, with whatever differs from it after.
+/// The settings and data a checkpoint belongs to, in words.
+fn fingerprint(cfg: &TrainConfig, spec: &NetSpec, data: &Mnist) -> String {
+    let labels = zeronn::model::crc32(&[&data.train.t[..], &data.test.t[..]].concat());
+    format!(
+        "{}; {:?} lr {} batch {} iterations {} seed {} weight decay {} init {:?} eval every {:?} \
+         backend {}; data {}+{} samples of {}, labels crc {labels:08x}",
+        zeronn_tools::describe::layers(spec),
+        cfg.optimizer,
+        cfg.lr,
+        cfg.batch_size,
+        cfg.iters,
+        cfg.seed,
+        cfg.weight_decay,
+        cfg.weight_init,
+        cfg.eval_every,
+        cfg.backend,
+        data.train.len(),
+        data.test.len(),
+        data.train.pixels
+    )
+}
+
 fn describe_run(cfg: &TrainConfig, spec: &NetSpec) -> String {
     let mut s = if cfg.net.is_some() {
         zeronn_tools::describe::layers(spec)

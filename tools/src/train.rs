@@ -10,6 +10,7 @@ use zeronn::optimizer::{AnyOptimizer, Optimizer, OptimizerKind};
 use zeronn::random::{self, seeded};
 use zeronn::{Activation, MlpOptions, Net, NetSpec, Sgd, WeightInit};
 
+use crate::checkpoint::Checkpoint;
 use crate::mnist::{Mnist, Split};
 use crate::sparse::{self, EvalSet};
 
@@ -263,6 +264,61 @@ impl Trainer {
         })
     }
 
+    /// The run's state before iteration `next_iter`, as a checkpoint.
+    pub fn checkpoint(
+        &self,
+        fingerprint: &str,
+        next_iter: usize,
+        losses: &[f32],
+        epochs: &[Epoch],
+    ) -> Checkpoint {
+        Checkpoint {
+            fingerprint: fingerprint.to_string(),
+            next_iter,
+            opt_steps: match &self.optimizer {
+                AnyOptimizer::Adam(a) => a.iter,
+                _ => 0,
+            },
+            params: self.net.params().to_vec(),
+            state: self.net.state().to_vec(),
+            opt_state: self.opt_state.clone(),
+            losses: losses.to_vec(),
+            epochs: epochs.to_vec(),
+        }
+    }
+
+    /// Takes the state of checkpoint `ck` of a run of `iters` iterations with settings
+    /// `fingerprint`; returns the iteration to run next.
+    pub fn resume(
+        &mut self,
+        ck: &Checkpoint,
+        fingerprint: &str,
+        iters: usize,
+    ) -> Result<usize, RunError> {
+        let bad = |what: String| Err(RunError::Checkpoint(what));
+        if ck.fingerprint != fingerprint {
+            return bad(format!(
+                "the checkpoint is of another run (its settings: {}; this run's: {fingerprint}); give the same flags and data, --seed included",
+                ck.fingerprint
+            ));
+        }
+        if ck.params.len() != self.net.params().len()
+            || ck.state.len() != self.net.state().len()
+            || ck.opt_state.len() != self.opt_state.len()
+            || ck.next_iter > iters
+            || ck.losses.len() != ck.next_iter
+        {
+            return bad("the checkpoint's sizes do not fit this run".into());
+        }
+        self.net.params_mut().copy_from_slice(&ck.params);
+        self.net.state_mut().copy_from_slice(&ck.state);
+        self.opt_state.copy_from_slice(&ck.opt_state);
+        if let AnyOptimizer::Adam(a) = &mut self.optimizer {
+            a.iter = ck.opt_steps;
+        }
+        Ok(ck.next_iter)
+    }
+
     /// Step `i` on the images `idx` of `data`: the gradient by backpropagation, then the
     /// update. Returns the loss of the gradient's forward pass (before the update).
     pub fn step(&mut self, data: &Split, idx: &[usize], i: usize) -> zeronn::Result<f32> {
@@ -353,8 +409,68 @@ pub fn final_eval(
 pub fn train(
     cfg: &TrainConfig,
     data: &Mnist,
-    mut on_event: impl FnMut(Event<'_>),
+    on_event: impl FnMut(Event<'_>),
 ) -> zeronn::Result<TrainReport> {
+    train_resumable(cfg, data, &Checkpointing::default(), on_event).map_err(|e| e.into_zeronn())
+}
+
+/// Checkpoints of a run ([`train_resumable`]).
+#[derive(Debug, Default)]
+pub struct Checkpointing {
+    /// Where to write them (none: no checkpoints).
+    pub path: Option<std::path::PathBuf>,
+    /// Iterations between two.
+    pub every: usize,
+    /// The checkpoint to continue from.
+    pub resume: Option<Checkpoint>,
+    /// The settings and data of this run, which a checkpoint must match.
+    pub fingerprint: String,
+}
+
+/// What stops a resumable run: the core's error, or a checkpoint's.
+#[derive(Debug)]
+pub enum RunError {
+    /// From the net.
+    Net(zeronn::Error),
+    /// Writing or matching a checkpoint.
+    Checkpoint(String),
+}
+
+impl RunError {
+    fn into_zeronn(self) -> zeronn::Error {
+        match self {
+            RunError::Net(e) => e,
+            RunError::Checkpoint(_) => zeronn::Error::InvalidValue {
+                what: "checkpoint (none was asked for)",
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Net(e) => write!(f, "{e}"),
+            RunError::Checkpoint(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<zeronn::Error> for RunError {
+    fn from(e: zeronn::Error) -> Self {
+        RunError::Net(e)
+    }
+}
+
+/// [`train`], writing a checkpoint every `ck.every` iterations and continuing from
+/// `ck.resume`: a run resumed from any of its checkpoints ends with the parameters of the run
+/// that was not interrupted, bit for bit.
+pub fn train_resumable(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    ck: &Checkpointing,
+    mut on_event: impl FnMut(Event<'_>),
+) -> Result<TrainReport, RunError> {
     let train_size = data.train.len();
     let spec = cfg.spec(data.train.pixels, cfg.classes);
     let iter_per_epoch = cfg.iter_per_epoch(train_size);
@@ -372,8 +488,21 @@ pub fn train(
         EvalSet::new(&data.test, EVAL_CHUNK),
     );
     random::choice(&mut rng, train_size, &mut next_mask);
+    let mut first = 0;
+    if let Some(r) = &ck.resume {
+        first = trainer.resume(r, &ck.fingerprint, cfg.iters)?;
+        losses.extend_from_slice(&r.losses);
+        epochs.extend_from_slice(&r.epochs);
+        // The generator's draws up to there, again (the same numbers, the same batches).
+        for i in 0..first {
+            std::mem::swap(&mut batch_mask, &mut next_mask);
+            if i + 1 < cfg.iters {
+                random::choice(&mut rng, train_size, &mut next_mask);
+            }
+        }
+    }
     let mut diverged = None;
-    for i in 0..cfg.iters {
+    for i in first..cfg.iters {
         let start = Instant::now();
         // Sample a mini-batch.
         std::mem::swap(&mut batch_mask, &mut next_mask);
@@ -402,6 +531,15 @@ pub fn train(
                 test_acc,
             });
             on_event(Event::Epoch(&epochs[epochs.len() - 1]));
+        }
+        // Checkpoint (only of a sound state: a diverging run keeps its last good one).
+        if let Some(path) = &ck.path
+            && (i + 1) % ck.every.max(1) == 0
+            && i + 1 < cfg.iters
+            && trainer.net.params().iter().all(|p| p.is_finite())
+        {
+            let c = trainer.checkpoint(&ck.fingerprint, i + 1, &losses, &epochs);
+            crate::checkpoint::save(path, &c).map_err(RunError::Checkpoint)?;
         }
     }
     let final_test_acc = match diverged {

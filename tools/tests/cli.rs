@@ -1244,3 +1244,79 @@ fn own_csv_data_trains_and_evaluates_with_its_own_sizes() {
         "--label z: no such column",
     );
 }
+
+#[test]
+fn a_run_killed_at_a_random_moment_resumes_to_the_same_bits() {
+    let Some(dir) = mnist_dir() else { return };
+    let s = Scratch::new("resume");
+    let base = [
+        "train",
+        "--seed",
+        "3",
+        "--iters",
+        "2000",
+        "--optimizer",
+        "adam",
+        "--hidden",
+        "100",
+        "--batch-norm",
+        "--dropout",
+        "0.1",
+        "--no-progress",
+        "--checkpoint-every",
+        "50",
+    ];
+    let run = |name: &str, extra: &[&str]| {
+        let mut args: Vec<String> = base.iter().map(|a| a.to_string()).collect();
+        for (flag, file) in [("--save", "zrnn"), ("--checkpoint", "ck")] {
+            args.push(flag.into());
+            args.push(s.path(&format!("{name}.{file}")).to_str().unwrap().into());
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_zeronn"));
+        c.args(&args).env("ZERONN_DATA", &dir);
+        c
+    };
+    let o = run("whole", &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = std::fs::read(s.path("whole.zrnn")).unwrap();
+    // Killed (SIGKILL) at a moment drawn from the clock, once it has written a checkpoint.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    for trial in 0..2u32 {
+        let name = format!("killed{trial}");
+        let ck = s.path(&format!("{name}.ck"));
+        let mut child = run(&name, &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        while !ck.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let wait = (nanos / 1000).wrapping_mul(trial + 7) % 400;
+        std::thread::sleep(std::time::Duration::from_millis(wait as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let o = run(&name, &["--resume", ck.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let resumed = std::fs::read(s.path(&format!("{name}.zrnn"))).unwrap();
+        eprintln!("trial {trial}: killed after {wait} ms, resumed");
+        assert!(
+            resumed == whole,
+            "trial {trial}: resumed parameters differ from the whole run's"
+        );
+    }
+    // A checkpoint of other settings is refused, saying so.
+    let mut c = run(
+        "other",
+        &["--resume", s.path("killed0.ck").to_str().unwrap()],
+    );
+    c.args(["--lr", "0.01"]);
+    let o = c.output().unwrap();
+    assert_clean_failure(&o, "the checkpoint is of another run");
+}
