@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Writes the small seed corpus (fuzz/corpus/<target>/) from a tiny CSV through the zeronn
 # command: model files (an MLP with BatchNorm and Dropout, a conv net), their ONNX and
-# safetensors exports, IDX files raw and gzip, CSV and .npy/.npz data. Run from the repo root
+# safetensors exports, IDX files raw and gzip, CSV and .npy/.npz data, a checkpoint. Run from the repo root
 # after `cargo build --release -p zeronn-tools`.
 set -euo pipefail
 z=${ZERONN:-./target/release/zeronn}
 c=fuzz/corpus
 tmp=$(mktemp -d)
-mkdir -p $c/model $c/onnx $c/safetensors $c/idx $c/dataset
+mkdir -p $c/model $c/onnx $c/safetensors $c/idx $c/dataset $c/checkpoint
 python3 - "$tmp" <<'PY'
 import gzip, struct, sys, random, zipfile, io
 d = sys.argv[1]
@@ -33,7 +33,8 @@ open(f"{d}/img.idx", "wb").write(img)
 open(f"{d}/lab.idx", "wb").write(lab)
 open(f"{d}/img.idx.gz", "wb").write(gzip.compress(img))
 PY
-$z train --data $tmp/tiny.csv --hidden 5 --batch-norm --dropout 0.2 --iters 3 --batch-size 5 --seed 1 --no-progress --save $c/model/mlp-bn.zrnn >/dev/null 2>&1
+$z train --data $tmp/tiny.csv --hidden 5 --batch-norm --dropout 0.2 --iters 3 --batch-size 5 --seed 1 --no-progress --save $c/model/mlp-bn.zrnn \
+    --optimizer adam --checkpoint $c/checkpoint/mlp-bn.ck --checkpoint-every 1 >/dev/null 2>&1
 $z train --data $tmp/img.npz --net conv2x3p1,relu,pool2,bn,4,relu,3 --iters 3 --batch-size 5 --seed 1 --no-progress --save $c/model/conv.zrnn >/dev/null 2>&1
 for m in mlp-bn conv; do
     $z export-onnx --model $c/model/$m.zrnn --out $c/onnx/$m.onnx >/dev/null
