@@ -25,6 +25,20 @@ pub enum Error {
     },
     /// A batch of zero rows.
     EmptyBatch,
+    /// An input shorter than one sample.
+    ShortInput {
+        /// Values per sample the net takes.
+        per_sample: usize,
+        /// Values given.
+        actual: usize,
+    },
+    /// More rows than the fused SGD step takes (its products hold the batch in one block).
+    FusedBatchTooLarge {
+        /// The batch size asked for.
+        batch: usize,
+        /// The most the fused step takes ([`crate::layers::FUSED_MAX_BATCH`]).
+        max: usize,
+    },
     /// A layer or matrix size of zero where a positive one is required.
     ZeroSize {
         /// Which size.
@@ -117,7 +131,17 @@ impl fmt::Display for Error {
                 f,
                 "batch of {batch} exceeds the workspace capacity of {capacity} rows"
             ),
-            Error::EmptyBatch => f.write_str("batch is empty"),
+            Error::EmptyBatch => f.write_str("batch is empty: give at least one sample"),
+            Error::ShortInput { per_sample, actual } => write!(
+                f,
+                "`x` holds {actual} values, less than one sample of {per_sample}: x is batch × \
+                 {per_sample} values, one sample after another"
+            ),
+            Error::FusedBatchTooLarge { batch, max } => write!(
+                f,
+                "the fused SGD step (train_step) takes at most {max} rows, not {batch}: split the \
+                 batch, or take the gradient then update (any batch the workspace holds)"
+            ),
             Error::ZeroSize { what } => write!(f, "{what} must be positive"),
             Error::SizeOverflow => f.write_str("sizes overflow usize"),
             Error::ShapeMismatch {

@@ -251,7 +251,9 @@ impl fmt::Display for ModelError {
             }
             Misaligned { align } => write!(
                 f,
-                "model bytes are not {align}-byte aligned (embed with include_model!)"
+                "model bytes are not {align}-byte aligned: embed a model with include_model!, or \
+                 copy bytes read at run time into an aligned buffer (ModelFile::read, with the \
+                 std feature, does)"
             ),
             HeaderChecksum { stored, computed } => write!(
                 f,

@@ -329,12 +329,79 @@ fn fused_train_step_refuses_batches_it_cannot_fuse_exactly() {
     let r = net.train_step(&vec![0.1; 4 * n], &vec![0u8; n], &Sgd::new(0.1), &mut ws);
     assert_eq!(
         r,
-        Err(Error::BatchTooLarge {
+        Err(Error::FusedBatchTooLarge {
             batch: n,
-            capacity: n - 1
+            max: n - 1
         })
     );
     assert!(net.params().iter().all(|&p| p == 0.5));
+    // The message says the limit is the fused step's (the workspace was big enough), and what
+    // to do instead.
+    let msg = r.unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!("at most {}", n - 1)) && msg.contains(&format!("not {n}")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("gradient then update") && !msg.contains("workspace capacity"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn errors_name_the_argument_the_limit_and_the_remedy() {
+    let shape = TwoLayerShape::new(784, 3, 2);
+    let net = TwoLayerNet::new(shape, vec![0.5f32; shape.param_len()]).unwrap();
+    let mut ws = vec![0.0f32; shape.workspace_len(4)];
+    // An x shorter than one sample: not "empty", but how long a sample is.
+    let e = net.predict(&[0.1f32; 30], &mut ws).unwrap_err();
+    assert_eq!(
+        e,
+        Error::ShortInput {
+            per_sample: 784,
+            actual: 30
+        }
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("30 values") && msg.contains("784"), "{msg}");
+    // An empty x.
+    assert_eq!(net.predict(&[], &mut ws).unwrap_err(), Error::EmptyBatch);
+    // A batch over the workspace's capacity: both numbers.
+    let mut small = vec![0.0f32; shape.min_predict_workspace_len(4)];
+    let msg = net
+        .predict(&[0.1f32; 784 * 5], &mut small)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("batch of 5") && msg.contains("capacity of 4"),
+        "{msg}"
+    );
+    // A model in a misaligned buffer (as bytes read at run time may be): the remedy for that.
+    let spec = zeronn::NetSpec::new(&[zeronn::Layer::Affine {
+        input: 1,
+        output: 1,
+    }]);
+    let len = zeronn::model::encoded_len(&spec);
+    let mut model = vec![0u8; len];
+    zeronn::model::write(&spec, &[1.0, 0.0], &[], &mut model).unwrap();
+    // Words are 4-aligned: their bytes from offset 1 are not.
+    let mut words = vec![0u32; len / 4 + 2];
+    let all: &mut [u8] = bytemuck_bytes(&mut words);
+    all[1..1 + len].copy_from_slice(&model);
+    let msg = zeronn::Model::from_bytes(&all[1..1 + len])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("run time") && msg.contains("include_model!"),
+        "{msg}"
+    );
+}
+
+/// The bytes of `words`.
+fn bytemuck_bytes(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: `words` is `4 × len` initialised bytes, u8 has alignment 1, and the slice
+    // borrows `words` mutably for its lifetime.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) }
 }
 
 #[test]

@@ -397,9 +397,9 @@ fn dx_product<T: Float>(
 /// The fused updates need the whole batch in one k block of the products.
 fn check_fused(batch: usize) -> Result<()> {
     if batch > FUSED_MAX_BATCH {
-        return Err(Error::BatchTooLarge {
+        return Err(Error::FusedBatchTooLarge {
             batch,
-            capacity: FUSED_MAX_BATCH,
+            max: FUSED_MAX_BATCH,
         });
     }
     Ok(())

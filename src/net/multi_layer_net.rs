@@ -1121,8 +1121,14 @@ impl<T: Float, P: AsRef<[T]>> Net<T, P> {
     fn batch_of(&self, x: &[T]) -> Result<usize> {
         let n = self.spec().input_size();
         let batch = x.len() / n;
-        if batch == 0 {
+        if x.is_empty() {
             return Err(Error::EmptyBatch);
+        }
+        if batch == 0 {
+            return Err(Error::ShortInput {
+                per_sample: n,
+                actual: x.len(),
+            });
         }
         check_len("x", batch * n, x.len())?;
         Ok(batch)
@@ -1539,9 +1545,9 @@ impl<T: Float, P: AsRef<[T]> + AsMut<[T]>> Net<T, P> {
             });
         }
         if t.len() > FUSED_MAX_BATCH {
-            return Err(Error::BatchTooLarge {
+            return Err(Error::FusedBatchTooLarge {
                 batch: t.len(),
-                capacity: FUSED_MAX_BATCH,
+                max: FUSED_MAX_BATCH,
             });
         }
         self.train_pass(x, active, t, t.len(), Update::Sgd(sgd.lr), ws)
