@@ -2,12 +2,44 @@
 //! counters one member publishes and others wait for ([`Signal`]), sharing buffers whose parts
 //! each phase assigns to one member.
 //!
-//! Why not `std::sync::Barrier` or a condition variable: they sleep on a futex, and waking
-//! costs microseconds; a training step of the book's net takes about 70 µs on two threads, so the
-//! waits within a step must cost well under a microsecond. Waiters spin, and yield after a
-//! while so an oversubscribed machine still makes progress.
+//! Why not `std::sync::Barrier` or a condition variable alone: they sleep on a futex, and
+//! waking costs microseconds; a training step of the book's net takes about 70 µs on two
+//! threads, so the waits within a step must cost well under a microsecond. Waiters spin first
+//! (about [`SPIN_LIMIT`] pauses, some tens of microseconds), then park: on a loaded machine the
+//! member waited for may be descheduled, and a waiter that kept spinning would take the core it
+//! needs. Parking is a timed wait on a condition variable, woken by the barrier's last arrival
+//! and by every publish while someone sleeps; the timeout bounds a missed wake-up.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Pauses a waiter spins before it parks (a multiple of 32: a waiter with work to help with
+/// still looks for it, see [`Signal::wait_for`]).
+pub const SPIN_LIMIT: u32 = 512;
+/// The longest a parked waiter sleeps before it looks again.
+const PARK_TIMEOUT: Duration = Duration::from_micros(200);
+
+/// Where parked waiters sleep (one for every team: teams seldom run side by side).
+struct Parking {
+    lock: Mutex<()>,
+    cv: Condvar,
+    sleepers: AtomicUsize,
+}
+
+static PARKING: Parking = Parking {
+    lock: Mutex::new(()),
+    cv: Condvar::new(),
+    sleepers: AtomicUsize::new(0),
+};
+
+/// Wakes the parked waiters, if any (cheap when none: one atomic load).
+fn wake() {
+    if PARKING.sleepers.load(Ordering::SeqCst) > 0 {
+        let _g = PARKING.lock.lock().unwrap_or_else(|p| p.into_inner());
+        PARKING.cv.notify_all();
+    }
+}
 
 /// A reusable barrier for `n` threads that spins instead of sleeping.
 pub struct SpinBarrier {
@@ -48,26 +80,35 @@ impl SpinBarrier {
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
             self.arrived.store(0, Ordering::Relaxed);
             self.generation
-                .store(generation.wrapping_add(1), Ordering::Release);
+                .store(generation.wrapping_add(1), Ordering::SeqCst);
+            wake();
             return;
         }
         let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == generation {
+        let passed = || self.generation.load(Ordering::Acquire) != generation;
+        while !passed() {
             self.check();
-            idle(&mut spins);
+            idle(&mut spins, passed);
         }
     }
 }
 
-/// One wait of a spinning loop: a pause, or after a while a yield, so that an oversubscribed
-/// machine still makes progress.
-fn idle(spins: &mut u32) {
-    if *spins < 20_000 {
+/// One wait of a waiting loop for `done`: a pause, or past [`SPIN_LIMIT`] of them a park
+/// until woken (or [`PARK_TIMEOUT`]), so that a loaded machine runs the member waited for.
+fn idle(spins: &mut u32, done: impl Fn() -> bool) {
+    if *spins < SPIN_LIMIT {
         std::hint::spin_loop();
         *spins += 1;
-    } else {
-        std::thread::yield_now();
+        return;
     }
+    // Counted before `done` is looked at: a waker either sees the count, or its change is seen
+    // here (both sequentially consistent), so no wake-up is lost.
+    PARKING.sleepers.fetch_add(1, Ordering::SeqCst);
+    let g = PARKING.lock.lock().unwrap_or_else(|p| p.into_inner());
+    if !done() {
+        let _ = PARKING.cv.wait_timeout(g, PARK_TIMEOUT);
+    }
+    PARKING.sleepers.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// How far one member has got: a step count it publishes and others wait for. Unlike a
@@ -92,7 +133,8 @@ impl Signal {
     /// several threads may publish to one signal only if each publish is ordered after the
     /// previous one (as when each publisher has waited for the last count).
     pub fn publish(&self, count: usize) {
-        self.done.store(count, Ordering::Release);
+        self.done.store(count, Ordering::SeqCst);
+        wake();
     }
 
     /// Waits until `count` steps are published, calling `work` while it waits; `work` returns
@@ -101,12 +143,13 @@ impl Signal {
     pub fn wait_for(&self, count: usize, team: &SpinBarrier, mut work: impl FnMut() -> bool) {
         let mut spins = 0u32;
         let mut busy = true;
-        while self.done.load(Ordering::Acquire) < count {
+        let ready = || self.done.load(Ordering::Acquire) >= count;
+        while !ready() {
             team.check();
             if busy {
                 busy = work();
             } else {
-                idle(&mut spins);
+                idle(&mut spins, ready);
                 // Work may have come up since (another member's, to help with).
                 busy = spins.is_multiple_of(32) && work();
             }
