@@ -284,6 +284,10 @@ struct TrainArgs {
     /// Continue the run of a checkpoint (give the same flags and data, --seed included)
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
+    /// Draw the run as a PNG: train and test accuracy per epoch, and the loss per iteration
+    /// (smoothed as the book's smooth_curve), as the book's figures
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
     /// Matrix-multiply backend
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
@@ -614,6 +618,9 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &a.checkpoint {
         modelfile::check_savable("--checkpoint", path)?;
     }
+    if let Some(path) = &a.plot {
+        modelfile::check_savable("--plot", path)?;
+    }
     if (a.checkpoint.is_some() || a.resume.is_some()) && threads != 1 {
         return Err("--checkpoint and --resume need --threads 1 (for now)".into());
     }
@@ -731,6 +738,11 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         report.train_time.as_secs_f64(),
         report.eval_time.as_secs_f64(),
     );
+    if let Some(path) = &a.plot {
+        let per_epoch = cfg.iter_per_epoch(data.train.len()) as f64;
+        zeronn_tools::plot::draw_run(path, &describe_run(&cfg, &spec), &report, per_epoch)?;
+        eprintln!("plotted {}", path.display());
+    }
     if let Some(i) = report.diverged {
         return Err(format!(
             "training diverged at iteration {i}: its loss is {} (try a smaller --lr or \

@@ -228,6 +228,61 @@ fn legend_marker(marked: bool, k: usize) -> Vec<(i32, i32)> {
     }
 }
 
+/// A training run as the book draws it: train and test accuracy per epoch (ch05's
+/// `train_neuralnet.py`), and the loss per iteration, smoothed (ch06's figures), side by side.
+/// `per_epoch` is the iterations of one epoch.
+pub fn draw_run(
+    path: &Path,
+    title: &str,
+    report: &crate::train::TrainReport,
+    per_epoch: f64,
+) -> Result<(), String> {
+    let epochs = |f: fn(&crate::train::Epoch) -> f64| -> Vec<(f64, f64)> {
+        report
+            .epochs
+            .iter()
+            .map(|e| (e.iter as f64 / per_epoch, f(e)))
+            .collect()
+    };
+    let mark = (report.epochs.len() / 20).max(1);
+    let accuracy = Panel {
+        title: "accuracy".into(),
+        x_label: "epochs".into(),
+        y_label: "accuracy".into(),
+        y_range: (0.0, 1.0),
+        series: vec![
+            Series::new("train acc", epochs(|e| e.train_acc)).marked(mark),
+            Series::new("test acc", epochs(|e| e.test_acc))
+                .dashed()
+                .marked(mark),
+        ],
+        legend: true,
+    };
+    let losses: Vec<f64> = report.losses.iter().map(|&l| l as f64).collect();
+    let smooth = smooth_curve(&losses);
+    let top = smooth
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let loss = Panel {
+        title: "loss".into(),
+        x_label: "iterations".into(),
+        y_label: "loss".into(),
+        y_range: (0.0, (top * 1.05).max(1e-3)),
+        series: vec![Series::new(
+            "",
+            smooth
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| (i as f64, y))
+                .collect(),
+        )],
+        legend: false,
+    };
+    draw(path, title, &[accuracy, loss], 2, (1200, 480))
+}
+
 /// The book's `smooth_curve` (`common/util.py`): the curve reflected at both ends and
 /// convolved with a Kaiser window of 11 points, β = 2; as many points as it is given.
 pub fn smooth_curve(x: &[f64]) -> Vec<f64> {

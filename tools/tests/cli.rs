@@ -267,6 +267,43 @@ fn a_diverged_run_is_an_error_and_saves_nothing() {
 }
 
 #[test]
+fn train_plot_draws_the_run_as_a_png() {
+    let data = fake_mnist("plot", 40, 10);
+    let out = Scratch::new("plot-out");
+    let png = out.path("run.png");
+    let o = zeronn(
+        &[
+            "train",
+            "--iters",
+            "30",
+            "--batch-size",
+            "10",
+            "--no-progress",
+            "--plot",
+            png.to_str().unwrap(),
+        ],
+        Some(&data.0),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+    // A --plot that cannot be written is refused before training.
+    let o = zeronn(
+        &[
+            "train",
+            "--plot",
+            out.path("no/such/dir/run.png").to_str().unwrap(),
+        ],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "--plot");
+}
+
+#[test]
 fn a_read_only_model_is_not_replaced_and_a_directory_is_not_an_idx_file() {
     let data = fake_mnist("readonly", 40, 10);
     let out = Scratch::new("readonly-out");
