@@ -355,17 +355,31 @@ fn npz(bytes: &[u8]) -> Result<(Array, Array), String> {
         let mut f = zip.by_name(&format!("{name}.npy")).map_err(|_| {
             format!("no array `{name}` (save with numpy.savez(path, x=features, t=labels))")
         })?;
-        if f.size() > MAX_FILE {
+        // What the entry may hold: deflate expands at most about 1032 times, so more than that
+        // (or than MAX_FILE) is a damaged or hostile archive, refused as it is read; the
+        // declared size is only believed up to that bound.
+        let bound = f
+            .compressed_size()
+            .saturating_mul(1032)
+            .saturating_add(1024)
+            .min(MAX_FILE);
+        if f.size() > bound {
             return Err(format!(
-                "{name}.npy: {} bytes, more than {MAX_FILE}",
-                f.size()
+                "{name}.npy: it claims {} bytes, more than its {} compressed bytes can hold (or {MAX_FILE})",
+                f.size(),
+                f.compressed_size()
             ));
         }
         let mut b = Vec::with_capacity(f.size() as usize);
         f.by_ref()
-            .take(MAX_FILE)
+            .take(bound + 1)
             .read_to_end(&mut b)
             .map_err(|e| format!("{name}.npy: {e}"))?;
+        if b.len() as u64 > bound {
+            return Err(format!(
+                "{name}.npy: decompresses to more than {bound} bytes (a damaged or hostile archive)"
+            ));
+        }
         parse_npy(&b).map_err(|e| format!("{name}.npy: {e}"))
     };
     Ok((get("x")?, get("t")?))
