@@ -266,10 +266,12 @@ pub fn parse_npy(b: &[u8]) -> Result<Array, String> {
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("shape too large")?;
     let data = &b[start + len..];
-    if descr.len() < 3 {
+    // The last character is the size (by characters: the header may hold any text).
+    let cut = descr.char_indices().last().map_or(0, |(i, _)| i);
+    if cut < 2 {
         return Err(format!("dtype {descr} is not supported"));
     }
-    let (kind, size) = descr.split_at(descr.len() - 1);
+    let (kind, size) = descr.split_at(cut);
     let little = descr.starts_with('<') || descr.starts_with('|') || descr.starts_with('=');
     let code = kind.trim_start_matches(['<', '|', '=', '>']);
     let width: usize = size.parse().unwrap_or(0);
@@ -355,11 +357,12 @@ fn npz(bytes: &[u8]) -> Result<(Array, Array), String> {
         let mut f = zip.by_name(&format!("{name}.npy")).map_err(|_| {
             format!("no array `{name}` (save with numpy.savez(path, x=features, t=labels))")
         })?;
-        // What the entry may hold: deflate expands at most about 1032 times, so more than that
-        // (or than MAX_FILE) is a damaged or hostile archive, refused as it is read; the
-        // declared size is only believed up to that bound.
+        // What the entry may hold: deflate expands at most about 1032 times its compressed
+        // bytes, which are at most the archive's (the header's sizes are only claims), so more
+        // than that (or than MAX_FILE) is a damaged or hostile archive, refused as it is read.
         let bound = f
             .compressed_size()
+            .min(bytes.len() as u64)
             .saturating_mul(1032)
             .saturating_add(1024)
             .min(MAX_FILE);
@@ -370,7 +373,8 @@ fn npz(bytes: &[u8]) -> Result<(Array, Array), String> {
                 f.compressed_size()
             ));
         }
-        let mut b = Vec::with_capacity(f.size() as usize);
+        // Room for what the header claims, up to 64 MiB; beyond, the vector grows as data comes.
+        let mut b = Vec::with_capacity(f.size().min(64 << 20) as usize);
         f.by_ref()
             .take(bound + 1)
             .read_to_end(&mut b)

@@ -188,14 +188,17 @@ fn numbers(s: &str) -> Result<(usize, Option<usize>, Option<usize>), String> {
     let (mut stride, mut pad) = (None, None);
     let mut rest = &s[end..];
     while !rest.is_empty() {
-        let (key, tail) = rest.split_at(1);
+        // By characters: the text may be any UTF-8 (a file's metadata, a typo).
+        let mut chars = rest.chars();
+        let key = chars.next().map(String::from).unwrap_or_default();
+        let tail = chars.as_str();
         let end = tail
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(tail.len());
         let v: usize = tail[..end]
             .parse()
             .map_err(|_| format!("'{key}' needs a number"))?;
-        match key {
+        match key.as_str() {
             "s" => stride = Some(v),
             "p" => pad = Some(v),
             _ => return Err(format!("unknown option '{key}' (s: stride, p: pad)")),
@@ -284,6 +287,20 @@ fn parse_layer(tok: &str, dims: Dims) -> Result<Layer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_text_is_an_error_not_a_panic() {
+        // Found by the safetensors fuzzer: a multi-byte character after an option.
+        for text in [
+            "conv2x3p1\u{186}elu",
+            "pool2s\u{e9}",
+            "conv\u{1F600}x3",
+            "\u{e9}",
+            "conv2x3x",
+        ] {
+            assert!(parse_layers(text, MNIST).is_err(), "{text}");
+        }
+    }
 
     #[test]
     fn format_net_reads_back_as_the_same_list() {
