@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the small seed corpus (fuzz/corpus/<target>/) from a tiny CSV through the zeronn
+# Writes the small seed corpus (fuzz/corpus/<target>/, not committed: CI and fuzzers make it) from a tiny CSV through the zeronn
 # command: model files (an MLP with BatchNorm and Dropout, a conv net), their ONNX and
 # safetensors exports, IDX files raw and gzip, CSV and .npy/.npz data, a checkpoint. Run from the repo root
 # after `cargo build --release -p zeronn-tools`.

@@ -544,4 +544,48 @@ mod tests {
                 .contains("bytes of data")
         );
     }
+
+    /// A .npz of `x` and `t` (stored, not compressed) whose zip headers claim `claim` bytes
+    /// for `x.npy`: the sizes (uncompressed, and if `compressed` also the compressed one) of
+    /// its local header and of its central directory entry.
+    fn npz_claiming(claim: u32, compressed: bool) -> Vec<u8> {
+        use std::io::Write;
+        let x = crate::format::npy_f32(&[1.0, 2.0], &[1, 2]);
+        let t = npy_i64(&[0]);
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut out);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, b) in [("x.npy", &x), ("t.npy", &t)] {
+            z.start_file(name, opts).unwrap();
+            z.write_all(b).unwrap();
+        }
+        z.finish().unwrap();
+        let mut b = out.into_inner();
+        let at = |b: &[u8], sig: &[u8]| b.windows(4).position(|w| w == sig).unwrap();
+        let (local, central) = (at(&b, b"PK\x03\x04"), at(&b, b"PK\x01\x02"));
+        for (off, sizes) in [(local, (18, 22)), (central, (20, 24))] {
+            b[off + sizes.1..off + sizes.1 + 4].copy_from_slice(&claim.to_le_bytes());
+            if compressed {
+                b[off + sizes.0..off + sizes.0 + 4].copy_from_slice(&claim.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn an_npz_claiming_a_huge_array_is_refused_before_allocating_it() {
+        // Found by the fuzzer: a 1.7 KB archive whose headers claimed 4 GB (first the size,
+        // then the compressed size too) had 4 GB allocated for it.
+        for compressed in [false, true] {
+            let e = npz(&npz_claiming(0xff00_0000, compressed)).unwrap_err();
+            assert!(e.contains("claims 4278190080 bytes"), "{e}");
+        }
+        // The same archive with honest sizes reads.
+        let honest = npz_claiming(
+            crate::format::npy_f32(&[1.0, 2.0], &[1, 2]).len() as u32,
+            true,
+        );
+        assert!(npz(&honest).is_ok());
+    }
 }
