@@ -896,6 +896,9 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         Some(n) => data.test.head(positive("limit", n)?),
         None => data.test,
     };
+    if let Some(path) = &a.logits {
+        modelfile::check_savable("--logits", path)?;
+    }
     let mut ws = vec![0.0f32; net.spec().workspace_len(EVAL_CHUNK)];
     let acc =
         accuracy(&net, &EvalSet::new(&test, EVAL_CHUNK), &mut ws).map_err(|e| e.to_string())?;
@@ -911,7 +914,6 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
             test.images_f32(lo, hi, x);
             scores.extend_from_slice(net.predict(x, &mut ws).map_err(|e| e.to_string())?);
         }
-        modelfile::check_savable("--logits", path)?;
         let npy = zeronn_tools::format::npy_f32(&scores, &[test.len(), classes]);
         modelfile::write_atomic(path, &npy)
             .map_err(|e| format!("--logits {}: {e}", path.display()))?;

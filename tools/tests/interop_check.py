@@ -44,17 +44,18 @@ from onnx import TensorProto, helper, numpy_helper
 TOL = 1e-5
 
 
-def load_test(data, n):
-    def read(stem):
-        for name in (stem, stem + ".gz"):
-            p = os.path.join(data, name)
-            if os.path.exists(p):
-                with (gzip.open(p) if name.endswith(".gz") else open(p, "rb")) as f:
-                    return f.read()
-        sys.exit(f"no {stem}(.gz) in {data}")
+def raw_mnist(data, stem, offset, shape):
+    for name in (stem, stem + ".gz"):
+        p = os.path.join(data, name)
+        if os.path.exists(p):
+            with (gzip.open(p) if name.endswith(".gz") else open(p, "rb")) as f:
+                return np.frombuffer(f.read(), np.uint8, offset=offset).reshape(shape)
+    sys.exit(f"no {stem}(.gz) in {data}")
 
-    x = np.frombuffer(read("t10k-images-idx3-ubyte"), np.uint8, offset=16).reshape(-1, 784)
-    t = np.frombuffer(read("t10k-labels-idx1-ubyte"), np.uint8, offset=8)
+
+def load_test(data, n):
+    x = raw_mnist(data, "t10k-images-idx3-ubyte", 16, (-1, 784))
+    t = raw_mnist(data, "t10k-labels-idx1-ubyte", 8, (-1,))
     return x[:n].astype(np.float32) / 255.0, t[:n]
 
 
@@ -347,15 +348,6 @@ def safetensors_round_trips(check):
     check.refused_file("st-transposed", path, ["W1", "[64, 784]", "transpose"])
 
 
-def raw_mnist(data, stem, offset, shape):
-    for name in (stem, stem + ".gz"):
-        p = os.path.join(data, name)
-        if os.path.exists(p):
-            with (gzip.open(p) if name.endswith(".gz") else open(p, "rb")) as f:
-                return np.frombuffer(f.read(), np.uint8, offset=offset).reshape(shape)
-    sys.exit(f"no {stem}(.gz) in {data}")
-
-
 def own_data(check):
     """NumPy data for `zeronn train --data`: MNIST's bytes as uint8 .npz give the very run the
     IDX files give (the same training accuracies, bit for bit), and float64 features in an
@@ -393,16 +385,8 @@ def own_data(check):
 
 
 def load_train(data):
-    def read(stem):
-        for name in (stem, stem + ".gz"):
-            p = os.path.join(data, name)
-            if os.path.exists(p):
-                with (gzip.open(p) if name.endswith(".gz") else open(p, "rb")) as f:
-                    return f.read()
-        sys.exit(f"no {stem}(.gz) in {data}")
-
-    x = np.frombuffer(read("train-images-idx3-ubyte"), np.uint8, offset=16).reshape(-1, 784)
-    t = np.frombuffer(read("train-labels-idx1-ubyte"), np.uint8, offset=8)
+    x = raw_mnist(data, "train-images-idx3-ubyte", 16, (-1, 784))
+    t = raw_mnist(data, "train-labels-idx1-ubyte", 8, (-1,))
     return x.astype(np.float32) / 255.0, t.astype(np.int64)
 
 
