@@ -1,4 +1,5 @@
-//! Checkpoints of training runs: a checkpoint or an error, never a panic or a huge allocation.
+//! Checkpoints of training runs: a checkpoint or an error, never a panic or a huge allocation;
+//! a decoded checkpoint encodes to bytes that decode to the same bytes again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
