@@ -196,14 +196,19 @@ fn open(path: &Path) -> Result<(Box<dyn Read>, bool), LoadError> {
         let e = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
         return Err(err(path, Problem::Io(e)));
     }
-    let mut file = File::open(path).map_err(|e| err(path, Problem::Io(e)))?;
+    let file = File::open(path).map_err(|e| err(path, Problem::Io(e)))?;
+    gunzip_if_gzip(Box::new(file)).map_err(|e| err(path, Problem::Io(e)))
+}
+
+/// Wraps `r` in a gzip decoder if its first bytes are gzip's magic; returns whether it did.
+fn gunzip_if_gzip(mut r: Box<dyn Read>) -> io::Result<(Box<dyn Read>, bool)> {
     let mut head = [0u8; 2];
-    let n = read_full(&mut file, &mut head).map_err(|e| err(path, Problem::Io(e)))?;
-    let file = io::Cursor::new(head[..n].to_vec()).chain(file);
+    let n = read_full(&mut r, &mut head)?;
+    let r = io::Cursor::new(head[..n].to_vec()).chain(r);
     if n == 2 && head == [0x1f, 0x8b] {
-        Ok((Box::new(flate2::read::MultiGzDecoder::new(file)), true))
+        Ok((Box::new(flate2::read::MultiGzDecoder::new(r)), true))
     } else {
-        Ok((Box::new(file), false))
+        Ok((Box::new(r), false))
     }
 }
 
@@ -239,7 +244,18 @@ fn read_problem(gz: bool, e: io::Error) -> Problem {
 /// dimensions promise (no more: an oversized file is an error, and a huge decompressed
 /// stream is never read past the promised size).
 fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<u32>, Vec<u8>), LoadError> {
-    let (mut r, gz) = open(path)?;
+    let (r, gz) = open(path)?;
+    read_idx_from(path, r, gz, magic, ndims)
+}
+
+/// [`read_idx`] on an open reader; `path` only names the input in errors.
+fn read_idx_from(
+    path: &Path,
+    mut r: Box<dyn Read>,
+    gz: bool,
+    magic: u32,
+    ndims: usize,
+) -> Result<(Vec<u32>, Vec<u8>), LoadError> {
     let header_len = 4 + 4 * ndims;
     let mut header = vec![0u8; header_len];
     let n = read_full(&mut r, &mut header).map_err(|e| err(path, read_problem(gz, e)))?;
@@ -307,7 +323,7 @@ fn read_idx(path: &Path, magic: u32, ndims: usize) -> Result<(Vec<u32>, Vec<u8>)
         return Err(err(path, Problem::TooLarge { declared: expected }));
     }
     // Never allocate more than the data actually present: read in chunks.
-    let mut data = Vec::with_capacity(expected.min(1 << 26) as usize);
+    let mut data = Vec::with_capacity(expected.min(1 << 24) as usize);
     let got = r
         .by_ref()
         .take(expected)
@@ -335,19 +351,42 @@ pub const MAX_IDX_DATA: u64 = 1 << 31;
 
 /// Loads an IDX images file (`0x00000803`, count × rows × cols).
 pub fn load_images(path: &Path) -> Result<Images, LoadError> {
-    let (dims, pixels) = read_idx(path, IMAGES_MAGIC, 3)?;
-    let (count, rows, cols) = (dims[0], dims[1], dims[2]);
-    Ok(Images {
-        count: count as usize,
-        rows: rows as usize,
-        cols: cols as usize,
+    read_idx(path, IMAGES_MAGIC, 3).map(images_of)
+}
+
+/// Parses IDX file content held in memory, raw or gzip, as [`load_images`] and
+/// [`load_labels`] would read it from a file (`name` names it in errors): the images, or the
+/// labels. Used by the fuzz target, which so needs no file per input.
+pub fn parse_idx(
+    name: &Path,
+    bytes: &[u8],
+) -> (Result<Images, LoadError>, Result<Vec<u8>, LoadError>) {
+    let reader =
+        |b: &[u8]| gunzip_if_gzip(Box::new(io::Cursor::new(b.to_vec()))).expect("in memory");
+    let (r, gz) = reader(bytes);
+    let images = read_idx_from(name, r, gz, IMAGES_MAGIC, 3).map(images_of);
+    let (r, gz) = reader(bytes);
+    let labels =
+        read_idx_from(name, r, gz, LABELS_MAGIC, 1).and_then(|(_, l)| check_labels(name, l));
+    (images, labels)
+}
+
+fn images_of((dims, pixels): (Vec<u32>, Vec<u8>)) -> Images {
+    Images {
+        count: dims[0] as usize,
+        rows: dims[1] as usize,
+        cols: dims[2] as usize,
         pixels,
-    })
+    }
 }
 
 /// Loads an IDX labels file (`0x00000801`), checking every label is a digit.
 pub fn load_labels(path: &Path) -> Result<Vec<u8>, LoadError> {
     let (_, labels) = read_idx(path, LABELS_MAGIC, 1)?;
+    check_labels(path, labels)
+}
+
+fn check_labels(path: &Path, labels: Vec<u8>) -> Result<Vec<u8>, LoadError> {
     if let Some(index) = labels.iter().position(|&l| l > 9) {
         return Err(err(
             path,
