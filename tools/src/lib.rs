@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod data_parallel;
 pub mod dataset;
 pub mod describe;
+pub mod download;
 pub mod experiment;
 pub mod export;
 pub mod format;

@@ -51,6 +51,22 @@ enum Cmd {
     ExportOnnx(ExportOnnxArgs),
     /// Reproduce one of the book's experiments: chapter 6 as a CSV of every curve and a PNG plot like the book's figure; chapters 7-8 as pictures of a trained conv net (--model)
     Experiment(ExperimentArgs),
+    /// Fetch the four MNIST files (or Fashion-MNIST's) from the usual mirrors, checked by SHA-256, into the folder every command reads by default
+    Download(DownloadArgs),
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// The folder to put the files in [default: the cache folder, e.g. ~/.cache/zeronn/mnist,
+    /// where commands look without --data]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Fashion-MNIST instead of MNIST [default folder: ~/.cache/zeronn/fashion-mnist]
+    #[arg(long)]
+    fashion: bool,
+    /// No progress bar, even on a terminal
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Args)]
@@ -475,6 +491,7 @@ fn main() -> ExitCode {
         Cmd::Import(a) => cmd_import(a),
         Cmd::ExportOnnx(a) => cmd_export_onnx(a),
         Cmd::Experiment(a) => cmd_experiment(a),
+        Cmd::Download(a) => cmd_download(a),
     };
     match result {
         Ok(code) => code,
@@ -1375,4 +1392,55 @@ fn cmd_experiment(a: ExperimentArgs) -> Result<ExitCode> {
         eprintln!("wrote {}", f.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_download(a: DownloadArgs) -> Result<ExitCode> {
+    use zeronn_tools::download::{self, Dataset, Options};
+    let dataset = if a.fashion {
+        Dataset::Fashion
+    } else {
+        Dataset::Mnist
+    };
+    let default = download::default_dir(dataset);
+    let out = match (&a.out, &default) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => {
+            return Err("no cache folder (HOME is not set): give --out DIR".into());
+        }
+    };
+    let opts = Options::new(dataset, out, !a.no_progress);
+    eprintln!(
+        "zeronn download: {} into {} (from {})",
+        dataset.title(),
+        opts.out.display(),
+        opts.mirrors.join(", then ")
+    );
+    download::download(&opts, |name, outcome| eprintln!("{name}: {outcome}"))?;
+    // Commands find MNIST in the default folder by themselves.
+    let found_alone = dataset == Dataset::Mnist
+        && std::env::var_os(mnist::DATA_ENV).is_none_or(|d| d.is_empty())
+        && mnist::data_dir(None).ok().as_deref() == Some(opts.out.as_path());
+    println!("{} is in {}", dataset.title(), opts.out.display());
+    if found_alone {
+        println!("train with: zeronn train");
+    } else {
+        println!(
+            "train with: zeronn train --data {}",
+            shell_quote(&opts.out.display().to_string())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `s` as one word for a POSIX shell: as it is if it is plain, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,=@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }

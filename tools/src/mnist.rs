@@ -589,19 +589,40 @@ pub fn find(dir: &Path, stem: &str) -> Result<PathBuf, String> {
     ))
 }
 
-/// Where the data is: `--data DIR` if given, else `$ZERONN_DATA`; a clear message otherwise.
+/// The four files of MNIST, by the stems [`find`] takes.
+pub const STEMS: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// Where the data is: `--data DIR` if given, else `$ZERONN_DATA`, else the folder `zeronn
+/// download` fills by default ([`crate::download::default_dir`]) if it holds the four files;
+/// a message that says how to get them otherwise.
 pub fn data_dir(arg: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(d) = arg {
         return check_dir(d.to_path_buf(), "--data");
     }
-    match std::env::var_os(DATA_ENV) {
-        Some(d) if !d.is_empty() => check_dir(PathBuf::from(d), DATA_ENV),
-        _ => Err(format!(
-            "no MNIST data: pass --data DIR or set {DATA_ENV}=DIR, where DIR holds the four \
-             IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, \
-             t10k-labels-idx1-ubyte, each raw or .gz) from the MNIST database"
-        )),
+    if let Some(d) = std::env::var_os(DATA_ENV).filter(|d| !d.is_empty()) {
+        return check_dir(PathBuf::from(d), DATA_ENV);
     }
+    let default = crate::download::default_dir(crate::download::Dataset::Mnist);
+    let why = match &default {
+        None => "there is no cache folder: HOME is not set".to_string(),
+        Some(d) if !d.is_dir() => format!("{} does not exist yet", d.display()),
+        Some(d) => match STEMS.iter().find_map(|s| find(d, s).err()) {
+            None => return Ok(d.clone()),
+            Some(e) => e,
+        },
+    };
+    Err(format!(
+        "no MNIST data: run `zeronn download` to fetch it into the folder every command looks \
+         in by default ({why}); or pass --data DIR or set {DATA_ENV}=DIR, where DIR holds the \
+         four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+         t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or .gz) from the MNIST \
+         database"
+    ))
 }
 
 fn check_dir(d: PathBuf, from: &str) -> Result<PathBuf, String> {

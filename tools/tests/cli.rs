@@ -11,6 +11,11 @@ use common::{Scratch, mnist_dir};
 fn zeronn(args: &[&str], data: Option<&Path>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zeronn"));
     c.args(args).env_remove("ZERONN_DATA");
+    // Nor the folder `zeronn download` fills, which commands read without ZERONN_DATA.
+    let nowhere = std::env::temp_dir().join("zeronn-test-no-cache");
+    c.env("XDG_CACHE_HOME", &nowhere)
+        .env("HOME", &nowhere)
+        .env("LOCALAPPDATA", &nowhere);
     if let Some(d) = data {
         c.env("ZERONN_DATA", d);
     }
