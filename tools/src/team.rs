@@ -10,7 +10,7 @@
 //! needs. Parking is a timed wait on a condition variable, woken by the barrier's last arrival
 //! and by every publish while someone sleeps; the timeout bounds a missed wake-up.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,16 @@ struct Parking {
     lock: Mutex<()>,
     cv: Condvar,
     sleepers: AtomicUsize,
+}
+
+/// Parks so far, by every team (a waiter that slept rather than spun): many of them in a team's
+/// steps mean a member was kept waiting for one the machine did not run.
+static PARKS: AtomicU64 = AtomicU64::new(0);
+
+/// The number of parks so far, by every team: a measure of how much members wait for
+/// descheduled ones (see `train_threads`'s solo segments).
+pub fn parks() -> u64 {
+    PARKS.load(Ordering::Relaxed)
 }
 
 static PARKING: Parking = Parking {
@@ -106,6 +116,7 @@ fn idle(spins: &mut u32, done: impl Fn() -> bool) {
     PARKING.sleepers.fetch_add(1, Ordering::SeqCst);
     let g = PARKING.lock.lock().unwrap_or_else(|p| p.into_inner());
     if !done() {
+        PARKS.fetch_add(1, Ordering::Relaxed);
         let _ = PARKING.cv.wait_timeout(g, PARK_TIMEOUT);
     }
     PARKING.sleepers.fetch_sub(1, Ordering::SeqCst);

@@ -34,9 +34,17 @@
 //! single-thread run, but a run is bit-reproducible for a given thread count: the split
 //! depends only on the data, and the layers after the first compute the same whoever runs
 //! them.
+//!
+//! The split is into parts ([`Part`]), one per member, and a part computes the same whoever
+//! runs it. On a busy machine (another process on a core) a descheduled member stalls the
+//! others, and two threads run slower than one. So every 200 steps ([`SEGMENT`], and at each
+//! evaluation) member 0 may take every part for the next stretch of steps and run them one
+//! after the other while the others sleep: it does when team steps keep parking and running
+//! alone proves faster, and tries the team again after 4, 8, 16, then every 32 stretches
+//! ([`Pacer`]). The bits do not depend on who ran what.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use zeronn::Net;
@@ -47,7 +55,7 @@ use zeronn::random::{self, seeded};
 
 use crate::mnist::{Mnist, Split};
 use crate::sparse::{Compact, EvalScratch, EvalSet, prefetch_scan};
-use crate::team::{PoisonOnPanic, Shared, Signal, SpinBarrier};
+use crate::team::{self, PoisonOnPanic, Shared, Signal, SpinBarrier};
 use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, dropout_seed, new_net};
 
 /// What member 0 holds besides the others: the generator and the event sink.
@@ -424,12 +432,161 @@ unsafe fn plane_parts(
     }
 }
 
+/// One part of every step's work: a range `f0..f1` of the input features (a block of rows of
+/// `W1`), its columns of the mini-batches in flight, and what updating its rows needs. Whoever
+/// holds it runs it (member `t` in a team segment, member 0 in a solo one); the bits are the
+/// same either way, as the partial products are summed in part order.
+struct Part {
+    t: usize,
+    f0: usize,
+    f1: usize,
+    /// The pixels a scan for active features reads: whole 64-pixel words.
+    s0: usize,
+    s1: usize,
+    /// Its columns of mini-batches i, i + 1 and i + 2, by i mod 3.
+    cols: [Cols; 3],
+    /// The gradient of its rows of `W1` (not with plain SGD, which is fused).
+    w1_grads: Vec<f32>,
+    /// Its optimizer, which counts the steps (Adam's bias correction) as every part's does.
+    opt: AnyOptimizer<f32>,
+}
+
+/// How the team decides who runs a segment's steps (the [`SEGMENT`] steps between two
+/// handoffs, or fewer before an evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The whole team, unless the machine keeps members waiting for ones it does not run:
+    /// then member 0 alone, trying the team again now and then (see [`Pacer`]).
+    Adaptive,
+    /// The team and member 0 alone in turn, segment after segment (for tests: the bits must
+    /// not change).
+    Alternate,
+}
+
+/// Steps between two handoffs (and at each evaluation): where member 0 may take every part, or
+/// give them back. Enough steps to time a mode over scheduler slices, few enough that trying
+/// the team on a busy machine costs little.
+const SEGMENT: usize = 200;
+/// Steps a mode runs before the pacer judges it.
+const PACER_STEPS: usize = SEGMENT;
+/// Segments member 0 runs alone before it first tries the team again.
+const FIRST_SOLO: u32 = 4;
+/// Parks per step in a team segment above which the pacer tries member 0 alone: on a quiet
+/// machine a step seldom parks, with a member descheduled nearly every step does.
+const PARKS_PER_STEP: f64 = 0.5;
+/// The most segments member 0 runs alone before it tries the team again.
+const MAX_SOLO: u32 = 32;
+
+/// Decides at each evaluation whether the next segment runs on the whole team or on member 0
+/// alone. On a busy machine a descheduled member stalls the team, whose steps then take longer
+/// than one thread's: when team steps park often, member 0 tries running every part itself,
+/// and keeps doing so while that is faster, trying the team again after 4, 8, 16 and then
+/// every 32 segments.
+struct Pacer {
+    n: usize,
+    pace: Pace,
+    solo: bool,
+    /// Steps, time and parks since the mode last changed.
+    steps: usize,
+    time: Duration,
+    parks: u64,
+    /// The last time per step measured on the team and alone.
+    team_step: Option<f64>,
+    solo_step: Option<f64>,
+    /// Whether this team segment is a try after solo ones; solo segments left before the next
+    /// try (after the current one); the solo segments before a try.
+    trying: bool,
+    wait: u32,
+    backoff: u32,
+}
+
+impl Pacer {
+    fn new(n: usize, pace: Pace) -> Self {
+        Pacer {
+            n,
+            pace,
+            solo: false,
+            steps: 0,
+            time: Duration::ZERO,
+            parks: 0,
+            team_step: None,
+            solo_step: None,
+            trying: false,
+            wait: 0,
+            backoff: FIRST_SOLO,
+        }
+    }
+
+    /// Takes a segment's steps, time and parks; returns whether member 0 runs the next alone.
+    fn segment(&mut self, steps: usize, time: Duration, parks: u64) -> bool {
+        if self.n == 1 {
+            return false;
+        }
+        if self.pace == Pace::Alternate {
+            self.solo = !self.solo;
+            return self.solo;
+        }
+        (self.steps, self.time, self.parks) =
+            (self.steps + steps, self.time + time, self.parks + parks);
+        if self.steps < PACER_STEPS {
+            return self.solo;
+        }
+        let per_step = self.time.as_secs_f64() / self.steps as f64;
+        let parks_per_step = self.parks as f64 / self.steps as f64;
+        (self.steps, self.time, self.parks) = (0, Duration::ZERO, 0);
+        if self.solo {
+            self.solo_step = Some(per_step);
+            if self.team_step.is_some_and(|t| per_step >= t) {
+                // No faster alone: back to the team.
+                self.solo = false;
+            } else if self.wait > 0 {
+                self.wait -= 1;
+            } else {
+                (self.solo, self.trying) = (false, true);
+            }
+        } else {
+            self.team_step = Some(per_step);
+            let slower = self.solo_step.is_none_or(|s| per_step >= s);
+            if self.trying {
+                self.trying = false;
+                if slower {
+                    self.backoff = (self.backoff * 2).min(MAX_SOLO);
+                    (self.solo, self.wait) = (true, self.backoff - 1);
+                } else {
+                    self.backoff = FIRST_SOLO;
+                }
+            } else if parks_per_step > PARKS_PER_STEP && slower {
+                (self.solo, self.wait) = (true, self.backoff - 1);
+            }
+        }
+        if std::env::var_os("ZERONN_PACER_TRACE").is_some() {
+            eprintln!(
+                "pacer: {per_step:.2e} s/step, {parks_per_step:.3} parks/step -> {}",
+                if self.solo { "solo" } else { "team" }
+            );
+        }
+        self.solo
+    }
+}
+
 /// Runs the training on `threads` threads (see the module docs): any net of `cfg` (its first
-/// layer is an Affine), any optimizer.
+/// layer is an Affine), any optimizer. On a busy machine member 0 may run stretches of steps
+/// alone ([`Pace::Adaptive`]), with the same bits.
 pub fn train_threads(
     cfg: &TrainConfig,
     data: &Mnist,
     threads: usize,
+    on_event: impl FnMut(Event<'_>),
+) -> zeronn::Result<TrainReport> {
+    train_threads_paced(cfg, data, threads, Pace::Adaptive, on_event)
+}
+
+/// [`train_threads`] with the team paced as `pace` says.
+pub fn train_threads_paced(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    threads: usize,
+    pace: Pace,
     mut on_event: impl FnMut(Event<'_>),
 ) -> zeronn::Result<TrainReport> {
     let train_size = data.train.len();
@@ -493,18 +650,48 @@ pub fn train_threads(
     let report: Mutex<Log> = Mutex::new((Vec::new(), Vec::new(), Duration::ZERO, Duration::ZERO));
     let mask_at = |i: usize| (i % MASKS) * batch..(i % MASKS + 1) * batch;
 
-    // One member of the team. Member 0 (the calling thread) also samples and reports.
+    // The parts of each step's work, one per member: member t runs part t in a team segment;
+    // in a solo segment member 0 runs them all, one after the other, and the others sit out
+    // until the next evaluation (see `Pacer`).
+    let parts: Vec<Mutex<Part>> = (0..n)
+        .map(|t| {
+            let (f0, f1) = (bounds[t], bounds[t + 1]);
+            Mutex::new(Part {
+                t,
+                f0,
+                f1,
+                // The pixels a scan for active features reads: whole 64-pixel words.
+                s0: f0 / 64 * 64,
+                s1: (f1.div_ceil(64) * 64).min(inputs),
+                cols: [Cols::new(), Cols::new(), Cols::new()],
+                w1_grads: vec![0.0f32; if fused { 0 } else { (f1 - f0) * hidden }],
+                opt: optimizer.clone(),
+            })
+        })
+        .collect();
+    // The members that run the steps of this segment (between two evaluations): n or 1.
+    let active = AtomicUsize::new(n);
+    // Where the members sitting out a segment sleep until member 0 reaches its evaluation:
+    // the evaluations member 0 has reached. Not the team's parking, which every publish of a
+    // step would wake.
+    let bench = (Mutex::new(0usize), Condvar::new());
+
+    // One member of the team. Member 0 (the calling thread) also samples, reports and paces.
     let member = |me: usize, mut leader: Leader<'_>| {
         let _poison = PoisonOnPanic(&barrier);
         let fail = |e: zeronn::Error| {
             let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert(e);
         };
-        let (f0, f1) = (bounds[me], bounds[me + 1]);
-        // The pixels a scan for active features reads: whole 64-pixel words.
-        let (s0, s1) = (f0 / 64 * 64, (f1.div_ceil(64) * 64).min(inputs));
-        // This member's columns of mini-batches i, i + 1 and i + 2, by i mod 3.
-        let mut cols = [Cols::new(), Cols::new(), Cols::new()];
+        // The parts this member runs while `active` members run the steps.
+        let take = |active: usize| -> Vec<MutexGuard<'_, Part>> {
+            let lock = |t: usize| parts[t].lock().unwrap_or_else(|p| p.into_inner());
+            match (active == n, me) {
+                (true, _) => vec![lock(me)],
+                (false, 0) => (0..n).map(lock).collect(),
+                (false, _) => Vec::new(),
+            }
+        };
         let mut pack = vec![0.0f32; PACK_LEN];
         // The layers after the first (when this member runs them), then the evaluations.
         let mut ws = vec![0.0f32; spec.workspace_len(batch.max(EVAL_CHUNK))];
@@ -514,19 +701,8 @@ pub fn train_threads(
         let mut helper = Compact::new();
         let mut labels = vec![0u8; batch];
         let mut b1 = vec![0.0f32; hidden];
-        // Each member counts the optimizer's steps (Adam's bias correction) itself.
-        let mut opt = optimizer.clone();
-        // The gradients of the parameters after W1 (when this member runs those layers), and
-        // of this member's rows of W1.
+        // The gradients of the parameters after W1 (when this member runs those layers).
         let mut rest_grads = vec![0.0f32; if fused { 0 } else { plen - tail }];
-        let mut w1_grads = vec![
-            0.0f32;
-            if fused {
-                0
-            } else {
-                (bounds[me + 1] - bounds[me]) * hidden
-            }
-        ];
         let mut drawn = vec![0usize; batch];
         let mut log: Log = (
             Vec::with_capacity(cfg.losses_capacity()),
@@ -534,6 +710,9 @@ pub fn train_threads(
             Duration::ZERO,
             Duration::ZERO,
         );
+        let mut pacer = Pacer::new(n, pace);
+        // This segment's steps, their time and the parks before it (member 0's count).
+        let mut segment = (0usize, Duration::ZERO, team::parks());
         if let Some((rng, _)) = leader.as_mut() {
             for i in 0..cfg.iters.min(MASKS - 1) {
                 random::choice(*rng, train_size, &mut drawn);
@@ -542,260 +721,314 @@ pub fn train_threads(
             }
         }
         barrier.wait();
+        let mut held = take(n);
         if cfg.iters > 0 {
             // SAFETY: mask 0 is written before the barrier above and not again until step 1.
             let m = unsafe { masks.part(mask_at(0).start, mask_at(0).end) };
-            cols[0].start(&data.train, job(me, 0), m, 0);
-            cols[0].finish(&data.train, job(me, 0), (f0, f1), &barrier);
+            for g in held.iter_mut() {
+                let p = &mut **g;
+                p.cols[0].start(&data.train, job(p.t, 0), m, 0);
+                p.cols[0].finish(&data.train, job(p.t, 0), (p.f0, p.f1), &barrier);
+            }
         }
         for i in 0..cfg.iters {
-            let start = Instant::now();
-            opt.begin_step();
-            let (cur, next, after) = ring(&mut cols, i);
-            // A: member 0 samples mini-batch i + 3; everyone prefetches its columns of the
-            // one after next and computes its partial product.
-            if let Some((rng, _)) = leader.as_mut()
-                && i + 3 < cfg.iters
-            {
-                random::choice(*rng, train_size, &mut drawn);
-                let at = mask_at(i + 3);
-                // SAFETY: this mask (of mini-batch i - 1) was last read before dA1 of step
-                // i - 1 was written (gathering and layer 2), which member 0 has waited for or
-                // written itself.
-                unsafe { masks.part_mut(at.start, at.end) }.copy_from_slice(&drawn);
-            }
-            // SAFETY: member 0 wrote masks i to i + 2 before its partial products of earlier
-            // steps, which every member has seen (directly, or through dA1 of those steps).
-            // It next writes mask i's slot at the start of step i + 1, which it reaches only
-            // after this step's layer 2 (the last to read mask i) has written dA1; the slots
-            // of masks i + 1 and i + 2 later still (the gathering copies the rows it reads).
-            let mask = |j: usize| {
-                (j < cfg.iters).then(|| unsafe { masks.part(mask_at(j).start, mask_at(j).end) })
-            };
-            let (batch1, batch2) = (mask(i + 1), mask(i + 2));
-            for &r in batch2.unwrap_or_default() {
-                data.train.prefetch_part(r, s0, s1);
-            }
-            {
-                // SAFETY: nobody writes rows f0..f1 of W1 but this member; layer 2 of the last
-                // step, done reading this member's partial sum, wrote dA1, which this member
-                // has waited for or written itself.
-                let (w1_part, p) = unsafe {
-                    (
-                        params.part(f0 * hidden, f1 * hidden),
-                        partials.part_mut(me * batch * hidden, (me + 1) * batch * hidden),
-                    )
+            // A member sitting out this segment waits at its evaluation (E below).
+            if !held.is_empty() {
+                let start = Instant::now();
+                for g in held.iter_mut() {
+                    g.opt.begin_step();
+                }
+                // A: member 0 samples mini-batch i + 3; every part prefetches its columns of
+                // the one after next and computes its partial product.
+                if let Some((rng, _)) = leader.as_mut()
+                    && i + 3 < cfg.iters
+                {
+                    random::choice(*rng, train_size, &mut drawn);
+                    let at = mask_at(i + 3);
+                    // SAFETY: this mask (of mini-batch i - 1) was last read before dA1 of
+                    // step i - 1 was written (gathering and layer 2), which member 0 has
+                    // waited for or written itself.
+                    unsafe { masks.part_mut(at.start, at.end) }.copy_from_slice(&drawn);
+                }
+                // SAFETY: member 0 wrote masks i to i + 2 before its partial products of
+                // earlier steps, which every member has seen (directly, or through dA1 of
+                // those steps). It next writes mask i's slot at the start of step i + 1,
+                // which it reaches only after this step's layer 2 (the last to read mask i)
+                // has written dA1; the slots of masks i + 1 and i + 2 later still (the
+                // gathering copies the rows it reads).
+                let mask = |j: usize| {
+                    (j < cfg.iters).then(|| unsafe { masks.part(mask_at(j).start, mask_at(j).end) })
                 };
-                let r = (|| {
-                    gemm::gemm(
-                        backend,
-                        1.0,
-                        cur.x(batch)?,
-                        MatRef::gather_rows(w1_part, &cur.rel, hidden, hidden)?,
-                        0.0,
-                        MatMut::row_major(p, batch, hidden)?,
-                        &mut pack,
-                    )
-                })();
-                if let Err(e) = r {
-                    fail(e);
-                }
-            }
-            // Every member arrives once a step, before it says its product is done, so no
-            // member arrives for step i + 1 before all have for step i.
-            let first = arrivals.fetch_add(1, Ordering::Relaxed) == i * n;
-            partial_done[me].publish(i + 1);
-            // Gathering the next mini-batch, then the one after, fills the waits below: a
-            // member early in this step is ahead in the next.
-            if let Some(m) = batch1 {
-                next.start_once(&data.train, job(me, i + 1), m, i + 1);
-            }
-            // With nothing of its own left, a member takes pieces of the others' scans of the
-            // next two mini-batches (whose masks stay put until every member is past this step).
-            let mut help = || {
-                (0..n).filter(|&t| t != me).any(|t| {
-                    let range = (bounds[t], bounds[t + 1]);
-                    (i + 1..i + 3).any(|j| {
-                        mask(j)
-                            .is_some_and(|m| job(t, j).help(&data.train, j, m, range, &mut helper))
-                    })
-                })
-            };
-            let mut gather = || {
-                if next.work(&data.train, job(me, i + 1), f0, f1) {
-                    return true;
-                }
-                if let Some(m) = batch2 {
-                    after.start_once(&data.train, job(me, i + 2), m, i + 2);
-                    if after.work(&data.train, job(me, i + 2), f0, f1) {
-                        return true;
+                let (batch1, batch2) = (mask(i + 1), mask(i + 2));
+                let mut first = false;
+                for g in held.iter_mut() {
+                    let p = &mut **g;
+                    for &r in batch2.unwrap_or_default() {
+                        data.train.prefetch_part(r, p.s0, p.s1);
                     }
-                }
-                help()
-            };
-            // L: the first member done with its product (the least loaded of this step) runs
-            // the layers after the first once all are done; the others wait for dZ1. Those
-            // layers compute the same whoever runs them.
-            let loss = if first {
-                for done in &partial_done {
-                    done.wait_for(i + 1, &barrier, &mut gather);
-                }
-                // The weight decay term needs every weight, W1 included: read before anyone
-                // writes (the members update their rows of W1 only once dZ1 is written).
-                let decay = if lambda != 0.0 {
-                    // SAFETY: nobody writes the parameters until dZ1 is written (below).
-                    spec.weight_decay_term(unsafe { params.read() }, lambda)
-                } else {
-                    0.0
-                };
-                // SAFETY: the partials are all written (waited for above) and not written
-                // again before dZ1 is; only the runner of these layers touches the
-                // parameters after W1, the state and the optimizer's state of those
-                // parameters outside the evaluations, and it hands them on to the next with
-                // its partial product of the next step; the others read dZ1 only once it is
-                // written (the mutable `d` is not used after that).
-                let (parts, rest, st, d) = unsafe {
-                    (
-                        partials.read(),
-                        params.part_mut(tail, plen),
-                        state.part_mut(0, spec.state_len()),
-                        d1.part_mut(0, batch * hidden),
-                    )
-                };
-                b1.copy_from_slice(&rest[..hidden]);
-                // Mask i is read here only, by the runner of these layers (see the SAFETY
-                // above).
-                let this = mask(i).unwrap_or_default();
-                for (l, &r) in labels.iter_mut().zip(this) {
-                    *l = data.train.t[r];
-                }
-                let mut masks_rng = seeded(if dropout {
-                    dropout_seed(cfg.seed, i)
-                } else {
-                    0
-                });
-                let upd = if fused {
-                    Update::Sgd(lr)
-                } else {
-                    Update::Grads(&mut rest_grads[..])
-                };
-                // What the others wait for first: dZ1.
-                let fill = |z: &mut [f32], relu: bool| {
-                    sum_bias(z, parts, &b1, hidden, relu);
-                    Ok(())
-                };
-                let stepped = layout.step_after_first(
-                    backend,
-                    rest,
-                    st,
-                    upd,
-                    lambda,
-                    &mut masks_rng,
-                    fill,
-                    &labels,
-                    d,
-                    &mut ws,
-                );
-                let (loss, after) = match stepped {
-                    Ok((l, a)) => (l + decay, Some(a)),
-                    Err(e) => {
+                    let (cur, next, _) = ring(&mut p.cols, i);
+                    // SAFETY: nobody writes rows f0..f1 of W1 but the holder of this part;
+                    // layer 2 of the last step, done reading this part's partial sum, wrote
+                    // dA1, which this member has waited for or written itself (or, for a
+                    // part it holds from this segment on, which the evaluation's barriers
+                    // ordered before).
+                    let (w1_part, out) = unsafe {
+                        (
+                            params.part(p.f0 * hidden, p.f1 * hidden),
+                            partials.part_mut(p.t * batch * hidden, (p.t + 1) * batch * hidden),
+                        )
+                    };
+                    let r = (|| {
+                        gemm::gemm(
+                            backend,
+                            1.0,
+                            cur.x(batch)?,
+                            MatRef::gather_rows(w1_part, &cur.rel, hidden, hidden)?,
+                            0.0,
+                            MatMut::row_major(out, batch, hidden)?,
+                            &mut pack,
+                        )
+                    })();
+                    if let Err(e) = r {
                         fail(e);
-                        (f32::NAN, None)
                     }
+                    // Every part arrives once a step, before its product is said to be done,
+                    // so no part arrives for step i + 1 before all have for step i.
+                    first |= arrivals.fetch_add(1, Ordering::Relaxed) == i * n;
+                    partial_done[p.t].publish(i + 1);
+                    // Gathering the next mini-batch, then the one after, fills the waits
+                    // below: a member early in this step is ahead in the next.
+                    if let Some(m) = batch1 {
+                        next.start_once(&data.train, job(p.t, i + 1), m, i + 1);
+                    }
+                }
+                // With nothing of its own left, a member takes pieces of the scans of the
+                // next two mini-batches of the parts others hold (whose masks stay put until
+                // every member is past this step).
+                let others = held.len() < n;
+                let mut help = || {
+                    others
+                        && (0..n).filter(|&t| t != me).any(|t| {
+                            let range = (bounds[t], bounds[t + 1]);
+                            (i + 1..i + 3).any(|j| {
+                                mask(j).is_some_and(|m| {
+                                    job(t, j).help(&data.train, j, m, range, &mut helper)
+                                })
+                            })
+                        })
                 };
-                step_loss.store(loss.to_bits(), Ordering::Relaxed);
-                d1_done.publish(i + 1);
-                // Then the updates of the lowest Affine after W1 and of b1, while the others
-                // update W1.
-                // SAFETY: dZ1 is only read from here until it is written again in the next
-                // step, after every member's next partial product.
-                let d = unsafe { d1.read() };
-                if let Some(after) = after {
+                let mut gather = || {
+                    for g in held.iter_mut() {
+                        let p = &mut **g;
+                        let (_, next, after) = ring(&mut p.cols, i);
+                        if next.work(&data.train, job(p.t, i + 1), p.f0, p.f1) {
+                            return true;
+                        }
+                        if let Some(m) = batch2 {
+                            after.start_once(&data.train, job(p.t, i + 2), m, i + 2);
+                            if after.work(&data.train, job(p.t, i + 2), p.f0, p.f1) {
+                                return true;
+                            }
+                        }
+                    }
+                    help()
+                };
+                // L: the first member done with its product (the least loaded of this step)
+                // runs the layers after the first once all are done; the others wait for dZ1.
+                // Those layers compute the same whoever runs them.
+                let loss = if first {
+                    for done in &partial_done {
+                        done.wait_for(i + 1, &barrier, &mut gather);
+                    }
+                    // The weight decay term needs every weight, W1 included: read before
+                    // anyone writes (the parts' rows of W1 are updated only once dZ1 is
+                    // written).
+                    let decay = if lambda != 0.0 {
+                        // SAFETY: nobody writes the parameters until dZ1 is written (below).
+                        spec.weight_decay_term(unsafe { params.read() }, lambda)
+                    } else {
+                        0.0
+                    };
+                    // SAFETY: the partials are all written (waited for above) and not written
+                    // again before dZ1 is; only the runner of these layers touches the
+                    // parameters after W1, the state and the optimizer's state of those
+                    // parameters outside the evaluations, and it hands them on to the next
+                    // with its partial product of the next step; the others read dZ1 only once
+                    // it is written (the mutable `d` is not used after that).
+                    let (all, rest, st, d) = unsafe {
+                        (
+                            partials.read(),
+                            params.part_mut(tail, plen),
+                            state.part_mut(0, spec.state_len()),
+                            d1.part_mut(0, batch * hidden),
+                        )
+                    };
+                    b1.copy_from_slice(&rest[..hidden]);
+                    // Mask i is read here only, by the runner of these layers (see the SAFETY
+                    // above).
+                    let this = mask(i).unwrap_or_default();
+                    for (l, &r) in labels.iter_mut().zip(this) {
+                        *l = data.train.t[r];
+                    }
+                    let mut masks_rng = seeded(if dropout {
+                        dropout_seed(cfg.seed, i)
+                    } else {
+                        0
+                    });
                     let upd = if fused {
                         Update::Sgd(lr)
                     } else {
                         Update::Grads(&mut rest_grads[..])
                     };
-                    let r = layout
-                        .finish_after_first(backend, rest, upd, lambda, &after, d, &mut ws)
-                        .and_then(|()| {
-                            if fused {
-                                return Ok(());
+                    // What the others wait for first: dZ1.
+                    let fill = |z: &mut [f32], relu: bool| {
+                        sum_bias(z, all, &b1, hidden, relu);
+                        Ok(())
+                    };
+                    let stepped = layout.step_after_first(
+                        backend,
+                        rest,
+                        st,
+                        upd,
+                        lambda,
+                        &mut masks_rng,
+                        fill,
+                        &labels,
+                        d,
+                        &mut ws,
+                    );
+                    let (loss, after) = match stepped {
+                        Ok((l, a)) => (l + decay, Some(a)),
+                        Err(e) => {
+                            fail(e);
+                            (f32::NAN, None)
+                        }
+                    };
+                    step_loss.store(loss.to_bits(), Ordering::Relaxed);
+                    d1_done.publish(i + 1);
+                    // Then the updates of the lowest Affine after W1 and of b1, while the
+                    // others update W1. Every part's optimizer has counted the same steps:
+                    // the first held one serves.
+                    let opt = &mut held[0].opt;
+                    // SAFETY: dZ1 is only read from here until it is written again in the
+                    // next step, after every part's next partial product.
+                    let d = unsafe { d1.read() };
+                    if let Some(after) = after {
+                        let upd = if fused {
+                            Update::Sgd(lr)
+                        } else {
+                            Update::Grads(&mut rest_grads[..])
+                        };
+                        let r = layout
+                            .finish_after_first(backend, rest, upd, lambda, &after, d, &mut ws)
+                            .and_then(|()| {
+                                if fused {
+                                    return Ok(());
+                                }
+                                // SAFETY: this part of each plane belongs to the parameters
+                                // after W1, this runner's (see above).
+                                let (s0, s1) =
+                                    unsafe { plane_parts(&opt_state, planes, plen, tail, plen) };
+                                opt.apply(rest, &rest_grads, s0, s1)
+                            });
+                        if let Err(e) = r {
+                            fail(e);
+                        }
+                    }
+                    loss
+                } else {
+                    d1_done.wait_for(i + 1, &barrier, &mut gather);
+                    f32::from_bits(step_loss.load(Ordering::Relaxed))
+                };
+                if let Some((_, report)) = leader.as_mut() {
+                    log.0.push(loss);
+                    report(Event::Iter(i, loss));
+                }
+                // C: each part's rows of W1: W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dZ1 fused into
+                // the product, or their gradient (zero for the inactive rows, then λ·W1),
+                // then the optimizer on them.
+                for g in held.iter_mut() {
+                    let p = &mut **g;
+                    let cur = &p.cols[i % 3];
+                    // SAFETY: dZ1 is written (it is written again only after every part's
+                    // next partial product); rows f0..f1 of W1, and their part of the
+                    // optimizer's planes, are this part's, which this member holds.
+                    let (d, w1_part) =
+                        unsafe { (d1.read(), params.part_mut(p.f0 * hidden, p.f1 * hidden)) };
+                    let r = (|| {
+                        let dz = MatRef::row_major(d, batch, hidden)?;
+                        if fused {
+                            return gemm::gemm(
+                                backend,
+                                -lr,
+                                cur.x(batch)?.t(),
+                                dz,
+                                1.0,
+                                MatMut::gather_rows(w1_part, &cur.rel, hidden, hidden)?,
+                                &mut pack,
+                            );
+                        }
+                        p.w1_grads.fill(0.0);
+                        gemm::gemm(
+                            backend,
+                            1.0,
+                            cur.x(batch)?.t(),
+                            dz,
+                            0.0,
+                            MatMut::gather_rows(&mut p.w1_grads, &cur.rel, hidden, hidden)?,
+                            &mut pack,
+                        )?;
+                        if lambda != 0.0 {
+                            for (g, &w) in p.w1_grads.iter_mut().zip(w1_part.iter()) {
+                                *g += lambda * w;
                             }
-                            // SAFETY: this part of each plane belongs to the parameters
-                            // after W1, this runner's (see above).
-                            let (s0, s1) =
-                                unsafe { plane_parts(&opt_state, planes, plen, tail, plen) };
-                            opt.apply(rest, &rest_grads, s0, s1)
-                        });
+                        }
+                        // SAFETY: see above.
+                        let (s0, s1) = unsafe {
+                            plane_parts(&opt_state, planes, plen, p.f0 * hidden, p.f1 * hidden)
+                        };
+                        p.opt.apply(w1_part, &p.w1_grads, s0, s1)
+                    })();
                     if let Err(e) = r {
                         fail(e);
                     }
                 }
-                loss
-            } else {
-                d1_done.wait_for(i + 1, &barrier, &mut gather);
-                f32::from_bits(step_loss.load(Ordering::Relaxed))
-            };
-            if let Some((_, report)) = leader.as_mut() {
-                log.0.push(loss);
-                report(Event::Iter(i, loss));
-            }
-            // C: this member's rows of W1: W1[f0..f1, :] -= lr·X[:, f0..f1]ᵀ·dZ1 fused into the
-            // product, or their gradient (zero for the inactive rows, then λ·W1), then the
-            // optimizer on them.
-            {
-                // SAFETY: dZ1 is written (it is written again only after this member's next
-                // partial product); rows f0..f1 of W1, and their part of the optimizer's
-                // planes, are this member's alone.
-                let (d, w1_part) =
-                    unsafe { (d1.read(), params.part_mut(f0 * hidden, f1 * hidden)) };
-                let r = (|| {
-                    let dz = MatRef::row_major(d, batch, hidden)?;
-                    if fused {
-                        return gemm::gemm(
-                            backend,
-                            -lr,
-                            cur.x(batch)?.t(),
-                            dz,
-                            1.0,
-                            MatMut::gather_rows(w1_part, &cur.rel, hidden, hidden)?,
-                            &mut pack,
-                        );
-                    }
-                    w1_grads.fill(0.0);
-                    gemm::gemm(
-                        backend,
-                        1.0,
-                        cur.x(batch)?.t(),
-                        dz,
-                        0.0,
-                        MatMut::gather_rows(&mut w1_grads, &cur.rel, hidden, hidden)?,
-                        &mut pack,
-                    )?;
-                    if lambda != 0.0 {
-                        for (g, &w) in w1_grads.iter_mut().zip(w1_part.iter()) {
-                            *g += lambda * w;
-                        }
-                    }
-                    // SAFETY: see above.
-                    let (s0, s1) =
-                        unsafe { plane_parts(&opt_state, planes, plen, f0 * hidden, f1 * hidden) };
-                    opt.apply(w1_part, &w1_grads, s0, s1)
-                })();
-                if let Err(e) = r {
-                    fail(e);
+                for g in held.iter_mut() {
+                    let p = &mut **g;
+                    let (_, next, _) = ring(&mut p.cols, i);
+                    next.finish(&data.train, job(p.t, i + 1), (p.f0, p.f1), &barrier);
+                }
+                if leader.is_some() {
+                    let took = start.elapsed();
+                    log.2 += took;
+                    segment.0 += 1;
+                    segment.1 += took;
                 }
             }
-            next.finish(&data.train, job(me, i + 1), (f0, f1), &barrier);
-            if leader.is_some() {
-                log.2 += start.elapsed();
-            }
-            // E: evaluation, every epoch.
-            if i % iter_per_epoch == 0 {
+            // E: evaluation, every epoch, and a handoff every SEGMENT steps: between two
+            // barriers, the members count the evaluation's chunks and member 0 decides who
+            // runs the next segment. The parts change hands only here (the barriers carry
+            // what the last holder wrote to the next).
+            let evaluate = i % iter_per_epoch == 0;
+            if evaluate || (n > 1 && i % SEGMENT == 0) {
+                let (reached, bell) = &bench;
+                if leader.is_some() {
+                    *reached.lock().unwrap_or_else(|p| p.into_inner()) = i + 1;
+                    bell.notify_all();
+                } else if held.is_empty() {
+                    let mut r = reached.lock().unwrap_or_else(|p| p.into_inner());
+                    while *r <= i {
+                        barrier.check();
+                        r = bell
+                            .wait_timeout(r, Duration::from_millis(100))
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                }
+                held.clear();
                 barrier.wait();
                 let start = Instant::now();
-                {
+                if evaluate {
                     // SAFETY: nobody writes the parameters in this phase; each member writes
                     // only its own two count slots.
                     let (p, sv, c) = unsafe {
@@ -832,8 +1065,14 @@ pub fn train_threads(
                         Err(e) => fail(e),
                     }
                 }
+                if leader.is_some() {
+                    // The next segment's team: read by every member after the barrier below.
+                    let (steps, time, parks) = segment;
+                    let solo = pacer.segment(steps, time, team::parks() - parks);
+                    active.store(if solo { 1 } else { n }, Ordering::Relaxed);
+                }
                 barrier.wait();
-                if let Some((_, report)) = leader.as_mut() {
+                if let Some((_, report)) = leader.as_mut().filter(|_| evaluate) {
                     // For the next evaluation: nobody takes a chunk before its first barrier,
                     // which member 0 reaches after this.
                     next_chunk.store(0, Ordering::Relaxed);
@@ -850,8 +1089,13 @@ pub fn train_threads(
                     report(Event::Epoch(&log.1[log.1.len() - 1]));
                     log.3 += start.elapsed();
                 }
+                if leader.is_some() {
+                    segment = (0, Duration::ZERO, team::parks());
+                }
+                held = take(active.load(Ordering::Relaxed));
             }
         }
+        drop(held);
         if leader.is_some() {
             *report.lock().unwrap_or_else(|p| p.into_inner()) = log;
         }
@@ -940,7 +1184,8 @@ mod tests {
 
     /// Every team size, short runs and evaluations at every step, for the chapter 5 net with
     /// fused SGD and for a chapter 6 net (two hidden layers, BatchNorm, Dropout, weight decay,
-    /// Adam): a run repeats bit for bit (parameters, state, losses and every evaluation), its
+    /// Adam): a run repeats bit for bit (parameters, state, losses and every evaluation), and
+    /// so does one where member 0 runs every other segment alone; its
     /// losses are those of the single-thread run up to rounding, and the last evaluation's
     /// counts are those of an independent pass over the final parameters.
     #[test]
@@ -991,6 +1236,12 @@ mod tests {
                 assert_eq!(bits(&a.state), bits(&b.state));
                 assert_eq!(a.epochs, b.epochs);
                 assert_eq!(bits(&a.losses), bits(&b.losses));
+                // Member 0 running every part in every other segment changes no bit.
+                let c = train_threads_paced(&cfg, &data, n, Pace::Alternate, |_| {}).unwrap();
+                assert_eq!(bits(&a.params), bits(&c.params), "{n} threads, alternating");
+                assert_eq!(bits(&a.state), bits(&c.state));
+                assert_eq!(a.epochs, c.epochs);
+                assert_eq!(bits(&a.losses), bits(&c.losses));
                 assert_eq!(a.losses.len(), iters);
                 assert_eq!(one.losses.len(), iters);
                 for (x, y) in a.losses.iter().zip(&one.losses) {
@@ -1016,6 +1267,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The pacer keeps a quiet team; on a busy machine it runs member 0 alone while that is
+    /// faster, tries the team after 4, 8, 16, then every 32 segments, and goes back to it when
+    /// the team is faster again (or when running alone proves no faster).
+    #[test]
+    fn the_pacer_runs_alone_only_while_that_is_faster() {
+        let seg = |us: f64| Duration::from_secs_f64(us * 1e-6 * SEGMENT as f64);
+        let parks = |per_step: f64| (per_step * SEGMENT as f64) as u64;
+        // Quiet: few parks, the team stays.
+        let mut p = Pacer::new(2, Pace::Adaptive);
+        for _ in 0..100 {
+            assert!(!p.segment(SEGMENT, seg(60.0), parks(0.01)));
+        }
+        // Busy: team steps of 170 µs that park twice a step, 110 µs alone.
+        let mut p = Pacer::new(2, Pace::Adaptive);
+        let mut modes = String::new();
+        let mut solo = false;
+        for _ in 0..80 {
+            solo = if solo {
+                p.segment(SEGMENT, seg(110.0), 0)
+            } else {
+                p.segment(SEGMENT, seg(170.0), parks(2.0))
+            };
+            modes.push(if solo { 's' } else { 't' });
+        }
+        let want = format!(
+            "{}t{}t{}t{}t{}",
+            "s".repeat(4),
+            "s".repeat(8),
+            "s".repeat(16),
+            "s".repeat(32),
+            "s".repeat(80 - 4 - 8 - 16 - 32 - 4)
+        );
+        assert_eq!(modes, want);
+        // The load goes: the next try (at most 32 segments on) finds the team faster, and it
+        // stays.
+        let alone = (0..32)
+            .take_while(|_| p.segment(SEGMENT, seg(110.0), 0))
+            .count();
+        // The last 16 of the 80 were the first of 32 alone.
+        assert_eq!(alone, 32 - 16);
+        for _ in 0..10 {
+            assert!(!p.segment(SEGMENT, seg(60.0), parks(0.01)));
+        }
+        // Parks, but running alone proves slower: back to the team at once.
+        let mut p = Pacer::new(2, Pace::Adaptive);
+        assert!(p.segment(SEGMENT, seg(100.0), parks(2.0)));
+        assert!(!p.segment(SEGMENT, seg(150.0), 0));
+        // Too few steps to judge: the mode stays until there are enough.
+        let mut p = Pacer::new(2, Pace::Adaptive);
+        assert!(!p.segment(SEGMENT / 2, seg(85.0), parks(2.0)));
+        assert!(p.segment(SEGMENT / 2, seg(85.0), parks(2.0)));
+        // One thread: always the team.
+        let mut p = Pacer::new(1, Pace::Adaptive);
+        assert!(!p.segment(SEGMENT, seg(170.0), parks(2.0)));
     }
 
     /// A scan shared with helpers finds the features one scan finds, and the columns are
