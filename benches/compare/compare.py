@@ -1,6 +1,8 @@
-"""Runs zeronn, PyTorch (1 and 2 threads), candle and NumPy in alternation on the book's run
-and prints medians and ratios. Called by run.sh (which makes the virtualenv and builds the
-candle program)."""
+"""Runs zeronn and its peers in alternation on the book's chapter 5 run (JAX jit, a step a call
+and 600 steps a call with fori_loop; PyTorch eager on 1 and 2 threads and torch.compile; candle;
+the book's own NumPy code), each with its best setting (peer_run), then micro-benchmarks that
+add the inference runtimes (ONNX Runtime, LiteRT), and prints medians and ratios. Called by
+run.sh (which makes the virtualenvs and builds the candle program)."""
 import argparse
 import json
 import os
@@ -34,16 +36,6 @@ def zeronn_micro(exe, data, reps):
             "forward1_s": cell("forward of one image")}
 
 
-def python_run(script, data, mode, threads=None, seed=1):
-    cmd = [sys.executable, os.path.join(HERE, script), data, mode, "--seed", str(seed)]
-    if threads is not None:
-        cmd += ["--threads", str(threads)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads or 1), MKL_NUM_THREADS=str(threads or 1),
-               OPENBLAS_NUM_THREADS=str(threads or 1))
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=HERE)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def candle_run(exe, data, mode, seed=1):
     env = dict(os.environ, RAYON_NUM_THREADS="1")
     out = subprocess.run([exe, data, mode, "--seed", str(seed)], capture_output=True, text=True,
@@ -71,12 +63,12 @@ def optimizers_run(impl, data, threads, seed):
                                     "--threads", str(threads)])
 
 
-def peer_run(impl, threads, args):
+def peer_run(impl, threads, args, python=sys.executable):
     """One of our Python scripts (args: its name and arguments) for library impl, each with its
     best setting: PyTorch and NumPy with their thread counts set, NumPy's OpenBLAS free to
     pick its own kernel, JAX jit on one thread (XLA's intra-op pool off, the process pinned
     to one core). Returns the JSON object the script prints last."""
-    cmd = [sys.executable, os.path.join(HERE, args[0])] + args[1:]
+    cmd = [python, os.path.join(HERE, args[0])] + args[1:]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads))
     if impl == "numpy":
@@ -239,18 +231,28 @@ def quartiles(xs):
     return q[0], q[1], q[2]
 
 
-def thread_pairs(exe, data, pairs):
-    """zeronn on 1 and 2 threads alone, alternating, seed 1 (the same run each time): the
-    two-thread speed-up as the medians of the pairs' ratios, with quartiles. Minutes, not
-    the hour of the whole comparison."""
-    runs = []
-    for p in range(pairs):
-        one, two = zeronn_whole(exe, data, 1, 1), zeronn_whole(exe, data, 2, 1)
-        runs.append((one, two))
-        print(f"pair {p + 1}: 1 thread {one['whole_s']:.2f} s, 2 threads {two['whole_s']:.2f} s, "
-              f"{one['whole_s'] / two['whole_s']:.2f}×", file=sys.stderr)
+def thread_pairs(exe, data, pairs, loaded):
+    """zeronn on 1 and 2 threads, alternating, seed 1 (the same run each time): the two-thread
+    speed-up as the medians of the pairs' ratios, with quartiles. With `loaded`, another
+    process spins on one core all the while (a busy machine: the case where a spin-waiting
+    thread team stalls). Minutes, not the hour of the whole comparison."""
+    hog = None
+    if loaded:
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        runs = []
+        for p in range(pairs):
+            one, two = zeronn_whole(exe, data, 1, 1), zeronn_whole(exe, data, 2, 1)
+            runs.append((one, two))
+            print(f"pair {p + 1}{' (loaded)' if loaded else ''}: 1 thread {one['whole_s']:.2f} s, "
+                  f"2 threads {two['whole_s']:.2f} s, {one['whole_s'] / two['whole_s']:.2f}×", file=sys.stderr)
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
     med = lambda k, t: statistics.median(r[t][k] for r in runs)
-    print(f"\nzeronn on 1 and 2 threads alone, {pairs} alternating pairs (seed 1):\n")
+    how = "with another process spinning on one core" if loaded else "on a quiet machine"
+    print(f"\nzeronn on 1 and 2 threads {how}, {pairs} alternating pairs (seed 1):\n")
     print("| part | 1 thread (median) | 2 threads (median) | speed-up: ratio of the medians "
           "| speed-up: median of the pairs (quartiles) |")
     print("| --- | --- | --- | --- | --- |")
@@ -267,8 +269,11 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-numpy-whole", action="store_true", help="skip the slow NumPy whole runs")
+    ap.add_argument("--litert-python", metavar="PYTHON",
+                    help="a Python with tensorflow and ai-edge-litert, for the LiteRT row (left out if not given)")
     ap.add_argument("--pairs", type=int, metavar="N",
-                    help="only zeronn on 1 against 2 threads, N alternating pairs")
+                    help="only zeronn on 1 against 2 threads: N alternating pairs on a quiet machine, "
+                    "then N with another process spinning on one core")
     ap.add_argument("--workload", choices=["book", "optimizers", "convnets"], default="book",
                     help="the chapter 5 run (default), chapter 6's optimizers workload or the conv nets")
     a = ap.parse_args()
@@ -279,18 +284,27 @@ def main():
     if a.pairs is not None:
         if a.pairs < 1:
             ap.error("--pairs needs at least 1")
-        return thread_pairs(a.zeronn, a.data, a.pairs)
+        thread_pairs(a.zeronn, a.data, a.pairs, loaded=False)
+        return thread_pairs(a.zeronn, a.data, a.pairs, loaded=True)
 
+    book = lambda impl, script, mode, threads, s, *extra: peer_run(
+        impl, threads, [script, a.data, mode, "--seed", str(s)] + list(extra))
     contenders = [
         ("zeronn 1 thread", lambda s: zeronn_whole(a.zeronn, a.data, 1, s)),
         ("zeronn 2 threads", lambda s: zeronn_whole(a.zeronn, a.data, 2, s)),
-        ("PyTorch 1 thread", lambda s: python_run("book_torch.py", a.data, "whole", 1, s)),
-        ("PyTorch 2 threads", lambda s: python_run("book_torch.py", a.data, "whole", 2, s)),
+        ("JAX jit, fori_loop (600 steps a call)", lambda s: book("jax", "book_jax.py", "whole-fori", 1, s)),
+        ("JAX jit, a step a call", lambda s: book("jax", "book_jax.py", "whole", 1, s)),
+        ("PyTorch 1 thread", lambda s: book("torch", "book_torch.py", "whole", 1, s, "--threads", "1")),
+        ("PyTorch 2 threads", lambda s: book("torch", "book_torch.py", "whole", 2, s, "--threads", "2")),
+        ("PyTorch torch.compile, 1 thread",
+         lambda s: book("torch", "book_torch.py", "whole", 1, s, "--threads", "1", "--compile")),
     ]
     if a.candle:
         contenders.append(("candle 1 thread", lambda s: candle_run(a.candle, a.data, "whole", s)))
     if not a.no_numpy_whole:
-        contenders.append(("NumPy (float64)", lambda s: python_run("book_numpy.py", a.data, "whole", None, s)))
+        contenders.append(("NumPy (float64), the book's code",
+                           lambda s: book("numpy", "book_numpy.py", "whole", 1, s)))
+    print(f"NumPy's BLAS, free to pick its kernel: {openblas_kernel()}", file=sys.stderr)
     whole = {name: [] for name, _ in contenders}
     for rep in range(a.reps):
         for name, run in contenders:
@@ -300,12 +314,21 @@ def main():
 
     micro_runs = [
         ("zeronn 1 thread", lambda: zeronn_micro(a.zeronn, a.data, 7)),
-        ("PyTorch 1 thread", lambda: python_run("book_torch.py", a.data, "micro", 1)),
-        ("PyTorch 2 threads", lambda: python_run("book_torch.py", a.data, "micro", 2)),
-        ("NumPy (float64)", lambda: python_run("book_numpy.py", a.data, "micro")),
+        ("JAX jit", lambda: peer_run("jax", 1, ["book_jax.py", a.data, "micro"])),
+        ("PyTorch 1 thread", lambda: peer_run("torch", 1, ["book_torch.py", a.data, "micro", "--threads", "1"])),
+        ("PyTorch 2 threads", lambda: peer_run("torch", 2, ["book_torch.py", a.data, "micro", "--threads", "2"])),
+        ("PyTorch torch.compile, 1 thread",
+         lambda: peer_run("torch", 1, ["book_torch.py", a.data, "micro", "--threads", "1", "--compile"])),
+        ("NumPy (float64), the book's code", lambda: peer_run("numpy", 1, ["book_numpy.py", a.data, "micro"])),
+        ("ONNX Runtime 1 thread (inference only)",
+         lambda: peer_run("ort", 1, ["book_infer.py", a.data, "onnxruntime"])),
     ]
+    if a.litert_python:
+        micro_runs.append(("LiteRT (XNNPACK) 1 thread (inference only)",
+                           lambda: peer_run("litert", 1, ["book_infer.py", a.data, "litert"],
+                                            python=a.litert_python)))
     if a.candle:
-        micro_runs.insert(3, ("candle 1 thread", lambda: candle_run(a.candle, a.data, "micro")))
+        micro_runs.insert(6, ("candle 1 thread", lambda: candle_run(a.candle, a.data, "micro")))
     micro = {name: [] for name, _ in micro_runs}
     for rep in range(a.reps):
         for name, run in micro_runs:
@@ -325,6 +348,11 @@ def main():
         print(f"| {name} | {med(rs, 'whole_s'):.2f} s | {med(rs, 'train_s') / 10000 * 1e6:.0f} µs "
               f"| {med(rs, 'eval_s') / 17 * 1e3:.1f} ms | {med(rs, 'final_test_acc'):.4f} "
               f"| {ratio:.2f}×; {paired(rs):.2f}× |")
+    peers = {n: med(rs, "whole_s") for n, rs in whole.items() if not n.startswith("zeronn")}
+    if peers:
+        best = min(peers, key=peers.get)
+        print(f"\nThe strongest peer on the whole run: {best}, {peers[best]:.2f} s; zeronn on 1 thread is "
+              f"{peers[best] / med(base, 'whole_s'):.2f}× faster (ratio of the medians).")
     two = whole["zeronn 2 threads"]
     print(f"\nzeronn on 2 threads is {med(base, 'whole_s') / med(two, 'whole_s'):.2f}× faster than on 1 "
           f"(ratio of the medians); the median of the repetitions' ratios is {1 / paired(two):.2f}×.")
@@ -336,6 +364,9 @@ def main():
     for name, rs in micro.items():
         cells = []
         for k, unit, scale in (("step_s", "µs", 1e6), ("eval_pass_s", "ms", 1e3), ("forward1_s", "µs", 1e6)):
+            if k not in rs[0]:
+                cells.append("—")
+                continue
             v = med(rs, k)
             cells.append(f"{v * scale:.1f} {unit}" + ("" if rs is mbase else f" ({v / med(mbase, k):.1f}×)"))
         print(f"| {name} | " + " | ".join(cells) + " |")
