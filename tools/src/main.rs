@@ -638,9 +638,6 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &a.plot {
         modelfile::check_savable("--plot", path)?;
     }
-    if (a.checkpoint.is_some() || a.resume.is_some()) && threads != 1 {
-        return Err("--checkpoint and --resume need --threads 1 (for now)".into());
-    }
     let resume = a
         .resume
         .as_deref()
@@ -709,21 +706,35 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
         }
     };
     let first_affine = matches!(spec.layers().first(), Some(Layer::Affine { .. }));
+    let team = first_affine && !data.train.is_float();
+    if (a.checkpoint.is_some() || a.resume.is_some()) && threads != 1 && !team {
+        return Err(format!(
+            "--checkpoint and --resume on {threads} threads need a net whose first layer is an \
+             Affine, on image data (the thread team); this run would split its batches \
+             instead: use --threads 1"
+        ));
+    }
     let checkpointing = zeronn_tools::train::Checkpointing {
         every: match a.checkpoint_every {
             Some(n) => positive("checkpoint-every", n)?,
             None => cfg.iter_per_epoch(data.train.len()),
         },
         path: a.checkpoint.clone(),
-        fingerprint: fingerprint(&cfg, &spec, &data),
+        fingerprint: fingerprint(&cfg, &spec, &data, threads),
         resume,
     };
     let report = if threads == 1 {
         zeronn_tools::train::train_resumable(&cfg, &data, &checkpointing, on_event)
             .map_err(|e| e.to_string())
-    } else if first_affine && !data.train.is_float() {
-        zeronn_tools::train_threads::train_threads(&cfg, &data, threads, on_event)
-            .map_err(|e| e.to_string())
+    } else if team {
+        zeronn_tools::train_threads::train_threads_resumable(
+            &cfg,
+            &data,
+            threads,
+            &checkpointing,
+            on_event,
+        )
+        .map_err(|e| e.to_string())
     } else {
         zeronn_tools::data_parallel::train_data_parallel(&cfg, &data, threads, on_event)
             .map_err(|e| e.to_string())
@@ -794,14 +805,18 @@ fn cmd_train(a: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The net and optimizer of a run, for its header line: `784-50-10 Relu` for the chapter 5
-/// run, with whatever differs from it after.
-/// The settings and data a checkpoint belongs to, in words.
-fn fingerprint(cfg: &TrainConfig, spec: &NetSpec, data: &Mnist) -> String {
+/// The settings and data a checkpoint belongs to, in words. A run on several threads rounds differently from one on one thread (its forward sums are
+/// split by features): the thread count is part of it then.
+fn fingerprint(cfg: &TrainConfig, spec: &NetSpec, data: &Mnist, threads: usize) -> String {
     let labels = zeronn::model::crc32(&[&data.train.t[..], &data.test.t[..]].concat());
+    let threads = if threads > 1 {
+        format!(" threads {threads}")
+    } else {
+        String::new()
+    };
     format!(
         "{}; {:?} lr {} batch {} iterations {} seed {} weight decay {} init {:?} eval every {:?} \
-         backend {}; data {}+{} samples of {}, labels crc {labels:08x}",
+         backend {}{threads}; data {}+{} samples of {}, labels crc {labels:08x}",
         zeronn_tools::describe::layers(spec),
         cfg.optimizer,
         cfg.lr,
@@ -818,6 +833,8 @@ fn fingerprint(cfg: &TrainConfig, spec: &NetSpec, data: &Mnist) -> String {
     )
 }
 
+/// The net and optimizer of a run, for its header line: `784-50-10 Relu` for the chapter 5
+/// run, with whatever differs from it after.
 fn describe_run(cfg: &TrainConfig, spec: &NetSpec) -> String {
     let mut s = if cfg.net.is_some() {
         zeronn_tools::describe::layers(spec)

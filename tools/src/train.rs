@@ -295,21 +295,16 @@ impl Trainer {
         fingerprint: &str,
         iters: usize,
     ) -> Result<usize, RunError> {
-        let bad = |what: String| Err(RunError::Checkpoint(what));
-        if ck.fingerprint != fingerprint {
-            return bad(format!(
-                "the checkpoint is of another run (its settings: {}; this run's: {fingerprint}); give the same flags and data, --seed included",
-                ck.fingerprint
-            ));
-        }
-        if ck.params.len() != self.net.params().len()
-            || ck.state.len() != self.net.state().len()
-            || ck.opt_state.len() != self.opt_state.len()
-            || ck.next_iter > iters
-            || ck.losses.len() != ck.next_iter
-        {
-            return bad("the checkpoint's sizes do not fit this run".into());
-        }
+        check_resume(
+            ck,
+            fingerprint,
+            iters,
+            [
+                self.net.params().len(),
+                self.net.state().len(),
+                self.opt_state.len(),
+            ],
+        )?;
         self.net.params_mut().copy_from_slice(&ck.params);
         self.net.state_mut().copy_from_slice(&ck.state);
         self.opt_state.copy_from_slice(&ck.opt_state);
@@ -427,6 +422,30 @@ pub struct Checkpointing {
     pub fingerprint: String,
 }
 
+/// Checks that checkpoint `ck` belongs to this run (settings `fingerprint`, `iters`
+/// iterations, and `lens` elements of parameters, state and optimizer state).
+pub(crate) fn check_resume(
+    ck: &Checkpoint,
+    fingerprint: &str,
+    iters: usize,
+    lens: [usize; 3],
+) -> Result<(), RunError> {
+    let bad = |what: String| Err(RunError::Checkpoint(what));
+    if ck.fingerprint != fingerprint {
+        return bad(format!(
+            "the checkpoint is of another run (its settings: {}; this run's: {fingerprint}); give the same flags and data, --seed included",
+            ck.fingerprint
+        ));
+    }
+    if [ck.params.len(), ck.state.len(), ck.opt_state.len()] != lens
+        || ck.next_iter > iters
+        || ck.losses.len() != ck.next_iter
+    {
+        return bad("the checkpoint's sizes do not fit this run".into());
+    }
+    Ok(())
+}
+
 /// What stops a resumable run: the core's error, or a checkpoint's.
 #[derive(Debug)]
 pub enum RunError {
@@ -437,7 +456,7 @@ pub enum RunError {
 }
 
 impl RunError {
-    fn into_zeronn(self) -> zeronn::Error {
+    pub(crate) fn into_zeronn(self) -> zeronn::Error {
         match self {
             RunError::Net(e) => e,
             RunError::Checkpoint(_) => zeronn::Error::InvalidValue {

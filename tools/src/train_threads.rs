@@ -43,7 +43,7 @@
 //! alone proves faster, and tries the team again after 4, 8, 16, then every 32 stretches
 //! ([`Pacer`]). The bits do not depend on who ran what.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -53,10 +53,14 @@ use zeronn::net::{Layout, Update};
 use zeronn::optimizer::{AnyOptimizer, Optimizer};
 use zeronn::random::{self, seeded};
 
+use crate::checkpoint::Checkpoint;
 use crate::mnist::{Mnist, Split};
 use crate::sparse::{Compact, EvalScratch, EvalSet, prefetch_scan};
 use crate::team::{self, PoisonOnPanic, Shared, Signal, SpinBarrier};
-use crate::train::{EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, dropout_seed, new_net};
+use crate::train::{
+    Checkpointing, EVAL_CHUNK, Epoch, Event, RunError, TrainConfig, TrainReport, check_resume,
+    dropout_seed, new_net,
+};
 
 /// What member 0 holds besides the others: the generator and the event sink.
 type Leader<'a> = Option<(&'a mut random::XorShiftRng, &'a mut dyn FnMut(Event<'_>))>;
@@ -578,17 +582,32 @@ pub fn train_threads(
     threads: usize,
     on_event: impl FnMut(Event<'_>),
 ) -> zeronn::Result<TrainReport> {
-    train_threads_paced(cfg, data, threads, Pace::Adaptive, on_event)
+    let none = Checkpointing::default();
+    train_threads_paced(cfg, data, threads, Pace::Adaptive, &none, on_event)
+        .map_err(|e| e.into_zeronn())
 }
 
-/// [`train_threads`] with the team paced as `pace` says.
+/// [`train_threads`] with checkpoints (written at a meeting of the whole team, every
+/// `ck.every` iterations) and a resume from one, as [`crate::train::train_resumable`].
+pub fn train_threads_resumable(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    threads: usize,
+    ck: &Checkpointing,
+    on_event: impl FnMut(Event<'_>),
+) -> Result<TrainReport, RunError> {
+    train_threads_paced(cfg, data, threads, Pace::Adaptive, ck, on_event)
+}
+
+/// [`train_threads_resumable`] with the team paced as `pace` says.
 pub fn train_threads_paced(
     cfg: &TrainConfig,
     data: &Mnist,
     threads: usize,
     pace: Pace,
+    ck: &Checkpointing,
     mut on_event: impl FnMut(Event<'_>),
-) -> zeronn::Result<TrainReport> {
+) -> Result<TrainReport, RunError> {
     let train_size = data.train.len();
     let spec = cfg.spec(data.train.pixels, cfg.classes);
     let layout = Layout::new(spec)?;
@@ -613,10 +632,27 @@ pub fn train_threads_paced(
         .iter()
         .any(|l| matches!(l, zeronn::Layer::Dropout { .. }));
 
-    let (p, st) = net.into_parts();
-    let (params, state) = (Shared::new(p), Shared::new(st));
+    let (mut p, mut st) = net.into_parts();
     // The optimizer's planes, one after the other, each in the parameters' layout.
-    let opt_state = Shared::new(vec![0.0f32; if fused { 0 } else { planes * plen }]);
+    let mut planes_init = vec![0.0f32; if fused { 0 } else { planes * plen }];
+    // A resumed run starts from its checkpoint's state, at its iteration.
+    let first_iter = match &ck.resume {
+        Some(r) => {
+            check_resume(
+                r,
+                &ck.fingerprint,
+                cfg.iters,
+                [p.len(), st.len(), planes_init.len()],
+            )?;
+            p.copy_from_slice(&r.params);
+            st.copy_from_slice(&r.state);
+            planes_init.copy_from_slice(&r.opt_state);
+            r.next_iter
+        }
+        None => 0,
+    };
+    let (params, state) = (Shared::new(p), Shared::new(st));
+    let opt_state = Shared::new(planes_init);
     let (eval_train, eval_test) = (
         EvalSet::new_on(&data.train, EVAL_CHUNK, n),
         EvalSet::new_on(&data.test, EVAL_CHUNK, n),
@@ -639,13 +675,16 @@ pub fn train_threads_paced(
     let barrier = SpinBarrier::new(n);
     // Members done with their partial product, over all steps: the first of a step runs
     // the layers after the first (see L below).
-    let arrivals = AtomicUsize::new(0);
+    let arrivals = AtomicUsize::new(first_iter * n);
     // Steps whose partial product member t has written, and steps whose dZ1 is written.
     let partial_done: Vec<Signal> = (0..n).map(|_| Signal::new()).collect();
     let d1_done = Signal::new();
     // The loss of the step whose dZ1 is written (f32 bits).
     let step_loss = AtomicU32::new(0);
     let first_error: Mutex<Option<zeronn::Error>> = Mutex::new(None);
+    // A checkpoint that could not be written: the members stop at the meeting after it.
+    let ck_error: Mutex<Option<String>> = Mutex::new(None);
+    let halt = AtomicBool::new(false);
     type Log = (Vec<f32>, Vec<Epoch>, Duration, Duration);
     let report: Mutex<Log> = Mutex::new((Vec::new(), Vec::new(), Duration::ZERO, Duration::ZERO));
     let mask_at = |i: usize| (i % MASKS) * batch..(i % MASKS + 1) * batch;
@@ -665,7 +704,13 @@ pub fn train_threads_paced(
                 s1: (f1.div_ceil(64) * 64).min(inputs),
                 cols: [Cols::new(), Cols::new(), Cols::new()],
                 w1_grads: vec![0.0f32; if fused { 0 } else { (f1 - f0) * hidden }],
-                opt: optimizer.clone(),
+                opt: {
+                    let mut opt = optimizer.clone();
+                    if let (Some(r), AnyOptimizer::Adam(a)) = (&ck.resume, &mut opt) {
+                        a.iter = r.opt_steps;
+                    }
+                    opt
+                },
             })
         })
         .collect();
@@ -713,8 +758,16 @@ pub fn train_threads_paced(
         let mut pacer = Pacer::new(n, pace);
         // This segment's steps, their time and the parks before it (member 0's count).
         let mut segment = (0usize, Duration::ZERO, team::parks());
+        if let (Some(r), true) = (&ck.resume, leader.is_some()) {
+            log.0.extend_from_slice(&r.losses);
+            log.1.extend_from_slice(&r.epochs);
+        }
         if let Some((rng, _)) = leader.as_mut() {
-            for i in 0..cfg.iters.min(MASKS - 1) {
+            // A resumed run draws the mini-batches before its first again (the same numbers).
+            for _ in 0..first_iter {
+                random::choice(*rng, train_size, &mut drawn);
+            }
+            for i in first_iter..cfg.iters.min(first_iter + MASKS - 1) {
                 random::choice(*rng, train_size, &mut drawn);
                 // SAFETY: nobody else touches the masks before the first barrier.
                 unsafe { masks.part_mut(mask_at(i).start, mask_at(i).end) }.copy_from_slice(&drawn);
@@ -722,16 +775,18 @@ pub fn train_threads_paced(
         }
         barrier.wait();
         let mut held = take(n);
-        if cfg.iters > 0 {
-            // SAFETY: mask 0 is written before the barrier above and not again until step 1.
-            let m = unsafe { masks.part(mask_at(0).start, mask_at(0).end) };
+        let f = first_iter;
+        if cfg.iters > f {
+            // SAFETY: mask f is written before the barrier above and not again until step
+            // f + 1.
+            let m = unsafe { masks.part(mask_at(f).start, mask_at(f).end) };
             for g in held.iter_mut() {
                 let p = &mut **g;
-                p.cols[0].start(&data.train, job(p.t, 0), m, 0);
-                p.cols[0].finish(&data.train, job(p.t, 0), (p.f0, p.f1), &barrier);
+                p.cols[f % 3].start(&data.train, job(p.t, f), m, f);
+                p.cols[f % 3].finish(&data.train, job(p.t, f), (p.f0, p.f1), &barrier);
             }
         }
-        for i in 0..cfg.iters {
+        for i in first_iter..cfg.iters {
             // A member sitting out this segment waits at its evaluation (E below).
             if !held.is_empty() {
                 let start = Instant::now();
@@ -1010,7 +1065,8 @@ pub fn train_threads_paced(
             // runs the next segment. The parts change hands only here (the barriers carry
             // what the last holder wrote to the next).
             let evaluate = i % iter_per_epoch == 0;
-            if evaluate || (n > 1 && i % SEGMENT == 0) {
+            let save = ck.path.is_some() && (i + 1) % ck.every.max(1) == 0 && i + 1 < cfg.iters;
+            if evaluate || save || (n > 1 && i % SEGMENT == 0) {
                 let (reached, bell) = &bench;
                 if leader.is_some() {
                     *reached.lock().unwrap_or_else(|p| p.into_inner()) = i + 1;
@@ -1089,6 +1145,40 @@ pub fn train_threads_paced(
                     report(Event::Epoch(&log.1[log.1.len() - 1]));
                     log.3 += start.elapsed();
                 }
+                if let (Some(path), true) = (&ck.path, save) {
+                    // C: the checkpoint, of a sound state only (a diverging run keeps its last
+                    // good one), while every member waits at the barrier below.
+                    // SAFETY: nobody writes the parameters, the state or the optimizer's
+                    // planes until everyone has passed that barrier.
+                    let (p, sv, planes) =
+                        unsafe { (params.read(), state.read(), opt_state.read()) };
+                    if leader.is_some() && p.iter().all(|x| x.is_finite()) {
+                        let lock = parts[0].lock().unwrap_or_else(|p| p.into_inner());
+                        let opt_steps = match &lock.opt {
+                            AnyOptimizer::Adam(a) => a.iter,
+                            _ => 0,
+                        };
+                        drop(lock);
+                        let c = Checkpoint {
+                            fingerprint: ck.fingerprint.clone(),
+                            next_iter: i + 1,
+                            opt_steps,
+                            params: p.to_vec(),
+                            state: sv.to_vec(),
+                            opt_state: planes.to_vec(),
+                            losses: log.0.clone(),
+                            epochs: log.1.clone(),
+                        };
+                        if let Err(e) = crate::checkpoint::save(path, &c) {
+                            *ck_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            halt.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    barrier.wait();
+                    if halt.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
                 if leader.is_some() {
                     segment = (0, Duration::ZERO, team::parks());
                 }
@@ -1109,8 +1199,11 @@ pub fn train_threads_paced(
         member(0, Some((&mut rng, &mut on_event)));
     });
 
+    if let Some(e) = ck_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(RunError::Checkpoint(e));
+    }
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
+        return Err(RunError::Net(e));
     }
     let (losses, epochs, train_time, mut eval_time) =
         report.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -1237,7 +1330,9 @@ mod tests {
                 assert_eq!(a.epochs, b.epochs);
                 assert_eq!(bits(&a.losses), bits(&b.losses));
                 // Member 0 running every part in every other segment changes no bit.
-                let c = train_threads_paced(&cfg, &data, n, Pace::Alternate, |_| {}).unwrap();
+                let none = Checkpointing::default();
+                let c =
+                    train_threads_paced(&cfg, &data, n, Pace::Alternate, &none, |_| {}).unwrap();
                 assert_eq!(bits(&a.params), bits(&c.params), "{n} threads, alternating");
                 assert_eq!(bits(&a.state), bits(&c.state));
                 assert_eq!(a.epochs, c.epochs);

@@ -1289,8 +1289,21 @@ fn own_csv_data_trains_and_evaluates_with_its_own_sizes() {
 
 #[test]
 fn a_run_killed_at_a_random_moment_resumes_to_the_same_bits() {
+    killed_and_resumed("1");
+}
+
+/// The same on the thread team, whose checkpoints are written at a meeting of its members.
+#[test]
+fn a_run_on_two_threads_killed_at_a_random_moment_resumes_to_the_same_bits() {
+    killed_and_resumed("2");
+}
+
+/// Trains 784-100-10 with BatchNorm, Dropout and Adam on `threads` threads, checkpointing
+/// every 50 iterations; kills the same run twice at a moment drawn from the clock after its
+/// first checkpoint, resumes it, and requires the final parameters of the uninterrupted run.
+fn killed_and_resumed(threads: &str) {
     let Some(dir) = mnist_dir() else { return };
-    let s = Scratch::new("resume");
+    let s = Scratch::new(&format!("resume{threads}"));
     let base = [
         "train",
         "--seed",
@@ -1307,6 +1320,8 @@ fn a_run_killed_at_a_random_moment_resumes_to_the_same_bits() {
         "--no-progress",
         "--checkpoint-every",
         "50",
+        "--threads",
+        threads,
     ];
     let run = |name: &str, extra: &[&str]| {
         let mut args: Vec<String> = base.iter().map(|a| a.to_string()).collect();
