@@ -63,6 +63,80 @@
 //! assert!(loss > 0.0);
 //! # Ok::<(), zeronn::Error>(())
 //! ```
+//!
+//! ## Example: firmware
+//!
+//! What a microcontroller program does with zeronn, whole: no heap, every buffer a `static`
+//! sized by `const fn`s of the layer list, a model in flash run in place, and on-device
+//! training. On the board the model comes from `include_model!("model.zrnn")` (a file that
+//! `zeronn train --save` wrote) and `main` is the board's entry point (`#[cortex_m_rt::entry]`;
+//! `examples/firmware` is such a program for three Cortex-M boards under QEMU). Here, to run as
+//! a test, the "flash" is a static written by [`model::write`] from a net trained in place.
+//!
+//! ```
+//! use core::ptr::addr_of_mut;
+//! use zeronn::functions::argmax;
+//! use zeronn::model::{self, Aligned};
+//! use zeronn::{Layer, Model, Net, NetSpec, Sgd, WeightInit, random};
+//!
+//! // The book's chapter 5 net on 28 × 28 images.
+//! const NET: NetSpec = NetSpec::new(&[
+//!     Layer::Affine { input: 784, output: 50 },
+//!     Layer::Relu,
+//!     Layer::Affine { input: 50, output: 10 },
+//!     Layer::SoftmaxWithLoss,
+//! ]);
+//! const BATCH: usize = 10;
+//!
+//! // Every buffer, its size known at compile time (the linker map shows the RAM it takes).
+//! static mut PARAMS: [f32; NET.param_len()] = [0.0; NET.param_len()];
+//! static mut X: [f32; BATCH * NET.input_size()] = [0.0; BATCH * NET.input_size()];
+//! static mut T: [u8; BATCH] = [0; BATCH];
+//! static mut WS: [f32; NET.min_workspace_len(BATCH)] = [0.0; NET.min_workspace_len(BATCH)];
+//! // On the board: `static MODEL: &[u8] = zeronn::include_model!("model.zrnn");`
+//! static mut FLASH: Aligned<[u8; model::encoded_len(&NET)]> =
+//!     Aligned([0; model::encoded_len(&NET)]);
+//!
+//! fn main() -> Result<(), zeronn::Error> {
+//!     // SAFETY: one thread, and these are the only references to the statics.
+//!     let (params, x, t, ws, flash) = unsafe {
+//!         (
+//!             &mut *addr_of_mut!(PARAMS),
+//!             &mut *addr_of_mut!(X),
+//!             &mut *addr_of_mut!(T),
+//!             &mut *addr_of_mut!(WS),
+//!             &mut (*addr_of_mut!(FLASH)).0,
+//!         )
+//!     };
+//!     // On-device training: a batch from the sensor (here, ten made-up "images", each
+//!     // lighting up a band of pixels that gives its class), then SGD steps fused into
+//!     // backward, with no gradient buffer.
+//!     for (i, (image, label)) in x.chunks_exact_mut(784).zip(t.iter_mut()).enumerate() {
+//!         *label = i as u8;
+//!         image[i * 78..(i + 1) * 78].fill(1.0);
+//!     }
+//!     let mut net = Net::new(NET, &mut params[..])?;
+//!     net.init(&mut random::seeded(1), WeightInit::He);
+//!     let sgd = Sgd::new(0.1);
+//!     let first = net.train_step(&x[..], &t[..], &sgd, &mut ws[..])?;
+//!     let mut last = first;
+//!     for _ in 0..50 {
+//!         last = net.train_step(&x[..], &t[..], &sgd, &mut ws[..])?;
+//!     }
+//!     assert!(last < first / 4.0, "loss {first} -> {last}");
+//!
+//!     // The model in flash, validated (magic, sizes, CRC) and run in place: no copy.
+//!     let n = model::write(&NET, net.params(), &[], &mut flash[..])?;
+//!     let model = Model::from_bytes(&flash[..n])?;
+//!     let net = model.net()?;
+//!     // One sample at a time, with the workspace of one forward pass (a prefix of WS).
+//!     let ws = &mut ws[..NET.min_predict_workspace_len(1)];
+//!     for (i, image) in x.chunks_exact(784).enumerate() {
+//!         assert_eq!(argmax(net.predict(image, ws)?), i);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 #![no_std]
 #![deny(missing_docs)]

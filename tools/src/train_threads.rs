@@ -10,7 +10,7 @@
 //! layer's width). Members do not meet at barriers within a step: each publishes how far it
 //! has got ([`Signal`]) and waits only for what it reads, gathering its columns of the next
 //! mini-batch (then of the one after) while it waits, and with nothing of its own left,
-//! scanning pieces of the others' columns for active features ([`ScanJob`]). The layers
+//! scanning pieces of the others' columns for active features (`ScanJob`). The layers
 //! after the first are small and serial; the first member done with its partial product
 //! runs them ([`Layout::step_after_first`]), so a member slowed down (by the machine, or by
 //! running them the step before) leaves them to the others:
@@ -35,13 +35,13 @@
 //! depends only on the data, and the layers after the first compute the same whoever runs
 //! them.
 //!
-//! The split is into parts ([`Part`]), one per member, and a part computes the same whoever
+//! The split is into parts (`Part`), one per member, and a part computes the same whoever
 //! runs it. On a busy machine (another process on a core) a descheduled member stalls the
-//! others, and two threads run slower than one. So every 200 steps ([`SEGMENT`], and at each
+//! others, and two threads run slower than one. So every 200 steps (`SEGMENT`, and at each
 //! evaluation) member 0 may take every part for the next stretch of steps and run them one
 //! after the other while the others sleep: it does when team steps keep parking and running
 //! alone proves faster, and tries the team again after 4, 8, 16, then every 32 stretches
-//! ([`Pacer`]). The bits do not depend on who ran what.
+//! (`Pacer`). The bits do not depend on who ran what.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -455,12 +455,12 @@ struct Part {
     opt: AnyOptimizer<f32>,
 }
 
-/// How the team decides who runs a segment's steps (the [`SEGMENT`] steps between two
+/// How the team decides who runs a segment's steps (the 200 steps between two
 /// handoffs, or fewer before an evaluation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
     /// The whole team, unless the machine keeps members waiting for ones it does not run:
-    /// then member 0 alone, trying the team again now and then (see [`Pacer`]).
+    /// then member 0 alone, trying the team again now and then.
     Adaptive,
     /// The team and member 0 alone in turn, segment after segment (for tests: the bits must
     /// not change).
