@@ -682,7 +682,8 @@ pub fn train_threads_paced(
     // The loss of the step whose dZ1 is written (f32 bits).
     let step_loss = AtomicU32::new(0);
     let first_error: Mutex<Option<zeronn::Error>> = Mutex::new(None);
-    // A checkpoint that could not be written: the members stop at the meeting after it.
+    // A checkpoint that could not be written, or a non-finite loss: the members stop at the
+    // meeting after it.
     let ck_error: Mutex<Option<String>> = Mutex::new(None);
     let halt = AtomicBool::new(false);
     type Log = (Vec<f32>, Vec<Epoch>, Duration, Duration);
@@ -1126,8 +1127,14 @@ pub fn train_threads_paced(
                     let (steps, time, parks) = segment;
                     let solo = pacer.segment(steps, time, team::parks() - parks);
                     active.store(if solo { 1 } else { n }, Ordering::Relaxed);
+                    // A non-finite loss since the last meeting: the run stops here (the
+                    // report names the first such iteration).
+                    if log.0[log.0.len() - steps..].iter().any(|l| !l.is_finite()) {
+                        halt.store(true, Ordering::Relaxed);
+                    }
                 }
                 barrier.wait();
+                let diverged = halt.load(Ordering::Relaxed);
                 if let Some((_, report)) = leader.as_mut().filter(|_| evaluate) {
                     // For the next evaluation: nobody takes a chunk before its first barrier,
                     // which member 0 reaches after this.
@@ -1144,6 +1151,9 @@ pub fn train_threads_paced(
                     });
                     report(Event::Epoch(&log.1[log.1.len() - 1]));
                     log.3 += start.elapsed();
+                }
+                if diverged {
+                    break;
                 }
                 if let (Some(path), true) = (&ck.path, save) {
                     // C: the checkpoint, of a sound state only (a diverging run keeps its last
@@ -1214,8 +1224,8 @@ pub fn train_threads_paced(
         let mut ws = vec![0.0f32; spec.workspace_len(EVAL_CHUNK)];
         eval_test.accuracy(&net, &mut ws)
     })?;
-    // The team runs every step (its members do not stop on their own); the first non-finite
-    // loss is where the run went wrong.
+    // The team stops at the first meeting after a non-finite loss (its members do not stop
+    // on their own within a segment); the first non-finite loss is where the run went wrong.
     let diverged = losses.iter().position(|l| !l.is_finite());
     Ok(TrainReport {
         spec,

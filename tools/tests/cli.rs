@@ -269,6 +269,27 @@ fn a_diverged_run_is_an_error_and_saves_nothing() {
         "stopped early: {}",
         stdout(&o)
     );
+    // The thread team stops at its next meeting (here the evaluation after iteration 4, an
+    // epoch being 4 iterations), and names the same iteration.
+    let o = zeronn(
+        &[
+            "train",
+            "--lr",
+            "1e30",
+            "--batch-size",
+            "10",
+            "--threads",
+            "2",
+            "--no-progress",
+        ],
+        Some(&data.0),
+    );
+    assert_clean_failure(&o, "training diverged at iteration 1: its loss is NaN");
+    assert!(
+        stdout(&o).lines().count() <= 3,
+        "stopped early: {}",
+        stdout(&o)
+    );
 }
 
 #[test]
