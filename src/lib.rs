@@ -36,6 +36,8 @@
 //! - [`random`], [`init`]: seeded generator, sampling, weight initialisation ([`WeightInit`])
 //! - [`model`]: the on-flash model format (any layer list, with BatchNorm's state), validated
 //!   and used in place
+//! - [`quant`]: int8 inference in TensorFlow Lite's scheme ([`quant::QAffine`], the fixed-point
+//!   requantization)
 //!
 //! ## Features
 //!
@@ -162,6 +164,7 @@ pub mod model;
 pub mod model_file;
 pub mod net;
 pub mod optimizer;
+pub mod quant;
 pub mod random;
 
 pub use error::{Error, Result};

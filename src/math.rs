@@ -330,6 +330,19 @@ pub(crate) fn sqrt_f64(x: f64) -> f64 {
     libm::sqrt(x)
 }
 
+/// `x = m · 2^e` with `0.5 ≤ |m| < 1` (or `m = 0`): `(m, e)`, as C's `frexp` (the int8
+/// requantization multipliers).
+#[inline]
+pub(crate) fn frexp_f64(x: f64) -> (f64, i32) {
+    libm::frexp(x)
+}
+
+/// `x` rounded to the nearest integer, halves away from zero (C's `round`).
+#[inline]
+pub(crate) fn round_f64(x: f64) -> f64 {
+    libm::round(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

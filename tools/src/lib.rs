@@ -22,6 +22,7 @@ pub mod pixels;
 pub mod plot;
 pub mod predict;
 pub mod progress;
+pub mod quantize;
 pub mod safetensors_file;
 pub mod sparse;
 pub mod team;

@@ -53,6 +53,24 @@ enum Cmd {
     Experiment(ExperimentArgs),
     /// Fetch the four MNIST files (or Fashion-MNIST's) from the usual mirrors, checked by SHA-256, into the folder every command reads by default
     Download(DownloadArgs),
+    /// Quantize an MLP to int8 (TensorFlow Lite's scheme, ranges calibrated on training images) and compare its test accuracy with the f32 model's
+    Quantize(QuantizeArgs),
+}
+
+#[derive(Args)]
+struct QuantizeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The f32 model file (from `zeronn train --save`): an MLP of Affine, ReLU, BatchNorm and
+    /// Dropout layers
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Training images whose activations set the int8 ranges
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    calib: usize,
+    /// Evaluate only the first N test images
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
 }
 
 #[derive(Args)]
@@ -492,6 +510,7 @@ fn main() -> ExitCode {
         Cmd::ExportOnnx(a) => cmd_export_onnx(a),
         Cmd::Experiment(a) => cmd_experiment(a),
         Cmd::Download(a) => cmd_download(a),
+        Cmd::Quantize(a) => cmd_quantize(a),
     };
     match result {
         Ok(code) => code,
@@ -1408,6 +1427,62 @@ fn cmd_experiment(a: ExperimentArgs) -> Result<ExitCode> {
     for f in files {
         eprintln!("wrote {}", f.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
+    let bytes = modelfile::read(&a.model)?;
+    let model = modelfile::parse(&bytes)?;
+    let net = model
+        .net()
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let data = load_data(&a.data)?;
+    check_model_fits(&a.model, net.spec(), &data)?;
+    let calib = positive("calib", a.calib)?.min(data.train.len());
+    let test = match a.limit {
+        Some(n) => data.test.head(positive("limit", n)?),
+        None => data.test,
+    };
+    let pixels = data.train.pixels;
+    let mut x = vec![0.0f32; calib * pixels];
+    data.train.images_f32(0, calib, &mut x);
+    let q = zeronn_tools::quantize::quantize(net.spec(), model.params(), model.state(), &x)
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let classes = net.spec().output_size();
+    let (mut f32_ok, mut int8_ok, mut same) = (0usize, 0usize, 0usize);
+    let mut ws = vec![0.0f32; net.spec().workspace_len(EVAL_CHUNK)];
+    let mut chunk = vec![0.0f32; EVAL_CHUNK * pixels];
+    for lo in (0..test.len()).step_by(EVAL_CHUNK) {
+        let hi = (lo + EVAL_CHUNK).min(test.len());
+        let chunk = &mut chunk[..(hi - lo) * pixels];
+        test.images_f32(lo, hi, chunk);
+        let scores = net.predict(chunk, &mut ws).map_err(|e| e.to_string())?;
+        let logits = q.logits(chunk).map_err(|e| e.to_string())?;
+        for (k, (s, l)) in scores
+            .chunks_exact(classes)
+            .zip(logits.chunks_exact(classes))
+            .enumerate()
+        {
+            let (a, b) = (zeronn::functions::argmax(s), zeronn::quant::argmax(l));
+            let t = usize::from(test.t[lo + k]);
+            f32_ok += usize::from(a == t);
+            int8_ok += usize::from(b == t);
+            same += usize::from(a == b);
+        }
+    }
+    let n = test.len();
+    let (fa, ia) = (f32_ok as f64 / n as f64, int8_ok as f64 / n as f64);
+    println!("f32 test accuracy:  {} ({f32_ok}/{n})", py_repr(fa));
+    println!(
+        "int8 test accuracy: {} ({int8_ok}/{n}), {:+.2} points; the same class as f32 on {same}/{n} images",
+        py_repr(ia),
+        (ia - fa) * 100.0
+    );
+    println!(
+        "weights: {} bytes in f32, {} in int8 (with int32 biases and multipliers); ranges from {calib} training images",
+        4 * model.params().len(),
+        q.bytes()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

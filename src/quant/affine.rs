@@ -1,0 +1,217 @@
+//! Affine layer in int8 (the f32 [`Affine`](crate::Affine) quantized), inference only, with
+//! the ReLU after it, if any, folded into its clamp:
+//!
+//! `out[n, j] = clamp(z_out + M_j · (bias[j] + Σ_i (x[n, i] − z_in) · W[j, i]), act_min, act_max)`
+//!
+//! Shapes:
+//! - `x`:   batch × input, int8 with zero point `z_in`
+//! - `W`:   output × input, int8, symmetric: row `j` holds output `j`'s weights (the
+//!   transpose of the f32 Affine's `input × output`, so that an output is one dot product
+//!   over a contiguous row)
+//! - `bias`: output, int32 with scale `s_in · s_w[j]`
+//! - `multiplier`, `shift`: output, `M_j = s_in · s_w[j] / s_out` as
+//!   [`quantize_multiplier`](super::requant::quantize_multiplier) gives it
+//! - `out`: batch × output, int8 with zero point `z_out`
+//!
+//! The sums are exact in int32 (`input` up to 2^17 values of at most 255 · 127), so every
+//! kernel that sums the same products gives the same bits; this one is the reference.
+
+use super::requant::multiply_by_quantized_multiplier;
+use crate::error::{Error, Result, check_len, mul};
+
+/// An int8 Affine layer over caller-owned buffers (see the module docs for the formula).
+#[derive(Debug, Clone, Copy)]
+pub struct QAffine<'a> {
+    /// Values in.
+    pub input: usize,
+    /// Values out.
+    pub output: usize,
+    /// `output × input` weights, row `j` for output `j`.
+    pub w: &'a [i8],
+    /// `output` biases, int32 at scale `s_in · s_w[j]`.
+    pub bias: &'a [i32],
+    /// `output` Q31 multipliers of `M_j`.
+    pub multiplier: &'a [i32],
+    /// `output` power-of-two exponents of `M_j`.
+    pub shift: &'a [i32],
+    /// The input's zero point.
+    pub input_zero_point: i32,
+    /// The output's zero point.
+    pub output_zero_point: i32,
+    /// The clamp: `output_zero_point` (or −128 if lower) with a ReLU folded in, else −128.
+    pub act_min: i8,
+    /// The clamp's upper end (127).
+    pub act_max: i8,
+}
+
+impl<'a> QAffine<'a> {
+    /// Elements of `W` for `input × output`.
+    pub const fn weights_len(input: usize, output: usize) -> usize {
+        input * output
+    }
+
+    /// Checks every length against `input` and `output`, and that a sum cannot overflow.
+    fn check(&self, x: &[i8], out: &[i8]) -> Result<usize> {
+        if self.input == 0 || self.output == 0 {
+            return Err(Error::ZeroSize { what: "QAffine" });
+        }
+        if self.input > 1 << 17 {
+            return Err(Error::InvalidValue {
+                what: "QAffine input: at most 2^17 values (the int32 sums must not overflow)",
+            });
+        }
+        check_len("W", mul(self.input, self.output)?, self.w.len())?;
+        check_len("bias", self.output, self.bias.len())?;
+        check_len("multiplier", self.output, self.multiplier.len())?;
+        check_len("shift", self.output, self.shift.len())?;
+        if x.is_empty() || !x.len().is_multiple_of(self.input) {
+            return Err(Error::ShapeMismatch {
+                what: "x: a whole number of samples of `input` values",
+                expected: self.input,
+                actual: x.len(),
+            });
+        }
+        let batch = x.len() / self.input;
+        check_len("out", mul(batch, self.output)?, out.len())?;
+        if self.act_min > self.act_max {
+            return Err(Error::InvalidValue {
+                what: "QAffine clamp: act_min ≤ act_max",
+            });
+        }
+        Ok(batch)
+    }
+
+    /// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))` for a batch (`x`: batch × input,
+    /// `out`: batch × output). Every length is checked before anything is written.
+    pub fn forward(&self, x: &[i8], out: &mut [i8]) -> Result<()> {
+        self.check(x, out)?;
+        for (xn, on) in x
+            .chunks_exact(self.input)
+            .zip(out.chunks_exact_mut(self.output))
+        {
+            for (j, o) in on.iter_mut().enumerate() {
+                let row = &self.w[j * self.input..(j + 1) * self.input];
+                let mut acc = self.bias[j];
+                for (&xi, &wi) in xn.iter().zip(row) {
+                    acc += (i32::from(xi) - self.input_zero_point) * i32::from(wi);
+                }
+                let v = self.output_zero_point
+                    + multiply_by_quantized_multiplier(acc, self.multiplier[j], self.shift[j]);
+                *o = v.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::QParams;
+    use super::super::requant::quantize_multiplier;
+    use super::*;
+
+    /// A layer quantized from reals: its int8 output is the real layer's output on the
+    /// dequantized inputs and weights, requantized, within one unit (the multiplier's
+    /// rounding), with the ReLU as the clamp.
+    #[test]
+    fn the_int8_layer_computes_the_real_layer_to_within_a_unit() {
+        let (input, output, batch) = (37, 5, 3);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let x: [i8; 37 * 3] = core::array::from_fn(|_| next() as i8);
+        let w: [i8; 37 * 5] = core::array::from_fn(|_| (next() % 255) as i8);
+        let bias: [i32; 5] = core::array::from_fn(|_| (next() % 20_001) as i32 - 10_000);
+        let (s_in, z_in) = (0.02f64, -7);
+        let s_w: [f64; 5] = [0.01, 0.003, 0.02, 0.0005, 0.008];
+        for relu in [false, true] {
+            let out_q = QParams {
+                scale: 0.05,
+                zero_point: 3,
+            };
+            let (mut m, mut sh) = ([0i32; 5], [0i32; 5]);
+            for j in 0..output {
+                (m[j], sh[j]) = quantize_multiplier(s_in * s_w[j] / f64::from(out_q.scale));
+            }
+            let layer = QAffine {
+                input,
+                output,
+                w: &w,
+                bias: &bias,
+                multiplier: &m,
+                shift: &sh,
+                input_zero_point: z_in,
+                output_zero_point: out_q.zero_point,
+                act_min: if relu { out_q.zero_point as i8 } else { -128 },
+                act_max: 127,
+            };
+            let mut out = [0i8; 15];
+            layer.forward(&x, &mut out).unwrap();
+            for n in 0..batch {
+                for j in 0..output {
+                    let mut real = f64::from(bias[j]) * s_in * s_w[j];
+                    for i in 0..input {
+                        real += s_in
+                            * f64::from(i32::from(x[n * input + i]) - z_in)
+                            * s_w[j]
+                            * f64::from(w[j * input + i]);
+                    }
+                    if relu {
+                        real = real.max(0.0);
+                    }
+                    let want = (real / f64::from(out_q.scale) + f64::from(out_q.zero_point))
+                        .round()
+                        .clamp(-128.0, 127.0);
+                    let got = f64::from(out[n * output + j]);
+                    assert!((got - want).abs() <= 1.0, "{n},{j}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors_and_write_nothing() {
+        let (w, b, m, s) = ([1i8; 6], [0i32; 2], [1 << 30; 2], [0i32; 2]);
+        let layer = QAffine {
+            input: 3,
+            output: 2,
+            w: &w,
+            bias: &b,
+            multiplier: &m,
+            shift: &s,
+            input_zero_point: 0,
+            output_zero_point: 0,
+            act_min: -128,
+            act_max: 127,
+        };
+        let mut out = [9i8; 4];
+        assert!(layer.forward(&[1, 2], &mut out).is_err());
+        assert!(layer.forward(&[1, 2, 3], &mut out).is_err());
+        assert!(layer.forward(&[], &mut out).is_err());
+        assert_eq!(out, [9; 4]);
+        assert!(
+            QAffine {
+                w: &w[..5],
+                ..layer
+            }
+            .forward(&[1, 2, 3], &mut out[..2])
+            .is_err()
+        );
+        assert!(
+            QAffine {
+                bias: &b[..1],
+                ..layer
+            }
+            .forward(&[1, 2, 3], &mut out[..2])
+            .is_err()
+        );
+        assert_eq!(out, [9; 4]);
+        layer.forward(&[1, 2, 3, 4, 5, 6], &mut out).unwrap();
+        // Σ x · 1, times 0.5 (2^30 in Q31, shift 0), rounded: 6 · 0.5 = 3, 15 · 0.5 = 7.5 → 8.
+        assert_eq!(out, [3, 3, 8, 8]);
+    }
+}

@@ -1,0 +1,112 @@
+//! int8 inference, in the scheme TensorFlow Lite (Micro) and CMSIS-NN use, so that a result is
+//! defined to the bit and users can reason about it as they do there:
+//!
+//! - a tensor of reals is int8 with a scale and a zero point, `real = scale · (q − zero_point)`
+//!   ([`QParams`]); activations are asymmetric, ranges calibrated on sample inputs;
+//! - weights are symmetric (zero point 0) with one scale per output channel (per output of an
+//!   Affine), biases int32 with the scale `s_in · s_w`;
+//! - a layer's sums are int32, brought to its output's scale by a fixed-point multiplier and
+//!   shift ([`requant`]), clamped to int8; a ReLU after the layer is that clamp's lower bound.
+//!
+//! Every buffer is the caller's, as in the f32 core: [`QAffine`] runs over slices whose
+//! lengths its `const fn`s give.
+
+mod affine;
+pub mod requant;
+
+pub use affine::QAffine;
+
+use crate::error::{Error, Result};
+use crate::math::round_f64;
+
+/// How int8 values stand for reals: `real = scale · (q − zero_point)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QParams {
+    /// The real step between two int8 values (> 0).
+    pub scale: f32,
+    /// The int8 value that stands for 0.
+    pub zero_point: i32,
+}
+
+impl QParams {
+    /// The parameters that map `[min, max]`, widened to hold 0 (so that 0 is exact, as
+    /// padding and ReLU need), onto `-128..=127`, as TensorFlow Lite chooses them: the scale
+    /// `(max − min) / 255`, the zero point rounded and clamped. A range of one point (all
+    /// zeros) gets scale 1.
+    pub fn from_range(min: f32, max: f32) -> Result<QParams> {
+        if !(min.is_finite() && max.is_finite()) || min > max {
+            return Err(Error::InvalidValue {
+                what: "int8 range: min and max must be finite, min ≤ max",
+            });
+        }
+        let (min, max) = (f64::from(min.min(0.0)), f64::from(max.max(0.0)));
+        if max == min {
+            return Ok(QParams {
+                scale: 1.0,
+                zero_point: 0,
+            });
+        }
+        let scale = (max - min) / 255.0;
+        let zero_point = round_f64(-128.0 - min / scale).clamp(-128.0, 127.0) as i32;
+        Ok(QParams {
+            scale: scale as f32,
+            zero_point,
+        })
+    }
+
+    /// `x` in int8: `round(x / scale) + zero_point`, saturated.
+    pub fn quantize(&self, x: f32) -> i8 {
+        let q = round_f64(f64::from(x) / f64::from(self.scale)) + f64::from(self.zero_point);
+        q.clamp(-128.0, 127.0) as i8
+    }
+
+    /// The real that `q` stands for.
+    pub fn dequantize(&self, q: i8) -> f32 {
+        self.scale * (i32::from(q) - self.zero_point) as f32
+    }
+}
+
+/// Index of the largest int8 score (the first one on ties; 0 for an empty row): the class,
+/// since one scale and zero point serve the whole row, so the order is the reals'.
+pub fn argmax(row: &[i8]) -> usize {
+    let mut best = 0;
+    for (i, &x) in row.iter().enumerate() {
+        if x > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_maps_onto_int8_with_zero_exact() {
+        // MNIST's pixels: [0, 1] in steps of 1/255, byte b is b − 128.
+        let p = QParams::from_range(0.0, 1.0).unwrap();
+        assert_eq!(p.zero_point, -128);
+        assert!((p.scale - 1.0 / 255.0).abs() < 1e-9);
+        for b in 0..=255u8 {
+            assert_eq!(p.quantize(f32::from(b) / 255.0), (i32::from(b) - 128) as i8);
+        }
+        let p = QParams::from_range(-1.0, 3.0).unwrap();
+        assert_eq!(p.dequantize(p.quantize(0.0)), 0.0);
+        assert_eq!(p.quantize(100.0), 127);
+        assert_eq!(p.quantize(-100.0), -128);
+        // A range that leaves out 0 is widened to hold it.
+        let p = QParams::from_range(2.0, 3.0).unwrap();
+        assert_eq!(p.quantize(0.0), -128);
+        assert!(QParams::from_range(1.0, 0.0).is_err());
+        assert!(QParams::from_range(f32::NAN, 0.0).is_err());
+        assert_eq!(QParams::from_range(0.0, 0.0).unwrap().scale, 1.0);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_the_largest() {
+        assert_eq!(argmax(&[-3, 7, 2, 7]), 1);
+        assert_eq!(argmax(&[-128]), 0);
+        assert_eq!(argmax(&[]), 0);
+    }
+}

@@ -1,0 +1,252 @@
+//! Post-training quantization of an MLP to int8 (the scheme of [`zeronn::quant`]): BatchNorm
+//! folded into the Affine before it and Dropout's inference scale into the Affine after it,
+//! activation ranges calibrated on sample inputs, weights per output channel, biases int32,
+//! each Affine's multipliers in fixed point, a ReLU folded into the clamp. The layers run
+//! through [`QAffine`], the core's int8 Affine.
+
+use zeronn::quant::requant::quantize_multiplier;
+use zeronn::quant::{QAffine, QParams};
+use zeronn::{Layer, NetSpec};
+
+/// One int8 Affine layer, owning its buffers (see [`QAffine`]).
+#[derive(Debug, Clone)]
+pub struct QLayer {
+    /// Values in and out.
+    pub input: usize,
+    /// Values out.
+    pub output: usize,
+    /// `output × input`, row `j` for output `j`.
+    pub w: Vec<i8>,
+    /// Per output.
+    pub bias: Vec<i32>,
+    /// Per output: the Q31 multiplier and shift of `s_in · s_w[j] / s_out`.
+    pub multiplier: Vec<i32>,
+    /// Per output.
+    pub shift: Vec<i32>,
+    /// The weights' scales, per output.
+    pub w_scale: Vec<f32>,
+    /// The input's and the output's int8 parameters.
+    pub input_q: QParams,
+    /// The output's.
+    pub output_q: QParams,
+    /// A ReLU follows (folded into the clamp).
+    pub relu: bool,
+}
+
+impl QLayer {
+    /// The core's layer over these buffers.
+    pub fn layer(&self) -> QAffine<'_> {
+        QAffine {
+            input: self.input,
+            output: self.output,
+            w: &self.w,
+            bias: &self.bias,
+            multiplier: &self.multiplier,
+            shift: &self.shift,
+            input_zero_point: self.input_q.zero_point,
+            output_zero_point: self.output_q.zero_point,
+            act_min: if self.relu {
+                self.output_q.zero_point.clamp(-128, 127) as i8
+            } else {
+                -128
+            },
+            act_max: 127,
+        }
+    }
+}
+
+/// An MLP in int8: its input's parameters, then its Affine layers.
+#[derive(Debug, Clone)]
+pub struct QuantizedMlp {
+    /// How the real inputs become int8.
+    pub input_q: QParams,
+    /// The layers, in order.
+    pub layers: Vec<QLayer>,
+}
+
+/// An Affine of the float net after folding: `W` (input × output, the book's layout), `b`, and
+/// whether a ReLU follows.
+struct FloatAffine {
+    input: usize,
+    output: usize,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    relu: bool,
+}
+
+/// The net as a chain of Affines (BatchNorm folded, Dropout's `1 − ratio` folded into the next
+/// Affine's weights); an error naming the first layer int8 does not take yet.
+fn affines(spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<Vec<FloatAffine>, String> {
+    let folded = zeronn::net::folded_spec(spec);
+    let mut p = vec![0.0f32; folded.param_len()];
+    let mut s = vec![0.0f32; folded.state_len()];
+    zeronn::net::fold_batch_norm(spec, params, state, &mut p, &mut s)
+        .map_err(|e| format!("folding BatchNorm: {e}"))?;
+    let mut out: Vec<FloatAffine> = Vec::new();
+    let (mut at, mut scale) = (0usize, 1.0f32);
+    let layers = folded.layers();
+    for (i, layer) in layers.iter().enumerate() {
+        match *layer {
+            Layer::Affine { input, output } => {
+                let w = p[at..at + input * output]
+                    .iter()
+                    .map(|&v| v * scale)
+                    .collect();
+                let b = p[at + input * output..at + input * output + output].to_vec();
+                at += input * output + output;
+                scale = 1.0;
+                out.push(FloatAffine {
+                    input,
+                    output,
+                    w,
+                    b,
+                    relu: false,
+                });
+            }
+            Layer::Relu => match out.last_mut() {
+                Some(a) if !a.relu && matches!(layers.get(i - 1), Some(Layer::Affine { .. })) => {
+                    a.relu = true
+                }
+                _ => {
+                    return Err(format!(
+                        "layer {}: int8 takes a ReLU only right after an Affine",
+                        i + 1
+                    ));
+                }
+            },
+            Layer::Dropout { ratio } => scale *= 1.0 - ratio,
+            Layer::SoftmaxWithLoss if i + 1 == layers.len() => {}
+            other => {
+                return Err(format!(
+                    "layer {} ({other:?}): int8 takes nets of Affine, ReLU, BatchNorm and Dropout \
+                     layers for now",
+                    i + 1
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("the net has no Affine layer".into());
+    }
+    Ok(out)
+}
+
+/// Runs the float chain on `x` (`n × input`), calling `seen(layer, outputs)` with each layer's
+/// outputs (after its ReLU).
+fn float_forward(chain: &[FloatAffine], x: &[f32], mut seen: impl FnMut(usize, &[f32])) {
+    let mut cur = x.to_vec();
+    for (l, a) in chain.iter().enumerate() {
+        let n = cur.len() / a.input;
+        let mut next = vec![0.0f32; n * a.output];
+        for (xr, yr) in cur
+            .chunks_exact(a.input)
+            .zip(next.chunks_exact_mut(a.output))
+        {
+            yr.copy_from_slice(&a.b);
+            for (&xi, wr) in xr.iter().zip(a.w.chunks_exact(a.output)) {
+                if xi != 0.0 {
+                    for (y, &w) in yr.iter_mut().zip(wr) {
+                        *y += xi * w;
+                    }
+                }
+            }
+            if a.relu {
+                yr.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+        seen(l, &next);
+        cur = next;
+    }
+}
+
+/// Quantizes the MLP `spec` with `params` and `state` to int8, with the activation ranges of
+/// the calibration inputs `calib` (`n × inputs` reals).
+pub fn quantize(
+    spec: &NetSpec,
+    params: &[f32],
+    state: &[f32],
+    calib: &[f32],
+) -> Result<QuantizedMlp, String> {
+    let chain = affines(spec, params, state)?;
+    let inputs = chain[0].input;
+    if calib.is_empty() || !calib.len().is_multiple_of(inputs) {
+        return Err(format!(
+            "calibration data: a whole number of samples of {inputs} values, not {}",
+            calib.len()
+        ));
+    }
+    let range = |v: &[f32]| {
+        v.iter()
+            .fold((0.0f32, 0.0f32), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    };
+    let (lo, hi) = range(calib);
+    let input_q = QParams::from_range(lo, hi).map_err(|e| format!("the inputs: {e}"))?;
+    let mut ranges = vec![(0.0f32, 0.0f32); chain.len()];
+    float_forward(&chain, calib, |l, y| ranges[l] = range(y));
+    let mut layers = Vec::with_capacity(chain.len());
+    let mut in_q = input_q;
+    for (l, (a, &(lo, hi))) in chain.iter().zip(&ranges).enumerate() {
+        let out_q = QParams::from_range(lo, hi).map_err(|e| format!("layer {}: {e}", l + 1))?;
+        let (mut w, mut bias) = (vec![0i8; a.input * a.output], vec![0i32; a.output]);
+        let (mut multiplier, mut shift, mut w_scale) =
+            (vec![0; a.output], vec![0; a.output], vec![0.0f32; a.output]);
+        for j in 0..a.output {
+            let max = (0..a.input)
+                .map(|i| a.w[i * a.output + j].abs())
+                .fold(0.0f32, f32::max);
+            let s_w = if max > 0.0 {
+                f64::from(max) / 127.0
+            } else {
+                1.0
+            };
+            w_scale[j] = s_w as f32;
+            for i in 0..a.input {
+                let q = (f64::from(a.w[i * a.output + j]) / s_w)
+                    .round()
+                    .clamp(-127.0, 127.0);
+                w[j * a.input + i] = q as i8;
+            }
+            let s_b = f64::from(in_q.scale) * s_w;
+            bias[j] = (f64::from(a.b[j]) / s_b)
+                .round()
+                .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+            (multiplier[j], shift[j]) = quantize_multiplier(s_b / f64::from(out_q.scale));
+        }
+        layers.push(QLayer {
+            input: a.input,
+            output: a.output,
+            w,
+            bias,
+            multiplier,
+            shift,
+            w_scale,
+            input_q: in_q,
+            output_q: out_q,
+            relu: a.relu,
+        });
+        in_q = out_q;
+    }
+    Ok(QuantizedMlp { input_q, layers })
+}
+
+impl QuantizedMlp {
+    /// The int8 outputs (logits) of the samples `x` (`n × inputs` reals), layer after layer
+    /// through the core's [`QAffine`].
+    pub fn logits(&self, x: &[f32]) -> zeronn::Result<Vec<i8>> {
+        let mut cur: Vec<i8> = x.iter().map(|&v| self.input_q.quantize(v)).collect();
+        for l in &self.layers {
+            let mut next = vec![0i8; cur.len() / l.input * l.output];
+            l.layer().forward(&cur, &mut next)?;
+            cur = next;
+        }
+        Ok(cur)
+    }
+
+    /// Bytes of the weights, biases and multipliers (what firmware would hold in flash).
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.w.len() + 4 * (l.bias.len() + l.multiplier.len() + l.shift.len()))
+            .sum()
+    }
+}
