@@ -180,3 +180,4 @@ pub use model::{Model, ModelError};
 pub use model_file::{FileError, ModelFile};
 pub use net::{Activation, Layer, MlpOptions, Net, NetSpec, Tensor, TwoLayerNet, TwoLayerShape};
 pub use optimizer::{AdaGrad, Adam, AnyOptimizer, Momentum, Nesterov, Optimizer, RmsProp, Sgd};
+pub use quant::QModel;

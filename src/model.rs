@@ -226,7 +226,10 @@ impl fmt::Display for ModelError {
                 "format version {version} is not supported (this build reads 1 and {VERSION})"
             ),
             UnsupportedElementType { code } => {
-                write!(f, "element type code {code} is not supported (1 = f32)")
+                write!(
+                    f,
+                    "element type code {code} is not supported (1 = f32, 2 = int8)"
+                )
             }
             UnsupportedByteOrder { code } => write!(
                 f,
@@ -321,11 +324,11 @@ fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
     crc
 }
 
-fn u16_at(b: &[u8], o: usize) -> u16 {
+pub(crate) fn u16_at(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
 }
 
-fn u32_at(b: &[u8], o: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
@@ -630,7 +633,7 @@ impl<'a> Model<'a> {
 }
 
 /// CRC-32 of a header with its own checksum field (offset 20..24) taken as zero.
-fn header_crc(header: &[u8]) -> u32 {
+pub(crate) fn header_crc(header: &[u8]) -> u32 {
     let crc = crc32_update(0xFFFF_FFFF, &header[..20]);
     let crc = crc32_update(crc, &[0; 4]);
     crc32_update(crc, &header[24..]) ^ 0xFFFF_FFFF

@@ -30,6 +30,7 @@ use std::string::String;
 use crate::error::Error;
 use crate::model::{self, FIXED_HEADER_LEN, MAGIC, Model, ModelError};
 use crate::net::{Layer, Net, NetSpec};
+use crate::quant::QModel;
 
 /// What went wrong with a model file; its message names the file.
 #[derive(Debug)]
@@ -163,6 +164,36 @@ impl ModelFile {
             }));
         }
         Ok(ModelFile { words, len, path })
+    }
+
+    /// A model already in memory (`bytes`, e.g. just written), copied into aligned storage so
+    /// that it can run in place; `path` names it in errors. Validate with [`Self::model`] or
+    /// [`Self::int8_model`].
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: &[u8]) -> Self {
+        let mut words = std::vec![0u64; bytes.len().div_ceil(8)].into_boxed_slice();
+        for (w, c) in words.iter_mut().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            *w = u64::from_ne_bytes(b);
+        }
+        ModelFile {
+            words,
+            len: bytes.len(),
+            path: path.into(),
+        }
+    }
+
+    /// Whether the file holds an int8 model (element type 2; see [`crate::quant::model`]).
+    pub fn is_int8(&self) -> bool {
+        self.bytes().get(6) == Some(&crate::quant::model::ELEMENT_INT8)
+    }
+
+    /// The validated int8 model (see [`QModel::from_bytes`]), borrowing the bytes in place.
+    pub fn int8_model(&self) -> Result<QModel<'_>, FileError> {
+        QModel::from_bytes(self.bytes()).map_err(|error| FileError::Model {
+            path: self.path.clone(),
+            error,
+        })
     }
 
     /// The file's bytes, 8-aligned.

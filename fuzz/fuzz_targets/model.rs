@@ -1,9 +1,9 @@
-//! Model files (versions 1 and 2, any layers): validation never panics, and a model it
-//! accepts runs a prediction on a zero input.
+//! Model files (versions 1 and 2, any layers, f32 and int8): validation never panics, and a
+//! model it accepts runs a prediction on a zero input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use zeronn::Model;
+use zeronn::{Model, QModel};
 
 fuzz_target!(|data: &[u8]| {
     // The format's in-place view needs 4-byte alignment: copy into an aligned buffer (the
@@ -24,6 +24,16 @@ fuzz_target!(|data: &[u8]| {
             let x = vec![0.0f32; spec.input_size()];
             let mut ws = vec![0.0f32; ws_len];
             let _ = net.predict(&x, &mut ws);
+        }
+    }
+    if let Ok(model) = QModel::from_bytes(bytes)
+        && let Some(first) = model.layers().next()
+    {
+        let ws_len = QModel::workspace_len(model.spec(), 1);
+        if ws_len <= 1 << 22 && first.input <= 1 << 20 {
+            let x = vec![0i8; first.input];
+            let mut ws = vec![0i8; ws_len];
+            let _ = model.predict(&x, &mut ws);
         }
     }
 });

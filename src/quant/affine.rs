@@ -36,8 +36,12 @@ pub struct QAffine<'a> {
     pub shift: &'a [i32],
     /// The input's zero point.
     pub input_zero_point: i32,
+    /// The input's scale (for dequantizing; [`QAffine::forward`] does not use it).
+    pub input_scale: f32,
     /// The output's zero point.
     pub output_zero_point: i32,
+    /// The output's scale (for dequantizing; [`QAffine::forward`] does not use it).
+    pub output_scale: f32,
     /// The clamp: `output_zero_point` (or −128 if lower) with a ReLU folded in, else −128.
     pub act_min: i8,
     /// The clamp's upper end (127).
@@ -145,7 +149,9 @@ mod tests {
                 multiplier: &m,
                 shift: &sh,
                 input_zero_point: z_in,
+                input_scale: s_in as f32,
                 output_zero_point: out_q.zero_point,
+                output_scale: out_q.scale,
                 act_min: if relu { out_q.zero_point as i8 } else { -128 },
                 act_max: 127,
             };
@@ -184,7 +190,9 @@ mod tests {
             multiplier: &m,
             shift: &s,
             input_zero_point: 0,
+            input_scale: 1.0,
             output_zero_point: 0,
+            output_scale: 1.0,
             act_min: -128,
             act_max: 127,
         };

@@ -9,12 +9,15 @@
 //!   shift ([`requant`]), clamped to int8; a ReLU after the layer is that clamp's lower bound.
 //!
 //! Every buffer is the caller's, as in the f32 core: [`QAffine`] runs over slices whose
-//! lengths its `const fn`s give.
+//! lengths its `const fn`s give, and a [`QModel`] (the int8 model format, [`model`]) runs from
+//! the model's bytes in place, with a workspace of [`QModel::workspace_len`].
 
 mod affine;
+pub mod model;
 pub mod requant;
 
 pub use affine::QAffine;
+pub use model::QModel;
 
 use crate::error::{Error, Result};
 use crate::math::round_f64;

@@ -68,6 +68,9 @@ struct QuantizeArgs {
     /// Training images whose activations set the int8 ranges
     #[arg(long, value_name = "N", default_value_t = 300)]
     calib: usize,
+    /// Write the int8 model to FILE (the int8 model format; `zeronn eval` takes it)
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     /// Evaluate only the first N test images
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -924,6 +927,9 @@ fn cmd_gradcheck(a: GradcheckArgs) -> Result<ExitCode> {
 
 fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     let bytes = modelfile::read(&a.model)?;
+    if bytes.is_int8() {
+        return eval_int8(&a, &bytes);
+    }
     let model = modelfile::parse(&bytes)?;
     let net = model
         .net()
@@ -971,6 +977,56 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         modelfile::write_atomic(path, &npy)
             .map_err(|e| format!("--logits {}: {e}", path.display()))?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `zeronn eval` of an int8 model (from `zeronn quantize --out`).
+fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
+    let model = file.int8_model().map_err(|e| e.to_string())?;
+    if a.logits.is_some() || a.data.label.is_some() || a.data.test_data.is_some() {
+        return Err("an int8 model is evaluated on MNIST-like data only (no --logits, --label or --test-data yet)".into());
+    }
+    let data = load_data(&a.data)?;
+    let inputs = model.layers().next().map_or(0, |l| l.input);
+    if inputs != data.test.pixels {
+        return Err(format!(
+            "{}: the model takes {inputs} inputs, the data has {} per image",
+            a.model.display(),
+            data.test.pixels
+        ));
+    }
+    let test = match a.limit {
+        Some(n) => data.test.head(positive("limit", n)?),
+        None => data.test,
+    };
+    let classes = model.layers().last().map_or(0, |l| l.output);
+    let pixels = test.pixels;
+    let input_q = model.input_params();
+    let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), EVAL_CHUNK)];
+    let (mut chunk, mut qx) = (
+        vec![0.0f32; EVAL_CHUNK * pixels],
+        vec![0i8; EVAL_CHUNK * pixels],
+    );
+    let mut correct = 0usize;
+    for lo in (0..test.len()).step_by(EVAL_CHUNK) {
+        let hi = (lo + EVAL_CHUNK).min(test.len());
+        let chunk = &mut chunk[..(hi - lo) * pixels];
+        test.images_f32(lo, hi, chunk);
+        let qx = &mut qx[..chunk.len()];
+        for (q, &v) in qx.iter_mut().zip(chunk.iter()) {
+            *q = input_q.quantize(v);
+        }
+        let logits = model.predict(qx, &mut ws).map_err(|e| e.to_string())?;
+        for (k, l) in logits.chunks_exact(classes.max(1)).enumerate() {
+            correct += usize::from(zeronn::quant::argmax(l) == usize::from(test.t[lo + k]));
+        }
+    }
+    let acc = correct as f64 / test.len() as f64;
+    println!(
+        "test accuracy: {} ({correct}/{}), int8",
+        py_repr(acc),
+        test.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1431,13 +1487,19 @@ fn cmd_experiment(a: ExperimentArgs) -> Result<ExitCode> {
 }
 
 fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
+    if let Some(path) = &a.out {
+        modelfile::check_savable("--out", path)?;
+    }
     let bytes = modelfile::read(&a.model)?;
     let model = modelfile::parse(&bytes)?;
     let net = model
         .net()
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let data = load_data(&a.data)?;
+    let (data, _, _) = load_own_or_mnist(&a.data)?;
     check_model_fits(&a.model, net.spec(), &data)?;
+    if data.train.is_empty() || data.test.is_empty() {
+        return Err("quantize needs training samples (to calibrate) and test samples".into());
+    }
     let calib = positive("calib", a.calib)?.min(data.train.len());
     let test = match a.limit {
         Some(n) => data.test.head(positive("limit", n)?),
@@ -1448,16 +1510,33 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
     data.train.images_f32(0, calib, &mut x);
     let q = zeronn_tools::quantize::quantize(net.spec(), model.params(), model.state(), &x)
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    // Evaluated as a file: the bytes written, loaded and validated as `zeronn eval` loads them.
+    let file_bytes = q.to_bytes().map_err(|e| e.to_string())?;
+    let shown = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(the int8 model)"));
+    let file = zeronn::ModelFile::from_bytes(shown, &file_bytes);
+    let qmodel = file.int8_model().map_err(|e| e.to_string())?;
     let classes = net.spec().output_size();
     let (mut f32_ok, mut int8_ok, mut same) = (0usize, 0usize, 0usize);
     let mut ws = vec![0.0f32; net.spec().workspace_len(EVAL_CHUNK)];
-    let mut chunk = vec![0.0f32; EVAL_CHUNK * pixels];
+    let mut qws = vec![0i8; zeronn::QModel::workspace_len(qmodel.spec(), EVAL_CHUNK)];
+    let (mut chunk, mut qx) = (
+        vec![0.0f32; EVAL_CHUNK * pixels],
+        vec![0i8; EVAL_CHUNK * pixels],
+    );
+    let input_q = qmodel.input_params();
     for lo in (0..test.len()).step_by(EVAL_CHUNK) {
         let hi = (lo + EVAL_CHUNK).min(test.len());
         let chunk = &mut chunk[..(hi - lo) * pixels];
         test.images_f32(lo, hi, chunk);
+        let qx = &mut qx[..chunk.len()];
+        for (q, &v) in qx.iter_mut().zip(chunk.iter()) {
+            *q = input_q.quantize(v);
+        }
         let scores = net.predict(chunk, &mut ws).map_err(|e| e.to_string())?;
-        let logits = q.logits(chunk).map_err(|e| e.to_string())?;
+        let logits = qmodel.predict(qx, &mut qws).map_err(|e| e.to_string())?;
         for (k, (s, l)) in scores
             .chunks_exact(classes)
             .zip(logits.chunks_exact(classes))
@@ -1479,10 +1558,15 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
         (ia - fa) * 100.0
     );
     println!(
-        "weights: {} bytes in f32, {} in int8 (with int32 biases and multipliers); ranges from {calib} training images",
-        4 * model.params().len(),
-        q.bytes()
+        "model: {} bytes in f32, {} in int8 (weights int8, biases and multipliers int32); ranges from {calib} training images",
+        bytes.bytes().len(),
+        file_bytes.len()
     );
+    if let Some(path) = &a.out {
+        modelfile::write_atomic(path, &file_bytes)
+            .map_err(|e| format!("--out {}: {e}", path.display()))?;
+        eprintln!("saved {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

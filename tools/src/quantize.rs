@@ -44,7 +44,9 @@ impl QLayer {
             multiplier: &self.multiplier,
             shift: &self.shift,
             input_zero_point: self.input_q.zero_point,
+            input_scale: self.input_q.scale,
             output_zero_point: self.output_q.zero_point,
+            output_scale: self.output_q.scale,
             act_min: if self.relu {
                 self.output_q.zero_point.clamp(-128, 127) as i8
             } else {
@@ -240,6 +242,31 @@ impl QuantizedMlp {
             cur = next;
         }
         Ok(cur)
+    }
+
+    /// The int8 layer list: each Affine, its ReLU if it has one, then SoftmaxWithLoss.
+    pub fn spec(&self) -> NetSpec {
+        let mut spec = NetSpec::new(&[]);
+        for l in &self.layers {
+            spec = spec.push(Layer::Affine {
+                input: l.input,
+                output: l.output,
+            });
+            if l.relu {
+                spec = spec.push(Layer::Relu);
+            }
+        }
+        spec.push(Layer::SoftmaxWithLoss)
+    }
+
+    /// The int8 model file ([`zeronn::quant::model`]).
+    pub fn to_bytes(&self) -> zeronn::Result<Vec<u8>> {
+        let spec = self.spec();
+        let mut out = vec![0u8; zeronn::quant::model::encoded_len(&spec)];
+        let layers: Vec<QAffine<'_>> = self.layers.iter().map(QLayer::layer).collect();
+        let n = zeronn::quant::model::write(&spec, &layers, &mut out)?;
+        out.truncate(n);
+        Ok(out)
     }
 
     /// Bytes of the weights, biases and multipliers (what firmware would hold in flash).

@@ -1,0 +1,627 @@
+//! The int8 model format: the f32 format's container ([`crate::model`]: magic `ZRNN`, version
+//! 2, little-endian, the header and payload CRCs, 32-byte layer records, the payload 64-byte
+//! aligned) with element type 2, int8, validated as completely and run in place the same way.
+//!
+//! Layers (BatchNorm and Dropout are folded into the Affines before quantizing):
+//!
+//! | kind | layer | fields |
+//! | --- | --- | --- |
+//! | 1 | Affine | `a` input, `b` output, `c` input zero point (i32), `d` input scale (f32 bits), `e` output zero point, `f` output scale |
+//! | 2 | Relu | `a` width; only right after an Affine, whose clamp it becomes |
+//! | 4 | SoftmaxWithLoss | `a` classes; last, if at all (the class is the argmax of the int8 logits) |
+//!
+//! The first layer is an Affine, and each Affine's input zero point and scale are the
+//! previous Affine's output ones. The payload holds, per Affine in order: `W` (output × input
+//! int8, row `j` for output `j`, values in −127..=127) and zero bytes up to a multiple of 4,
+//! then `bias`, `multiplier` (0 or in `[2^30, 2^31)`) and `shift` (−31..=30), `output` i32
+//! each (see [`QAffine`]).
+
+use crate::error::{Error, Result, check_len};
+use crate::model::{
+    FIXED_HEADER_LEN, LAYER_RECORD_LEN, LITTLE_ENDIAN, MAGIC, MAX_LAYERS, ModelError,
+    PAYLOAD_ALIGN, VERSION, crc32, header_crc, u16_at, u32_at,
+};
+use crate::net::{Layer, NetSpec};
+
+use super::{QAffine, QParams};
+
+/// Element type code for int8.
+pub const ELEMENT_INT8: u8 = 2;
+
+/// Payload bytes of an int8 Affine of `input × output`.
+pub const fn affine_payload_len(input: usize, output: usize) -> usize {
+    (input * output).div_ceil(4) * 4 + 12 * output
+}
+
+/// Header bytes for `layers` records (as the f32 format's).
+pub const fn header_len(layers: usize) -> usize {
+    (FIXED_HEADER_LEN + LAYER_RECORD_LEN * layers).div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
+}
+
+/// Bytes of the int8 model of `spec` (Affine, Relu and SoftmaxWithLoss layers).
+pub const fn encoded_len(spec: &NetSpec) -> usize {
+    let mut n = header_len(spec.len());
+    let mut i = 0;
+    while i < spec.len() {
+        if let Layer::Affine { input, output } = spec.layers()[i] {
+            n += affine_payload_len(input, output);
+        }
+        i += 1;
+    }
+    n
+}
+
+/// A validated int8 model, its weights borrowed in place.
+#[derive(Debug, Clone)]
+pub struct QModel<'a> {
+    spec: NetSpec,
+    layers: [Option<QAffine<'a>>; MAX_LAYERS],
+    affines: usize,
+}
+
+/// The kinds of the f32 format this one uses.
+const AFFINE: u16 = 1;
+const RELU: u16 = 2;
+const SOFTMAX: u16 = 4;
+
+fn scale_of(bits: u32) -> Option<f32> {
+    let s = f32::from_bits(bits);
+    (s.is_finite() && s > 0.0).then_some(s)
+}
+
+fn zero_point_of(v: u32) -> Option<i32> {
+    let z = v as i32;
+    (-128..=127).contains(&z).then_some(z)
+}
+
+impl<'a> QModel<'a> {
+    /// Validates `bytes` completely (header fields, every quantization value's range, sizes,
+    /// length, alignment, both checksums) and returns a view that borrows the weights in
+    /// place. Never panics.
+    pub fn from_bytes(bytes: &'a [u8]) -> core::result::Result<Self, ModelError> {
+        use ModelError::*;
+        if bytes.len() < FIXED_HEADER_LEN {
+            return Err(TooShort { len: bytes.len() });
+        }
+        if bytes[0..4] != MAGIC {
+            return Err(BadMagic);
+        }
+        let version = u16_at(bytes, 4);
+        if version != VERSION {
+            return Err(UnsupportedVersion { version });
+        }
+        if bytes[6] != ELEMENT_INT8 {
+            return Err(UnsupportedElementType { code: bytes[6] });
+        }
+        if bytes[7] != LITTLE_ENDIAN || cfg!(target_endian = "big") {
+            return Err(UnsupportedByteOrder { code: bytes[7] });
+        }
+        let count = u16_at(bytes, 24);
+        if count == 0 || count as usize > MAX_LAYERS {
+            return Err(LayerCount { count });
+        }
+        let n = count as usize;
+        let hlen = header_len(n);
+        let found = u32_at(bytes, 8);
+        if found as usize != hlen {
+            return Err(HeaderLength {
+                expected: hlen as u32,
+                found,
+            });
+        }
+        if bytes.len() < hlen {
+            return Err(Truncated {
+                expected: hlen,
+                actual: bytes.len(),
+            });
+        }
+        let record = |i: usize| FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
+        let field = |i: usize, k: usize| u32_at(bytes, record(i) + 4 + 4 * k);
+        // Reserved bytes: the fixed part's, each record's unused fields, the padding.
+        let used = |kind: u16| if kind == AFFINE { 6 } else { 1 };
+        let reserved = (26..32)
+            .chain((0..n).flat_map(|i| {
+                let r = record(i);
+                (r + 2..r + 4).chain(r + 4 + 4 * used(u16_at(bytes, r))..r + LAYER_RECORD_LEN)
+            }))
+            .chain(record(n)..hlen);
+        if let Some(offset) = reserved.into_iter().find(|&o| bytes[o] != 0) {
+            return Err(ReservedNonZero { offset });
+        }
+        // The layer list, and each Affine's quantization (its arrays found below).
+        let mut spec = NetSpec::new(&[]);
+        let mut width = 0usize;
+        let mut payload = 0u64;
+        let mut quant = [(0i32, 0f32, 0i32, 0f32); MAX_LAYERS];
+        let mut last_out: Option<(i32, u32)> = None;
+        for (i, q) in quant.iter_mut().enumerate().take(n) {
+            let kind = u16_at(bytes, record(i));
+            let layer = match kind {
+                AFFINE => {
+                    let (input, output) = (field(i, 0) as usize, field(i, 1) as usize);
+                    if input == 0 || output == 0 || (i > 0 && input != width) {
+                        return Err(LayerSizes { layer: i });
+                    }
+                    let (Some(zi), Some(si), Some(zo), Some(so)) = (
+                        zero_point_of(field(i, 2)),
+                        scale_of(field(i, 3)),
+                        zero_point_of(field(i, 4)),
+                        scale_of(field(i, 5)),
+                    ) else {
+                        return Err(LayerValue { layer: i });
+                    };
+                    if last_out.is_some_and(|o| o != (zi, field(i, 3))) {
+                        return Err(LayerValue { layer: i });
+                    }
+                    last_out = Some((zo, field(i, 5)));
+                    *q = (zi, si, zo, so);
+                    payload = payload.saturating_add(
+                        (input as u64 * output as u64).div_ceil(4) * 4 + 12 * output as u64,
+                    );
+                    width = output;
+                    Layer::Affine { input, output }
+                }
+                RELU | SOFTMAX => {
+                    if i == 0 || field(i, 0) as usize != width {
+                        return Err(LayerSizes { layer: i });
+                    }
+                    let after_affine = matches!(spec.layers()[i - 1], Layer::Affine { .. });
+                    if (kind == RELU && !after_affine) || (kind == SOFTMAX && i + 1 != n) {
+                        return Err(LayerPlacement { layer: i });
+                    }
+                    if kind == RELU {
+                        Layer::Relu
+                    } else {
+                        Layer::SoftmaxWithLoss
+                    }
+                }
+                _ => return Err(UnknownLayerKind { layer: i, kind }),
+            };
+            spec = spec.push(layer);
+        }
+        let payload_len = u32_at(bytes, 12);
+        if payload_len as u64 != payload {
+            return Err(PayloadLength {
+                expected: payload,
+                found: payload_len,
+            });
+        }
+        let Some(total) = hlen.checked_add(payload_len as usize) else {
+            return Err(Truncated {
+                expected: usize::MAX,
+                actual: bytes.len(),
+            });
+        };
+        if bytes.len() < total {
+            return Err(Truncated {
+                expected: total,
+                actual: bytes.len(),
+            });
+        }
+        if bytes.len() > total {
+            return Err(TrailingBytes {
+                expected: total,
+                actual: bytes.len(),
+            });
+        }
+        let align = core::mem::align_of::<i32>();
+        if !(bytes.as_ptr() as usize).is_multiple_of(align) {
+            return Err(Misaligned { align });
+        }
+        let stored = u32_at(bytes, 16);
+        let computed = crc32(&bytes[hlen..]);
+        if stored != computed {
+            return Err(PayloadChecksum { stored, computed });
+        }
+        let stored = u32_at(bytes, 20);
+        let computed = header_crc(&bytes[..hlen]);
+        if stored != computed {
+            return Err(HeaderChecksum { stored, computed });
+        }
+        // The arrays, in place, and their values' ranges.
+        let mut layers = [None; MAX_LAYERS];
+        let (mut at, mut affines) = (hlen, 0);
+        for (i, layer) in spec.layers().iter().enumerate() {
+            let Layer::Affine { input, output } = *layer else {
+                continue;
+            };
+            let wlen = input * output;
+            let w = ints::<i8>(&bytes[at..at + wlen]);
+            at += wlen.div_ceil(4) * 4;
+            let [bias, multiplier, shift] = core::array::from_fn(|k| {
+                ints::<i32>(&bytes[at + 4 * output * k..at + 4 * output * (k + 1)])
+            });
+            at += 12 * output;
+            let bad_weight = w.contains(&-128);
+            let bad_multiplier = multiplier.iter().any(|&m| m != 0 && m < 1 << 30);
+            let bad_shift = shift.iter().any(|&s| !(-31..=30).contains(&s));
+            if bad_weight || bad_multiplier || bad_shift {
+                return Err(LayerValue { layer: i });
+            }
+            let (zi, si, zo, so) = quant[i];
+            let relu = matches!(spec.layers().get(i + 1), Some(Layer::Relu));
+            layers[affines] = Some(QAffine {
+                input,
+                output,
+                w,
+                bias,
+                multiplier,
+                shift,
+                input_zero_point: zi,
+                input_scale: si,
+                output_zero_point: zo,
+                output_scale: so,
+                act_min: if relu { zo as i8 } else { -128 },
+                act_max: 127,
+            });
+            affines += 1;
+        }
+        Ok(QModel {
+            spec,
+            layers,
+            affines,
+        })
+    }
+
+    /// The layer list.
+    pub fn spec(&self) -> &NetSpec {
+        &self.spec
+    }
+
+    /// The Affine layers, in order.
+    pub fn layers(&self) -> impl Iterator<Item = &QAffine<'a>> {
+        self.layers[..self.affines].iter().flatten()
+    }
+
+    /// How real inputs become int8.
+    pub fn input_params(&self) -> QParams {
+        let l = self.layers().next();
+        QParams {
+            scale: l.map_or(1.0, |l| l.input_scale),
+            zero_point: l.map_or(0, |l| l.input_zero_point),
+        }
+    }
+
+    /// What the int8 outputs stand for.
+    pub fn output_params(&self) -> QParams {
+        let l = self.layers().last();
+        QParams {
+            scale: l.map_or(1.0, |l| l.output_scale),
+            zero_point: l.map_or(0, |l| l.output_zero_point),
+        }
+    }
+
+    /// Workspace (int8 values) for [`QModel::predict`] of up to `batch` samples: two of the
+    /// widest layer's outputs.
+    pub const fn workspace_len(spec: &NetSpec, batch: usize) -> usize {
+        let (mut widest, mut i) = (0, 0);
+        while i < spec.len() {
+            if let Layer::Affine { output, .. } = spec.layers()[i]
+                && output > widest
+            {
+                widest = output;
+            }
+            i += 1;
+        }
+        2 * batch * widest
+    }
+
+    /// The int8 outputs (logits) of the samples `x` (batch × inputs, int8 in
+    /// [`QModel::input_params`]), layer after layer; `ws` holds at least
+    /// [`QModel::workspace_len`] for the batch.
+    pub fn predict<'w>(&self, x: &[i8], ws: &'w mut [i8]) -> Result<&'w [i8]> {
+        let Some(first) = self.layers().next() else {
+            return Err(Error::ZeroSize { what: "int8 model" });
+        };
+        if x.is_empty() || !x.len().is_multiple_of(first.input) {
+            return Err(Error::ShapeMismatch {
+                what: "x: a whole number of samples of the model's inputs",
+                expected: first.input,
+                actual: x.len(),
+            });
+        }
+        let batch = x.len() / first.input;
+        let half = Self::workspace_len(&self.spec, batch) / 2;
+        if ws.len() < 2 * half {
+            return Err(Error::BufferLength {
+                buffer: "int8 workspace",
+                expected: 2 * half,
+                actual: ws.len(),
+            });
+        }
+        let (a, b) = ws.split_at_mut(half);
+        let (mut src, mut dst) = (a, b);
+        let mut width = 0;
+        for (k, l) in self.layers().enumerate() {
+            let out = &mut dst[..batch * l.output];
+            if k == 0 {
+                l.forward(x, out)?;
+            } else {
+                l.forward(&src[..batch * width], out)?;
+            }
+            width = l.output;
+            core::mem::swap(&mut src, &mut dst);
+        }
+        Ok(&src[..batch * width])
+    }
+}
+
+/// `bytes` as integers of type `T` (i8 or i32), in place.
+fn ints<T: Int>(bytes: &[u8]) -> &[T] {
+    debug_assert!(bytes.len().is_multiple_of(core::mem::size_of::<T>()));
+    debug_assert!((bytes.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>()));
+    // SAFETY: `T` is i8 or i32 (the sealed `Int`), for which every bit pattern is valid; the
+    // callers pass whole elements at offsets aligned for `T` (the model's start is checked
+    // aligned to 4, the payload starts 64 bytes in, and each array starts at a multiple of
+    // 4 from there); the byte order is the target's (checked); the slice borrows `bytes`.
+    unsafe {
+        core::slice::from_raw_parts(
+            bytes.as_ptr().cast::<T>(),
+            bytes.len() / core::mem::size_of::<T>(),
+        )
+    }
+}
+
+/// The integer types an int8 model holds.
+trait Int: Copy {}
+impl Int for i8 {}
+impl Int for i32 {}
+
+/// Writes the int8 model of `spec` (Affine, Relu, SoftmaxWithLoss) whose Affine layers are
+/// `layers` (in order; their clamps must be the ones their ReLUs make) into `out`, and returns
+/// the bytes written ([`encoded_len`]). Everything [`QModel::from_bytes`] checks is checked
+/// first, so what it writes loads.
+pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<usize> {
+    let n = spec.len();
+    if n == 0 || n > MAX_LAYERS {
+        return Err(Error::TooManyLayers {
+            layers: n,
+            max: MAX_LAYERS,
+        });
+    }
+    let total = encoded_len(spec);
+    if out.len() < total {
+        return Err(Error::OutputTooShort {
+            needed: total,
+            actual: out.len(),
+        });
+    }
+    let hlen = header_len(n);
+    let out = &mut out[..total];
+    out.fill(0);
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&VERSION.to_le_bytes());
+    out[6] = ELEMENT_INT8;
+    out[7] = LITTLE_ENDIAN;
+    out[8..12].copy_from_slice(&(hlen as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&((total - hlen) as u32).to_le_bytes());
+    out[24..26].copy_from_slice(&(n as u16).to_le_bytes());
+    let (mut at, mut next, mut width) = (hlen, 0usize, 0usize);
+    let bad = || Error::Unsupported {
+        what: "an int8 model holds Affine layers (each a QAffine of the same sizes), a ReLU \
+               right after an Affine, and SoftmaxWithLoss last",
+    };
+    for (i, layer) in spec.layers().iter().enumerate() {
+        let r = FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
+        let mut fields = [0u32; 6];
+        let kind = match *layer {
+            Layer::Affine { input, output } => {
+                let l = layers.get(next).ok_or_else(bad)?;
+                next += 1;
+                if (l.input, l.output) != (input, output) || (i > 0 && input != width) {
+                    return Err(bad());
+                }
+                check_len("W", input * output, l.w.len())?;
+                check_len("bias", output, l.bias.len())?;
+                check_len("multiplier", output, l.multiplier.len())?;
+                check_len("shift", output, l.shift.len())?;
+                fields = [
+                    input as u32,
+                    output as u32,
+                    l.input_zero_point as u32,
+                    l.input_scale.to_bits(),
+                    l.output_zero_point as u32,
+                    l.output_scale.to_bits(),
+                ];
+                for (b, &v) in out[at..].iter_mut().zip(l.w) {
+                    *b = v as u8;
+                }
+                at += (input * output).div_ceil(4) * 4;
+                for v in l.bias.iter().chain(l.multiplier).chain(l.shift) {
+                    out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                    at += 4;
+                }
+                width = output;
+                AFFINE
+            }
+            Layer::Relu => {
+                fields[0] = width as u32;
+                RELU
+            }
+            Layer::SoftmaxWithLoss => {
+                fields[0] = width as u32;
+                SOFTMAX
+            }
+            _ => return Err(bad()),
+        };
+        out[r..r + 2].copy_from_slice(&kind.to_le_bytes());
+        for (k, v) in fields.iter().enumerate() {
+            out[r + 4 + 4 * k..r + 8 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    if next != layers.len() {
+        return Err(bad());
+    }
+    let payload_crc = crc32(&out[hlen..]);
+    out[16..20].copy_from_slice(&payload_crc.to_le_bytes());
+    let hcrc = header_crc(&out[..hlen]);
+    out[20..24].copy_from_slice(&hcrc.to_le_bytes());
+    // What was written must load: every range checked once, by the reader.
+    QModel::from_bytes(out).map_err(Error::Model)?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::requant::quantize_multiplier;
+    use super::*;
+    use crate::model::Aligned;
+
+    const NET: NetSpec = NetSpec::new(&[
+        Layer::Affine {
+            input: 6,
+            output: 5,
+        },
+        Layer::Relu,
+        Layer::Affine {
+            input: 5,
+            output: 3,
+        },
+        Layer::SoftmaxWithLoss,
+    ]);
+    const LEN: usize = encoded_len(&NET);
+
+    /// A small int8 net written into `out`: its layers' arrays and the bytes.
+    fn small(out: &mut [u8]) -> usize {
+        let w1: [i8; 30] = core::array::from_fn(|i| ((i as i32 * 37) % 255 - 127) as i8);
+        let w2: [i8; 15] = core::array::from_fn(|i| ((i as i32 * 53) % 255 - 127) as i8);
+        let (b1, b2) = ([100, -200, 300, 0, 5], [-7, 70, 700]);
+        let (m, s) = quantize_multiplier(0.0123);
+        let (m1, s1, m2, s2) = ([m; 5], [s; 5], [m; 3], [s; 3]);
+        let l1 = QAffine {
+            input: 6,
+            output: 5,
+            w: &w1,
+            bias: &b1,
+            multiplier: &m1,
+            shift: &s1,
+            input_zero_point: -128,
+            input_scale: 1.0 / 255.0,
+            output_zero_point: -20,
+            output_scale: 0.1,
+            act_min: -20,
+            act_max: 127,
+        };
+        let l2 = QAffine {
+            input: 5,
+            output: 3,
+            w: &w2,
+            bias: &b2,
+            multiplier: &m2,
+            shift: &s2,
+            input_zero_point: -20,
+            input_scale: 0.1,
+            output_zero_point: 4,
+            output_scale: 0.2,
+            act_min: -128,
+            act_max: 127,
+        };
+        write(&NET, &[l1, l2], out).unwrap()
+    }
+
+    #[test]
+    fn a_written_model_loads_and_predicts_as_its_layers_do() {
+        let mut buf = Aligned([0u8; LEN]);
+        let n = small(&mut buf.0);
+        assert_eq!(n, LEN);
+        let m = QModel::from_bytes(&buf.0).unwrap();
+        assert_eq!(m.spec(), &NET);
+        assert_eq!(m.layers().count(), 2);
+        assert_eq!(m.input_params().zero_point, -128);
+        assert_eq!(m.output_params().scale, 0.2);
+        let x: [i8; 12] = core::array::from_fn(|i| (i as i32 * 21 - 128) as i8);
+        let mut ws = [0i8; QModel::workspace_len(&NET, 2)];
+        let got: [i8; 6] = m.predict(&x, &mut ws).unwrap().try_into().unwrap();
+        // The same two layers by hand.
+        let layers: [QAffine; 2] = core::array::from_fn(|k| *m.layers().nth(k).unwrap());
+        let (mut h, mut y) = ([0i8; 10], [0i8; 6]);
+        layers[0].forward(&x, &mut h).unwrap();
+        layers[1].forward(&h, &mut y).unwrap();
+        assert_eq!(got, y);
+        // The ReLU became the first layer's clamp.
+        assert_eq!(layers[0].act_min, -20);
+        assert_eq!(layers[1].act_min, -128);
+        assert!(m.predict(&x[..5], &mut ws).is_err());
+        assert!(m.predict(&x, &mut ws[..5]).is_err());
+    }
+
+    /// Every single-byte change, every truncation and a misaligned start is an error, never a
+    /// panic; an f32 model is refused by its element type.
+    #[test]
+    fn every_corruption_is_an_error() {
+        let mut buf = Aligned([0u8; LEN + 4]);
+        small(&mut buf.0);
+        let good = buf.0;
+        for i in 0..LEN {
+            for flip in [0x01u8, 0x80, 0xff] {
+                buf.0 = good;
+                buf.0[i] ^= flip;
+                assert!(
+                    QModel::from_bytes(&buf.0[..LEN]).is_err(),
+                    "byte {i} ^ {flip:#x}"
+                );
+            }
+        }
+        buf.0 = good;
+        for len in 0..LEN {
+            assert!(QModel::from_bytes(&buf.0[..len]).is_err(), "{len} bytes");
+        }
+        assert!(matches!(
+            QModel::from_bytes(&buf.0[..LEN + 1]),
+            Err(ModelError::TrailingBytes { .. })
+        ));
+        let mut shifted = Aligned([0u8; LEN + 1]);
+        shifted.0[1..].copy_from_slice(&good[..LEN]);
+        assert!(matches!(
+            QModel::from_bytes(&shifted.0[1..]),
+            Err(ModelError::Misaligned { align: 4 })
+        ));
+        let mut f32_model = Aligned([0u8; crate::model::encoded_len(&NET)]);
+        let p = [0.0f32; NET.param_len()];
+        crate::model::write(&NET, &p, &[], &mut f32_model.0).unwrap();
+        assert!(matches!(
+            QModel::from_bytes(&f32_model.0),
+            Err(ModelError::UnsupportedElementType { code: 1 })
+        ));
+    }
+
+    /// A value out of its range, with the checksums made right again, is refused by the
+    /// reader and by the writer: a weight of −128, a multiplier below 2^30, a shift of 31,
+    /// zero points that do not chain.
+    #[test]
+    fn values_out_of_range_are_refused() {
+        let mut buf = Aligned([0u8; LEN]);
+        small(&mut buf.0);
+        let good = buf.0;
+        let hlen = header_len(4);
+        let reseal = |b: &mut [u8]| {
+            let c = crc32(&b[hlen..]);
+            b[16..20].copy_from_slice(&c.to_le_bytes());
+            let c = header_crc(&b[..hlen]);
+            b[20..24].copy_from_slice(&c.to_le_bytes());
+        };
+        let w1_bytes = 32; // 30 weights, padded to 32
+        let cases: [(usize, [u8; 4]); 4] = [
+            (hlen, [0x80, 0, 0, 0]),                    // W1[0] = -128 (and W1[1..4] = 0)
+            (hlen + w1_bytes + 20, 5u32.to_le_bytes()), // multiplier 5
+            (hlen + w1_bytes + 40, 31u32.to_le_bytes()), // shift 31
+            (
+                FIXED_HEADER_LEN + 2 * LAYER_RECORD_LEN + 12,
+                3u32.to_le_bytes(),
+            ), // layer 3's input zero point
+        ];
+        for (at, bytes) in cases {
+            buf.0 = good;
+            buf.0[at..at + 4].copy_from_slice(&bytes);
+            reseal(&mut buf.0);
+            assert!(
+                matches!(
+                    QModel::from_bytes(&buf.0),
+                    Err(ModelError::LayerValue { .. })
+                ),
+                "{at}: {:?}",
+                QModel::from_bytes(&buf.0).err()
+            );
+        }
+    }
+}
