@@ -33,7 +33,18 @@ fuzz_target!(|data: &[u8]| {
         if ws_len <= 1 << 22 && first.input <= 1 << 20 {
             let x = vec![0i8; first.input];
             let mut ws = vec![0i8; ws_len];
-            let _ = model.predict(&x, &mut ws);
+            let mut pack = vec![0i32; QModel::pack_len(model.spec())];
+            if let Ok(packed) = model.pack(&mut pack) {
+                let fast = model
+                    .predict(&x, &mut ws, Some(&packed))
+                    .map(|y| y.to_vec());
+                let slow = model.predict(&x, &mut ws, None).map(|y| y.to_vec());
+                assert_eq!(
+                    fast.ok(),
+                    slow.ok(),
+                    "the fast kernel and the reference disagree"
+                );
+            }
         }
     }
 });

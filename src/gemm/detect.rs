@@ -34,3 +34,26 @@ pub fn avx2_fma() -> bool {
         false
     }
 }
+
+/// AVX-512 VNNI (`vpdpbusd` on 512-bit registers), with AVX-512BW for the masked byte loads.
+#[inline]
+pub fn avx512_vnni() -> bool {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    {
+        std::is_x86_feature_detected!("avx512vnni")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+    {
+        cfg!(all(
+            target_feature = "avx512vnni",
+            target_feature = "avx512bw",
+            target_feature = "avx512f"
+        ))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

@@ -13,11 +13,24 @@
 //!   [`quantize_multiplier`](super::requant::quantize_multiplier) gives it
 //! - `out`: batch × output, int8 with zero point `z_out`
 //!
-//! The sums are exact in int32 (`input` up to 2^17 values of at most 255 · 127), so every
-//! kernel that sums the same products gives the same bits; this one is the reference.
+//! The sums are exact in int32 (`input` up to 2^16 values of at most 255 · 127), and every
+//! kernel wraps as two's complement besides, so every kernel gives the same bits:
+//! [`QAffine::forward`] runs AVX-512 VNNI where the CPU has it (`vnni.rs`), and
+//! [`QAffine::forward_naive`] is the reference loop it is tested against.
 
 use super::requant::multiply_by_quantized_multiplier;
+use super::vnni;
 use crate::error::{Error, Result, check_len, mul};
+
+/// A layer's weights packed for the fast kernel ([`QAffine::pack`]), borrowed from the
+/// caller's buffer, and which weights they are.
+#[derive(Debug)]
+pub struct Packed<'p> {
+    // Read by the x86-64 kernel only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    words: &'p [i32],
+    of: (usize, usize),
+}
 
 /// An int8 Affine layer over caller-owned buffers (see the module docs for the formula).
 #[derive(Debug, Clone, Copy)]
@@ -59,9 +72,9 @@ impl<'a> QAffine<'a> {
         if self.input == 0 || self.output == 0 {
             return Err(Error::ZeroSize { what: "QAffine" });
         }
-        if self.input > 1 << 17 {
+        if self.input > 1 << 16 {
             return Err(Error::InvalidValue {
-                what: "QAffine input: at most 2^17 values (the int32 sums must not overflow)",
+                what: "QAffine input: at most 2^16 values (the int32 sums must not overflow)",
             });
         }
         check_len("W", mul(self.input, self.output)?, self.w.len())?;
@@ -85,9 +98,95 @@ impl<'a> QAffine<'a> {
         Ok(batch)
     }
 
+    /// Words of packing space [`QAffine::forward`] needs for its fast kernel.
+    pub const fn pack_len(input: usize, output: usize) -> usize {
+        vnni::pack_len(input, output)
+    }
+
+    /// Output `j`'s value from its sum `acc` (bias included): requantized, then clamped.
+    #[inline]
+    fn finish(&self, j: usize, acc: i32) -> i8 {
+        let v = self.output_zero_point
+            + multiply_by_quantized_multiplier(acc, self.multiplier[j], self.shift[j]);
+        v.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8
+    }
+
+    /// This layer's weights packed into `buf` (at least [`QAffine::pack_len`] words) for the
+    /// fast kernel of [`QAffine::forward`]: once per model, not per call.
+    pub fn pack<'p>(&self, buf: &'p mut [i32]) -> Result<Packed<'p>> {
+        let need = Self::pack_len(self.input, self.output);
+        check_len("W", mul(self.input, self.output)?, self.w.len())?;
+        if buf.len() < need {
+            return Err(Error::BufferLength {
+                buffer: "int8 packing space",
+                expected: need,
+                actual: buf.len(),
+            });
+        }
+        let words = &mut buf[..need];
+        vnni::pack(self.w, self.input, self.output, words);
+        Ok(Packed {
+            words,
+            of: (self.w.as_ptr() as usize, self.w.len()),
+        })
+    }
+
     /// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))` for a batch (`x`: batch × input,
-    /// `out`: batch × output). Every length is checked before anything is written.
-    pub fn forward(&self, x: &[i8], out: &mut [i8]) -> Result<()> {
+    /// `out`: batch × output): on AVX-512 VNNI with `packed` (this layer's weights, from
+    /// [`QAffine::pack`]) where the CPU has it, else as [`QAffine::forward_naive`] (`None`, as
+    /// on a microcontroller). The same bits either way. Every length is checked before
+    /// anything is written.
+    pub fn forward(&self, x: &[i8], out: &mut [i8], packed: Option<&Packed<'_>>) -> Result<()> {
+        let batch = self.check(x, out)?;
+        let Some(p) = packed.filter(|_| vnni::available()) else {
+            return self.forward_naive(x, out);
+        };
+        if p.of != (self.w.as_ptr() as usize, self.w.len()) {
+            return Err(Error::InvalidValue {
+                what: "packed weights: pack this layer's own weights (QAffine::pack)",
+            });
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let need = Self::pack_len(self.input, self.output);
+            let opad = self.output.div_ceil(16) * 16;
+            let sums = &p.words[need - opad..need];
+            // The zero point's share: Σ_i (x − z_in)·W = Σ_i (x + 128)·W − (128 + z_in)·Σ_i W.
+            let zero = 128i32.wrapping_add(self.input_zero_point);
+            let mut acc = [0i32; 4 * 64];
+            for n0 in (0..batch).step_by(4) {
+                let rows = (batch - n0).min(4);
+                let xs = &x[n0 * self.input..(n0 + rows) * self.input];
+                for j0 in (0..self.output).step_by(64) {
+                    // SAFETY: AVX-512 VNNI is present (checked above); `p.words` is `pack`'s
+                    // output for this layer (checked above); `xs` holds `rows` samples; `acc`
+                    // holds 4 rows of 64; j0 is a multiple of 64 below `output`.
+                    unsafe {
+                        vnni::sums(xs, rows, self.input, p.words, self.output, j0, &mut acc, 64)
+                    };
+                    for s in 0..rows {
+                        let on = &mut out[(n0 + s) * self.output..(n0 + s + 1) * self.output];
+                        for j in j0..(j0 + 64).min(self.output) {
+                            let total = acc[s * 64 + j - j0]
+                                .wrapping_sub(zero.wrapping_mul(sums[j]))
+                                .wrapping_add(self.bias[j]);
+                            on[j] = self.finish(j, total);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (batch, p);
+            self.forward_naive(x, out)
+        }
+    }
+
+    /// The reference of [`QAffine::forward`]: the formula as written, one product at a time
+    /// (sums wrapping as two's complement, as every kernel's do).
+    pub fn forward_naive(&self, x: &[i8], out: &mut [i8]) -> Result<()> {
         self.check(x, out)?;
         for (xn, on) in x
             .chunks_exact(self.input)
@@ -97,11 +196,10 @@ impl<'a> QAffine<'a> {
                 let row = &self.w[j * self.input..(j + 1) * self.input];
                 let mut acc = self.bias[j];
                 for (&xi, &wi) in xn.iter().zip(row) {
-                    acc += (i32::from(xi) - self.input_zero_point) * i32::from(wi);
+                    let d = i32::from(xi) - self.input_zero_point;
+                    acc = acc.wrapping_add(d * i32::from(wi));
                 }
-                let v = self.output_zero_point
-                    + multiply_by_quantized_multiplier(acc, self.multiplier[j], self.shift[j]);
-                *o = v.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8;
+                *o = self.finish(j, acc);
             }
         }
         Ok(())
@@ -113,6 +211,7 @@ mod tests {
     use super::super::QParams;
     use super::super::requant::quantize_multiplier;
     use super::*;
+    use std::vec::Vec;
 
     /// A layer quantized from reals: its int8 output is the real layer's output on the
     /// dequantized inputs and weights, requantized, within one unit (the multiplier's
@@ -156,7 +255,7 @@ mod tests {
                 act_max: 127,
             };
             let mut out = [0i8; 15];
-            layer.forward(&x, &mut out).unwrap();
+            layer.forward_naive(&x, &mut out).unwrap();
             for n in 0..batch {
                 for j in 0..output {
                     let mut real = f64::from(bias[j]) * s_in * s_w[j];
@@ -179,6 +278,62 @@ mod tests {
         }
     }
 
+    /// The fast kernel (AVX-512 VNNI, where this CPU has it) gives the reference's bits, over
+    /// sizes that leave partial quads, partial registers, partial blocks of 64 outputs and of
+    /// 4 samples, every zero point and clamp, and sums that wrap.
+    #[test]
+    fn the_fast_kernel_gives_the_reference_bits() {
+        use std::vec;
+        let mut state = 0x0123_4567_89ab_cdefu64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for &(input, output, batch) in &[
+            (1, 1, 1),
+            (3, 5, 2),
+            (4, 16, 4),
+            (7, 17, 5),
+            (784, 50, 9),
+            (50, 10, 3),
+            (33, 64, 4),
+            (130, 65, 7),
+            (100, 129, 6),
+        ] {
+            let w: Vec<i8> = (0..input * output).map(|_| (next() % 255) as i8).collect();
+            let x: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
+            let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
+            let m: Vec<i32> = (0..output)
+                .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
+                .collect();
+            let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
+            for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
+                let layer = QAffine {
+                    input,
+                    output,
+                    w: &w,
+                    bias: &bias,
+                    multiplier: &m,
+                    shift: &sh,
+                    input_zero_point: z_in,
+                    input_scale: 1.0,
+                    output_zero_point: z_out,
+                    output_scale: 1.0,
+                    act_min: if relu { z_out as i8 } else { -128 },
+                    act_max: 127,
+                };
+                let (mut fast, mut slow) = (vec![0i8; batch * output], vec![1i8; batch * output]);
+                let mut pack = vec![0i32; QAffine::pack_len(input, output)];
+                let packed = layer.pack(&mut pack).unwrap();
+                layer.forward(&x, &mut fast, Some(&packed)).unwrap();
+                layer.forward_naive(&x, &mut slow).unwrap();
+                assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
+            }
+        }
+    }
+
     #[test]
     fn wrong_lengths_are_errors_and_write_nothing() {
         let (w, b, m, s) = ([1i8; 6], [0i32; 2], [1 << 30; 2], [0i32; 2]);
@@ -197,16 +352,18 @@ mod tests {
             act_max: 127,
         };
         let mut out = [9i8; 4];
-        assert!(layer.forward(&[1, 2], &mut out).is_err());
-        assert!(layer.forward(&[1, 2, 3], &mut out).is_err());
-        assert!(layer.forward(&[], &mut out).is_err());
+        let mut pack = [0i32; 32];
+        let packed = layer.pack(&mut pack).unwrap();
+        assert!(layer.forward(&[1, 2], &mut out, Some(&packed)).is_err());
+        assert!(layer.forward(&[1, 2, 3], &mut out, None).is_err());
+        assert!(layer.forward_naive(&[], &mut out).is_err());
         assert_eq!(out, [9; 4]);
         assert!(
             QAffine {
                 w: &w[..5],
                 ..layer
             }
-            .forward(&[1, 2, 3], &mut out[..2])
+            .forward(&[1, 2, 3], &mut out[..2], None)
             .is_err()
         );
         assert!(
@@ -214,11 +371,13 @@ mod tests {
                 bias: &b[..1],
                 ..layer
             }
-            .forward(&[1, 2, 3], &mut out[..2])
+            .forward(&[1, 2, 3], &mut out[..2], None)
             .is_err()
         );
         assert_eq!(out, [9; 4]);
-        layer.forward(&[1, 2, 3, 4, 5, 6], &mut out).unwrap();
+        layer
+            .forward(&[1, 2, 3, 4, 5, 6], &mut out, Some(&packed))
+            .unwrap();
         // Σ x · 1, times 0.5 (2^30 in Q31, shift 0), rounded: 6 · 0.5 = 3, 15 · 0.5 = 7.5 → 8.
         assert_eq!(out, [3, 3, 8, 8]);
     }

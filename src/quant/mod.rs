@@ -15,9 +15,10 @@
 mod affine;
 pub mod model;
 pub mod requant;
+mod vnni;
 
-pub use affine::QAffine;
-pub use model::QModel;
+pub use affine::{Packed, QAffine};
+pub use model::{QModel, QPacked};
 
 use crate::error::{Error, Result};
 use crate::math::round_f64;
@@ -67,6 +68,12 @@ impl QParams {
     pub fn dequantize(&self, q: i8) -> f32 {
         self.scale * (i32::from(q) - self.zero_point) as f32
     }
+}
+
+/// Whether this CPU runs [`QAffine::forward`]'s fast kernel (AVX-512 VNNI); the reference
+/// loop otherwise (the same bits).
+pub fn fast_kernel() -> bool {
+    vnni::available()
 }
 
 /// Index of the largest int8 score (the first one on ties; 0 for an empty row): the class,

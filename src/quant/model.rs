@@ -23,6 +23,7 @@ use crate::model::{
 };
 use crate::net::{Layer, NetSpec};
 
+use super::affine::Packed;
 use super::{QAffine, QParams};
 
 /// Element type code for int8.
@@ -306,10 +307,51 @@ impl<'a> QModel<'a> {
         2 * batch * widest
     }
 
+    /// Words of packing space for the fast kernel of every layer (the sum of their
+    /// [`QAffine::pack_len`]).
+    pub const fn pack_len(spec: &NetSpec) -> usize {
+        let (mut sum, mut i) = (0, 0);
+        while i < spec.len() {
+            if let Layer::Affine { input, output } = spec.layers()[i] {
+                sum += QAffine::pack_len(input, output);
+            }
+            i += 1;
+        }
+        sum
+    }
+
+    /// Every layer's weights packed into `buf` (at least [`QModel::pack_len`] words) for the
+    /// fast kernel: once, then [`QModel::predict`] as often as needed.
+    pub fn pack<'p>(&self, buf: &'p mut [i32]) -> Result<QPacked<'p>> {
+        let need = Self::pack_len(&self.spec);
+        if buf.len() < need {
+            return Err(Error::BufferLength {
+                buffer: "int8 packing space",
+                expected: need,
+                actual: buf.len(),
+            });
+        }
+        let mut layers: [Option<Packed<'p>>; MAX_LAYERS] = [const { None }; MAX_LAYERS];
+        let mut rest = &mut buf[..need];
+        for (slot, l) in layers.iter_mut().zip(self.layers()) {
+            let (mine, more) = rest.split_at_mut(QAffine::pack_len(l.input, l.output));
+            *slot = Some(l.pack(mine)?);
+            rest = more;
+        }
+        Ok(QPacked { layers })
+    }
+
     /// The int8 outputs (logits) of the samples `x` (batch × inputs, int8 in
     /// [`QModel::input_params`]), layer after layer; `ws` holds at least
-    /// [`QModel::workspace_len`] for the batch.
-    pub fn predict<'w>(&self, x: &[i8], ws: &'w mut [i8]) -> Result<&'w [i8]> {
+    /// [`QModel::workspace_len`] for the batch. With `packed` (from [`QModel::pack`]) the
+    /// layers run the fast kernel where the CPU has it; without, the reference loop (the same
+    /// bits).
+    pub fn predict<'w>(
+        &self,
+        x: &[i8],
+        ws: &'w mut [i8],
+        packed: Option<&QPacked<'_>>,
+    ) -> Result<&'w [i8]> {
         let Some(first) = self.layers().next() else {
             return Err(Error::ZeroSize { what: "int8 model" });
         };
@@ -335,15 +377,25 @@ impl<'a> QModel<'a> {
         for (k, l) in self.layers().enumerate() {
             let out = &mut dst[..batch * l.output];
             if k == 0 {
-                l.forward(x, out)?;
+                l.forward(x, out, packed.and_then(|p| p.layers[k].as_ref()))?;
             } else {
-                l.forward(&src[..batch * width], out)?;
+                l.forward(
+                    &src[..batch * width],
+                    out,
+                    packed.and_then(|p| p.layers[k].as_ref()),
+                )?;
             }
             width = l.output;
             core::mem::swap(&mut src, &mut dst);
         }
         Ok(&src[..batch * width])
     }
+}
+
+/// Every layer of a [`QModel`] packed for the fast kernel ([`QModel::pack`]).
+#[derive(Debug)]
+pub struct QPacked<'p> {
+    layers: [Option<Packed<'p>>; MAX_LAYERS],
 }
 
 /// `bytes` as integers of type `T` (i8 or i32), in place.
@@ -531,18 +583,26 @@ mod tests {
         assert_eq!(m.output_params().scale, 0.2);
         let x: [i8; 12] = core::array::from_fn(|i| (i as i32 * 21 - 128) as i8);
         let mut ws = [0i8; QModel::workspace_len(&NET, 2)];
-        let got: [i8; 6] = m.predict(&x, &mut ws).unwrap().try_into().unwrap();
+        let mut pack = [0i32; QModel::pack_len(&NET)];
+        let packed = m.pack(&mut pack).unwrap();
+        let got: [i8; 6] = m
+            .predict(&x, &mut ws, Some(&packed))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let slow: [i8; 6] = m.predict(&x, &mut ws, None).unwrap().try_into().unwrap();
+        assert_eq!(got, slow);
         // The same two layers by hand.
         let layers: [QAffine; 2] = core::array::from_fn(|k| *m.layers().nth(k).unwrap());
         let (mut h, mut y) = ([0i8; 10], [0i8; 6]);
-        layers[0].forward(&x, &mut h).unwrap();
-        layers[1].forward(&h, &mut y).unwrap();
+        layers[0].forward_naive(&x, &mut h).unwrap();
+        layers[1].forward_naive(&h, &mut y).unwrap();
         assert_eq!(got, y);
         // The ReLU became the first layer's clamp.
         assert_eq!(layers[0].act_min, -20);
         assert_eq!(layers[1].act_min, -128);
-        assert!(m.predict(&x[..5], &mut ws).is_err());
-        assert!(m.predict(&x, &mut ws[..5]).is_err());
+        assert!(m.predict(&x[..5], &mut ws, Some(&packed)).is_err());
+        assert!(m.predict(&x, &mut ws[..5], None).is_err());
     }
 
     /// Every single-byte change, every truncation and a misaligned start is an error, never a

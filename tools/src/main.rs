@@ -1003,6 +1003,8 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
     let pixels = test.pixels;
     let input_q = model.input_params();
     let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), EVAL_CHUNK)];
+    let mut pack = vec![0i32; zeronn::QModel::pack_len(model.spec())];
+    let packed = model.pack(&mut pack).map_err(|e| e.to_string())?;
     let (mut chunk, mut qx) = (
         vec![0.0f32; EVAL_CHUNK * pixels],
         vec![0i8; EVAL_CHUNK * pixels],
@@ -1016,7 +1018,9 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
         for (q, &v) in qx.iter_mut().zip(chunk.iter()) {
             *q = input_q.quantize(v);
         }
-        let logits = model.predict(qx, &mut ws).map_err(|e| e.to_string())?;
+        let logits = model
+            .predict(qx, &mut ws, Some(&packed))
+            .map_err(|e| e.to_string())?;
         for (k, l) in logits.chunks_exact(classes.max(1)).enumerate() {
             correct += usize::from(zeronn::quant::argmax(l) == usize::from(test.t[lo + k]));
         }
@@ -1380,6 +1384,28 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
          and their fraction of the peak; zeronn skips the pixels that are zero across a \
          mini-batch or an evaluation chunk, so this can pass 100%.)"
     );
+    if let Some(d) = &data {
+        let images = d.train.len() + d.test.len();
+        let (fast, slow, one) = bench::time_int8(&[&d.train, &d.test], reps)?;
+        println!();
+        println!("int8 (the book's net through zeronn quantize; medians of {reps}):");
+        println!();
+        println!(
+            "| figure | fast kernel ({}) | reference loop |",
+            if zeronn::quant::fast_kernel() {
+                "AVX-512 VNNI"
+            } else {
+                "none on this CPU: the reference"
+            }
+        );
+        println!("| --- | --- | --- |");
+        println!(
+            "| evaluation pass, {images} images | {:.1} ms | {:.1} ms |",
+            fast * 1e3,
+            slow * 1e3
+        );
+        println!("| forward of one image | {:.2} µs | |", one * 1e6);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1522,6 +1548,8 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
     let (mut f32_ok, mut int8_ok, mut same) = (0usize, 0usize, 0usize);
     let mut ws = vec![0.0f32; net.spec().workspace_len(EVAL_CHUNK)];
     let mut qws = vec![0i8; zeronn::QModel::workspace_len(qmodel.spec(), EVAL_CHUNK)];
+    let mut pack = vec![0i32; zeronn::QModel::pack_len(qmodel.spec())];
+    let packed = qmodel.pack(&mut pack).map_err(|e| e.to_string())?;
     let (mut chunk, mut qx) = (
         vec![0.0f32; EVAL_CHUNK * pixels],
         vec![0i8; EVAL_CHUNK * pixels],
@@ -1536,7 +1564,9 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
             *q = input_q.quantize(v);
         }
         let scores = net.predict(chunk, &mut ws).map_err(|e| e.to_string())?;
-        let logits = qmodel.predict(qx, &mut qws).map_err(|e| e.to_string())?;
+        let logits = qmodel
+            .predict(qx, &mut qws, Some(&packed))
+            .map_err(|e| e.to_string())?;
         for (k, (s, l)) in scores
             .chunks_exact(classes)
             .zip(logits.chunks_exact(classes))

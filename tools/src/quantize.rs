@@ -238,7 +238,10 @@ impl QuantizedMlp {
         let mut cur: Vec<i8> = x.iter().map(|&v| self.input_q.quantize(v)).collect();
         for l in &self.layers {
             let mut next = vec![0i8; cur.len() / l.input * l.output];
-            l.layer().forward(&cur, &mut next)?;
+            let layer = l.layer();
+            let mut pack = vec![0i32; QAffine::pack_len(l.input, l.output)];
+            let packed = layer.pack(&mut pack)?;
+            layer.forward(&cur, &mut next, Some(&packed))?;
             cur = next;
         }
         Ok(cur)
