@@ -150,29 +150,36 @@ impl<'a> QAffine<'a> {
         {
             let need = Self::pack_len(self.input, self.output);
             let opad = self.output.div_ceil(16) * 16;
-            let sums = &p.words[need - opad..need];
-            // The zero point's share: Σ_i (x − z_in)·W = Σ_i (x + 128)·W − (128 + z_in)·Σ_i W.
-            let zero = 128i32.wrapping_add(self.input_zero_point);
-            let mut acc = [0i32; 4 * 64];
+            let e = vnni::Epilogue {
+                // The zero point's share: Σ_i (x − z_in)·W = Σ_i (x + 128)·W − (128 + z_in)·Σ_i W.
+                zero: 128i32.wrapping_add(self.input_zero_point),
+                sums: &p.words[need - opad..need - opad + self.output],
+                bias: self.bias,
+                multiplier: self.multiplier,
+                shift: self.shift,
+                zero_point: self.output_zero_point,
+                lo: i32::from(self.act_min),
+                hi: i32::from(self.act_max),
+            };
+            if self.multiplier.iter().any(|&m| m != 0 && m < 1 << 30)
+                || self.shift.iter().any(|&s| !(-31..=30).contains(&s))
+            {
+                // Outside the fast requantization's range: the reference loop.
+                return self.forward_naive(x, out);
+            }
             for n0 in (0..batch).step_by(4) {
                 let rows = (batch - n0).min(4);
                 let xs = &x[n0 * self.input..(n0 + rows) * self.input];
+                let os = &mut out[n0 * self.output..(n0 + rows) * self.output];
                 for j0 in (0..self.output).step_by(64) {
                     // SAFETY: AVX-512 VNNI is present (checked above); `p.words` is `pack`'s
-                    // output for this layer (checked above); `xs` holds `rows` samples; `acc`
-                    // holds 4 rows of 64; j0 is a multiple of 64 below `output`.
+                    // output for this layer (checked above); `xs` holds `rows` samples and
+                    // `os` their outputs; the epilogue's slices are `output` long (checked),
+                    // its multipliers and shifts in range (checked just above); j0 is a
+                    // multiple of 64 below `output`.
                     unsafe {
-                        vnni::sums(xs, rows, self.input, p.words, self.output, j0, &mut acc, 64)
+                        vnni::forward(xs, rows, self.input, p.words, self.output, j0, &e, os)
                     };
-                    for s in 0..rows {
-                        let on = &mut out[(n0 + s) * self.output..(n0 + s + 1) * self.output];
-                        for j in j0..(j0 + 64).min(self.output) {
-                            let total = acc[s * 64 + j - j0]
-                                .wrapping_sub(zero.wrapping_mul(sums[j]))
-                                .wrapping_add(self.bias[j]);
-                            on[j] = self.finish(j, total);
-                        }
-                    }
                 }
             }
             Ok(())
@@ -293,6 +300,8 @@ mod tests {
         };
         for &(input, output, batch) in &[
             (1, 1, 1),
+            (784, 50, 1),
+            (9, 3, 1),
             (3, 5, 2),
             (4, 16, 4),
             (7, 17, 5),
@@ -303,33 +312,41 @@ mod tests {
             (100, 129, 6),
         ] {
             let w: Vec<i8> = (0..input * output).map(|_| (next() % 255) as i8).collect();
-            let x: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
-            let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
-            let m: Vec<i32> = (0..output)
-                .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
+            // Dense inputs, and inputs mostly at −128 (the zero point of MNIST's pixels, whose
+            // blank runs the kernel skips).
+            let dense: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
+            let sparse: Vec<i8> = (0..input * batch)
+                .map(|_| if next() % 5 == 0 { next() as i8 } else { -128 })
                 .collect();
-            let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
-            for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
-                let layer = QAffine {
-                    input,
-                    output,
-                    w: &w,
-                    bias: &bias,
-                    multiplier: &m,
-                    shift: &sh,
-                    input_zero_point: z_in,
-                    input_scale: 1.0,
-                    output_zero_point: z_out,
-                    output_scale: 1.0,
-                    act_min: if relu { z_out as i8 } else { -128 },
-                    act_max: 127,
-                };
-                let (mut fast, mut slow) = (vec![0i8; batch * output], vec![1i8; batch * output]);
-                let mut pack = vec![0i32; QAffine::pack_len(input, output)];
-                let packed = layer.pack(&mut pack).unwrap();
-                layer.forward(&x, &mut fast, Some(&packed)).unwrap();
-                layer.forward_naive(&x, &mut slow).unwrap();
-                assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
+            for x in [dense, sparse] {
+                let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
+                let m: Vec<i32> = (0..output)
+                    .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
+                    .collect();
+                let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
+                for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
+                    let layer = QAffine {
+                        input,
+                        output,
+                        w: &w,
+                        bias: &bias,
+                        multiplier: &m,
+                        shift: &sh,
+                        input_zero_point: z_in,
+                        input_scale: 1.0,
+                        output_zero_point: z_out,
+                        output_scale: 1.0,
+                        act_min: if relu { z_out as i8 } else { -128 },
+                        act_max: 127,
+                    };
+                    let (mut fast, mut slow) =
+                        (vec![0i8; batch * output], vec![1i8; batch * output]);
+                    let mut pack = vec![0i32; QAffine::pack_len(input, output)];
+                    let packed = layer.pack(&mut pack).unwrap();
+                    layer.forward(&x, &mut fast, Some(&packed)).unwrap();
+                    layer.forward_naive(&x, &mut slow).unwrap();
+                    assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
+                }
             }
         }
     }

@@ -45,24 +45,50 @@ pub fn available() -> bool {
     crate::gemm::detect::avx512_vnni()
 }
 
-/// `acc[s · stride + j − j0] = Σ_i (x[s, i] + 128) · W[j, i]` (wrapping) for the `rows ≤ 4`
-/// samples of `x` (`rows × input`), outputs `j0..j0 + 64` (fewer at the end), from `packed`.
+#[cfg(target_arch = "x86_64")]
+/// What turns a block's sums into int8 outputs, per output: `total = Σ (x + 128)·W −
+/// zero · rowsum + bias`, then `zp + MBQM(total, multiplier, shift)` clamped to `lo..=hi`.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// `128 + z_in`.
+    pub zero: i32,
+    /// Per output: the weights' row sums (from [`pack`]), biases, multipliers, shifts.
+    pub sums: &'a [i32],
+    /// Per output.
+    pub bias: &'a [i32],
+    /// Per output.
+    pub multiplier: &'a [i32],
+    /// Per output.
+    pub shift: &'a [i32],
+    /// The output's zero point and clamp.
+    pub zero_point: i32,
+    /// The clamp's lower end.
+    pub lo: i32,
+    /// The clamp's upper end.
+    pub hi: i32,
+}
+
+/// `out[s · output + j] = e(Σ_i (x[s, i] + 128) · W[j, i])` (sums wrapping, the
+/// requantization as [`super::requant::multiply_by_quantized_multiplier`] in 16 lanes) for
+/// the `rows ≤ 4` samples of `x` (`rows × input`) and outputs `j0..j0 + 64` (fewer at the
+/// end), from `packed`.
 ///
 /// # Safety
 /// The CPU has AVX-512F, BW and VNNI ([`available`]); `packed` is [`pack`]'s output for
-/// `input × output`; `x` holds `rows × input` values; `acc` holds `rows` rows of `stride ≥
-/// 64` values; `j0 < output` is a multiple of 64.
+/// `input × output`; `x` holds `rows × input` values and `out` `rows × output`; the
+/// epilogue's slices hold `output` values each, every multiplier 0 or in `[2^30, 2^31)` and
+/// every shift in −31..=30; `j0 < output` is a multiple of 64.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn sums(
+pub unsafe fn forward(
     x: &[i8],
     rows: usize,
     input: usize,
     packed: &[i32],
     output: usize,
     j0: usize,
-    acc: &mut [i32],
-    stride: usize,
+    e: &Epilogue<'_>,
+    out: &mut [i8],
 ) {
     let opad = output.div_ceil(LANES) * LANES;
     let vecs = ((opad - j0) / LANES).min(VECS);
@@ -71,7 +97,7 @@ pub unsafe fn sums(
         ($($r:literal $v:literal),*) => {
             match (rows, vecs) {
                 // SAFETY: the caller's promises, passed on.
-                $(($r, $v) => unsafe { block::<$r, $v>(x, input, packed, output, j0, acc, stride) },)*
+                $(($r, $v) => unsafe { block::<$r, $v>(x, input, packed, output, j0, e, out) },)*
                 _ => {}
             }
         };
@@ -79,10 +105,10 @@ pub unsafe fn sums(
     go!(4 4, 4 3, 4 2, 4 1, 3 4, 3 3, 3 2, 3 1, 2 4, 2 3, 2 2, 2 1, 1 4, 1 3, 1 2, 1 1);
 }
 
-/// [`sums`] for `R` samples and `V` registers of outputs.
+/// [`forward`] for `R` samples and `V` registers of outputs.
 ///
 /// # Safety
-/// As for [`sums`], with `rows = R` and `V` registers from `j0` inside the packed width.
+/// As for [`forward`], with `rows = R` and `V` registers from `j0` inside the packed width.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn block<const R: usize, const V: usize>(
@@ -91,22 +117,16 @@ unsafe fn block<const R: usize, const V: usize>(
     packed: &[i32],
     output: usize,
     j0: usize,
-    acc: &mut [i32],
-    stride: usize,
+    e: &Epilogue<'_>,
+    out: &mut [i8],
 ) {
     let opad = output.div_ceil(LANES) * LANES;
     let full = input / 4;
     let mut a = [[_mm512_setzero_si512(); V]; R];
-    for kk in 0..input.div_ceil(4) {
-        // SAFETY: kk·opad + j0 + 16·V ≤ k4·opad: inside `packed` (the caller's promise).
-        let wrow = unsafe { packed.as_ptr().add(kk * opad + j0) };
-        let mut w = [_mm512_setzero_si512(); V];
-        for (v, wv) in w.iter_mut().enumerate() {
-            // SAFETY: see above; an unaligned load of 64 bytes.
-            *wv = unsafe { _mm512_loadu_si512(wrow.add(v * LANES).cast::<__m512i>()) };
-        }
-        for (s, acc_s) in a.iter_mut().enumerate() {
-            let word = if kk < full {
+    // Sample s's 4 inputs at quad kk, as unsigned bytes (x + 128).
+    let word = |s: usize, kk: usize| -> u32 {
+        0x8080_8080
+            ^ if kk < full {
                 // SAFETY: bytes s·input + 4kk .. + 4 are inside `x` (kk < input / 4).
                 unsafe {
                     core::ptr::read_unaligned(x.as_ptr().add(s * input + 4 * kk).cast::<u32>())
@@ -119,28 +139,110 @@ unsafe fn block<const R: usize, const V: usize>(
                     *d = v as u8;
                 }
                 u32::from_le_bytes(b)
-            };
-            // x + 128 as unsigned bytes, in every lane.
-            let u = _mm512_set1_epi32((word ^ 0x8080_8080) as i32);
+            }
+    };
+    for kk in 0..input.div_ceil(4) {
+        // One sample's inputs at their zero (an image's blank pixels): nothing to add, exact.
+        // (Over several samples the test costs more than it saves.)
+        if R == 1 && word(0, kk) == 0 {
+            continue;
+        }
+        // SAFETY: kk·opad + j0 + 16·V ≤ k4·opad: inside `packed` (the caller's promise).
+        let wrow = unsafe { packed.as_ptr().add(kk * opad + j0) };
+        let mut w = [_mm512_setzero_si512(); V];
+        for (v, wv) in w.iter_mut().enumerate() {
+            // SAFETY: see above; an unaligned load of 64 bytes.
+            *wv = unsafe { _mm512_loadu_si512(wrow.add(v * LANES).cast::<__m512i>()) };
+        }
+        for (s, acc_s) in a.iter_mut().enumerate() {
+            let u = _mm512_set1_epi32(word(s, kk) as i32);
             for (r, &wv) in acc_s.iter_mut().zip(&w) {
                 *r = _mm512_dpbusd_epi32(*r, u, wv);
             }
         }
     }
-    for (s, acc_s) in a.iter().enumerate() {
-        for (v, &r) in acc_s.iter().enumerate() {
-            let j = j0 + v * LANES;
-            let n = output.saturating_sub(j).min(LANES);
-            let mask: __mmask16 = if n == LANES { 0xffff } else { (1u16 << n) - 1 };
-            // SAFETY: the row holds `stride ≥ 64` values from s·stride, and lanes past
-            // `output` are masked off; an unaligned masked store.
+    for v in 0..V {
+        let j = j0 + v * LANES;
+        let n = output.saturating_sub(j).min(LANES);
+        let mask: __mmask16 = if n == LANES { 0xffff } else { (1u16 << n) - 1 };
+        let load = |p: &[i32]| {
+            // SAFETY: outputs j..j + n are inside each slice (`output` long), the lanes past
+            // them masked off.
+            unsafe { _mm512_maskz_loadu_epi32(mask, p.as_ptr().add(j).cast()) }
+        };
+        let (sums, bias, m, shift) = (
+            load(e.sums),
+            load(e.bias),
+            load(e.multiplier),
+            load(e.shift),
+        );
+        let offset = _mm512_sub_epi32(bias, _mm512_mullo_epi32(_mm512_set1_epi32(e.zero), sums));
+        for (s, acc_s) in a.iter().enumerate() {
+            let total = _mm512_add_epi32(acc_s[v], offset);
+            let q = requant16(total, m, shift, e.zero_point, e.lo, e.hi);
+            // SAFETY: sample s's outputs j..j + n are inside `out` (`rows × output`); the
+            // lanes past them are masked off.
             unsafe {
-                _mm512_mask_storeu_epi32(
-                    acc.as_mut_ptr().add(s * stride + v * LANES).cast(),
+                _mm512_mask_cvtepi32_storeu_epi8(
+                    out.as_mut_ptr().add(s * output + j).cast(),
                     mask,
-                    r,
+                    q,
                 )
             };
         }
     }
+}
+
+/// `clamp(zp + MBQM(x, m, shift), lo, hi)` in 16 lanes: the same integers as
+/// [`super::requant::multiply_by_quantized_multiplier`] (left shift, the saturating rounding
+/// doubling high multiply, whose one overflow cannot happen with `m ≥ 0`, the rounding right
+/// shift), for multipliers 0 or in `[2^30, 2^31)` and shifts in −31..=30.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn requant16(x: __m512i, m: __m512i, shift: __m512i, zp: i32, lo: i32, hi: i32) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    let left = _mm512_max_epi32(shift, zero);
+    let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+    let x = _mm512_sllv_epi32(x, left);
+    // (a·b + nudge) / 2^31, truncated toward zero, in 64-bit halves: even lanes, then odd.
+    let high = |a: __m512i, b: __m512i| -> __m512i {
+        let ab = _mm512_mul_epi32(a, b);
+        let neg = _mm512_cmplt_epi64_mask(ab, zero);
+        let nudge = _mm512_mask_blend_epi64(
+            neg,
+            _mm512_set1_epi64(1 << 30),
+            _mm512_set1_epi64(1 - (1 << 30)),
+        );
+        let t = _mm512_add_epi64(ab, nudge);
+        // C's division truncates toward zero: add 2^31 − 1 to a negative before shifting.
+        let tneg = _mm512_cmplt_epi64_mask(t, zero);
+        let t = _mm512_mask_add_epi64(t, tneg, t, _mm512_set1_epi64((1 << 31) - 1));
+        _mm512_srai_epi64::<31>(t)
+    };
+    let even = high(x, m);
+    let odd = high(_mm512_srli_epi64::<32>(x), _mm512_srli_epi64::<32>(m));
+    let prod = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
+    // Rounding division by 2^right: halves away from zero.
+    let one = _mm512_set1_epi32(1);
+    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    let remainder = _mm512_and_si512(prod, mask);
+    let negative = _mm512_cmplt_epi32_mask(prod, zero);
+    let threshold = _mm512_mask_add_epi32(
+        _mm512_srai_epi32::<1>(mask),
+        negative,
+        _mm512_srai_epi32::<1>(mask),
+        one,
+    );
+    let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+    let q = _mm512_mask_add_epi32(
+        _mm512_srav_epi32(prod, right),
+        up,
+        _mm512_srav_epi32(prod, right),
+        one,
+    );
+    let q = _mm512_add_epi32(q, _mm512_set1_epi32(zp));
+    _mm512_min_epi32(
+        _mm512_max_epi32(q, _mm512_set1_epi32(lo)),
+        _mm512_set1_epi32(hi),
+    )
 }
