@@ -34,6 +34,8 @@ fn main() {
         };
         for name in [
             "model.zrnn",
+            "model-int8.zrnn",
+            "int8-logits.i8",
             "mlp.zrnn",
             "mlp-pred.u8",
             "conv.zrnn",

@@ -7,6 +7,8 @@
 //! | `mlp-pred.u8` | the class the desktop predicts for each test image with `mlp.zrnn`, through the portable kernel (the device's sums) |
 //! | `conv.zrnn` | a third model, a conv net (SimpleConvNet in CI), BatchNorm after an Affine folded |
 //! | `conv-pred.u8` | the desktop's class for each test image with `conv.zrnn`, as for `mlp-pred.u8` |
+//! | `model-int8.zrnn` | `model.zrnn` quantized to int8 (`zeronn quantize`, ranges from the first 300 training images) |
+//! | `int8-logits.i8` | its int8 logits for each test image on the desktop (10 bytes an image) |
 //! | `test-x.u8`, `test-t.u8` | the first test images (784 bytes each) and their labels |
 //! | `train-x.u8`, `train-t.u8` | the first training images and their labels, for on-device training |
 //! | `expected.rs` | the layer lists of `mlp.zrnn` and of the on-device Adam net as Rust constants, and what the desktop computes on the same data: the correct answers `zeronn eval` gives, and the on-device training run (its settings, first and last loss, CRC-32 of the final parameters) computed through the portable kernel, which rounds exactly as the microcontroller does |
@@ -282,6 +284,15 @@ pub fn export(
         .zip(&test.t)
         .filter(|(p, t)| p == t)
         .count();
+    let (int8_bytes, int8_logits) = int8_for_device(net, &data.train, &test)?;
+    let int8_correct = int8_logits
+        .chunks_exact(10)
+        .zip(&test.t)
+        .filter(|(l, t)| {
+            let l: Vec<i8> = l.iter().map(|&b| b as i8).collect();
+            zeronn::quant::argmax(&l) == usize::from(**t)
+        })
+        .count();
 
     let mut rs = String::new();
     let w = &mut rs;
@@ -297,6 +308,10 @@ pub fn export(
     let _ = writeln!(
         w,
         "/// How many of them `zeronn eval` classifies correctly.\npub const TEST_CORRECT: usize = {correct};"
+    );
+    let _ = writeln!(
+        w,
+        "/// How many of them the int8 model classifies correctly on the desktop.\npub const INT8_CORRECT: usize = {int8_correct};"
     );
     let _ = writeln!(
         w,
@@ -417,8 +432,10 @@ pub fn export(
         let _ = writeln!(w, "/// {doc}\npub const {name}: u32 = {value:#010x};");
     }
 
-    let files: [(&str, &[u8]); 10] = [
+    let files: [(&str, &[u8]); 12] = [
         ("model.zrnn", model_bytes),
+        ("model-int8.zrnn", &int8_bytes),
+        ("int8-logits.i8", &int8_logits),
         ("mlp.zrnn", &mlp_bytes),
         ("mlp-pred.u8", &preds),
         ("conv.zrnn", &conv_bytes),
@@ -432,7 +449,7 @@ pub fn export(
     write_bundle(out, &files)?;
     Ok(format!(
         "{}: model, {} test images ({correct} correct), {} training images; device training: loss {} -> {}, parameters crc {:08x}; \
-         mlp {} ({mlp_correct} correct); conv {} ({conv_correct} correct); device Adam: loss {} -> {}, parameters crc {:08x}",
+         int8 ({int8_correct} correct); mlp {} ({mlp_correct} correct); conv {} ({conv_correct} correct); device Adam: loss {} -> {}, parameters crc {:08x}",
         out.display(),
         test.len(),
         train.len(),
@@ -445,6 +462,33 @@ pub fn export(
         adam_run.run.last_loss,
         adam_run.run.params_crc
     ))
+}
+
+/// The chapter 5 net quantized to int8 as `zeronn quantize` does (ranges from the first 300
+/// images of `train`), and its int8 logits for every image of `test` through the reference
+/// loop (the firmware's; the desktop's fast kernel gives the same bits).
+fn int8_for_device(
+    net: &TwoLayerNet<f32, &[f32]>,
+    train: &crate::mnist::Split,
+    test: &crate::mnist::Split,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let spec = *net.spec();
+    let calib = train.len().min(300);
+    let mut x = vec![0f32; calib * train.pixels];
+    train.images_f32(0, calib, &mut x);
+    let q = crate::quantize::quantize(&spec, net.params(), &[], &x)?;
+    let bytes = q.to_bytes().map_err(|e| e.to_string())?;
+    let file = zeronn::ModelFile::from_bytes("(the int8 model)", &bytes);
+    let model = file.int8_model().map_err(|e| e.to_string())?;
+    let input = model.input_params();
+    let mut xs = vec![0f32; test.len() * test.pixels];
+    test.images_f32(0, test.len(), &mut xs);
+    let xq: Vec<i8> = xs.iter().map(|&v| input.quantize(v)).collect();
+    let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), test.len())];
+    let logits = model
+        .predict(&xq, &mut ws, None)
+        .map_err(|e| e.to_string())?;
+    Ok((bytes, logits.iter().map(|&v| v as u8).collect()))
 }
 
 /// Writes `files` as the directory `out`: into a new sibling directory first, then swapped in

@@ -16,6 +16,12 @@ pub mod expected {
 /// The trained 784-50-10 model, aligned for use in place from flash.
 #[cfg(feature = "bundle")]
 pub static MODEL: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/model.zrnn"));
+/// The 784-50-10 model quantized to int8 (`zeronn quantize`), aligned for use in place.
+#[cfg(feature = "bundle")]
+pub static MODEL_INT8: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/model-int8.zrnn"));
+/// Its int8 logits for each test image on the desktop, 10 bytes an image.
+#[cfg(feature = "bundle")]
+pub static INT8_LOGITS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/int8-logits.i8"));
 /// A second model, of any layer list (`expected::MLP_LAYERS`), aligned for use in place.
 #[cfg(feature = "bundle")]
 pub static MLP: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/mlp.zrnn"));

@@ -1,0 +1,89 @@
+//! int8 inference from flash, in place: the book's 784-50-10 net quantized by `zeronn
+//! quantize` (`QModel`, the reference loop: no heap, every buffer a static sized by `const
+//! fn`s). Its int8 logits for every embedded test image must equal the desktop's byte for
+//! byte, and its correct answers the desktop's count.
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use zeronn::quant::{QModel, argmax};
+use zeronn::{Layer, NetSpec};
+use zeronn_firmware::{
+    INT8_LOGITS, MODEL_INT8, PIXELS, TEST_T, TEST_X, exit, expected, icount_start, icount_stop,
+    stack_paint, stack_pointer, stack_used,
+};
+
+/// The int8 net's layers (checked against the model's header at run time).
+const NET: NetSpec = NetSpec::new(&[
+    Layer::Affine {
+        input: 784,
+        output: 50,
+    },
+    Layer::Relu,
+    Layer::Affine {
+        input: 50,
+        output: 10,
+    },
+    Layer::SoftmaxWithLoss,
+]);
+
+#[entry]
+fn main() -> ! {
+    // `static mut` in the entry function: cortex-m-rt hands them out as `&'static mut`, safely.
+    static mut X: [i8; PIXELS] = [0; PIXELS];
+    static mut WS: [i8; QModel::workspace_len(&NET, 1)] = [0; QModel::workspace_len(&NET, 1)];
+    let (x, ws) = (X, WS);
+    let model = match QModel::from_bytes(MODEL_INT8) {
+        Ok(m) if m.spec() == &NET => m,
+        Ok(_) => {
+            hprintln!("the int8 model is not the 784-50-10 net");
+            exit(false)
+        }
+        Err(e) => {
+            hprintln!("int8 model rejected: {}", e);
+            exit(false)
+        }
+    };
+    let input = model.input_params();
+    let n = TEST_T.len();
+    let (mut correct, mut same, mut stack) = (0, 0, 0);
+    for (i, &label) in TEST_T.iter().enumerate() {
+        // The pixels in int8 (for MNIST's calibration, pixel b is b − 128).
+        for (q, &b) in x.iter_mut().zip(&TEST_X[i * PIXELS..(i + 1) * PIXELS]) {
+            *q = input.quantize(f32::from(b) / 255.0);
+        }
+        let sp = stack_pointer();
+        if i == 0 {
+            stack_paint();
+            icount_start();
+        }
+        let logits = match model.predict(black_box(&x[..]), black_box(&mut ws[..]), None) {
+            Ok(l) => l,
+            Err(e) => {
+                hprintln!("predict failed: {}", e);
+                exit(false)
+            }
+        };
+        if i == 0 {
+            icount_stop();
+            stack = stack_used(sp);
+        }
+        let want = &INT8_LOGITS[i * 10..(i + 1) * 10];
+        same += usize::from(logits.iter().zip(want).all(|(&a, &b)| a as u8 == b));
+        correct += usize::from(argmax(logits) == label as usize);
+    }
+    hprintln!(
+        "int8 inference: {}/{} test images correct (desktop: {}); int8 logits equal to the desktop's on {}/{}; model {} bytes in flash; stack of one predict: {} bytes",
+        correct,
+        n,
+        expected::INT8_CORRECT,
+        same,
+        n,
+        MODEL_INT8.len(),
+        stack
+    );
+    exit(same == n && correct == expected::INT8_CORRECT)
+}
