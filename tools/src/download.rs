@@ -46,8 +46,7 @@ pub struct RemoteFile {
 }
 
 /// The official MNIST files. The `.gz` hashes are those of the files on the mirrors (and of
-/// LeCun's originals); the content hashes are those of the IDX files, as
-/// `shared/data/README.md` lists them.
+/// LeCun's originals); the content hashes are those of the decompressed IDX files.
 pub const MNIST_FILES: [RemoteFile; 4] = [
     RemoteFile {
         name: "train-images-idx3-ubyte.gz",
