@@ -332,6 +332,98 @@ pub(crate) fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
+/// The fixed header's checks, in the order every reader makes them: length, magic, a version
+/// that `records` knows (it gives the record length and the most records), the element type
+/// `element`, the byte order, the layer count, the header length, and that the header is
+/// there whole. Returns the version, the number of records and the header length.
+pub(crate) fn check_head(
+    bytes: &[u8],
+    element: u8,
+    records: impl Fn(u16) -> Option<(usize, usize)>,
+) -> core::result::Result<(u16, usize, usize), ModelError> {
+    use ModelError::*;
+    if bytes.len() < FIXED_HEADER_LEN {
+        return Err(TooShort { len: bytes.len() });
+    }
+    if bytes[0..4] != MAGIC {
+        return Err(BadMagic);
+    }
+    let version = u16_at(bytes, 4);
+    let Some((record_len, max_layers)) = records(version) else {
+        return Err(UnsupportedVersion { version });
+    };
+    if bytes[6] != element {
+        return Err(UnsupportedElementType { code: bytes[6] });
+    }
+    if bytes[7] != LITTLE_ENDIAN || cfg!(target_endian = "big") {
+        return Err(UnsupportedByteOrder { code: bytes[7] });
+    }
+    let count = u16_at(bytes, 24);
+    if count == 0 || count as usize > max_layers {
+        return Err(LayerCount { count });
+    }
+    let n = count as usize;
+    let hlen = header_len_of(n, record_len);
+    let found = u32_at(bytes, 8);
+    if found as usize != hlen {
+        return Err(HeaderLength {
+            expected: hlen as u32,
+            found,
+        });
+    }
+    if bytes.len() < hlen {
+        return Err(Truncated {
+            expected: hlen,
+            actual: bytes.len(),
+        });
+    }
+    Ok((version, n, hlen))
+}
+
+/// What every reader checks once the header's records are read: the model's length against
+/// the header's `hlen` and `payload_len`, its alignment for `align`, then the payload's and the
+/// header's checksums (the header's last, to catch what the structural checks cannot see).
+pub(crate) fn check_container(
+    bytes: &[u8],
+    hlen: usize,
+    payload_len: u32,
+    align: usize,
+) -> core::result::Result<(), ModelError> {
+    use ModelError::*;
+    let Some(total) = hlen.checked_add(payload_len as usize) else {
+        return Err(Truncated {
+            expected: usize::MAX,
+            actual: bytes.len(),
+        });
+    };
+    if bytes.len() < total {
+        return Err(Truncated {
+            expected: total,
+            actual: bytes.len(),
+        });
+    }
+    if bytes.len() > total {
+        return Err(TrailingBytes {
+            expected: total,
+            actual: bytes.len(),
+        });
+    }
+    if !(bytes.as_ptr() as usize).is_multiple_of(align) {
+        return Err(Misaligned { align });
+    }
+    let stored = u32_at(bytes, 16);
+    let computed = crc32(&bytes[hlen..]);
+    if stored != computed {
+        return Err(PayloadChecksum { stored, computed });
+    }
+    let stored = u32_at(bytes, 20);
+    let computed = header_crc(&bytes[..hlen]);
+    if stored != computed {
+        return Err(HeaderChecksum { stored, computed });
+    }
+    Ok(())
+}
+
 /// A validated model: its architecture, its parameters and its state, borrowed in place.
 #[derive(Debug, Clone)]
 pub struct Model<'a> {
@@ -452,43 +544,16 @@ impl<'a> Model<'a> {
     /// state in place. Reads versions 1 and 2. Never panics.
     pub fn from_bytes(bytes: &'a [u8]) -> core::result::Result<Self, ModelError> {
         use ModelError::*;
-        if bytes.len() < FIXED_HEADER_LEN {
-            return Err(TooShort { len: bytes.len() });
-        }
-        if bytes[0..4] != MAGIC {
-            return Err(BadMagic);
-        }
-        let version = u16_at(bytes, 4);
-        let (record_len, max_layers) = match version {
-            1 => (LAYER_RECORD_LEN_V1, MAX_LAYERS_V1),
-            2 => (LAYER_RECORD_LEN, MAX_LAYERS),
-            _ => return Err(UnsupportedVersion { version }),
+        let (version, n, hlen) = check_head(bytes, ELEMENT_F32, |version| match version {
+            1 => Some((LAYER_RECORD_LEN_V1, MAX_LAYERS_V1)),
+            2 => Some((LAYER_RECORD_LEN, MAX_LAYERS)),
+            _ => None,
+        })?;
+        let record_len = if version == 1 {
+            LAYER_RECORD_LEN_V1
+        } else {
+            LAYER_RECORD_LEN
         };
-        if bytes[6] != ELEMENT_F32 {
-            return Err(UnsupportedElementType { code: bytes[6] });
-        }
-        if bytes[7] != LITTLE_ENDIAN || cfg!(target_endian = "big") {
-            return Err(UnsupportedByteOrder { code: bytes[7] });
-        }
-        let count = u16_at(bytes, 24);
-        if count == 0 || count as usize > max_layers {
-            return Err(LayerCount { count });
-        }
-        let n = count as usize;
-        let hlen = header_len_of(n, record_len);
-        let found_hlen = u32_at(bytes, 8);
-        if found_hlen as usize != hlen {
-            return Err(HeaderLength {
-                expected: hlen as u32,
-                found: found_hlen,
-            });
-        }
-        if bytes.len() < hlen {
-            return Err(Truncated {
-                expected: hlen,
-                actual: bytes.len(),
-            });
-        }
         // Reserved bytes of the fixed part, of each record (the kind's unused fields too),
         // and the padding.
         let records_end = FIXED_HEADER_LEN + record_len * n;
@@ -544,39 +609,8 @@ impl<'a> Model<'a> {
         if spec.validate().is_err() {
             return Err(LayerSizes { layer: 0 });
         }
-        let Some(total) = hlen.checked_add(payload_len as usize) else {
-            return Err(Truncated {
-                expected: usize::MAX,
-                actual: bytes.len(),
-            });
-        };
-        if bytes.len() < total {
-            return Err(Truncated {
-                expected: total,
-                actual: bytes.len(),
-            });
-        }
-        if bytes.len() > total {
-            return Err(TrailingBytes {
-                expected: total,
-                actual: bytes.len(),
-            });
-        }
-        let align = core::mem::align_of::<f32>();
-        if !(bytes.as_ptr() as usize).is_multiple_of(align) {
-            return Err(Misaligned { align });
-        }
+        check_container(bytes, hlen, payload_len, core::mem::align_of::<f32>())?;
         let payload = &bytes[hlen..];
-        let stored = u32_at(bytes, 16);
-        let computed = crc32(payload);
-        if stored != computed {
-            return Err(PayloadChecksum { stored, computed });
-        }
-        let stored = u32_at(bytes, 20);
-        let computed = header_crc(&bytes[..hlen]);
-        if stored != computed {
-            return Err(HeaderChecksum { stored, computed });
-        }
         // SAFETY: `payload` starts at `bytes + hlen`; `bytes` is aligned for f32 (checked) and
         // `hlen` is a multiple of 64, so the pointer is aligned; its length is a multiple of 4
         // (it equals 4 × the parameter and state count); every bit pattern is a valid f32; the

@@ -15,11 +15,11 @@ import argparse
 import json
 import os
 import tempfile
-import time
 
 import numpy as np
 
 from mnist import load_mnist
+from timing import median_time
 
 CHUNK = int(os.environ.get("CHUNK", "1000"))
 
@@ -79,17 +79,6 @@ def litert_predictor():
         return it.get_tensor(it.get_output_details()[0]["index"])
 
     return run
-
-
-def median_time(f, reps, inner):
-    f()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            f()
-        samples.append((time.perf_counter() - t0) / inner)
-    return sorted(samples)[len(samples) // 2]
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from mnist import load_mnist
+from timing import median_time
 
 ITERS, BATCH, LR, EPOCH = 10000, 100, 0.1, 600
 
@@ -111,17 +112,6 @@ def whole(data, seed, fori):
     total = time.perf_counter() - start
     return {"whole_s": total, "train_s": train_s, "eval_s": eval_s,
             "final_train_acc": train_acc, "final_test_acc": test_acc, "last_loss": losses[-1]}
-
-
-def median_time(f, reps, inner):
-    f()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            f()
-        samples.append((time.perf_counter() - t0) / inner)
-    return sorted(samples)[len(samples) // 2]
 
 
 def micro(data, seed):

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from mnist import load_mnist
+from timing import median_time
 
 
 def softmax(x):
@@ -123,17 +124,6 @@ def whole(data, seed):
     total = time.perf_counter() - start
     return {"whole_s": total, "train_s": train_time, "eval_s": eval_time,
             "final_train_acc": train_acc, "final_test_acc": test_acc}
-
-
-def median_time(f, reps, inner):
-    f()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            f()
-        samples.append((time.perf_counter() - t0) / inner)
-    return sorted(samples)[len(samples) // 2]
 
 
 def micro(data, seed):

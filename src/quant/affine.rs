@@ -218,6 +218,7 @@ mod tests {
     use super::super::QParams;
     use super::super::requant::quantize_multiplier;
     use super::*;
+    use crate::random::Rng;
     use std::vec::Vec;
 
     /// A layer quantized from reals: its int8 output is the real layer's output on the
@@ -226,13 +227,8 @@ mod tests {
     #[test]
     fn the_int8_layer_computes_the_real_layer_to_within_a_unit() {
         let (input, output, batch) = (37, 5, 3);
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::random::seeded(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next_u64();
         let x: [i8; 37 * 3] = core::array::from_fn(|_| next() as i8);
         let w: [i8; 37 * 5] = core::array::from_fn(|_| (next() % 255) as i8);
         let bias: [i32; 5] = core::array::from_fn(|_| (next() % 20_001) as i32 - 10_000);
@@ -291,13 +287,8 @@ mod tests {
     #[test]
     fn the_fast_kernel_gives_the_reference_bits() {
         use std::vec;
-        let mut state = 0x0123_4567_89ab_cdefu64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::random::seeded(0x0123_4567_89ab_cdef);
+        let mut next = || rng.next_u64();
         for &(input, output, batch) in &[
             (1, 1, 1),
             (784, 50, 1),

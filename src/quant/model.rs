@@ -18,8 +18,8 @@
 
 use crate::error::{Error, Result, check_len};
 use crate::model::{
-    FIXED_HEADER_LEN, LAYER_RECORD_LEN, LITTLE_ENDIAN, MAGIC, MAX_LAYERS, ModelError,
-    PAYLOAD_ALIGN, VERSION, crc32, header_crc, u16_at, u32_at,
+    FIXED_HEADER_LEN, LAYER_RECORD_LEN, LITTLE_ENDIAN, MAGIC, MAX_LAYERS, ModelError, VERSION,
+    check_container, check_head, crc32, header_crc, header_len, u16_at, u32_at,
 };
 use crate::net::{Layer, NetSpec};
 
@@ -32,11 +32,6 @@ pub const ELEMENT_INT8: u8 = 2;
 /// Payload bytes of an int8 Affine of `input × output`.
 pub const fn affine_payload_len(input: usize, output: usize) -> usize {
     (input * output).div_ceil(4) * 4 + 12 * output
-}
-
-/// Header bytes for `layers` records (as the f32 format's).
-pub const fn header_len(layers: usize) -> usize {
-    (FIXED_HEADER_LEN + LAYER_RECORD_LEN * layers).div_ceil(PAYLOAD_ALIGN) * PAYLOAD_ALIGN
 }
 
 /// Bytes of the int8 model of `spec` (Affine, Relu and SoftmaxWithLoss layers).
@@ -81,41 +76,9 @@ impl<'a> QModel<'a> {
     /// place. Never panics.
     pub fn from_bytes(bytes: &'a [u8]) -> core::result::Result<Self, ModelError> {
         use ModelError::*;
-        if bytes.len() < FIXED_HEADER_LEN {
-            return Err(TooShort { len: bytes.len() });
-        }
-        if bytes[0..4] != MAGIC {
-            return Err(BadMagic);
-        }
-        let version = u16_at(bytes, 4);
-        if version != VERSION {
-            return Err(UnsupportedVersion { version });
-        }
-        if bytes[6] != ELEMENT_INT8 {
-            return Err(UnsupportedElementType { code: bytes[6] });
-        }
-        if bytes[7] != LITTLE_ENDIAN || cfg!(target_endian = "big") {
-            return Err(UnsupportedByteOrder { code: bytes[7] });
-        }
-        let count = u16_at(bytes, 24);
-        if count == 0 || count as usize > MAX_LAYERS {
-            return Err(LayerCount { count });
-        }
-        let n = count as usize;
-        let hlen = header_len(n);
-        let found = u32_at(bytes, 8);
-        if found as usize != hlen {
-            return Err(HeaderLength {
-                expected: hlen as u32,
-                found,
-            });
-        }
-        if bytes.len() < hlen {
-            return Err(Truncated {
-                expected: hlen,
-                actual: bytes.len(),
-            });
-        }
+        let (_, n, hlen) = check_head(bytes, ELEMENT_INT8, |version| {
+            (version == VERSION).then_some((LAYER_RECORD_LEN, MAX_LAYERS))
+        })?;
         let record = |i: usize| FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
         let field = |i: usize, k: usize| u32_at(bytes, record(i) + 4 + 4 * k);
         // Reserved bytes: the fixed part's, each record's unused fields, the padding.
@@ -187,38 +150,7 @@ impl<'a> QModel<'a> {
                 found: payload_len,
             });
         }
-        let Some(total) = hlen.checked_add(payload_len as usize) else {
-            return Err(Truncated {
-                expected: usize::MAX,
-                actual: bytes.len(),
-            });
-        };
-        if bytes.len() < total {
-            return Err(Truncated {
-                expected: total,
-                actual: bytes.len(),
-            });
-        }
-        if bytes.len() > total {
-            return Err(TrailingBytes {
-                expected: total,
-                actual: bytes.len(),
-            });
-        }
-        let align = core::mem::align_of::<i32>();
-        if !(bytes.as_ptr() as usize).is_multiple_of(align) {
-            return Err(Misaligned { align });
-        }
-        let stored = u32_at(bytes, 16);
-        let computed = crc32(&bytes[hlen..]);
-        if stored != computed {
-            return Err(PayloadChecksum { stored, computed });
-        }
-        let stored = u32_at(bytes, 20);
-        let computed = header_crc(&bytes[..hlen]);
-        if stored != computed {
-            return Err(HeaderChecksum { stored, computed });
-        }
+        check_container(bytes, hlen, payload_len, core::mem::align_of::<i32>())?;
         // The arrays, in place, and their values' ranges.
         let mut layers = [None; MAX_LAYERS];
         let (mut at, mut affines) = (hlen, 0);

@@ -68,6 +68,7 @@ pub const fn multiply_by_quantized_multiplier(x: i32, m: i32, shift: i32) -> i32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::random::Rng;
 
     #[test]
     fn the_fixed_point_operations_round_as_gemmlowp_does() {
@@ -99,13 +100,8 @@ mod tests {
     /// carries 31 bits), over multipliers and values of every magnitude the layers see.
     #[test]
     fn multiplying_by_a_quantized_multiplier_is_the_real_product_rounded() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::random::seeded(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next_u64();
         for _ in 0..100_000 {
             let real = (next() % 1_000_000 + 1) as f64 * 1e-9 * (1u64 << (next() % 12)) as f64;
             let x = (next() % 2_000_001) as i64 as i32 - 1_000_000;

@@ -555,17 +555,10 @@ pub fn time_int8(splits: &[&crate::mnist::Split], reps: usize) -> Result<(f64, f
     let net = book_net(Backend::Auto).map_err(|e| e.to_string())?;
     let spec = *net.spec();
     let train = splits.first().ok_or("no data")?;
-    let calib = train.len().min(300);
-    let mut x = vec![0f32; calib * train.pixels];
-    train.images_f32(0, calib, &mut x);
-    let q = crate::quantize::quantize(&spec, net.params(), &[], &x)?;
+    let q = crate::quantize::quantize_on(&spec, net.params(), &[], train, crate::quantize::CALIB)?;
     let file = zeronn::ModelFile::from_bytes("(bench)", &q.to_bytes().map_err(|e| e.to_string())?);
     let model = file.int8_model().map_err(|e| e.to_string())?;
-    let input = model.input_params();
-    let table: Vec<i8> = (0..=255u8)
-        .map(|b| input.quantize(f32::from(b) / 255.0))
-        .collect();
-    let bytes_are_int8 = (0..=255u8).all(|b| table[usize::from(b)] == (b ^ 0x80) as i8);
+    let to_int8 = crate::quantize::ToInt8::new(model.input_params());
     let chunk = crate::train::EVAL_CHUNK;
     let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), chunk)];
     let mut pack = vec![0i32; zeronn::QModel::pack_len(model.spec())];
@@ -578,19 +571,7 @@ pub fn time_int8(splits: &[&crate::mnist::Split], reps: usize) -> Result<(f64, f
             for lo in (0..s.len()).step_by(chunk) {
                 let hi = (lo + chunk).min(s.len());
                 let xq = &mut xq[..(hi - lo) * s.pixels];
-                for (i, row) in xq.chunks_exact_mut(s.pixels).enumerate() {
-                    let raw = s.image_raw(lo + i);
-                    if bytes_are_int8 {
-                        // Pixel b is b − 128: a flip of the top bit, which vectorises.
-                        for (q, &b) in row.iter_mut().zip(raw) {
-                            *q = (b ^ 0x80) as i8;
-                        }
-                    } else {
-                        for (q, &b) in row.iter_mut().zip(raw) {
-                            *q = table[usize::from(b)];
-                        }
-                    }
-                }
+                to_int8.samples(s, lo, hi, xq);
                 match model.predict(xq, &mut ws, fast.then_some(&packed)) {
                     Ok(logits) => {
                         for (k, l) in logits.chunks_exact(10).enumerate() {
@@ -607,11 +588,8 @@ pub fn time_int8(splits: &[&crate::mnist::Split], reps: usize) -> Result<(f64, f
     let fast = median_time(reps, 1, || pass(true)).as_secs_f64();
     let slow = median_time(reps.min(3), 1, || pass(false)).as_secs_f64();
     result?;
-    let one: Vec<i8> = train
-        .image_raw(0)
-        .iter()
-        .map(|&b| table[usize::from(b)])
-        .collect();
+    let mut one = vec![0i8; train.pixels];
+    to_int8.samples(train, 0, 1, &mut one);
     let mut result = Ok(());
     let t1 = median_time(reps, 2000, || {
         match model.predict(black_box(&one), &mut ws, Some(&packed)) {

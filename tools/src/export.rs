@@ -473,17 +473,12 @@ fn int8_for_device(
     test: &crate::mnist::Split,
 ) -> Result<(Vec<u8>, Vec<u8>), String> {
     let spec = *net.spec();
-    let calib = train.len().min(300);
-    let mut x = vec![0f32; calib * train.pixels];
-    train.images_f32(0, calib, &mut x);
-    let q = crate::quantize::quantize(&spec, net.params(), &[], &x)?;
+    let q = crate::quantize::quantize_on(&spec, net.params(), &[], train, crate::quantize::CALIB)?;
     let bytes = q.to_bytes().map_err(|e| e.to_string())?;
     let file = zeronn::ModelFile::from_bytes("(the int8 model)", &bytes);
     let model = file.int8_model().map_err(|e| e.to_string())?;
-    let input = model.input_params();
-    let mut xs = vec![0f32; test.len() * test.pixels];
-    test.images_f32(0, test.len(), &mut xs);
-    let xq: Vec<i8> = xs.iter().map(|&v| input.quantize(v)).collect();
+    let mut xq = vec![0i8; test.len() * test.pixels];
+    crate::quantize::ToInt8::new(model.input_params()).samples(test, 0, test.len(), &mut xq);
     let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), test.len())];
     let logits = model
         .predict(&xq, &mut ws, None)

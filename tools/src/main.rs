@@ -66,7 +66,7 @@ struct QuantizeArgs {
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// Training images whose activations set the int8 ranges
-    #[arg(long, value_name = "N", default_value_t = 300)]
+    #[arg(long, value_name = "N", default_value_t = zeronn_tools::quantize::CALIB)]
     calib: usize,
     /// Write the int8 model to FILE (the int8 model format; `zeronn eval` takes it)
     #[arg(long, value_name = "FILE")]
@@ -1001,23 +1001,16 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
     };
     let classes = model.layers().last().map_or(0, |l| l.output);
     let pixels = test.pixels;
-    let input_q = model.input_params();
+    let to_int8 = zeronn_tools::quantize::ToInt8::new(model.input_params());
     let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), EVAL_CHUNK)];
     let mut pack = vec![0i32; zeronn::QModel::pack_len(model.spec())];
     let packed = model.pack(&mut pack).map_err(|e| e.to_string())?;
-    let (mut chunk, mut qx) = (
-        vec![0.0f32; EVAL_CHUNK * pixels],
-        vec![0i8; EVAL_CHUNK * pixels],
-    );
+    let mut qx = vec![0i8; EVAL_CHUNK * pixels];
     let mut correct = 0usize;
     for lo in (0..test.len()).step_by(EVAL_CHUNK) {
         let hi = (lo + EVAL_CHUNK).min(test.len());
-        let chunk = &mut chunk[..(hi - lo) * pixels];
-        test.images_f32(lo, hi, chunk);
-        let qx = &mut qx[..chunk.len()];
-        for (q, &v) in qx.iter_mut().zip(chunk.iter()) {
-            *q = input_q.quantize(v);
-        }
+        let qx = &mut qx[..(hi - lo) * pixels];
+        to_int8.samples(&test, lo, hi, qx);
         let logits = model
             .predict(qx, &mut ws, Some(&packed))
             .map_err(|e| e.to_string())?;
@@ -1532,10 +1525,14 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
         None => data.test,
     };
     let pixels = data.train.pixels;
-    let mut x = vec![0.0f32; calib * pixels];
-    data.train.images_f32(0, calib, &mut x);
-    let q = zeronn_tools::quantize::quantize(net.spec(), model.params(), model.state(), &x)
-        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let q = zeronn_tools::quantize::quantize_on(
+        net.spec(),
+        model.params(),
+        model.state(),
+        &data.train,
+        calib,
+    )
+    .map_err(|e| format!("{}: {e}", a.model.display()))?;
     // Evaluated as a file: the bytes written, loaded and validated as `zeronn eval` loads them.
     let file_bytes = q.to_bytes().map_err(|e| e.to_string())?;
     let shown = a
@@ -1554,15 +1551,13 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
         vec![0.0f32; EVAL_CHUNK * pixels],
         vec![0i8; EVAL_CHUNK * pixels],
     );
-    let input_q = qmodel.input_params();
+    let to_int8 = zeronn_tools::quantize::ToInt8::new(qmodel.input_params());
     for lo in (0..test.len()).step_by(EVAL_CHUNK) {
         let hi = (lo + EVAL_CHUNK).min(test.len());
         let chunk = &mut chunk[..(hi - lo) * pixels];
         test.images_f32(lo, hi, chunk);
         let qx = &mut qx[..chunk.len()];
-        for (q, &v) in qx.iter_mut().zip(chunk.iter()) {
-            *q = input_q.quantize(v);
-        }
+        to_int8.samples(&test, lo, hi, qx);
         let scores = net.predict(chunk, &mut ws).map_err(|e| e.to_string())?;
         let logits = qmodel
             .predict(qx, &mut qws, Some(&packed))

@@ -8,6 +8,8 @@ use zeronn::quant::requant::quantize_multiplier;
 use zeronn::quant::{QAffine, QParams};
 use zeronn::{Layer, NetSpec};
 
+use crate::mnist::Split;
+
 /// One int8 Affine layer, owning its buffers (see [`QAffine`]).
 #[derive(Debug, Clone)]
 pub struct QLayer {
@@ -232,21 +234,6 @@ pub fn quantize(
 }
 
 impl QuantizedMlp {
-    /// The int8 outputs (logits) of the samples `x` (`n × inputs` reals), layer after layer
-    /// through the core's [`QAffine`].
-    pub fn logits(&self, x: &[f32]) -> zeronn::Result<Vec<i8>> {
-        let mut cur: Vec<i8> = x.iter().map(|&v| self.input_q.quantize(v)).collect();
-        for l in &self.layers {
-            let mut next = vec![0i8; cur.len() / l.input * l.output];
-            let layer = l.layer();
-            let mut pack = vec![0i32; QAffine::pack_len(l.input, l.output)];
-            let packed = layer.pack(&mut pack)?;
-            layer.forward(&cur, &mut next, Some(&packed))?;
-            cur = next;
-        }
-        Ok(cur)
-    }
-
     /// The int8 layer list: each Affine, its ReLU if it has one, then SoftmaxWithLoss.
     pub fn spec(&self) -> NetSpec {
         let mut spec = NetSpec::new(&[]);
@@ -271,12 +258,56 @@ impl QuantizedMlp {
         out.truncate(n);
         Ok(out)
     }
+}
 
-    /// Bytes of the weights, biases and multipliers (what firmware would hold in flash).
-    pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| l.w.len() + 4 * (l.bias.len() + l.multiplier.len() + l.shift.len()))
-            .sum()
+/// Training images `zeronn quantize` calibrates on by default.
+pub const CALIB: usize = 300;
+
+/// [`quantize`] with the ranges of the first `n` images of `train` (all of them if fewer).
+pub fn quantize_on(
+    spec: &NetSpec,
+    params: &[f32],
+    state: &[f32],
+    train: &Split,
+    n: usize,
+) -> Result<QuantizedMlp, String> {
+    let n = n.min(train.len());
+    let mut x = vec![0f32; n * train.pixels];
+    train.images_f32(0, n, &mut x);
+    quantize(spec, params, state, &x)
+}
+
+/// Samples as int8 in a model's input parameters. For MNIST's calibration (pixel `b` stands
+/// for `b − 128`) a flip of the top bit, which vectorises; otherwise each value quantized.
+#[derive(Debug, Clone, Copy)]
+pub struct ToInt8 {
+    input: QParams,
+    /// Pixel `b` quantizes to `b − 128` for every byte.
+    flip: bool,
+}
+
+impl ToInt8 {
+    /// The conversion into `input`'s parameters (looked at once, not per image).
+    pub fn new(input: QParams) -> Self {
+        let flip = (0..=255u8).all(|b| input.quantize(f32::from(b) / 255.0) == (b ^ 0x80) as i8);
+        ToInt8 { input, flip }
+    }
+
+    /// Samples `lo..hi` of `split` into `out` (`(hi − lo) × pixels` values).
+    pub fn samples(&self, split: &Split, lo: usize, hi: usize, out: &mut [i8]) {
+        let out = &mut out[..(hi - lo) * split.pixels];
+        if self.flip && !split.is_float() {
+            for (i, row) in out.chunks_exact_mut(split.pixels).enumerate() {
+                for (q, &b) in row.iter_mut().zip(split.image_raw(lo + i)) {
+                    *q = (b ^ 0x80) as i8;
+                }
+            }
+        } else {
+            let mut x = vec![0f32; out.len()];
+            split.images_f32(lo, hi, &mut x);
+            for (q, &v) in out.iter_mut().zip(&x) {
+                *q = self.input.quantize(v);
+            }
+        }
     }
 }

@@ -502,6 +502,8 @@ struct Pacer {
     trying: bool,
     wait: u32,
     backoff: u32,
+    /// Print each decision (`ZERONN_PACER_TRACE` set).
+    trace: bool,
 }
 
 impl Pacer {
@@ -518,6 +520,7 @@ impl Pacer {
             trying: false,
             wait: 0,
             backoff: FIRST_SOLO,
+            trace: std::env::var_os("ZERONN_PACER_TRACE").is_some(),
         }
     }
 
@@ -563,7 +566,7 @@ impl Pacer {
                 (self.solo, self.wait) = (true, self.backoff - 1);
             }
         }
-        if std::env::var_os("ZERONN_PACER_TRACE").is_some() {
+        if self.trace {
             eprintln!(
                 "pacer: {per_step:.2e} s/step, {parks_per_step:.3} parks/step -> {}",
                 if self.solo { "solo" } else { "team" }

@@ -252,6 +252,22 @@ fn zeronn(args: &[&str], server: &Server, home: &Path) -> Output {
         .unwrap()
 }
 
+/// A server of `src`'s files in `mode`, a scratch home named `tag`, and its `out` folder.
+fn start(src: &Path, mode: Mode, tag: &str) -> (Server, Scratch, PathBuf) {
+    let home = Scratch::new(tag);
+    let out = home.path("out");
+    (Server::start(src, mode), home, out)
+}
+
+/// `zeronn download --out out` from `server`.
+fn download_into(out: &Path, server: &Server, home: &Scratch) -> Output {
+    zeronn(
+        &["download", "--out", out.to_str().unwrap()],
+        server,
+        &home.0,
+    )
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -286,14 +302,8 @@ fn assert_same_files(src: &Path, out: &Path) {
 #[test]
 fn downloads_the_four_files_byte_for_byte_and_skips_them_the_next_time() {
     let Some(src) = source_dir() else { return };
-    let server = Server::start(&src, Mode::Normal);
-    let home = Scratch::new("dl-plain");
-    let out = home.path("out");
-    let o = zeronn(
-        &["download", "--out", out.to_str().unwrap()],
-        &server,
-        &home.0,
-    );
+    let (server, home, out) = start(&src, Mode::Normal, "dl-plain");
+    let o = download_into(&out, &server, &home);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_files(&src, &out);
     let said = stdout(&o);
@@ -309,11 +319,7 @@ fn downloads_the_four_files_byte_for_byte_and_skips_them_the_next_time() {
         assert!(matches!(enc, None | Some("identity")), "{s:?}");
     }
     // Again: the files are there and sound, nothing is fetched.
-    let o = zeronn(
-        &["download", "--out", out.to_str().unwrap()],
-        &server,
-        &home.0,
-    );
+    let o = download_into(&out, &server, &home);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(server.seen().len(), 4);
     assert_eq!(
@@ -328,19 +334,13 @@ fn downloads_the_four_files_byte_for_byte_and_skips_them_the_next_time() {
 #[test]
 fn a_partial_file_is_resumed_with_a_range_request() {
     let Some(src) = source_dir() else { return };
-    let server = Server::start(&src, Mode::Normal);
-    let home = Scratch::new("dl-resume");
-    let out = home.path("out");
+    let (server, home, out) = start(&src, Mode::Normal, "dl-resume");
     std::fs::create_dir_all(&out).unwrap();
     let whole = std::fs::read(src.join(FILES[0])).unwrap();
     let half = whole.len() / 2;
     let partial = out.join(format!("{}.partial", FILES[0]));
     std::fs::write(&partial, &whole[..half]).unwrap();
-    let o = zeronn(
-        &["download", "--out", out.to_str().unwrap()],
-        &server,
-        &home.0,
-    );
+    let o = download_into(&out, &server, &home);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_files(&src, &out);
     let seen = server.seen();
@@ -357,18 +357,12 @@ fn a_partial_file_is_resumed_with_a_range_request() {
 #[test]
 fn a_server_that_ignores_the_range_gives_the_file_whole() {
     let Some(src) = source_dir() else { return };
-    let server = Server::start(&src, Mode::IgnoreRange);
-    let home = Scratch::new("dl-norange");
-    let out = home.path("out");
+    let (server, home, out) = start(&src, Mode::IgnoreRange, "dl-norange");
     std::fs::create_dir_all(&out).unwrap();
     let whole = std::fs::read(src.join(FILES[1])).unwrap();
     let partial = out.join(format!("{}.partial", FILES[1]));
     std::fs::write(&partial, &whole[..1000]).unwrap();
-    let o = zeronn(
-        &["download", "--out", out.to_str().unwrap()],
-        &server,
-        &home.0,
-    );
+    let o = download_into(&out, &server, &home);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_files(&src, &out);
     let seen = server.seen();
@@ -383,14 +377,8 @@ fn a_server_that_ignores_the_range_gives_the_file_whole() {
 #[test]
 fn corrupt_bytes_are_an_error_naming_the_hashes_and_leave_no_file() {
     let Some(src) = source_dir() else { return };
-    let server = Server::start(&src, Mode::Corrupt);
-    let home = Scratch::new("dl-corrupt");
-    let out = home.path("out");
-    let o = zeronn(
-        &["download", "--out", out.to_str().unwrap()],
-        &server,
-        &home.0,
-    );
+    let (server, home, out) = start(&src, Mode::Corrupt, "dl-corrupt");
+    let o = download_into(&out, &server, &home);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -408,14 +396,8 @@ fn corrupt_bytes_are_an_error_naming_the_hashes_and_leave_no_file() {
 #[test]
 fn a_connection_dropped_halfway_is_resumed_by_the_next_run() {
     let Some(src) = source_dir() else { return };
-    let server = Server::start(&src, Mode::DropHalfOnce);
-    let home = Scratch::new("dl-drop");
-    let out = home.path("out");
-    let o = zeronn(
-        &["download", "--out", out.to_str().unwrap()],
-        &server,
-        &home.0,
-    );
+    let (server, home, out) = start(&src, Mode::DropHalfOnce, "dl-drop");
+    let o = download_into(&out, &server, &home);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains(FILES[0]), "{}", stderr(&o));
     assert!(!out.join(FILES[0]).exists());
@@ -423,11 +405,7 @@ fn a_connection_dropped_halfway_is_resumed_by_the_next_run() {
     let kept = std::fs::metadata(&partial).unwrap().len();
     let whole = std::fs::metadata(src.join(FILES[0])).unwrap().len();
     assert!(kept > 0 && kept < whole, "kept {kept} of {whole}");
-    let o = zeronn(
-        &["download", "--out", out.to_str().unwrap()],
-        &server,
-        &home.0,
-    );
+    let o = download_into(&out, &server, &home);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_files(&src, &out);
     let seen = server.seen();
