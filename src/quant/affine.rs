@@ -15,8 +15,9 @@
 //!
 //! The sums are exact in int32 (`input` up to 2^16 values of at most 255 · 127), and every
 //! kernel wraps as two's complement besides, so every kernel gives the same bits:
-//! [`QAffine::forward`] runs AVX-512 VNNI where the CPU has it (`vnni.rs`), and
-//! [`QAffine::forward_naive`] is the reference loop it is tested against.
+//! [`QAffine::forward`] runs AVX-512 VNNI where the CPU has it (`vnni.rs`), `SMLAD` on
+//! Cortex-M's DSP extension (`dsp.rs`), and [`QAffine::forward_naive`] is the reference loop
+//! both are tested against.
 
 use super::requant::multiply_by_quantized_multiplier;
 use super::vnni;
@@ -133,12 +134,20 @@ impl<'a> QAffine<'a> {
 
     /// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))` for a batch (`x`: batch × input,
     /// `out`: batch × output): on AVX-512 VNNI with `packed` (this layer's weights, from
-    /// [`QAffine::pack`]) where the CPU has it, else as [`QAffine::forward_naive`] (`None`, as
-    /// on a microcontroller). The same bits either way. Every length is checked before
-    /// anything is written.
+    /// [`QAffine::pack`]) where the CPU has it; on a Cortex-M with the DSP extension (M4, M7,
+    /// and M33 and later built for their CPU: `packed` is `None`) two multiply-adds an
+    /// instruction (`SMLAD`); else as [`QAffine::forward_naive`]. The same bits every way.
+    /// Every length is checked before anything is written.
     pub fn forward(&self, x: &[i8], out: &mut [i8], packed: Option<&Packed<'_>>) -> Result<()> {
         let batch = self.check(x, out)?;
         let Some(p) = packed.filter(|_| vnni::available()) else {
+            #[cfg(zeronn_dsp)]
+            {
+                // Cortex-M with the DSP extension: the SMLAD kernel (no packing).
+                super::dsp::forward(self, x, out);
+                return Ok(());
+            }
+            #[cfg(not(zeronn_dsp))]
             return self.forward_naive(x, out);
         };
         if p.of != (self.w.as_ptr() as usize, self.w.len()) {

@@ -13,6 +13,8 @@
 //! the model's bytes in place, with a workspace of [`QModel::workspace_len`].
 
 mod affine;
+#[cfg(any(test, zeronn_dsp))]
+mod dsp;
 pub mod model;
 pub mod requant;
 mod vnni;
@@ -70,10 +72,10 @@ impl QParams {
     }
 }
 
-/// Whether this CPU runs [`QAffine::forward`]'s fast kernel (AVX-512 VNNI); the reference
-/// loop otherwise (the same bits).
+/// Whether this CPU runs a fast kernel in [`QAffine::forward`] (AVX-512 VNNI, or `SMLAD` on a
+/// Cortex-M with the DSP extension); the reference loop otherwise (the same bits).
 pub fn fast_kernel() -> bool {
-    vnni::available()
+    vnni::available() || cfg!(zeronn_dsp)
 }
 
 /// Index of the largest int8 score (the first one on ties; 0 for an empty row): the class,

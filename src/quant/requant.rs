@@ -27,26 +27,24 @@ pub fn quantize_multiplier(real: f64) -> (i32, i32) {
 
 /// The high 32 bits of `2 · a · b`, rounded to nearest (halves up), saturating the one
 /// overflow (`i32::MIN · i32::MIN`): gemmlowp's `SaturatingRoundingDoublingHighMul`.
+///
+/// gemmlowp adds a nudge of `2^30` (or `1 − 2^30` for a negative product) and divides by
+/// `2^31` truncating toward zero; adding `2^30` and shifting right (flooring) is the same
+/// number for every product (for `ab = −y < 0`, both are `−⌊(y + 2^30 − 1) / 2^31⌋`), and
+/// is a multiply-accumulate and a shift on a 32-bit core, as CMSIS-NN computes it.
 #[inline]
 pub const fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
     }
-    let ab = a as i64 * b as i64;
-    let nudge = if ab >= 0 {
-        1i64 << 30
-    } else {
-        1 - (1i64 << 30)
-    };
-    // Division truncating toward zero, as C's.
-    ((ab + nudge) / (1i64 << 31)) as i32
+    ((a as i64 * b as i64 + (1 << 30)) >> 31) as i32
 }
 
 /// `x / 2^exponent` rounded to nearest, halves away from zero: gemmlowp's
 /// `RoundingDivideByPOT`. `exponent` in `0..=31`.
 #[inline]
 pub const fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
-    let mask = ((1i64 << exponent) - 1) as i32;
+    let mask = ((1u32 << exponent) - 1) as i32;
     let remainder = x & mask;
     let threshold = (mask >> 1) + if x < 0 { 1 } else { 0 };
     (x >> exponent) + if remainder > threshold { 1 } else { 0 }
@@ -94,6 +92,74 @@ mod tests {
         assert_eq!(quantize_multiplier(0.25), (1 << 30, -1));
         assert_eq!(quantize_multiplier(0.0), (0, 0));
         assert_eq!(quantize_multiplier(1e-12), (0, 0));
+    }
+
+    /// The high multiply equals gemmlowp's formulation (a sign-dependent nudge, then C's
+    /// truncating division) on every kind of operand: edges, halves, random.
+    #[test]
+    fn the_high_multiply_is_gemmlowps() {
+        fn gemmlowp(a: i32, b: i32) -> i32 {
+            if a == i32::MIN && b == i32::MIN {
+                return i32::MAX;
+            }
+            let ab = a as i64 * b as i64;
+            let nudge = if ab >= 0 {
+                1i64 << 30
+            } else {
+                1 - (1i64 << 30)
+            };
+            ((ab + nudge) / (1i64 << 31)) as i32
+        }
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30) - 1,
+            -(1 << 30),
+            -3,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            1 << 30,
+            (1 << 30) + 1,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(
+                    saturating_rounding_doubling_high_mul(a, b),
+                    gemmlowp(a, b),
+                    "{a}·{b}"
+                );
+            }
+        }
+        let mut rng = crate::random::seeded(0x0bad_cafe_f00d_0001);
+        for _ in 0..1_000_000 {
+            let (a, b) = (rng.next_u64() as i32, rng.next_u64() as i32);
+            // Small values too, where the halves (products at odd multiples of 2^30) live.
+            let (c, d) = (a >> (rng.next_u64() % 31), b);
+            assert_eq!(
+                saturating_rounding_doubling_high_mul(a, b),
+                gemmlowp(a, b),
+                "{a}·{b}"
+            );
+            assert_eq!(
+                saturating_rounding_doubling_high_mul(c, d),
+                gemmlowp(c, d),
+                "{c}·{d}"
+            );
+        }
+        for k in -1000..1000 {
+            // Exactly halfway: k · 2^30 with k odd, times 1.
+            let a = k * (1 << 20);
+            assert_eq!(
+                saturating_rounding_doubling_high_mul(a, 1 << 10),
+                gemmlowp(a, 1 << 10)
+            );
+        }
     }
 
     /// `x · M` in integers is `x · M` in f64, rounded, within one unit (the Q31 multiplier

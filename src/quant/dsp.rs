@@ -1,0 +1,546 @@
+//! The int8 Affine on Cortex-M cores with the DSP extension (Cortex-M4 and M7; M33, M35P, M55
+//! and M85 built with `-C target-cpu=…`): two 16-bit multiply-adds in one instruction
+//! (`SMLAD`), four weights taken apart into two pairs by two (`SXTB16`).
+//!
+//! Shapes as [`QAffine`]'s: `x` batch × input, `W` output × input (row `j` for output `j`),
+//! `out` batch × output. For one sample, by blocks of [`BLOCK`] outputs and chunks of [`CHUNK`]
+//! inputs:
+//! 1. the chunk's `x − z_in` widened once to 16-bit pairs ([`widen`]): for inputs `4g..4g+4`,
+//!    word `2g` holds `(d[4g], d[4g+2])` and word `2g+1` holds `(d[4g+1], d[4g+3])`, the order
+//!    in which `SXTB16` and `SXTB16 … ROR #8` take a word of four weights apart;
+//! 2. four outputs at a time ([`dot4`]): per four inputs, the inputs' two words loaded once for
+//!    the four rows, and per row one word of weights, two `SXTB16` and two `SMLAD`: 21
+//!    instructions for 16 multiply-adds, plus the loop's two for every 64;
+//! 3. the last rows two or one at a time ([`dot2`], [`dot1`]), the inputs past the last whole
+//!    four one at a time;
+//! 4. each sum requantized and clamped as [`QAffine::forward_naive`] does.
+//!
+//! Integer sums, wrapping as two's complement: the reference loop's bits. On other targets the
+//! same steps run with the instructions written out in Rust ([`sxtb16`], [`smlad`], …), so
+//! that the host's tests hold this layout against the reference; the firmware's tests hold the
+//! Cortex-M code against the desktop's logits.
+
+use core::mem::MaybeUninit;
+
+use super::QAffine;
+use super::requant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
+
+/// Inputs widened at a time (their 16-bit pairs are `2 · CHUNK` bytes of stack).
+const CHUNK: usize = 800;
+/// Outputs summed at a time (their int32 sums are `4 · BLOCK` bytes of stack).
+const BLOCK: usize = 64;
+
+/// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))`, as [`QAffine::forward_naive`]; the
+/// lengths checked by the caller ([`QAffine::forward`]).
+pub(super) fn forward(l: &QAffine<'_>, x: &[i8], out: &mut [i8]) {
+    let (input, z) = (l.input, l.input_zero_point);
+    // Chunks of equal length (a multiple of 4, at most CHUNK): one call of the kernels per
+    // chunk and group of rows, so as few chunks as fit.
+    let step = input.div_ceil(input.div_ceil(CHUNK)).next_multiple_of(4);
+    // Written by `widen` before any read; not cleared, to spare the instructions.
+    let mut wide = [const { MaybeUninit::<u32>::uninit() }; CHUNK / 2];
+    let mut sums = [const { MaybeUninit::<i32>::uninit() }; BLOCK];
+    for (xn, on) in x.chunks_exact(input).zip(out.chunks_exact_mut(l.output)) {
+        for j0 in (0..l.output).step_by(BLOCK) {
+            let rows = (l.output - j0).min(BLOCK);
+            let acc = start_from(&mut sums[..rows], &l.bias[j0..j0 + rows]);
+            for k0 in (0..input).step_by(step) {
+                let len = (input - k0).min(step);
+                let whole = len / 4 * 4;
+                let wide = widen(&xn[k0..k0 + whole], z, &mut wide[..whole / 2]);
+                // Row r of the block, from input k0 on.
+                let w = |r: usize| &l.w[(j0 + r) * input + k0..];
+                let mut r = 0;
+                while r + 4 <= rows {
+                    dot4(wide, w(r), input, &mut acc[r..r + 4]);
+                    r += 4;
+                }
+                if r + 2 <= rows {
+                    dot2(wide, w(r), input, &mut acc[r..r + 2]);
+                    r += 2;
+                }
+                if r < rows {
+                    acc[r] = dot1(wide, w(r), acc[r]);
+                }
+                if whole < len {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        for (&xi, &wi) in xn[k0 + whole..k0 + len].iter().zip(&w(r)[whole..len]) {
+                            *a = a.wrapping_add((i32::from(xi) - z) * i32::from(wi));
+                        }
+                    }
+                }
+            }
+            let rows = j0..j0 + rows;
+            requantize(
+                l,
+                acc,
+                &l.multiplier[rows.clone()],
+                &l.shift[rows.clone()],
+                &mut on[rows],
+            );
+        }
+    }
+}
+
+/// `sums`, each set to its bias (`bias.len() = sums.len()`).
+fn start_from<'s>(sums: &'s mut [MaybeUninit<i32>], bias: &[i32]) -> &'s mut [i32] {
+    assert_eq!(sums.len(), bias.len());
+    for (s, &b) in sums.iter_mut().zip(bias) {
+        s.write(b);
+    }
+    // SAFETY: every element was written just above; MaybeUninit<i32> and i32 have one layout.
+    unsafe { &mut *(sums as *mut [MaybeUninit<i32>] as *mut [i32]) }
+}
+
+/// `out[j] = clamp(z_out + M_j · acc[j])` for a block of outputs (step 4), in a function of its
+/// own so that its values have registers to live in.
+#[inline(never)]
+fn requantize(l: &QAffine<'_>, acc: &[i32], multiplier: &[i32], shift: &[i32], out: &mut [i8]) {
+    let (lo, hi, zero) = (
+        i32::from(l.act_min),
+        i32::from(l.act_max),
+        l.output_zero_point,
+    );
+    for ((o, &a), (&m, &shift)) in out.iter_mut().zip(acc).zip(multiplier.iter().zip(shift)) {
+        // `multiply_by_quantized_multiplier`, its two cases apart (the same bits: a left
+        // shift by 0 and a rounding division by 2^0 change nothing).
+        let v = if shift > 0 {
+            saturating_rounding_doubling_high_mul(a.wrapping_shl(shift as u32), m)
+        } else {
+            rounding_divide_by_pot(saturating_rounding_doubling_high_mul(a, m), -shift)
+        };
+        *o = (zero + v).max(lo).min(hi) as i8;
+    }
+}
+
+/// `x − z` (`x.len() = 2 · wide.len()`, a multiple of 4) into 16-bit pairs, in the order of
+/// the module docs (step 1). `x − z` is within ±255, so a pair holds it exactly.
+fn widen<'w>(x: &[i8], z: i32, wide: &'w mut [MaybeUninit<u32>]) -> &'w [u32] {
+    assert_eq!(x.len(), 2 * wide.len());
+    let minus_z = (z.wrapping_neg() as u16 as u32) * 0x0001_0001;
+    let word = |q: &[i8]| u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+    // Two groups a pass (the loop's overhead halved), then the odd one.
+    let (x_pairs, x_odd) = x.split_at(x.len() / 8 * 8);
+    let (w_pairs, w_odd) = wide.split_at_mut(wide.len() / 4 * 4);
+    for (q, w) in x_pairs.chunks_exact(8).zip(w_pairs.chunks_exact_mut(4)) {
+        let (u, v) = (word(&q[..4]), word(&q[4..]));
+        w[0].write(sxtab16(minus_z, u));
+        w[1].write(sxtab16_ror8(minus_z, u));
+        w[2].write(sxtab16(minus_z, v));
+        w[3].write(sxtab16_ror8(minus_z, v));
+    }
+    if let [w0, w1] = w_odd {
+        let u = word(x_odd);
+        w0.write(sxtab16(minus_z, u));
+        w1.write(sxtab16_ror8(minus_z, u));
+    }
+    // SAFETY: every element of `wide` was written just above (`x` holds two inputs per
+    // element: whole passes of 8 inputs, then the 4 left, if any); MaybeUninit<u32> and u32
+    // have one layout.
+    unsafe { &*(wide as *const [MaybeUninit<u32>] as *const [u32]) }
+}
+
+/// `acc[r] += Σ_i d[i] · W[r, i]` for the four rows of `w` that start at `0`, `stride`,
+/// `2·stride` and `3·stride`, over the `2 · wide.len()` inputs `wide` holds (step 2).
+fn dot4(wide: &[u32], w: &[i8], stride: usize, acc: &mut [i32]) {
+    let groups = wide.len() / 2;
+    // The caller's slicing guarantees these; checked because the Cortex-M loop reads by pointer.
+    assert!(acc.len() == 4 && stride >= 4 * groups && w.len() >= 3 * stride + 4 * groups);
+    #[cfg(all(zeronn_dsp, target_arch = "arm"))]
+    {
+        let a: &mut [i32; 4] = acc.try_into().expect("four sums");
+        // SAFETY: `wide` holds `2 · groups` words and each of the four rows `4 · groups` bytes
+        // from its start (checked just above); the loop reads nothing else.
+        unsafe { arm::dot4(wide.as_ptr(), w.as_ptr(), stride, groups, a) };
+    }
+    #[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+    for (g, xs) in wide.chunks_exact(2).enumerate() {
+        for (r, a) in acc.iter_mut().enumerate() {
+            let v = word(&w[r * stride + 4 * g..]);
+            *a = smlad(xs[1], sxtb16_ror8(v), smlad(xs[0], sxtb16(v), *a));
+        }
+    }
+}
+
+/// `acc[r] += Σ_i d[i] · W[r, i]` for the two rows of `w` that start at `0` and `stride`
+/// (step 3).
+fn dot2(wide: &[u32], w: &[i8], stride: usize, acc: &mut [i32]) {
+    let groups = wide.len() / 2;
+    assert!(acc.len() == 2 && stride >= 4 * groups && w.len() >= stride + 4 * groups);
+    #[cfg(all(zeronn_dsp, target_arch = "arm"))]
+    {
+        let a: &mut [i32; 2] = acc.try_into().expect("two sums");
+        // SAFETY: `wide` holds `2 · groups` words and each of the two rows `4 · groups` bytes
+        // from its start (checked just above).
+        unsafe { arm::dot2(wide.as_ptr(), w.as_ptr(), stride, groups, a) };
+    }
+    #[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+    for (g, xs) in wide.chunks_exact(2).enumerate() {
+        for (r, a) in acc.iter_mut().enumerate() {
+            let v = word(&w[r * stride + 4 * g..]);
+            *a = smlad(xs[1], sxtb16_ror8(v), smlad(xs[0], sxtb16(v), *a));
+        }
+    }
+}
+
+/// `acc + Σ_i d[i] · w[i]` over the `2 · wide.len()` inputs `wide` holds: one row (step 3).
+fn dot1(wide: &[u32], w: &[i8], acc: i32) -> i32 {
+    let groups = wide.len() / 2;
+    assert!(w.len() >= 4 * groups);
+    #[cfg(all(zeronn_dsp, target_arch = "arm"))]
+    {
+        // SAFETY: `wide` holds `2 · groups` words and `w` at least `4 · groups` bytes (checked).
+        unsafe { arm::dot1(wide.as_ptr(), w.as_ptr(), groups, acc) }
+    }
+    #[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+    wide.chunks_exact(2).enumerate().fold(acc, |a, (g, xs)| {
+        let v = word(&w[4 * g..]);
+        smlad(xs[1], sxtb16_ror8(v), smlad(xs[0], sxtb16(v), a))
+    })
+}
+
+/// Four weights as one little-endian word, as a 32-bit load reads them.
+#[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+fn word(w: &[i8]) -> u32 {
+    u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8])
+}
+
+/// `SXTB16`: bytes 0 and 2 of `v`, sign-extended into the low and high 16 bits.
+#[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+fn sxtb16(v: u32) -> u32 {
+    let half = |b: u32| u32::from(b as u8 as i8 as i16 as u16);
+    half(v) | half(v >> 16) << 16
+}
+
+/// `SXTB16 … ROR #8`: bytes 1 and 3 of `v`, sign-extended into the low and high 16 bits.
+#[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+fn sxtb16_ror8(v: u32) -> u32 {
+    sxtb16(v.rotate_right(8))
+}
+
+/// `SXTAB16`: the two 16-bit halves of `a` plus bytes 0 and 2 of `v` sign-extended, each
+/// wrapping.
+#[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+fn sxtab16(a: u32, v: u32) -> u32 {
+    let b = sxtb16(v);
+    let lo = (a as u16).wrapping_add(b as u16);
+    let hi = ((a >> 16) as u16).wrapping_add((b >> 16) as u16);
+    u32::from(lo) | u32::from(hi) << 16
+}
+
+/// `SXTAB16 … ROR #8`: the halves of `a` plus bytes 1 and 3 of `v` sign-extended.
+#[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+fn sxtab16_ror8(a: u32, v: u32) -> u32 {
+    sxtab16(a, v.rotate_right(8))
+}
+
+/// `SMLAD`: `acc + lo(a)·lo(b) + hi(a)·hi(b)`, the halves signed 16-bit, wrapping.
+#[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let p = |x: u32, y: u32| i32::from(x as u16 as i16) * i32::from(y as u16 as i16);
+    acc.wrapping_add(p(a, b)).wrapping_add(p(a >> 16, b >> 16))
+}
+
+#[cfg(all(zeronn_dsp, target_arch = "arm"))]
+use arm::{sxtab16, sxtab16_ror8};
+
+/// The Cortex-M instructions (this target has the DSP extension: `cfg(zeronn_dsp)`, set by
+/// `build.rs`).
+#[cfg(all(zeronn_dsp, target_arch = "arm"))]
+mod arm {
+    use core::arch::asm;
+
+    /// `SXTAB16`: the halves of `a` plus bytes 0 and 2 of `v`, sign-extended.
+    #[inline(always)]
+    pub(super) fn sxtab16(a: u32, v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction this target has.
+        unsafe {
+            asm!("sxtab16 {r}, {a}, {v}", r = out(reg) r, a = in(reg) a, v = in(reg) v,
+                 options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// `SXTAB16 … ROR #8`: the halves of `a` plus bytes 1 and 3 of `v`, sign-extended.
+    #[inline(always)]
+    pub(super) fn sxtab16_ror8(a: u32, v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: as `sxtab16`.
+        unsafe {
+            asm!("sxtab16 {r}, {a}, {v}, ror #8", r = out(reg) r, a = in(reg) a, v = in(reg) v,
+                 options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// One group of four inputs (two words at `xp`) times one word of weights at `[addr]`
+    /// into `acc`.
+    macro_rules! row {
+        ($addr:literal, $acc:literal) => {
+            concat!(
+                "ldr {w}, ",
+                $addr,
+                "\n",
+                "sxtb16 {t}, {w}\n",
+                "smlad {",
+                $acc,
+                "}, {xa}, {t}, {",
+                $acc,
+                "}\n",
+                "sxtb16 {t}, {w}, ror #8\n",
+                "smlad {",
+                $acc,
+                "}, {xb}, {t}, {",
+                $acc,
+                "}\n",
+            )
+        };
+    }
+
+    /// One group of four inputs for the four rows: row 1 at `p0 + s`, row 2 at `p0 + 2s`
+    /// (read before row 0 moves `p0` on), row 0 at `p0`, row 3 at `p3`.
+    macro_rules! group4 {
+        () => {
+            concat!(
+                "ldrd {xa}, {xb}, [{xp}], #8\n",
+                row!("[{p0}, {s}]", "a1"),
+                row!("[{p0}, {s}, lsl #1]", "a2"),
+                row!("[{p0}], #4", "a0"),
+                row!("[{p3}], #4", "a3"),
+            )
+        };
+    }
+
+    /// One group of four inputs for two rows: row 1 at `p0 + s`, row 0 at `p0`.
+    macro_rules! group2 {
+        () => {
+            concat!(
+                "ldrd {xa}, {xb}, [{xp}], #8\n",
+                row!("[{p0}, {s}]", "a1"),
+                row!("[{p0}], #4", "a0"),
+            )
+        };
+    }
+
+    /// `acc[r] += Σ_g` over `groups` groups for the rows at `w + r · stride`.
+    ///
+    /// # Safety
+    /// `xp` must point at `2 · groups` readable, 4-aligned words, and `w + r · stride` at
+    /// `4 · groups` readable bytes for each of `r = 0..4`.
+    #[inline(never)]
+    pub(super) unsafe fn dot4(
+        xp: *const u32,
+        w: *const i8,
+        stride: usize,
+        groups: usize,
+        acc: &mut [i32; 4],
+    ) {
+        let [mut a0, mut a1, mut a2, mut a3] = *acc;
+        // SAFETY: the loop reads `groups` groups from each pointer, as the caller promises;
+        // its registers are all operands; it touches no stack.
+        unsafe {
+            asm!(
+                // Four groups a pass while four remain, then one at a time.
+                "subs {n}, {n}, #4",
+                "blt 3f",
+                "2:",
+                group4!(),
+                group4!(),
+                group4!(),
+                group4!(),
+                "subs {n}, {n}, #4",
+                "bge 2b",
+                "3:",
+                "adds {n}, {n}, #4",
+                "beq 5f",
+                "4:",
+                group4!(),
+                "subs {n}, {n}, #1",
+                "bne 4b",
+                "5:",
+                xp = inout(reg) xp => _,
+                p0 = inout(reg) w => _,
+                p3 = inout(reg) w.add(3 * stride) => _,
+                s = in(reg) stride,
+                n = inout(reg) groups => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                xa = out(reg) _,
+                xb = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly)
+            );
+        }
+        *acc = [a0, a1, a2, a3];
+    }
+
+    /// `acc[r] += Σ_g` over `groups` groups for the rows at `w` and `w + stride`.
+    ///
+    /// # Safety
+    /// `xp` must point at `2 · groups` readable, 4-aligned words, and `w` and `w + stride` at
+    /// `4 · groups` readable bytes each.
+    #[inline(never)]
+    pub(super) unsafe fn dot2(
+        xp: *const u32,
+        w: *const i8,
+        stride: usize,
+        groups: usize,
+        acc: &mut [i32; 2],
+    ) {
+        let [mut a0, mut a1] = *acc;
+        // SAFETY: as `dot4`, for two rows.
+        unsafe {
+            asm!(
+                "subs {n}, {n}, #4",
+                "blt 3f",
+                "2:",
+                group2!(),
+                group2!(),
+                group2!(),
+                group2!(),
+                "subs {n}, {n}, #4",
+                "bge 2b",
+                "3:",
+                "adds {n}, {n}, #4",
+                "beq 5f",
+                "4:",
+                group2!(),
+                "subs {n}, {n}, #1",
+                "bne 4b",
+                "5:",
+                xp = inout(reg) xp => _,
+                p0 = inout(reg) w => _,
+                s = in(reg) stride,
+                n = inout(reg) groups => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                xa = out(reg) _,
+                xb = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly)
+            );
+        }
+        *acc = [a0, a1];
+    }
+
+    /// `acc + Σ_g` over `groups` groups for the row at `w`.
+    ///
+    /// # Safety
+    /// `xp` must point at `2 · groups` readable, 4-aligned words and `w` at `4 · groups`
+    /// readable bytes.
+    #[inline(never)]
+    pub(super) unsafe fn dot1(xp: *const u32, w: *const i8, groups: usize, acc: i32) -> i32 {
+        let mut a0 = acc;
+        // SAFETY: as `dot4`, for one row.
+        unsafe {
+            asm!(
+                "subs {n}, {n}, #2",
+                "blt 3f",
+                "2:",
+                "ldrd {xa}, {xb}, [{xp}], #8",
+                row!("[{p0}], #4", "a0"),
+                "ldrd {xa}, {xb}, [{xp}], #8",
+                row!("[{p0}], #4", "a0"),
+                "subs {n}, {n}, #2",
+                "bge 2b",
+                "3:",
+                "adds {n}, {n}, #2",
+                "beq 4f",
+                "ldrd {xa}, {xb}, [{xp}], #8",
+                row!("[{p0}], #4", "a0"),
+                "4:",
+                xp = inout(reg) xp => _,
+                p0 = inout(reg) w => _,
+                n = inout(reg) groups => _,
+                a0 = inout(reg) a0,
+                xa = out(reg) _,
+                xb = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly)
+            );
+        }
+        a0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::QAffine;
+    use super::*;
+    use crate::random::Rng;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// The instructions as the ARM Architecture Reference Manual defines them, on values
+    /// worked by hand.
+    #[test]
+    fn the_instructions_written_out_do_what_the_manual_says() {
+        // Bytes, low to high: −1, 1, 127, −128.
+        let v = 0x807f_01ff;
+        assert_eq!(sxtb16(v), 0x007f_ffff); // (−1, 127)
+        assert_eq!(sxtb16_ror8(v), 0xff80_0001); // (1, −128)
+        // (5, −3) + (−1, 127) = (4, 124); (32767, 0) + (1, −128) = (−32768, −128), wrapping.
+        assert_eq!(sxtab16(0xfffd_0005, v), 0x007c_0004);
+        assert_eq!(sxtab16_ror8(0x0000_7fff, v), 0xff80_8000);
+        // 10 + (−1)·1 + 127·(−128) = −16 247.
+        assert_eq!(smlad(0x007f_ffff, 0xff80_0001, 10), -16_247);
+        assert_eq!(
+            smlad(0x7fff_7fff, 0x7fff_7fff, i32::MAX),
+            i32::MAX.wrapping_add(2 * 32767 * 32767)
+        );
+    }
+
+    /// The layout (widening, four rows at a time, the last rows, the inputs past the last
+    /// whole four, blocks of outputs, chunks of inputs) gives the reference loop's bits.
+    #[test]
+    fn the_dsp_layout_gives_the_reference_bits() {
+        let mut rng = crate::random::seeded(0x5eed_d5b0_0000_0001);
+        let mut next = || rng.next_u64();
+        for &(input, output, batch) in &[
+            (1, 1, 1),
+            (3, 2, 2),
+            (4, 4, 1),
+            (8, 5, 2),
+            (50, 10, 3),
+            (255, 7, 1),
+            (256, 9, 2),
+            (257, 66, 1),
+            (784, 50, 2),
+            (600, 131, 1),
+        ] {
+            let w: Vec<i8> = (0..input * output).map(|_| next() as i8).collect();
+            let x: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
+            let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
+            let m: Vec<i32> = (0..output)
+                .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
+                .collect();
+            let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
+            for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
+                let layer = QAffine {
+                    input,
+                    output,
+                    w: &w,
+                    bias: &bias,
+                    multiplier: &m,
+                    shift: &sh,
+                    input_zero_point: z_in,
+                    input_scale: 1.0,
+                    output_zero_point: z_out,
+                    output_scale: 1.0,
+                    act_min: if relu { z_out as i8 } else { -128 },
+                    act_max: 127,
+                };
+                let (mut dsp, mut naive) = (vec![0i8; batch * output], vec![1i8; batch * output]);
+                forward(&layer, &x, &mut dsp);
+                layer.forward_naive(&x, &mut naive).unwrap();
+                assert_eq!(dsp, naive, "{input}×{output}, batch {batch}, z_in {z_in}");
+            }
+        }
+    }
+}
