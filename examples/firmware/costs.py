@@ -88,22 +88,24 @@ def main():
     expected = open(os.path.join(data, "expected.rs")).read()
     batch = int(re.search(r"TRAIN_BATCH: usize = (\d+)", expected)[1])
 
-    rows = []
+    rows, int8_rows = [], []
     for target, board in TARGETS:
         run(["cargo", "build", "--release", "--target", target], cwd=HERE)
-        counts, stack, extra = {}, None, {}
-        for b in ("infer", "train", "infer_conv"):
+        counts, stacks, extra = {}, {}, {}
+        for b in ("infer", "train", "infer_conv", "infer_int8"):
             log = os.path.join(HERE, "target", f"icount-{target}-{b}.log")
             env = dict(os.environ, ZERONN_ICOUNT=plugin, ZERONN_ICOUNT_LOG=log)
             out = run([os.path.join(HERE, "run.sh"), os.path.join(HERE, "target", target, "release", b)], env=env).stdout
             m = re.search(r"stack of one predict: (\d+) bytes", out)
             if m:
-                stack = int(m[1])
+                stacks[b] = int(m[1])
             text = open(log).read()
             counts[b] = int(re.search(r"icount region 0: (\d+) insns", text)[1])
-            extra[b] = int(re.search(r"icount region 1: (\d+) insns", text)[1])
-        rows.append((board, target, counts["infer"], counts["train"], stack, extra["infer"], extra["train"],
+            m = re.search(r"icount region 1: (\d+) insns", text)
+            extra[b] = int(m[1]) if m else None
+        rows.append((board, target, counts["infer"], counts["train"], stacks["infer"], extra["infer"], extra["train"],
                      counts["infer_conv"], extra["infer_conv"]))
+        int8_rows.append((board, target, counts["infer"], counts["infer_int8"], stacks["infer"], stacks["infer_int8"]))
 
     print(f"Exact instruction counts (QEMU TCG plugin; markers around `predict` of one image and the first")
     print(f"`train_step`, batch {batch}, with runtime shapes), the book's 784-50-10 net:\n")
@@ -112,6 +114,17 @@ def main():
     mt = macs_train_step(batch)
     for board, target, inf, tr, stack, *_ in rows:
         print(f"| {board} | `{target}` | {inf:,} | {inf / MACS_INFER:.2f} | {tr:,} | {tr / mt:.2f} | {stack:,} B |")
+
+    model_f32 = os.path.getsize(os.path.join(data, "model.zrnn"))
+    model_int8 = os.path.getsize(os.path.join(data, "model-int8.zrnn"))
+    int8_code = sum(v for k, v in symbol_sizes(os.path.join(HERE, "target", TARGETS[0][0], "release", "infer_int8")).items()
+                    if k.startswith("zeronn::"))
+    print(f"\nThe same net in int8 (`infer_int8`: `model-int8.zrnn`, {model_int8:,} B in flash against "
+          f"{model_f32:,} B in f32; zeronn's code in it {int8_code:,} B on {TARGETS[0][0]}):\n")
+    print("| board | target | f32 inference | per multiply-add | int8 inference | per multiply-add | stack f32 | stack int8 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for board, target, f, q, sf, sq in int8_rows:
+        print(f"| {board} | `{target}` | {f:,} | {f / MACS_INFER:.2f} | {q:,} | {q / MACS_INFER:.2f} | {sf:,} B | {sq:,} B |")
 
     mlp = layers_of(expected, "MLP_LAYERS")
     adam = layers_of(expected, "ADAM_LAYERS")

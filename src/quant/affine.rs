@@ -23,6 +23,71 @@ use super::requant::multiply_by_quantized_multiplier;
 use super::vnni;
 use crate::error::{Error, Result, check_len, mul};
 
+/// How a [`QAffine`]'s weights lie in memory, and in an int8 model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLayout {
+    /// `output × input`, row `j` holding output `j`'s weights.
+    #[default]
+    Rows,
+    /// Made for Cortex-M's DSP extension, where it takes 1.1 instructions a multiply-add
+    /// against 1.5 for [`WeightLayout::Rows`]: one `SMLAD` does two outputs' two multiply-adds.
+    /// Outputs in fours (`q`) and inputs in fours (`g`), both padded with zero weights to a
+    /// multiple of 4, a block of 16 bytes for each `(q, g)`, `q` major. In a block, outputs
+    /// `4q + 2p` ("a") and `4q + 2p + 1` ("b") share 8 bytes at `8p`: inputs `4g + e` and
+    /// `4g + 2 + e` share the word at `4e`, as its low and high 16 bits, each of which is
+    /// `256 · a + (b + 128)`: byte `2h` holds `b + 128` (b with its top bit flipped), byte
+    /// `2h + 1` holds `a` ([`WeightLayout::position`]).
+    Dsp,
+}
+
+impl WeightLayout {
+    /// Bytes of `W` for `input × output` in this layout.
+    pub const fn len(self, input: usize, output: usize) -> usize {
+        match self {
+            WeightLayout::Rows => input * output,
+            WeightLayout::Dsp => input.next_multiple_of(4) * output.next_multiple_of(4),
+        }
+    }
+
+    /// Where weight `(j, i)` (output `j`, input `i`) of an `input`-wide layer lies, and whether
+    /// it is stored with its top bit flipped (`b + 128`).
+    pub const fn position(self, input: usize, j: usize, i: usize) -> (usize, bool) {
+        match self {
+            WeightLayout::Rows => (j * input + i, false),
+            WeightLayout::Dsp => {
+                let (q, p, b) = (j / 4, (j % 4) / 2, j % 2);
+                let (g, e, h) = (i / 4, i % 2, (i % 4) / 2);
+                let block = (q * input.div_ceil(4) + g) * 16;
+                (block + 8 * p + 4 * e + 2 * h + (1 - b), b == 1)
+            }
+        }
+    }
+
+    /// The weight `(j, i)` of `w` in this layout.
+    #[inline]
+    pub fn get(self, w: &[i8], input: usize, j: usize, i: usize) -> i8 {
+        let (at, flipped) = self.position(input, j, i);
+        if flipped { w[at] ^ i8::MIN } else { w[at] }
+    }
+
+    /// The layout's code in a model file (0 rows, 1 Cortex-M DSP).
+    pub const fn code(self) -> u32 {
+        match self {
+            WeightLayout::Rows => 0,
+            WeightLayout::Dsp => 1,
+        }
+    }
+
+    /// The layout of `code`, if it is one.
+    pub const fn from_code(code: u32) -> Option<WeightLayout> {
+        match code {
+            0 => Some(WeightLayout::Rows),
+            1 => Some(WeightLayout::Dsp),
+            _ => None,
+        }
+    }
+}
+
 /// A layer's weights packed for the fast kernel ([`QAffine::pack`]), borrowed from the
 /// caller's buffer, and which weights they are.
 #[derive(Debug)]
@@ -40,8 +105,11 @@ pub struct QAffine<'a> {
     pub input: usize,
     /// Values out.
     pub output: usize,
-    /// `output × input` weights, row `j` for output `j`.
+    /// `output × input` weights, laid out as `layout` says (row `j` for output `j` in
+    /// [`WeightLayout::Rows`]).
     pub w: &'a [i8],
+    /// How `w` is laid out.
+    pub layout: WeightLayout,
     /// `output` biases, int32 at scale `s_in · s_w[j]`.
     pub bias: &'a [i32],
     /// `output` Q31 multipliers of `M_j`.
@@ -63,11 +131,56 @@ pub struct QAffine<'a> {
 }
 
 impl<'a> QAffine<'a> {
-    /// Elements of `W` for `input × output`.
+    /// Elements of `W` for `input × output` in [`WeightLayout::Rows`] (see
+    /// [`WeightLayout::len`] for the others).
     pub const fn weights_len(input: usize, output: usize) -> usize {
         input * output
     }
 
+    /// Elements `W` holds in this layer's layout, or an error if that overflows.
+    fn w_len(&self) -> Result<usize> {
+        let round = |n: usize| n.checked_next_multiple_of(4).ok_or(Error::SizeOverflow);
+        match self.layout {
+            WeightLayout::Rows => mul(self.input, self.output),
+            WeightLayout::Dsp => mul(round(self.input)?, round(self.output)?),
+        }
+    }
+
+    /// Weight `(j, i)`: output `j`'s weight for input `i`, whatever the layout.
+    #[inline]
+    pub fn weight(&self, j: usize, i: usize) -> i8 {
+        self.layout.get(self.w, self.input, j, i)
+    }
+
+    /// This layer's weights in `layout`, into `buf` (at least [`WeightLayout::len`]; padding
+    /// written as zero weights): a layer over `buf` with `layout` is then this one.
+    pub fn arrange(&self, layout: WeightLayout, buf: &mut [i8]) -> Result<()> {
+        check_len("W", self.w_len()?, self.w.len())?;
+        let need = QAffine { layout, ..*self }.w_len()?;
+        if buf.len() < need {
+            return Err(Error::BufferLength {
+                buffer: "arranged weights",
+                expected: need,
+                actual: buf.len(),
+            });
+        }
+        let buf = &mut buf[..need];
+        buf.fill(0);
+        if layout == WeightLayout::Dsp {
+            // Every "b" byte (even offsets) holds b + 128: a zero weight is 0x80.
+            for b in buf.iter_mut().step_by(2) {
+                *b = i8::MIN;
+            }
+        }
+        for j in 0..self.output {
+            for i in 0..self.input {
+                let (at, flipped) = layout.position(self.input, j, i);
+                let v = self.weight(j, i);
+                buf[at] = if flipped { v ^ i8::MIN } else { v };
+            }
+        }
+        Ok(())
+    }
     /// Checks every length against `input` and `output`, and that a sum cannot overflow.
     fn check(&self, x: &[i8], out: &[i8]) -> Result<usize> {
         if self.input == 0 || self.output == 0 {
@@ -78,7 +191,7 @@ impl<'a> QAffine<'a> {
                 what: "QAffine input: at most 2^16 values (the int32 sums must not overflow)",
             });
         }
-        check_len("W", mul(self.input, self.output)?, self.w.len())?;
+        check_len("W", self.w_len()?, self.w.len())?;
         check_len("bias", self.output, self.bias.len())?;
         check_len("multiplier", self.output, self.multiplier.len())?;
         check_len("shift", self.output, self.shift.len())?;
@@ -116,7 +229,7 @@ impl<'a> QAffine<'a> {
     /// fast kernel of [`QAffine::forward`]: once per model, not per call.
     pub fn pack<'p>(&self, buf: &'p mut [i32]) -> Result<Packed<'p>> {
         let need = Self::pack_len(self.input, self.output);
-        check_len("W", mul(self.input, self.output)?, self.w.len())?;
+        check_len("W", self.w_len()?, self.w.len())?;
         if buf.len() < need {
             return Err(Error::BufferLength {
                 buffer: "int8 packing space",
@@ -125,7 +238,7 @@ impl<'a> QAffine<'a> {
             });
         }
         let words = &mut buf[..need];
-        vnni::pack(self.w, self.input, self.output, words);
+        vnni::pack(|j, i| self.weight(j, i), self.input, self.output, words);
         Ok(Packed {
             words,
             of: (self.w.as_ptr() as usize, self.w.len()),
@@ -209,11 +322,10 @@ impl<'a> QAffine<'a> {
             .zip(out.chunks_exact_mut(self.output))
         {
             for (j, o) in on.iter_mut().enumerate() {
-                let row = &self.w[j * self.input..(j + 1) * self.input];
                 let mut acc = self.bias[j];
-                for (&xi, &wi) in xn.iter().zip(row) {
+                for (i, &xi) in xn.iter().enumerate() {
                     let d = i32::from(xi) - self.input_zero_point;
-                    acc = acc.wrapping_add(d * i32::from(wi));
+                    acc = acc.wrapping_add(d * i32::from(self.weight(j, i)));
                 }
                 *o = self.finish(j, acc);
             }
@@ -256,6 +368,7 @@ mod tests {
                 input,
                 output,
                 w: &w,
+                layout: WeightLayout::Rows,
                 bias: &bias,
                 multiplier: &m,
                 shift: &sh,
@@ -329,6 +442,7 @@ mod tests {
                         input,
                         output,
                         w: &w,
+                        layout: WeightLayout::Rows,
                         bias: &bias,
                         multiplier: &m,
                         shift: &sh,
@@ -346,8 +460,84 @@ mod tests {
                     layer.forward(&x, &mut fast, Some(&packed)).unwrap();
                     layer.forward_naive(&x, &mut slow).unwrap();
                     assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
+                    // Packed from the DSP layout: the same bits.
+                    let mut w2 = vec![0i8; WeightLayout::Dsp.len(input, output)];
+                    layer.arrange(WeightLayout::Dsp, &mut w2).unwrap();
+                    let layer2 = QAffine {
+                        w: &w2,
+                        layout: WeightLayout::Dsp,
+                        ..layer
+                    };
+                    let mut pack2 = vec![0i32; QAffine::pack_len(input, output)];
+                    let packed2 = layer2.pack(&mut pack2).unwrap();
+                    let mut fast2 = vec![5i8; batch * output];
+                    layer2.forward(&x, &mut fast2, Some(&packed2)).unwrap();
+                    assert_eq!(fast2, slow, "DSP layout, {input}×{output}, batch {batch}");
                 }
             }
+        }
+    }
+
+    /// Every weight lands where [`WeightLayout::position`] says, once; the DSP layout's
+    /// padding reads as zero weights; arranging back gives the rows again.
+    #[test]
+    fn the_layouts_hold_every_weight_once() {
+        use std::vec;
+        for &(input, output) in &[(1, 1), (3, 5), (4, 4), (9, 6), (50, 10)] {
+            let w: Vec<i8> = (0..input * output)
+                .map(|k| ((k * 37 + 11) % 255) as i32 - 127)
+                .map(|v| v as i8)
+                .collect();
+            let (bias, m, s) = (vec![0; output], vec![1 << 30; output], vec![0; output]);
+            let rows = QAffine {
+                input,
+                output,
+                w: &w,
+                layout: WeightLayout::Rows,
+                bias: &bias,
+                multiplier: &m,
+                shift: &s,
+                input_zero_point: 0,
+                input_scale: 1.0,
+                output_zero_point: 0,
+                output_scale: 1.0,
+                act_min: -128,
+                act_max: 127,
+            };
+            let mut dsp = vec![0i8; WeightLayout::Dsp.len(input, output)];
+            rows.arrange(WeightLayout::Dsp, &mut dsp).unwrap();
+            let mut seen = vec![false; dsp.len()];
+            for j in 0..output.next_multiple_of(4) {
+                for i in 0..input.next_multiple_of(4) {
+                    let (at, _) = WeightLayout::Dsp.position(input, j, i);
+                    assert!(!seen[at], "{j},{i} shares byte {at}");
+                    seen[at] = true;
+                    let want = if j < output && i < input {
+                        w[j * input + i]
+                    } else {
+                        0
+                    };
+                    assert_eq!(WeightLayout::Dsp.get(&dsp, input, j, i), want, "{j},{i}");
+                }
+            }
+            assert!(seen.iter().all(|&s| s));
+            let layer = QAffine {
+                w: &dsp,
+                layout: WeightLayout::Dsp,
+                ..rows
+            };
+            let mut back = vec![0i8; w.len()];
+            layer.arrange(WeightLayout::Rows, &mut back).unwrap();
+            assert_eq!(back, w);
+            assert!(layer.arrange(WeightLayout::Rows, &mut back[1..]).is_err());
+            assert!(
+                QAffine {
+                    w: &dsp[1..],
+                    ..layer
+                }
+                .forward_naive(&vec![0; input], &mut vec![0; output])
+                .is_err()
+            );
         }
     }
 
@@ -358,6 +548,7 @@ mod tests {
             input: 3,
             output: 2,
             w: &w,
+            layout: WeightLayout::Rows,
             bias: &b,
             multiplier: &m,
             shift: &s,

@@ -2,6 +2,10 @@
 //! and M85 built with `-C target-cpu=…`): two 16-bit multiply-adds in one instruction
 //! (`SMLAD`), four weights taken apart into two pairs by two (`SXTB16`).
 //!
+//! Two weight layouts ([`WeightLayout`]): [`WeightLayout::Dsp`], made for this kernel, takes
+//! 17 instructions for 16 multiply-adds and no buffer ([`forward_dsp_layout`]);
+//! [`WeightLayout::Rows`] takes 21 and widens the inputs into a stack buffer first, as follows.
+//!
 //! Shapes as [`QAffine`]'s: `x` batch × input, `W` output × input (row `j` for output `j`),
 //! `out` batch × output. For one sample, by blocks of [`BLOCK`] outputs and chunks of [`CHUNK`]
 //! inputs:
@@ -22,8 +26,8 @@
 
 use core::mem::MaybeUninit;
 
-use super::QAffine;
 use super::requant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
+use super::{QAffine, WeightLayout};
 
 /// Inputs widened at a time (their 16-bit pairs are `2 · CHUNK` bytes of stack).
 const CHUNK: usize = 800;
@@ -33,6 +37,15 @@ const BLOCK: usize = 64;
 /// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))`, as [`QAffine::forward_naive`]; the
 /// lengths checked by the caller ([`QAffine::forward`]).
 pub(super) fn forward(l: &QAffine<'_>, x: &[i8], out: &mut [i8]) {
+    match l.layout {
+        WeightLayout::Rows => forward_rows(l, x, out),
+        WeightLayout::Dsp => forward_dsp_layout(l, x, out),
+    }
+}
+
+/// [`forward`] for weights in [`WeightLayout::Rows`] (steps 1 to 4 of the module docs).
+#[inline(never)]
+fn forward_rows(l: &QAffine<'_>, x: &[i8], out: &mut [i8]) {
     let (input, z) = (l.input, l.input_zero_point);
     // Chunks of equal length (a multiple of 4, at most CHUNK): one call of the kernels per
     // chunk and group of rows, so as few chunks as fit.
@@ -78,6 +91,110 @@ pub(super) fn forward(l: &QAffine<'_>, x: &[i8], out: &mut [i8]) {
                 &l.shift[rows.clone()],
                 &mut on[rows],
             );
+        }
+    }
+}
+
+/// The same for weights in [`WeightLayout::Dsp`], where a 32-bit word holds two outputs'
+/// weights for two inputs, each 16 bits `256 · a + (b + 128)`. For one sample, by blocks of
+/// [`BLOCK`] outputs, four outputs (two pairs `a`, `b`) at a time ([`quad`]), over the inputs
+/// in fours read straight from `x`: per four inputs, `x − z_in` as two pairs (two `SXTAB16`),
+/// and per pair of outputs two words of weights (one `LDRD`), two `SMLAD`s on them as they
+/// are (`S += d · (256a + b + 128)`) and two on their `a` bytes (`A += d · a`, after
+/// `SXTB16 … ROR #8`): 17 instructions for 16 multiply-adds. Then `a`'s sum is `A` and
+/// `b`'s is `S − 256·A − 128·Σd`, in wrapping int32 arithmetic, which is exact because the
+/// true sums fit. The inputs past the last whole four one at a time, then step 4.
+#[inline(never)]
+fn forward_dsp_layout(l: &QAffine<'_>, x: &[i8], out: &mut [i8]) {
+    let (input, z) = (l.input, l.input_zero_point);
+    #[cfg(all(zeronn_dsp, target_arch = "arm"))]
+    if !(l.w.as_ptr() as usize).is_multiple_of(4) {
+        // The kernel loads the weights two words at a time, which must be aligned (a model
+        // file's are); the reference loop for a layer over other memory.
+        let _ = l.forward_naive(x, out);
+        return;
+    }
+    let (groups, whole) = (input / 4, input / 4 * 4);
+    // Bytes of weights per four outputs.
+    let stride = input.div_ceil(4) * 16;
+    let minus_z = (z.wrapping_neg() as u16 as u32) * 0x0001_0001;
+    let mut sums = [const { MaybeUninit::<i32>::uninit() }; BLOCK];
+    for (xn, on) in x.chunks_exact(input).zip(out.chunks_exact_mut(l.output)) {
+        // The inputs past the last whole four, padded with the zero point (whose `x − z` is
+        // 0, as the layout's padding weights are), so that the kernel takes them as a group.
+        let mut tail = [z as i8; 4];
+        tail[..input - whole].copy_from_slice(&xn[whole..]);
+        // Σ (x − z) over the inputs.
+        let d_sum = sum_of(xn).wrapping_sub(z.wrapping_mul(input as i32));
+        for j0 in (0..l.output).step_by(BLOCK) {
+            let rows = (l.output - j0).min(BLOCK);
+            let acc = start_from(&mut sums[..rows], &l.bias[j0..j0 + rows]);
+            for (r0, acc4) in (0..rows).step_by(4).zip(acc.chunks_mut(4)) {
+                let wq = &l.w[(j0 + r0) / 4 * stride..][..stride];
+                // Both pairs of the four outputs, or the first alone if the second is padding.
+                let pairs = acc4.len().div_ceil(2);
+                let mut sa = [0i32; 4];
+                quad(&xn[..whole], &wq[..16 * groups], pairs, minus_z, &mut sa);
+                if whole < input {
+                    quad(&tail, &wq[16 * groups..], pairs, minus_z, &mut sa);
+                }
+                let b_of = |s: i32, a: i32| s.wrapping_sub(a << 8).wrapping_sub(d_sum << 7);
+                let four = [sa[1], b_of(sa[0], sa[1]), sa[3], b_of(sa[2], sa[3])];
+                for (a, &v) in acc4.iter_mut().zip(&four) {
+                    *a = a.wrapping_add(v);
+                }
+            }
+            let rows = j0..j0 + rows;
+            requantize(
+                l,
+                acc,
+                &l.multiplier[rows.clone()],
+                &l.shift[rows.clone()],
+                &mut on[rows],
+            );
+        }
+    }
+}
+
+/// `Σ x` (wrapping, though it cannot wrap for at most 2^16 values).
+fn sum_of(x: &[i8]) -> i32 {
+    let (words, rest) = x.split_at(x.len() / 4 * 4);
+    // Four at a time as unsigned bytes `x + 128` (`USADA8` against zero), then the 128s off.
+    let mut sum = 0u32;
+    for q in words.chunks_exact(4) {
+        let v = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+        sum = usada8(sum, v ^ 0x8080_8080);
+    }
+    let sum = (sum as i32).wrapping_sub(128 * words.len() as i32);
+    rest.iter().fold(sum, |s, &v| s.wrapping_add(i32::from(v)))
+}
+
+/// `acc` += the sums of one block of four outputs over the inputs `x` (a multiple of 4; `w`
+/// the block's weights, `4 · x.len()` bytes): `[S₀, A₀, S₁, A₁]` for its two pairs, or
+/// `[S₀, A₀]` for the first alone (`pairs` 1), see [`forward_dsp_layout`].
+fn quad(x: &[i8], w: &[i8], pairs: usize, minus_z: u32, acc: &mut [i32; 4]) {
+    let groups = x.len() / 4;
+    assert!(x.len().is_multiple_of(4) && w.len() >= 16 * groups && (1..=2).contains(&pairs));
+    #[cfg(all(zeronn_dsp, target_arch = "arm"))]
+    // SAFETY: `x` holds `4 · groups` bytes and `w` `16 · groups` (checked just above), `w`
+    // 4-aligned (checked by the caller); the loops read nothing else.
+    unsafe {
+        if pairs == 2 {
+            arm::quad(x.as_ptr(), w.as_ptr(), groups, minus_z, acc)
+        } else {
+            let a: &mut [i32; 2] = (&mut acc[..2]).try_into().expect("two sums");
+            arm::pair(x.as_ptr(), w.as_ptr(), groups, minus_z, a)
+        }
+    };
+    #[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+    for (g, xq) in x.chunks_exact(4).enumerate() {
+        let v = word(xq);
+        let (x0, x1) = (sxtab16(minus_z, v), sxtab16_ror8(minus_z, v));
+        for p in 0..pairs {
+            let (w0, w1) = (word(&w[16 * g + 8 * p..]), word(&w[16 * g + 8 * p + 4..]));
+            acc[2 * p] = smlad(x1, w1, smlad(x0, w0, acc[2 * p]));
+            let a = smlad(x0, sxtb16_ror8(w0), acc[2 * p + 1]);
+            acc[2 * p + 1] = smlad(x1, sxtb16_ror8(w1), a);
         }
     }
 }
@@ -218,6 +335,14 @@ fn sxtb16_ror8(v: u32) -> u32 {
     sxtb16(v.rotate_right(8))
 }
 
+/// `USADA8` against zero: `acc` plus the four bytes of `v`, unsigned.
+#[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
+fn usada8(acc: u32, v: u32) -> u32 {
+    v.to_le_bytes()
+        .iter()
+        .fold(acc, |s, &b| s.wrapping_add(u32::from(b)))
+}
+
 /// `SXTAB16`: the two 16-bit halves of `a` plus bytes 0 and 2 of `v` sign-extended, each
 /// wrapping.
 #[cfg(not(all(zeronn_dsp, target_arch = "arm")))]
@@ -242,13 +367,190 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
 }
 
 #[cfg(all(zeronn_dsp, target_arch = "arm"))]
-use arm::{sxtab16, sxtab16_ror8};
+use arm::{sxtab16, sxtab16_ror8, usada8};
 
 /// The Cortex-M instructions (this target has the DSP extension: `cfg(zeronn_dsp)`, set by
 /// `build.rs`).
 #[cfg(all(zeronn_dsp, target_arch = "arm"))]
 mod arm {
     use core::arch::asm;
+
+    /// `USADA8` against zero: `acc` plus the four bytes of `v`, unsigned.
+    #[inline(always)]
+    pub(super) fn usada8(acc: u32, v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction this target has.
+        unsafe {
+            asm!("usada8 {r}, {v}, {z}, {acc}", r = out(reg) r, v = in(reg) v, z = in(reg) 0u32,
+                 acc = in(reg) acc, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// One group of four inputs (a word at `xp`, less the zero point as two pairs) for the
+    /// two pairs of outputs whose 16 bytes of weights are at `p`.
+    macro_rules! pairs {
+        () => {
+            concat!(
+                "ldr {x1}, [{xp}], #4\n",
+                "sxtab16 {x0}, {mz}, {x1}\n",
+                "sxtab16 {x1}, {mz}, {x1}, ror #8\n",
+                pair!("s0", "a0", "8"),
+                pair!("s1", "a1", "8"),
+            )
+        };
+    }
+
+    /// One pair's 8 bytes of weights at `p`: `S += d · (256a + b + 128)`, `A += d · a`.
+    macro_rules! pair {
+        ($s:literal, $a:literal, $step:literal) => {
+            concat!(
+                "ldrd {w0}, {w1}, [{p}], #",
+                $step,
+                "\n",
+                "smlad {",
+                $s,
+                "}, {x0}, {w0}, {",
+                $s,
+                "}\n",
+                "smlad {",
+                $s,
+                "}, {x1}, {w1}, {",
+                $s,
+                "}\n",
+                "sxtb16 {t}, {w0}, ror #8\n",
+                "smlad {",
+                $a,
+                "}, {x0}, {t}, {",
+                $a,
+                "}\n",
+                "sxtb16 {t}, {w1}, ror #8\n",
+                "smlad {",
+                $a,
+                "}, {x1}, {t}, {",
+                $a,
+                "}\n",
+            )
+        };
+    }
+
+    /// `acc += [S₀, A₀, S₁, A₁]` over `groups` groups of four inputs at `xp` and their
+    /// weights at `p` (16 bytes a group).
+    ///
+    /// # Safety
+    /// `xp` must point at `4 · groups` readable bytes and `p` at `16 · groups` readable,
+    /// 4-aligned bytes.
+    #[inline(never)]
+    pub(super) unsafe fn quad(
+        xp: *const i8,
+        p: *const i8,
+        groups: usize,
+        minus_z: u32,
+        acc: &mut [i32; 4],
+    ) {
+        let [mut s0, mut a0, mut s1, mut a1] = *acc;
+        // SAFETY: the loop reads `groups` groups from each pointer, as the caller promises;
+        // its registers are all operands; it touches no stack.
+        unsafe {
+            asm!(
+                "subs {n}, {n}, #4",
+                "blt 3f",
+                "2:",
+                pairs!(),
+                pairs!(),
+                pairs!(),
+                pairs!(),
+                "subs {n}, {n}, #4",
+                "bge 2b",
+                "3:",
+                "adds {n}, {n}, #4",
+                "beq 5f",
+                "4:",
+                pairs!(),
+                "subs {n}, {n}, #1",
+                "bne 4b",
+                "5:",
+                xp = inout(reg) xp => _,
+                p = inout(reg) p => _,
+                n = inout(reg) groups => _,
+                mz = in(reg) minus_z,
+                s0 = inout(reg) s0,
+                a0 = inout(reg) a0,
+                s1 = inout(reg) s1,
+                a1 = inout(reg) a1,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly)
+            );
+        }
+        *acc = [s0, a0, s1, a1];
+    }
+
+    /// One group of four inputs for the first pair of outputs of the 16 bytes at `p` (the
+    /// second pair's 8 skipped).
+    macro_rules! first_pair {
+        () => {
+            concat!(
+                "ldr {x1}, [{xp}], #4\n",
+                "sxtab16 {x0}, {mz}, {x1}\n",
+                "sxtab16 {x1}, {mz}, {x1}, ror #8\n",
+                pair!("s0", "a0", "16"),
+            )
+        };
+    }
+
+    /// `acc += [S₀, A₀]`: `quad` for the first pair alone.
+    ///
+    /// # Safety
+    /// As `quad`'s.
+    #[inline(never)]
+    pub(super) unsafe fn pair(
+        xp: *const i8,
+        p: *const i8,
+        groups: usize,
+        minus_z: u32,
+        acc: &mut [i32; 2],
+    ) {
+        let [mut s0, mut a0] = *acc;
+        // SAFETY: as `quad`'s.
+        unsafe {
+            asm!(
+                "subs {n}, {n}, #4",
+                "blt 3f",
+                "2:",
+                first_pair!(),
+                first_pair!(),
+                first_pair!(),
+                first_pair!(),
+                "subs {n}, {n}, #4",
+                "bge 2b",
+                "3:",
+                "adds {n}, {n}, #4",
+                "beq 5f",
+                "4:",
+                first_pair!(),
+                "subs {n}, {n}, #1",
+                "bne 4b",
+                "5:",
+                xp = inout(reg) xp => _,
+                p = inout(reg) p => _,
+                n = inout(reg) groups => _,
+                mz = in(reg) minus_z,
+                s0 = inout(reg) s0,
+                a0 = inout(reg) a0,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly)
+            );
+        }
+        *acc = [s0, a0];
+    }
 
     /// `SXTAB16`: the halves of `a` plus bytes 0 and 2 of `v`, sign-extended.
     #[inline(always)]
@@ -490,6 +792,8 @@ mod tests {
         assert_eq!(sxtab16_ror8(0x0000_7fff, v), 0xff80_8000);
         // 10 + (−1)·1 + 127·(−128) = −16 247.
         assert_eq!(smlad(0x007f_ffff, 0xff80_0001, 10), -16_247);
+        // 1000 + 0xff + 0x01 + 0x7f + 0x80.
+        assert_eq!(usada8(1000, v), 1000 + 255 + 1 + 127 + 128);
         assert_eq!(
             smlad(0x7fff_7fff, 0x7fff_7fff, i32::MAX),
             i32::MAX.wrapping_add(2 * 32767 * 32767)
@@ -526,6 +830,7 @@ mod tests {
                     input,
                     output,
                     w: &w,
+                    layout: WeightLayout::Rows,
                     bias: &bias,
                     multiplier: &m,
                     shift: &sh,
@@ -540,6 +845,26 @@ mod tests {
                 forward(&layer, &x, &mut dsp);
                 layer.forward_naive(&x, &mut naive).unwrap();
                 assert_eq!(dsp, naive, "{input}×{output}, batch {batch}, z_in {z_in}");
+                // The same weights in the DSP layout: its kernel, and the reference loop
+                // reading that layout, give the same bits.
+                let mut w2 = vec![0i8; WeightLayout::Dsp.len(input, output)];
+                layer.arrange(WeightLayout::Dsp, &mut w2).unwrap();
+                let pairs = QAffine {
+                    w: &w2,
+                    layout: WeightLayout::Dsp,
+                    ..layer
+                };
+                let (mut dsp2, mut naive2) = (vec![2i8; batch * output], vec![3i8; batch * output]);
+                forward(&pairs, &x, &mut dsp2);
+                pairs.forward_naive(&x, &mut naive2).unwrap();
+                assert_eq!(
+                    dsp2, naive,
+                    "DSP layout, {input}×{output}, batch {batch}, z_in {z_in}"
+                );
+                assert_eq!(
+                    naive2, naive,
+                    "{input}×{output}: the reference on the DSP layout"
+                );
             }
         }
     }

@@ -8,6 +8,10 @@
 //! - a layer's sums are int32, brought to its output's scale by a fixed-point multiplier and
 //!   shift ([`requant`]), clamped to int8; a ReLU after the layer is that clamp's lower bound.
 //!
+//! A layer's weights lie in one of two layouts ([`WeightLayout`]): output by output, or made
+//! for the `SMLAD` kernel of Cortex-M's DSP extension; every kernel reads both, with the same
+//! bits.
+//!
 //! Every buffer is the caller's, as in the f32 core: [`QAffine`] runs over slices whose
 //! lengths its `const fn`s give, and a [`QModel`] (the int8 model format, [`model`]) runs from
 //! the model's bytes in place, with a workspace of [`QModel::workspace_len`].
@@ -19,7 +23,7 @@ pub mod model;
 pub mod requant;
 mod vnni;
 
-pub use affine::{Packed, QAffine};
+pub use affine::{Packed, QAffine, WeightLayout};
 pub use model::{QModel, QPacked};
 
 use crate::error::{Error, Result};

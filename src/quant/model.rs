@@ -6,13 +6,14 @@
 //!
 //! | kind | layer | fields |
 //! | --- | --- | --- |
-//! | 1 | Affine | `a` input, `b` output, `c` input zero point (i32), `d` input scale (f32 bits), `e` output zero point, `f` output scale |
+//! | 1 | Affine | `a` input, `b` output, `c` input zero point (i32), `d` input scale (f32 bits), `e` output zero point, `f` output scale, `g` weight layout (0 [`WeightLayout::Rows`], 1 [`WeightLayout::Dsp`]) |
 //! | 2 | Relu | `a` width; only right after an Affine, whose clamp it becomes |
 //! | 4 | SoftmaxWithLoss | `a` classes; last, if at all (the class is the argmax of the int8 logits) |
 //!
 //! The first layer is an Affine, and each Affine's input zero point and scale are the
 //! previous Affine's output ones. The payload holds, per Affine in order: `W` (output × input
-//! int8, row `j` for output `j`, values in −127..=127) and zero bytes up to a multiple of 4,
+//! int8 in the layer's layout, values in −127..=127, [`WeightLayout::Dsp`]'s padding zero
+//! weights) and zero bytes up to a multiple of 4,
 //! then `bias`, `multiplier` (0 or in `[2^30, 2^31)`) and `shift` (−31..=30), `output` i32
 //! each (see [`QAffine`]).
 
@@ -24,23 +25,29 @@ use crate::model::{
 use crate::net::{Layer, NetSpec};
 
 use super::affine::Packed;
-use super::{QAffine, QParams};
+use super::{QAffine, QParams, WeightLayout};
 
 /// Element type code for int8.
 pub const ELEMENT_INT8: u8 = 2;
 
-/// Payload bytes of an int8 Affine of `input × output`.
-pub const fn affine_payload_len(input: usize, output: usize) -> usize {
-    (input * output).div_ceil(4) * 4 + 12 * output
+/// Payload bytes of an int8 Affine of `input × output`, its weights in `layout`.
+pub const fn affine_payload_len(layout: WeightLayout, input: usize, output: usize) -> usize {
+    layout.len(input, output).div_ceil(4) * 4 + 12 * output
 }
 
-/// Bytes of the int8 model of `spec` (Affine, Relu and SoftmaxWithLoss layers).
+/// Bytes of the int8 model of `spec` (Affine, Relu and SoftmaxWithLoss layers), its weights
+/// in [`WeightLayout::Rows`].
 pub const fn encoded_len(spec: &NetSpec) -> usize {
+    encoded_len_in(spec, WeightLayout::Rows)
+}
+
+/// Bytes of the int8 model of `spec`, every Affine's weights in `layout`.
+pub const fn encoded_len_in(spec: &NetSpec, layout: WeightLayout) -> usize {
     let mut n = header_len(spec.len());
     let mut i = 0;
     while i < spec.len() {
         if let Layer::Affine { input, output } = spec.layers()[i] {
-            n += affine_payload_len(input, output);
+            n += affine_payload_len(layout, input, output);
         }
         i += 1;
     }
@@ -82,7 +89,7 @@ impl<'a> QModel<'a> {
         let record = |i: usize| FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
         let field = |i: usize, k: usize| u32_at(bytes, record(i) + 4 + 4 * k);
         // Reserved bytes: the fixed part's, each record's unused fields, the padding.
-        let used = |kind: u16| if kind == AFFINE { 6 } else { 1 };
+        let used = |kind: u16| if kind == AFFINE { 7 } else { 1 };
         let reserved = (26..32)
             .chain((0..n).flat_map(|i| {
                 let r = record(i);
@@ -97,6 +104,7 @@ impl<'a> QModel<'a> {
         let mut width = 0usize;
         let mut payload = 0u64;
         let mut quant = [(0i32, 0f32, 0i32, 0f32); MAX_LAYERS];
+        let mut layouts = [WeightLayout::Rows; MAX_LAYERS];
         let mut last_out: Option<(i32, u32)> = None;
         for (i, q) in quant.iter_mut().enumerate().take(n) {
             let kind = u16_at(bytes, record(i));
@@ -117,11 +125,21 @@ impl<'a> QModel<'a> {
                     if last_out.is_some_and(|o| o != (zi, field(i, 3))) {
                         return Err(LayerValue { layer: i });
                     }
+                    let Some(layout) = WeightLayout::from_code(field(i, 6)) else {
+                        return Err(LayerValue { layer: i });
+                    };
                     last_out = Some((zo, field(i, 5)));
                     *q = (zi, si, zo, so);
-                    payload = payload.saturating_add(
-                        (input as u64 * output as u64).div_ceil(4) * 4 + 12 * output as u64,
-                    );
+                    layouts[i] = layout;
+                    let (wi, wo) = match layout {
+                        WeightLayout::Rows => (input as u64, output as u64),
+                        WeightLayout::Dsp => (
+                            (input as u64).div_ceil(4) * 4,
+                            (output as u64).div_ceil(4) * 4,
+                        ),
+                    };
+                    payload =
+                        payload.saturating_add((wi * wo).div_ceil(4) * 4 + 12 * output as u64);
                     width = output;
                     Layer::Affine { input, output }
                 }
@@ -158,14 +176,25 @@ impl<'a> QModel<'a> {
             let Layer::Affine { input, output } = *layer else {
                 continue;
             };
-            let wlen = input * output;
+            let layout = layouts[i];
+            let wlen = layout.len(input, output);
             let w = ints::<i8>(&bytes[at..at + wlen]);
             at += wlen.div_ceil(4) * 4;
             let [bias, multiplier, shift] = core::array::from_fn(|k| {
                 ints::<i32>(&bytes[at + 4 * output * k..at + 4 * output * (k + 1)])
             });
             at += 12 * output;
-            let bad_weight = w.contains(&-128);
+            let bad_weight = match layout {
+                WeightLayout::Rows => w.contains(&-128),
+                // Every weight in −127..=127, and the padding zero.
+                WeightLayout::Dsp => (0..wlen).any(|k| {
+                    let (q, g) = (k / 16 / input.div_ceil(4), k / 16 % input.div_ceil(4));
+                    let (p, e, h, b) = (k % 16 / 8, k % 8 / 4, k % 4 / 2, 1 - k % 2);
+                    let (j, x) = (4 * q + 2 * p + b, 4 * g + 2 * h + e);
+                    let v = if b == 1 { w[k] ^ i8::MIN } else { w[k] };
+                    v == -128 || ((j >= output || x >= input) && v != 0)
+                }),
+            };
             let bad_multiplier = multiplier.iter().any(|&m| m != 0 && m < 1 << 30);
             let bad_shift = shift.iter().any(|&s| !(-31..=30).contains(&s));
             if bad_weight || bad_multiplier || bad_shift {
@@ -177,6 +206,7 @@ impl<'a> QModel<'a> {
                 input,
                 output,
                 w,
+                layout,
                 bias,
                 multiplier,
                 shift,
@@ -352,8 +382,9 @@ impl Int for i8 {}
 impl Int for i32 {}
 
 /// Writes the int8 model of `spec` (Affine, Relu, SoftmaxWithLoss) whose Affine layers are
-/// `layers` (in order; their clamps must be the ones their ReLUs make) into `out`, and returns
-/// the bytes written ([`encoded_len`]). Everything [`QModel::from_bytes`] checks is checked
+/// `layers` (in order, each in its own weight layout; their clamps must be the ones their
+/// ReLUs make) into `out`, and returns the bytes written ([`encoded_len_in`] when they share a
+/// layout). Everything [`QModel::from_bytes`] checks is checked
 /// first, so what it writes loads.
 pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<usize> {
     let n = spec.len();
@@ -363,7 +394,12 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
             max: MAX_LAYERS,
         });
     }
-    let total = encoded_len(spec);
+    // Each Affine's payload in its own layout.
+    let total = header_len(n)
+        + layers
+            .iter()
+            .map(|l| affine_payload_len(l.layout, l.input, l.output))
+            .sum::<usize>();
     if out.len() < total {
         return Err(Error::OutputTooShort {
             needed: total,
@@ -387,7 +423,7 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
     };
     for (i, layer) in spec.layers().iter().enumerate() {
         let r = FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
-        let mut fields = [0u32; 6];
+        let mut fields = [0u32; 7];
         let kind = match *layer {
             Layer::Affine { input, output } => {
                 let l = layers.get(next).ok_or_else(bad)?;
@@ -395,7 +431,7 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
                 if (l.input, l.output) != (input, output) || (i > 0 && input != width) {
                     return Err(bad());
                 }
-                check_len("W", input * output, l.w.len())?;
+                check_len("W", l.layout.len(input, output), l.w.len())?;
                 check_len("bias", output, l.bias.len())?;
                 check_len("multiplier", output, l.multiplier.len())?;
                 check_len("shift", output, l.shift.len())?;
@@ -406,11 +442,12 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
                     l.input_scale.to_bits(),
                     l.output_zero_point as u32,
                     l.output_scale.to_bits(),
+                    l.layout.code(),
                 ];
                 for (b, &v) in out[at..].iter_mut().zip(l.w) {
                     *b = v as u8;
                 }
-                at += (input * output).div_ceil(4) * 4;
+                at += l.w.len().div_ceil(4) * 4;
                 for v in l.bias.iter().chain(l.multiplier).chain(l.shift) {
                     out[at..at + 4].copy_from_slice(&v.to_le_bytes());
                     at += 4;
@@ -476,6 +513,7 @@ mod tests {
             input: 6,
             output: 5,
             w: &w1,
+            layout: WeightLayout::Rows,
             bias: &b1,
             multiplier: &m1,
             shift: &s1,
@@ -490,6 +528,7 @@ mod tests {
             input: 5,
             output: 3,
             w: &w2,
+            layout: WeightLayout::Rows,
             bias: &b2,
             multiplier: &m2,
             shift: &s2,
@@ -575,6 +614,81 @@ mod tests {
             QModel::from_bytes(&f32_model.0),
             Err(ModelError::UnsupportedElementType { code: 1 })
         ));
+    }
+
+    /// The same net with its weights in the DSP layout: it loads, predicts the same bits (the
+    /// fast kernel and the reference loop alike), and its layout code, padding and flipped
+    /// bytes are checked (checksums made right again).
+    #[test]
+    fn a_model_in_the_dsp_layout_predicts_the_same() {
+        let mut buf = Aligned([0u8; LEN]);
+        small(&mut buf.0);
+        let rows = QModel::from_bytes(&buf.0).unwrap();
+        let layers: [QAffine; 2] = core::array::from_fn(|k| *rows.layers().nth(k).unwrap());
+        let (mut w1, mut w2) = ([0i8; 8 * 8], [0i8; 8 * 4]);
+        layers[0].arrange(WeightLayout::Dsp, &mut w1).unwrap();
+        layers[1].arrange(WeightLayout::Dsp, &mut w2).unwrap();
+        let dsp = [
+            QAffine {
+                w: &w1,
+                layout: WeightLayout::Dsp,
+                ..layers[0]
+            },
+            QAffine {
+                w: &w2,
+                layout: WeightLayout::Dsp,
+                ..layers[1]
+            },
+        ];
+        const DLEN: usize = encoded_len_in(&NET, WeightLayout::Dsp);
+        let mut dbuf = Aligned([0u8; DLEN]);
+        assert_eq!(write(&NET, &dsp, &mut dbuf.0).unwrap(), DLEN);
+        let m = QModel::from_bytes(&dbuf.0).unwrap();
+        assert!(m.layers().all(|l| l.layout == WeightLayout::Dsp));
+        let x: [i8; 12] = core::array::from_fn(|i| (i as i32 * 23 - 120) as i8);
+        let mut ws = [0i8; QModel::workspace_len(&NET, 2)];
+        let mut pack = [0i32; QModel::pack_len(&NET)];
+        let want: [i8; 6] = rows.predict(&x, &mut ws, None).unwrap().try_into().unwrap();
+        let got: [i8; 6] = m.predict(&x, &mut ws, None).unwrap().try_into().unwrap();
+        assert_eq!(got, want);
+        let packed = m.pack(&mut pack).unwrap();
+        let got: [i8; 6] = m
+            .predict(&x, &mut ws, Some(&packed))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(got, want);
+        let hlen = header_len(4);
+        let reseal = |b: &mut [u8]| {
+            let c = crc32(&b[hlen..]);
+            b[16..20].copy_from_slice(&c.to_le_bytes());
+            let c = header_crc(&b[..hlen]);
+            b[20..24].copy_from_slice(&c.to_le_bytes());
+        };
+        let good = dbuf.0;
+        let layout_field = FIXED_HEADER_LEN + 4 + 4 * 6;
+        // Layout code 2; padding weights of 1: output 5 of layer 1 (a "b" row: byte 0 of
+        // block (1, 0)), input 6 of output 1 (byte 2 of block (0, 1)); a "b" byte of 0
+        // (weight −128).
+        let cases = [
+            (layout_field, 2u8),
+            (hlen + 16 * 2, 0x81),
+            (hlen + 16 + 2, 0x81),
+            (hlen, 0),
+        ];
+        for (at, v) in cases {
+            dbuf.0 = good;
+            dbuf.0[at] = v;
+            reseal(&mut dbuf.0);
+            assert!(
+                matches!(
+                    QModel::from_bytes(&dbuf.0),
+                    Err(ModelError::LayerValue { .. })
+                ),
+                "{at}: {:?}",
+                QModel::from_bytes(&dbuf.0).err()
+            );
+        }
     }
 
     /// A value out of its range, with the checksums made right again, is refused by the

@@ -556,7 +556,10 @@ pub fn time_int8(splits: &[&crate::mnist::Split], reps: usize) -> Result<(f64, f
     let spec = *net.spec();
     let train = splits.first().ok_or("no data")?;
     let q = crate::quantize::quantize_on(&spec, net.params(), &[], train, crate::quantize::CALIB)?;
-    let file = zeronn::ModelFile::from_bytes("(bench)", &q.to_bytes().map_err(|e| e.to_string())?);
+    let bytes = q
+        .to_bytes(zeronn::quant::WeightLayout::Rows)
+        .map_err(|e| e.to_string())?;
+    let file = zeronn::ModelFile::from_bytes("(bench)", &bytes);
     let model = file.int8_model().map_err(|e| e.to_string())?;
     let to_int8 = crate::quantize::ToInt8::new(model.input_params());
     let chunk = crate::train::EVAL_CHUNK;

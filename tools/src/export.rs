@@ -474,7 +474,10 @@ fn int8_for_device(
 ) -> Result<(Vec<u8>, Vec<u8>), String> {
     let spec = *net.spec();
     let q = crate::quantize::quantize_on(&spec, net.params(), &[], train, crate::quantize::CALIB)?;
-    let bytes = q.to_bytes().map_err(|e| e.to_string())?;
+    // In the layout of the Cortex-M DSP kernel (a core without DSP reads it as well).
+    let bytes = q
+        .to_bytes(zeronn::quant::WeightLayout::Dsp)
+        .map_err(|e| e.to_string())?;
     let file = zeronn::ModelFile::from_bytes("(the int8 model)", &bytes);
     let model = file.int8_model().map_err(|e| e.to_string())?;
     let mut xq = vec![0i8; test.len() * test.pixels];

@@ -71,9 +71,23 @@ struct QuantizeArgs {
     /// Write the int8 model to FILE (the int8 model format; `zeronn eval` takes it)
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// How the file lays out the weights: `rows` (output by output), or `cortex-m`, made for
+    /// the DSP extension of Cortex-M4/M7/M33 (1.1 instructions a multiply-add instead of
+    /// 1.5; any core, and the desktop, read both)
+    #[arg(long, value_enum, default_value = "rows")]
+    layout: LayoutArg,
     /// Evaluate only the first N test images
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+}
+
+/// `zeronn quantize --layout`.
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    /// Output by output.
+    Rows,
+    /// For Cortex-M's DSP extension.
+    CortexM,
 }
 
 #[derive(Args)]
@@ -1534,7 +1548,11 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
     )
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     // Evaluated as a file: the bytes written, loaded and validated as `zeronn eval` loads them.
-    let file_bytes = q.to_bytes().map_err(|e| e.to_string())?;
+    let layout = match a.layout {
+        LayoutArg::Rows => zeronn::quant::WeightLayout::Rows,
+        LayoutArg::CortexM => zeronn::quant::WeightLayout::Dsp,
+    };
+    let file_bytes = q.to_bytes(layout).map_err(|e| e.to_string())?;
     let shown = a
         .out
         .clone()

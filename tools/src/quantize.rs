@@ -5,7 +5,7 @@
 //! through [`QAffine`], the core's int8 Affine.
 
 use zeronn::quant::requant::quantize_multiplier;
-use zeronn::quant::{QAffine, QParams};
+use zeronn::quant::{QAffine, QParams, WeightLayout};
 use zeronn::{Layer, NetSpec};
 
 use crate::mnist::Split;
@@ -42,6 +42,7 @@ impl QLayer {
             input: self.input,
             output: self.output,
             w: &self.w,
+            layout: WeightLayout::Rows,
             bias: &self.bias,
             multiplier: &self.multiplier,
             shift: &self.shift,
@@ -249,11 +250,26 @@ impl QuantizedMlp {
         spec.push(Layer::SoftmaxWithLoss)
     }
 
-    /// The int8 model file ([`zeronn::quant::model`]).
-    pub fn to_bytes(&self) -> zeronn::Result<Vec<u8>> {
+    /// The int8 model file ([`zeronn::quant::model`]), the weights in `layout`.
+    pub fn to_bytes(&self, layout: WeightLayout) -> zeronn::Result<Vec<u8>> {
         let spec = self.spec();
-        let mut out = vec![0u8; zeronn::quant::model::encoded_len(&spec)];
-        let layers: Vec<QAffine<'_>> = self.layers.iter().map(QLayer::layer).collect();
+        let mut out = vec![0u8; zeronn::quant::model::encoded_len_in(&spec, layout)];
+        let mut arranged: Vec<Vec<i8>> = Vec::new();
+        for l in &self.layers {
+            let mut w = vec![0i8; layout.len(l.input, l.output)];
+            l.layer().arrange(layout, &mut w)?;
+            arranged.push(w);
+        }
+        let layers: Vec<QAffine<'_>> = self
+            .layers
+            .iter()
+            .zip(&arranged)
+            .map(|(l, w)| QAffine {
+                w,
+                layout,
+                ..l.layer()
+            })
+            .collect();
         let n = zeronn::quant::model::write(&spec, &layers, &mut out)?;
         out.truncate(n);
         Ok(out)

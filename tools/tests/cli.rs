@@ -1438,6 +1438,30 @@ fn quantize_loses_at_most_half_a_point_of_accuracy() {
         let int8_line = out.lines().find(|l| l.starts_with("int8")).unwrap();
         let counted = |l: &str| l[l.find('(').unwrap()..l.find(')').unwrap() + 1].to_string();
         assert_eq!(counted(&stdout(&e)), counted(int8_line), "{}", stdout(&e));
+        if k == 0 {
+            // The Cortex-M layout: the same int8 model, its weights in another order.
+            let q2 = s.path("m0-int8-cortex-m.zrnn");
+            let o2 = zeronn(
+                &[
+                    "quantize",
+                    "--model",
+                    m.to_str().unwrap(),
+                    "--out",
+                    q2.to_str().unwrap(),
+                    "--layout",
+                    "cortex-m",
+                ],
+                Some(&dir),
+            );
+            assert!(o2.status.success(), "{}", stderr(&o2));
+            let line2 = stdout(&o2);
+            let line2 = line2.lines().find(|l| l.starts_with("int8")).unwrap();
+            assert_eq!(line2, int8_line);
+            let e2 = zeronn(&["eval", "--model", q2.to_str().unwrap()], Some(&dir));
+            assert!(e2.status.success(), "{}", stderr(&e2));
+            assert_eq!(counted(&stdout(&e2)), counted(int8_line));
+            assert_ne!(std::fs::read(&q).unwrap(), std::fs::read(&q2).unwrap());
+        }
         let correct = |prefix: &str| -> usize {
             let line = out.lines().find(|l| l.starts_with(prefix)).unwrap();
             let paren = &line[line.find('(').unwrap() + 1..];
