@@ -175,9 +175,12 @@ fn sum_of(x: &[i8]) -> i32 {
 fn quad(x: &[i8], w: &[i8], pairs: usize, minus_z: u32, acc: &mut [i32; 4]) {
     let groups = x.len() / 4;
     assert!(x.len().is_multiple_of(4) && w.len() >= 16 * groups && (1..=2).contains(&pairs));
+    // LDRD needs 4-byte alignment (the caller falls back to the reference loop otherwise).
     #[cfg(all(zeronn_dsp, target_arch = "arm"))]
-    // SAFETY: `x` holds `4 · groups` bytes and `w` `16 · groups` (checked just above), `w`
-    // 4-aligned (checked by the caller); the loops read nothing else.
+    assert!((w.as_ptr() as usize).is_multiple_of(4));
+    #[cfg(all(zeronn_dsp, target_arch = "arm"))]
+    // SAFETY: `x` holds `4 · groups` bytes and `w` `16 · groups`, `w` is 4-aligned (both
+    // checked just above); the loops read nothing else.
     unsafe {
         if pairs == 2 {
             arm::quad(x.as_ptr(), w.as_ptr(), groups, minus_z, acc)
@@ -233,7 +236,7 @@ fn requantize(l: &QAffine<'_>, acc: &[i32], multiplier: &[i32], shift: &[i32], o
 /// `x − z` (`x.len() = 2 · wide.len()`, a multiple of 4) into 16-bit pairs, in the order of
 /// the module docs (step 1). `x − z` is within ±255, so a pair holds it exactly.
 fn widen<'w>(x: &[i8], z: i32, wide: &'w mut [MaybeUninit<u32>]) -> &'w [u32] {
-    assert_eq!(x.len(), 2 * wide.len());
+    assert!(x.len() == 2 * wide.len() && x.len().is_multiple_of(4));
     let minus_z = (z.wrapping_neg() as u16 as u32) * 0x0001_0001;
     let word = |q: &[i8]| u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
     // Two groups a pass (the loop's overhead halved), then the odd one.
@@ -817,6 +820,7 @@ mod tests {
             (257, 66, 1),
             (784, 50, 2),
             (600, 131, 1),
+            (1603, 7, 2),
         ] {
             let w: Vec<i8> = (0..input * output).map(|_| next() as i8).collect();
             let x: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();

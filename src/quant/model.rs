@@ -17,7 +17,7 @@
 //! then `bias`, `multiplier` (0 or in `[2^30, 2^31)`) and `shift` (−31..=30), `output` i32
 //! each (see [`QAffine`]).
 
-use crate::error::{Error, Result, check_len};
+use crate::error::{Error, Result, check_len, mul};
 use crate::model::{
     FIXED_HEADER_LEN, LAYER_RECORD_LEN, LITTLE_ENDIAN, MAGIC, MAX_LAYERS, ModelError, VERSION,
     check_container, check_head, crc32, header_crc, header_len, u16_at, u32_at,
@@ -138,8 +138,11 @@ impl<'a> QModel<'a> {
                             (output as u64).div_ceil(4) * 4,
                         ),
                     };
-                    payload =
-                        payload.saturating_add((wi * wo).div_ceil(4) * 4 + 12 * output as u64);
+                    // Sizes up to 2^32 each: their product can overflow u64.
+                    let Some(wlen) = wi.checked_mul(wo) else {
+                        return Err(LayerSizes { layer: i });
+                    };
+                    payload = payload.saturating_add(wlen.div_ceil(4) * 4 + 12 * output as u64);
                     width = output;
                     Layer::Affine { input, output }
                 }
@@ -394,12 +397,18 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
             max: MAX_LAYERS,
         });
     }
-    // Each Affine's payload in its own layout.
-    let total = header_len(n)
-        + layers
-            .iter()
-            .map(|l| affine_payload_len(l.layout, l.input, l.output))
-            .sum::<usize>();
+    // Each Affine's payload in its own layout, its sizes checked.
+    let mut total = header_len(n);
+    for l in layers {
+        let w = l.checked_weights_len()?;
+        let arrays = mul(12, l.output)?;
+        total = w
+            .div_ceil(4)
+            .checked_mul(4)
+            .and_then(|w| w.checked_add(arrays))
+            .and_then(|p| p.checked_add(total))
+            .ok_or(Error::SizeOverflow)?;
+    }
     if out.len() < total {
         return Err(Error::OutputTooShort {
             needed: total,
@@ -431,7 +440,7 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
                 if (l.input, l.output) != (input, output) || (i > 0 && input != width) {
                     return Err(bad());
                 }
-                check_len("W", l.layout.len(input, output), l.w.len())?;
+                check_len("W", l.checked_weights_len()?, l.w.len())?;
                 check_len("bias", output, l.bias.len())?;
                 check_len("multiplier", output, l.multiplier.len())?;
                 check_len("shift", output, l.shift.len())?;
@@ -688,6 +697,23 @@ mod tests {
                 "{at}: {:?}",
                 QModel::from_bytes(&dbuf.0).err()
             );
+        }
+        // Sizes whose padded product overflows 64 bits: an error, not a panic.
+        dbuf.0 = good;
+        let sizes = FIXED_HEADER_LEN + 4;
+        dbuf.0[sizes..sizes + 8].fill(0xff);
+        reseal(&mut dbuf.0);
+        assert!(QModel::from_bytes(&dbuf.0).is_err());
+        // Every byte flipped three ways, every truncation: errors.
+        for i in 0..DLEN {
+            for flip in [0x01u8, 0x80, 0xff] {
+                dbuf.0 = good;
+                dbuf.0[i] ^= flip;
+                assert!(QModel::from_bytes(&dbuf.0).is_err(), "byte {i} ^ {flip:#x}");
+            }
+        }
+        for len in 0..DLEN {
+            assert!(QModel::from_bytes(&good[..len]).is_err(), "{len} bytes");
         }
     }
 

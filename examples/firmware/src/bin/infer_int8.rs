@@ -1,7 +1,10 @@
 //! int8 inference from flash, in place: the book's 784-50-10 net quantized by `zeronn
-//! quantize` (`QModel`, the reference loop: no heap, every buffer a static sized by `const
-//! fn`s). Its int8 logits for every embedded test image must equal the desktop's byte for
-//! byte, and its correct answers the desktop's count.
+//! quantize` (`QModel`: no heap, every buffer a static sized by `const fn`s; on a core with the
+//! DSP extension the `SMLAD` kernel of the model's weight layout). Its int8 logits for every
+//! embedded test image must equal the desktop's byte for byte, and its correct answers the
+//! desktop's count. The same layers with their weights rearranged output by output
+//! ([`WeightLayout::Rows`], in RAM) must give the same logits too, so that both layouts'
+//! kernels are checked on the device (icount region 1: one inference that way).
 #![no_std]
 #![no_main]
 
@@ -9,7 +12,7 @@ use core::hint::black_box;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
-use zeronn::quant::{QModel, argmax};
+use zeronn::quant::{QAffine, QModel, WeightLayout, argmax};
 use zeronn::{Layer, NetSpec};
 use zeronn_firmware::{
     INT8_LOGITS, MODEL_INT8, PIXELS, TEST_T, TEST_X, exit, expected, icount_start, icount_stop,
@@ -35,7 +38,9 @@ fn main() -> ! {
     // `static mut` in the entry function: cortex-m-rt hands them out as `&'static mut`, safely.
     static mut X: [i8; PIXELS] = [0; PIXELS];
     static mut WS: [i8; QModel::workspace_len(&NET, 1)] = [0; QModel::workspace_len(&NET, 1)];
-    let (x, ws) = (X, WS);
+    static mut W1: [i8; QAffine::weights_len(784, 50)] = [0; QAffine::weights_len(784, 50)];
+    static mut W2: [i8; QAffine::weights_len(50, 10)] = [0; QAffine::weights_len(50, 10)];
+    let (x, ws, w1, w2) = (X, WS, W1, W2);
     let model = match QModel::from_bytes(MODEL_INT8) {
         Ok(m) if m.spec() == &NET => m,
         Ok(_) => {
@@ -48,8 +53,30 @@ fn main() -> ! {
         }
     };
     let input = model.input_params();
+    // The layers again, their weights output by output.
+    let mut layers = model.layers();
+    let (Some(l1), Some(l2)) = (layers.next(), layers.next()) else {
+        exit(false)
+    };
+    if l1.arrange(WeightLayout::Rows, w1).is_err() || l2.arrange(WeightLayout::Rows, w2).is_err() {
+        hprintln!("could not rearrange the weights");
+        exit(false)
+    }
+    let rows = [
+        QAffine {
+            w: w1,
+            layout: WeightLayout::Rows,
+            ..*l1
+        },
+        QAffine {
+            w: w2,
+            layout: WeightLayout::Rows,
+            ..*l2
+        },
+    ];
+    let (mut hidden, mut logits_rows) = ([0i8; 50], [0i8; 10]);
     let n = TEST_T.len();
-    let (mut correct, mut same, mut stack) = (0, 0, 0);
+    let (mut correct, mut same, mut same_rows, mut stack) = (0, 0, 0, 0);
     for (i, &label) in TEST_T.iter().enumerate() {
         // The pixels in int8 (for MNIST's calibration, pixel b is b − 128).
         for (q, &b) in x.iter_mut().zip(&TEST_X[i * PIXELS..(i + 1) * PIXELS]) {
@@ -73,17 +100,33 @@ fn main() -> ! {
         }
         let want = &INT8_LOGITS[i * 10..(i + 1) * 10];
         same += usize::from(logits.iter().zip(want).all(|(&a, &b)| a as u8 == b));
+        if i == 0 {
+            icount_start();
+        }
+        let by_rows = rows[0]
+            .forward(black_box(&x[..]), &mut hidden, None)
+            .and_then(|()| rows[1].forward(&hidden, &mut logits_rows, None));
+        if i == 0 {
+            icount_stop();
+        }
+        if by_rows.is_err() {
+            hprintln!("the rows layout's forward failed");
+            exit(false)
+        }
+        same_rows += usize::from(logits_rows.iter().zip(want).all(|(&a, &b)| a as u8 == b));
         correct += usize::from(argmax(logits) == label as usize);
     }
     hprintln!(
-        "int8 inference: {}/{} test images correct (desktop: {}); int8 logits equal to the desktop's on {}/{}; model {} bytes in flash; stack of one predict: {} bytes",
+        "int8 inference: {}/{} test images correct (desktop: {}); int8 logits equal to the desktop's on {}/{} ({}/{} with the weights output by output); model {} bytes in flash; stack of one predict: {} bytes",
         correct,
         n,
         expected::INT8_CORRECT,
         same,
         n,
+        same_rows,
+        n,
         MODEL_INT8.len(),
         stack
     );
-    exit(same == n && correct == expected::INT8_CORRECT)
+    exit(same == n && same_rows == n && correct == expected::INT8_CORRECT)
 }
