@@ -9,6 +9,7 @@ import os
 import re
 import statistics
 import subprocess
+import tempfile
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -262,6 +263,57 @@ def thread_pairs(exe, data, pairs, loaded):
               f"| {mid:.2f}× ({lo:.2f}×, {hi:.2f}×) |")
 
 
+def zeronn_pass(exe, data, model, reps):
+    """`zeronn eval --time-passes`: the median seconds of an evaluation pass over all 70 000
+    images, and the test accuracy."""
+    out = subprocess.run([exe, "eval", "--data", data, "--model", model, "--time-passes", str(reps)],
+                         capture_output=True, text=True, check=True).stdout
+    ms = float(re.search(r"evaluation pass over \d+ images: ([\d.]+) ms", out)[1])
+    acc = float(re.search(r"test accuracy: ([\d.]+)", out)[1])
+    return {"pass_s": ms / 1e3, "test_acc": acc}
+
+
+def int8_compare(a):
+    """The int8 evaluation pass of the chapter 5 net (trained here, seed 1) against zeronn's f32
+    pass, LiteRT int8 and ONNX Runtime int8 and f32, each quantizing the same f32 weights with
+    its own tool, in alternation; medians."""
+    d = tempfile.mkdtemp()
+    model, q = os.path.join(d, "model.zrnn"), os.path.join(d, "model-int8.zrnn")
+    subprocess.run([a.zeronn, "train", "--data", a.data, "--seed", "1", "--no-progress", "--save", model],
+                   capture_output=True, check=True)
+    subprocess.run([a.zeronn, "quantize", "--data", a.data, "--model", model, "--out", q],
+                   capture_output=True, check=True)
+    runs = {"zeronn int8 (AVX-512 VNNI)": lambda: zeronn_pass(a.zeronn, a.data, q, 7),
+            "zeronn f32": lambda: zeronn_pass(a.zeronn, a.data, model, 7)}
+
+    def ort():
+        r = peer_run("ort", 1, ["int8_ort.py", a.data, model])
+        return {"ONNX Runtime int8 (QOperator, u8 × s8)": {"pass_s": r["int8_eval_pass_s"], "test_acc": r["int8_test_acc"]},
+                "ONNX Runtime f32": {"pass_s": r["f32_eval_pass_s"], "test_acc": r["f32_test_acc"]}}
+
+    def litert():
+        r = peer_run("litert", 1, ["int8_litert.py", a.data, model], python=a.litert_python)
+        return {"LiteRT int8 (XNNPACK)": {"pass_s": r["int8_eval_pass_s"], "test_acc": r["int8_test_acc"]}}
+
+    results = {}
+    for rep in range(a.reps):
+        for name, run in runs.items():
+            results.setdefault(name, []).append(run())
+        for peer in [ort] + ([litert] if a.litert_python else []):
+            for name, r in peer().items():
+                results.setdefault(name, []).append(r)
+        print(f"rep {rep + 1} done", file=sys.stderr)
+    med = {name: statistics.median(r["pass_s"] for r in rs) for name, rs in results.items()}
+    base = med["zeronn int8 (AVX-512 VNNI)"]
+    print(f"\nEvaluation pass over all 70 000 images (chunks of 1000, one thread), the chapter 5 net "
+          f"(seed 1) in int8, each runtime quantizing the same f32 weights; median of {a.reps} alternating "
+          f"runs (each the median of 7 passes):\n")
+    print("| implementation | evaluation pass | ÷ zeronn int8 | test accuracy |")
+    print("| --- | --- | --- | --- |")
+    for name, rs in sorted(results.items(), key=lambda kv: med[kv[0]]):
+        print(f"| {name} | {med[name] * 1e3:.1f} ms | {med[name] / base:.2f}× | {rs[0]['test_acc']:.4f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--zeronn", required=True)
@@ -274,9 +326,12 @@ def main():
     ap.add_argument("--pairs", type=int, metavar="N",
                     help="only zeronn on 1 against 2 threads: N alternating pairs on a quiet machine, "
                     "then N with another process spinning on one core")
-    ap.add_argument("--workload", choices=["book", "optimizers", "convnets"], default="book",
-                    help="the chapter 5 run (default), chapter 6's optimizers workload or the conv nets")
+    ap.add_argument("--workload", choices=["book", "optimizers", "convnets", "int8"], default="book",
+                    help="the chapter 5 run (default), chapter 6's optimizers workload, the conv nets, "
+                    "or the int8 evaluation pass against LiteRT and ONNX Runtime")
     a = ap.parse_args()
+    if a.workload == "int8":
+        return int8_compare(a)
     if a.workload == "optimizers":
         return optimizers_compare(a)
     if a.workload == "convnets":

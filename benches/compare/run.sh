@@ -7,6 +7,7 @@
 #   ZERONN_DATA=DIR benches/compare/run.sh --pairs 20    # zeronn on 1 against 2 threads, quiet then loaded
 #   ZERONN_DATA=DIR benches/compare/run.sh --workload optimizers --reps 5   # chapter 6's Adam net
 #   ZERONN_DATA=DIR benches/compare/run.sh --workload convnets --reps 3     # chapters 7-8's conv nets
+#   ZERONN_DATA=DIR benches/compare/run.sh --workload int8 --reps 3         # int8 against LiteRT, ONNX Runtime
 #
 # NumPy, JAX, PyTorch and ONNX Runtime come from the Python package index into a virtualenv
 # made here (target/compare-venv, or $COMPARE_VENV), LiteRT into another (target/litert-venv,
@@ -28,6 +29,7 @@ for a in "$@"; do
     else args+=("$a"); fi
     if [ "$a" = --pairs ]; then pairs=yes; fi
     if [ "$a" = optimizers ] || [ "$a" = convnets ]; then candle=(none); litert_wanted=no; fi
+    if [ "$a" = int8 ]; then candle=(none); fi
 done
 (cd "$root" && cargo build --release -p zeronn-tools --quiet)
 if [ $pairs = yes ]; then

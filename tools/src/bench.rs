@@ -546,6 +546,35 @@ fn time_steps(
     result.map(|_| (t.as_secs_f64(), step_flops(spec, cfg.batch_size)))
 }
 
+/// One evaluation pass of an int8 model over every image of `splits`: bytes to int8, the
+/// layers (the fast kernel with `packed`), argmax and count, in chunks of
+/// [`EVAL_CHUNK`](crate::train::EVAL_CHUNK) (`ws` and `xq` sized for a chunk). The count of
+/// correct answers.
+pub fn int8_pass(
+    model: &zeronn::QModel<'_>,
+    packed: Option<&zeronn::quant::QPacked<'_>>,
+    to_int8: &crate::quantize::ToInt8,
+    splits: &[&crate::mnist::Split],
+    ws: &mut [i8],
+    xq: &mut [i8],
+) -> Result<usize, String> {
+    let chunk = crate::train::EVAL_CHUNK;
+    let classes = model.layers().last().map_or(1, |l| l.output);
+    let mut correct = 0usize;
+    for s in splits {
+        for lo in (0..s.len()).step_by(chunk) {
+            let hi = (lo + chunk).min(s.len());
+            let xq = &mut xq[..(hi - lo) * s.pixels];
+            to_int8.samples(s, lo, hi, xq);
+            let logits = model.predict(xq, ws, packed).map_err(|e| e.to_string())?;
+            for (k, l) in logits.chunks_exact(classes).enumerate() {
+                correct += usize::from(zeronn::quant::argmax(l) == usize::from(s.t[lo + k]));
+            }
+        }
+    }
+    Ok(correct)
+}
+
 /// The int8 figures of the book's net (its initial weights, quantized by
 /// [`crate::quantize::quantize`] with ranges from 300 training images): the median seconds of
 /// an evaluation pass over every image of `splits` (bytes to int8, the layers, argmax and
@@ -569,24 +598,13 @@ pub fn time_int8(splits: &[&crate::mnist::Split], reps: usize) -> Result<(f64, f
     let mut xq = vec![0i8; chunk * train.pixels];
     let mut result = Ok(());
     let mut pass = |fast: bool| {
-        let mut correct = 0usize;
-        for s in splits {
-            for lo in (0..s.len()).step_by(chunk) {
-                let hi = (lo + chunk).min(s.len());
-                let xq = &mut xq[..(hi - lo) * s.pixels];
-                to_int8.samples(s, lo, hi, xq);
-                match model.predict(xq, &mut ws, fast.then_some(&packed)) {
-                    Ok(logits) => {
-                        for (k, l) in logits.chunks_exact(10).enumerate() {
-                            correct +=
-                                usize::from(zeronn::quant::argmax(l) == usize::from(s.t[lo + k]));
-                        }
-                    }
-                    Err(e) => result = Err(e.to_string()),
-                }
+        let packed = fast.then_some(&packed);
+        match int8_pass(&model, packed, &to_int8, splits, &mut ws, &mut xq) {
+            Ok(correct) => {
+                black_box(correct);
             }
+            Err(e) => result = Err(e),
         }
-        black_box(correct);
     };
     let fast = median_time(reps, 1, || pass(true)).as_secs_f64();
     let slow = median_time(reps.min(3), 1, || pass(false)).as_secs_f64();

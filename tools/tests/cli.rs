@@ -1457,10 +1457,37 @@ fn quantize_loses_at_most_half_a_point_of_accuracy() {
             let line2 = stdout(&o2);
             let line2 = line2.lines().find(|l| l.starts_with("int8")).unwrap();
             assert_eq!(line2, int8_line);
-            let e2 = zeronn(&["eval", "--model", q2.to_str().unwrap()], Some(&dir));
+            let e2 = zeronn(
+                &[
+                    "eval",
+                    "--model",
+                    q2.to_str().unwrap(),
+                    "--time-passes",
+                    "1",
+                ],
+                Some(&dir),
+            );
             assert!(e2.status.success(), "{}", stderr(&e2));
-            assert_eq!(counted(&stdout(&e2)), counted(int8_line));
+            let out2 = stdout(&e2);
+            let acc2 = out2
+                .lines()
+                .find(|l| l.starts_with("test accuracy"))
+                .unwrap();
+            assert_eq!(counted(acc2), counted(int8_line));
+            // The timing line (a pass over the training and the test images), no threshold.
+            assert!(
+                stdout(&e2).contains("evaluation pass over 70000 images: "),
+                "{}",
+                stdout(&e2)
+            );
             assert_ne!(std::fs::read(&q).unwrap(), std::fs::read(&q2).unwrap());
+            // The f32 model's pass too.
+            let e3 = zeronn(
+                &["eval", "--model", m.to_str().unwrap(), "--time-passes", "1"],
+                Some(&dir),
+            );
+            assert!(e3.status.success(), "{}", stderr(&e3));
+            assert!(stdout(&e3).contains("evaluation pass over 70000 images: "));
         }
         let correct = |prefix: &str| -> usize {
             let line = out.lines().find(|l| l.starts_with(prefix)).unwrap();
