@@ -259,7 +259,34 @@ impl<'a> QAffine<'a> {
             });
         }
         let words = &mut buf[..need];
-        vnni::pack(|j, i| self.weight(j, i), self.input, self.output, words);
+        let input = self.input;
+        vnni::pack(
+            |j, kk| {
+                let mut q = [0i8; 4];
+                match self.layout {
+                    WeightLayout::Rows => {
+                        let row = &self.w[j * input..(j + 1) * input];
+                        match row.get(4 * kk..4 * kk + 4) {
+                            Some(four) => q.copy_from_slice(four),
+                            None => {
+                                for (d, &v) in q.iter_mut().zip(&row[4 * kk..]) {
+                                    *d = v;
+                                }
+                            }
+                        }
+                    }
+                    WeightLayout::Dsp => {
+                        for (d, i) in q.iter_mut().zip(4 * kk..(4 * kk + 4).min(input)) {
+                            *d = self.weight(j, i);
+                        }
+                    }
+                }
+                q
+            },
+            input,
+            self.output,
+            words,
+        );
         Ok(Packed {
             words,
             of: self.identity(),

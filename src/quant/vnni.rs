@@ -20,23 +20,28 @@ pub const fn pack_len(input: usize, output: usize) -> usize {
     input.div_ceil(4) * opad + opad
 }
 
-/// Packs `W` (`output × input`, weight `(j, i)` from `w(j, i)`) into `packed`: word `kk · opad + o`
-/// holds `W[o, 4kk..4kk + 4]` (zeros past the ends), then the row sums `Σ_i W[o, i]`.
-pub fn pack(w: impl Fn(usize, usize) -> i8, input: usize, output: usize, packed: &mut [i32]) {
+/// Packs `W` (`output × input`; `quad(j, kk)` gives output `j`'s weights for inputs
+/// `4kk..4kk + 4`, zeros past the end) into `packed`: word `kk · opad + o` holds
+/// `W[o, 4kk..4kk + 4]`, then the row sums `Σ_i W[o, i]`.
+pub fn pack(
+    quad: impl Fn(usize, usize) -> [i8; 4],
+    input: usize,
+    output: usize,
+    packed: &mut [i32],
+) {
     let opad = output.div_ceil(LANES) * LANES;
     let k4 = input.div_ceil(4);
     let (words, sums) = packed[..pack_len(input, output)].split_at_mut(k4 * opad);
     words.fill(0);
     sums.fill(0);
-    for o in 0..output {
+    for (o, sum) in sums.iter_mut().enumerate().take(output) {
+        let mut total = 0i32;
         for kk in 0..k4 {
-            let b: [u8; 4] = core::array::from_fn(|d| {
-                let i = 4 * kk + d;
-                if i < input { w(o, i) as u8 } else { 0 }
-            });
-            words[kk * opad + o] = i32::from_le_bytes(b);
+            let q = quad(o, kk);
+            words[kk * opad + o] = i32::from_le_bytes(q.map(|v| v as u8));
+            total = q.iter().fold(total, |s, &v| s.wrapping_add(i32::from(v)));
         }
-        sums[o] = (0..input).fold(0i32, |s, i| s.wrapping_add(i32::from(w(o, i))));
+        *sum = total;
     }
 }
 

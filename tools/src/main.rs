@@ -1049,21 +1049,39 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
     let mut pack = vec![0i32; zeronn::QModel::pack_len(model.spec())];
     let packed = model.pack(&mut pack).map_err(|e| e.to_string())?;
     let mut qx = vec![0i8; EVAL_CHUNK * pixels];
+    let mut scratch = zeronn_tools::sparse::Int8Scratch::default();
     if let Some(reps) = a.time_passes {
         let reps = positive("time-passes", reps)?;
+        // As a training run evaluates: chunks of images of similar extent, compacted to
+        // their active pixels, prepared once (the whole images where the model's input is
+        // not MNIST's).
+        let sets = [
+            EvalSet::new(&data.train, EVAL_CHUNK),
+            EvalSet::new(&data.test, EVAL_CHUNK),
+        ];
+        let mut prepared: Vec<_> = sets.iter().map(|s| s.int8(&model)).collect();
+        let ready = prepared
+            .iter_mut()
+            .map(|p| p.as_mut().map(|p| p.ready(&model)).transpose())
+            .collect::<Result<Vec<_>>>()?;
         let splits = [&data.train, &data.test];
         let mut result = Ok(());
         let t = zeronn_tools::bench::median_time(reps, 1, || {
-            let pass = zeronn_tools::bench::int8_pass(
-                &model,
-                Some(&packed),
-                &to_int8,
-                &splits,
-                &mut ws,
-                &mut qx,
-            );
-            if let Err(e) = pass {
-                result = Err(e);
+            for (set, split) in ready.iter().zip(splits) {
+                let pass = match set {
+                    Some(set) => set.count_correct(&mut scratch),
+                    None => zeronn_tools::bench::int8_pass(
+                        &model,
+                        Some(&packed),
+                        &to_int8,
+                        &[split],
+                        &mut ws,
+                        &mut qx,
+                    ),
+                };
+                if let Err(e) = pass {
+                    result = Err(e);
+                }
             }
         });
         result?;
@@ -1083,6 +1101,16 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
             .map_err(|e| e.to_string())?;
         for (k, l) in logits.chunks_exact(classes.max(1)).enumerate() {
             correct += usize::from(zeronn::quant::argmax(l) == usize::from(test.t[lo + k]));
+        }
+    }
+    // The compacted evaluation (what --time-passes times) must count the same.
+    let set = EvalSet::new(&test, EVAL_CHUNK);
+    if let Some(mut prepared) = set.int8(&model) {
+        let c = prepared.ready(&model)?.count_correct(&mut scratch)?;
+        if c != correct {
+            return Err(format!(
+                "internal error: the compacted int8 evaluation counts {c} correct, whole images {correct}"
+            ));
         }
     }
     let acc = correct as f64 / test.len() as f64;

@@ -9,6 +9,7 @@
 //! columns), so results agree to rounding (tested against the dense `train_step`), and the
 //! rows of blank pixels are left exactly unchanged.
 
+use zeronn::quant::{Packed, QAffine, WeightLayout, argmax};
 use zeronn::{Layer, Net, Sgd};
 
 use crate::mnist::Split;
@@ -578,10 +579,317 @@ fn extent(mask: &[u64], lo: usize, len: usize) -> Option<(usize, usize)> {
     first.map(|f| (f, last))
 }
 
+/// An [`EvalSet`] prepared once for an int8 model: each chunk's images as int8, and the
+/// model's first layer compacted to the chunk's active pixels (exact: a blank pixel's int8
+/// value is the input's zero point, whose `x − z` is 0), as [`EvalSet::count_correct`] runs
+/// f32 nets; [`Int8Set::ready`] then packs every layer for the fast kernel, once.
+#[derive(Debug)]
+pub struct Int8Set<'s> {
+    set: &'s EvalSet,
+    chunks: Vec<Int8Chunk>,
+    /// Packing space for the layers after the first.
+    rest: Vec<i32>,
+}
+
+#[derive(Debug)]
+struct Int8Chunk {
+    /// `images × inputs` int8 values.
+    x: Vec<i8>,
+    /// The first layer's weights on the chunk's active pixels, output by output.
+    w: Vec<i8>,
+    /// Active pixels (at least one).
+    inputs: usize,
+    /// Packing space for that layer.
+    pack: Vec<i32>,
+}
+
+/// An [`Int8Set`] with every layer packed: what an evaluation pass runs
+/// ([`Int8Ready::count_correct`]).
+#[derive(Debug)]
+pub struct Int8Ready<'a> {
+    set: &'a EvalSet,
+    /// Per chunk: its images, its first layer and that layer packed.
+    chunks: Vec<(&'a [i8], QAffine<'a>, Packed<'a>)>,
+    /// The other layers, packed.
+    rest: Vec<(QAffine<'a>, Packed<'a>)>,
+}
+
+/// Activations for [`Int8Ready::count_correct`].
+#[derive(Debug, Default)]
+pub struct Int8Scratch {
+    a: Vec<i8>,
+    b: Vec<i8>,
+}
+
+impl EvalSet {
+    /// This set prepared for the int8 `model`; `None` if the model's input is not MNIST's
+    /// pixels (pixel `b` as `b − 128`) or the set holds float data (the caller then evaluates
+    /// whole images).
+    pub fn int8(&self, model: &zeronn::QModel<'_>) -> Option<Int8Set<'_>> {
+        let q = model.input_params();
+        let pixels = (0..=255u8).all(|b| q.quantize(f32::from(b) / 255.0) == (b ^ 0x80) as i8);
+        let first = model.layers().next()?;
+        if !pixels || first.input != self.pixels || self.chunks.iter().any(|c| !c.floats.is_empty())
+        {
+            return None;
+        }
+        let chunks = self
+            .chunks
+            .iter()
+            .map(|c| {
+                // A chunk of blank images has no active pixel: keep one (blank, so exact).
+                let (active, raw): (&[usize], &[u8]) = if c.active.is_empty() {
+                    (&[0], &[])
+                } else {
+                    (&c.active, &c.raw)
+                };
+                let mut x = vec![i8::MIN; (c.hi - c.lo) * active.len()];
+                for (q, &b) in x.iter_mut().zip(raw) {
+                    *q = (b ^ 0x80) as i8;
+                }
+                let w = (0..first.output)
+                    .flat_map(|j| active.iter().map(move |&p| first.weight(j, p)))
+                    .collect();
+                Int8Chunk {
+                    x,
+                    w,
+                    inputs: active.len(),
+                    pack: vec![0; QAffine::pack_len(active.len(), first.output)],
+                }
+            })
+            .collect();
+        let rest = model
+            .layers()
+            .skip(1)
+            .map(|l| QAffine::pack_len(l.input, l.output))
+            .sum();
+        Some(Int8Set {
+            set: self,
+            chunks,
+            rest: vec![0; rest],
+        })
+    }
+}
+
+impl<'a> Int8Set<'a> {
+    /// Every layer packed for the fast kernel (`model` the one this set was prepared for).
+    pub fn ready<'b>(&'b mut self, model: &'b zeronn::QModel<'_>) -> Result<Int8Ready<'b>, String>
+    where
+        'a: 'b,
+    {
+        let err = |e: zeronn::Error| e.to_string();
+        let first = *model.layers().next().ok_or("an empty model")?;
+        let mut chunks = Vec::with_capacity(self.chunks.len());
+        for k in self.chunks.iter_mut() {
+            let l1 = QAffine {
+                input: k.inputs,
+                w: &k.w,
+                layout: WeightLayout::Rows,
+                ..first
+            };
+            let p1 = l1.pack(&mut k.pack).map_err(err)?;
+            chunks.push((&k.x[..], l1, p1));
+        }
+        let mut rest = Vec::new();
+        let mut space = &mut self.rest[..];
+        for l in model.layers().skip(1) {
+            let (mine, more) = space.split_at_mut(QAffine::pack_len(l.input, l.output));
+            rest.push((*l, l.pack(mine).map_err(err)?));
+            space = more;
+        }
+        Ok(Int8Ready {
+            set: self.set,
+            chunks,
+            rest,
+        })
+    }
+}
+
+impl Int8Ready<'_> {
+    /// Correct answers over every chunk: one evaluation pass.
+    pub fn count_correct(&self, s: &mut Int8Scratch) -> Result<usize, String> {
+        let err = |e: zeronn::Error| e.to_string();
+        let widest = self
+            .rest
+            .iter()
+            .map(|(l, _)| l.output)
+            .chain(self.chunks.first().map(|(_, l, _)| l.output))
+            .max()
+            .unwrap_or(1);
+        let classes = self
+            .rest
+            .last()
+            .map(|(l, _)| l.output)
+            .or(self.chunks.first().map(|(_, l, _)| l.output))
+            .unwrap_or(1);
+        let mut correct = 0;
+        for (c, (x, l1, p1)) in self.set.chunks.iter().zip(&self.chunks) {
+            let n = c.hi - c.lo;
+            s.a.resize(n * widest, 0);
+            s.b.resize(n * widest, 0);
+            l1.forward(x, &mut s.a[..n * l1.output], Some(p1))
+                .map_err(err)?;
+            let (mut src, mut dst) = (&mut s.a, &mut s.b);
+            let mut width = l1.output;
+            for (l, p) in &self.rest {
+                l.forward(&src[..n * width], &mut dst[..n * l.output], Some(p))
+                    .map_err(err)?;
+                width = l.output;
+                core::mem::swap(&mut src, &mut dst);
+            }
+            let labels = &self.set.labels[c.lo..c.hi];
+            for (row, &t) in src[..n * classes].chunks_exact(classes).zip(labels) {
+                correct += usize::from(argmax(row) == usize::from(t));
+            }
+        }
+        Ok(correct)
+    }
+}
+
 /// Scratch space for [`EvalSet::count_correct`].
 #[derive(Debug, Default)]
 pub struct EvalScratch {
     x: Vec<f32>,
     /// Whole images, for a net that does not start with an Affine.
     dense: Vec<f32>,
+}
+
+#[cfg(test)]
+mod int8_tests {
+    use super::*;
+    use zeronn::quant::{QModel, QParams, model};
+
+    /// The compacted int8 pass counts what the whole images count, over chunks with every
+    /// pixel blank, with a few, and with many, for both weight layouts.
+    #[test]
+    fn the_compacted_int8_pass_counts_what_whole_images_count() {
+        const SPEC: zeronn::NetSpec = zeronn::NetSpec::new(&[
+            Layer::Affine {
+                input: 36,
+                output: 7,
+            },
+            Layer::Relu,
+            Layer::Affine {
+                input: 7,
+                output: 3,
+            },
+            Layer::SoftmaxWithLoss,
+        ]);
+        let mut seed = 0x9e37_79b9_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let w1: Vec<i8> = (0..36 * 7)
+            .map(|_| ((next() % 255) as i32 - 127) as i8)
+            .collect();
+        let w2: Vec<i8> = (0..7 * 3)
+            .map(|_| ((next() % 255) as i32 - 127) as i8)
+            .collect();
+        let pixels = QParams::from_range(0.0, 1.0).unwrap();
+        let hidden = QParams {
+            scale: 0.5,
+            zero_point: -100,
+        };
+        let out = QParams {
+            scale: 0.25,
+            zero_point: 3,
+        };
+        let (b1, m1, s1) = (vec![100; 7], vec![1 << 30; 7], vec![-6; 7]);
+        let (b2, m2, s2) = (vec![-50; 3], vec![1 << 30; 3], vec![-5; 3]);
+        let layer = |input, output, w, b, m, s, i: QParams, o: QParams, relu: bool| QAffine {
+            input,
+            output,
+            w,
+            layout: WeightLayout::Rows,
+            bias: b,
+            multiplier: m,
+            shift: s,
+            input_zero_point: i.zero_point,
+            input_scale: i.scale,
+            output_zero_point: o.zero_point,
+            output_scale: o.scale,
+            act_min: if relu { o.zero_point as i8 } else { -128 },
+            act_max: 127,
+        };
+        let l1 = layer(
+            36,
+            7,
+            &w1[..],
+            &b1[..],
+            &m1[..],
+            &s1[..],
+            pixels,
+            hidden,
+            true,
+        );
+        let l2 = layer(7, 3, &w2[..], &b2[..], &m2[..], &s2[..], hidden, out, false);
+        // 40 images of 6 × 6: the first 12 blank, then some with one pixel, then busy ones.
+        let mut raw = vec![0u8; 40 * 36];
+        for (n, img) in raw.chunks_exact_mut(36).enumerate().skip(12) {
+            let lit = if n < 24 { 1 } else { 20 };
+            for _ in 0..lit {
+                img[(next() % 36) as usize] = (next() % 256) as u8;
+            }
+        }
+        // The labels: the whole images' own answers, so that any answer the compacted pass
+        // changes costs it a point.
+        let xq: Vec<i8> = raw.iter().map(|&b| (b ^ 0x80) as i8).collect();
+        let (mut h, mut y) = (vec![0i8; 40 * 7], vec![0i8; 40 * 3]);
+        l1.forward_naive(&xq, &mut h).unwrap();
+        l2.forward_naive(&h, &mut y).unwrap();
+        let t: Vec<u8> = y.chunks_exact(3).map(|r| argmax(r) as u8).collect();
+        assert!(t.iter().any(|&c| c != t[0]), "the answers vary: {t:?}");
+        let split = Split {
+            raw,
+            floats: Vec::new(),
+            t,
+            pixels: 36,
+        };
+        for layout in [WeightLayout::Rows, WeightLayout::Dsp] {
+            let arranged: Vec<Vec<i8>> = [l1, l2]
+                .iter()
+                .map(|l| {
+                    let mut w = vec![0i8; layout.len(l.input, l.output)];
+                    l.arrange(layout, &mut w).unwrap();
+                    w
+                })
+                .collect();
+            let layers = [
+                QAffine {
+                    w: &arranged[0],
+                    layout,
+                    ..l1
+                },
+                QAffine {
+                    w: &arranged[1],
+                    layout,
+                    ..l2
+                },
+            ];
+            let mut bytes = vec![0u32; model::encoded_len_in(&SPEC, layout).div_ceil(4)];
+            // SAFETY: u32 has no padding and any bytes are a valid u32; the view borrows
+            // `bytes` mutably for its use here only.
+            let view = unsafe {
+                core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<u8>(), bytes.len() * 4)
+            };
+            let len = model::write(&SPEC, &layers, view).unwrap();
+            let m = QModel::from_bytes(&view[..len]).unwrap();
+            let to_int8 = crate::quantize::ToInt8::new(m.input_params());
+            let mut ws = vec![0i8; QModel::workspace_len(&SPEC, 40)];
+            let mut xq = vec![0i8; 40 * 36];
+            let whole =
+                crate::bench::int8_pass(&m, None, &to_int8, &[&split], &mut ws, &mut xq).unwrap();
+            assert_eq!(whole, 40);
+            for chunk in [4, 7, 40] {
+                let set = EvalSet::new(&split, chunk);
+                let mut prepared = set.int8(&m).expect("MNIST-like pixels");
+                let ready = prepared.ready(&m).unwrap();
+                let got = ready.count_correct(&mut Int8Scratch::default()).unwrap();
+                assert_eq!(got, whole, "{layout:?}, chunks of {chunk}");
+            }
+        }
+    }
 }
