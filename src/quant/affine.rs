@@ -378,8 +378,27 @@ impl<'a> QAffine<'a> {
                         acc = acc.wrapping_add(d(xi) * i32::from(wi));
                     }
                 } else {
-                    for (i, &xi) in xn.iter().enumerate() {
-                        acc = acc.wrapping_add(d(xi) * i32::from(self.weight(j, i)));
+                    // Row j in the DSP layout ([`WeightLayout::position`]): in each block of 16
+                    // bytes, inputs 4g, 4g + 2, 4g + 1, 4g + 3 at offsets 0, 2, 4, 6 from the
+                    // row's first byte; a "b" row's bytes with their top bit flipped.
+                    let groups = self.input.div_ceil(4);
+                    let (q, p, b) = (j / 4, (j % 4) / 2, j % 2);
+                    let base = q * groups * 16 + 8 * p + (1 - b);
+                    let flip = if b == 1 { i8::MIN } else { 0 };
+                    let row = &self.w[base..];
+                    let w = |at: usize| i32::from(row[at] ^ flip);
+                    for (x4, blk) in xn.chunks_exact(4).zip(row.chunks(16)) {
+                        let blk = &blk[..7];
+                        let w = |at: usize| i32::from(blk[at] ^ flip);
+                        let sum =
+                            d(x4[0]) * w(0) + d(x4[2]) * w(2) + d(x4[1]) * w(4) + d(x4[3]) * w(6);
+                        acc = acc.wrapping_add(sum);
+                    }
+                    // The last inputs, if `input` is not a multiple of 4: input 4g + k at
+                    // offset 0, 4, 2 for k = 0, 1, 2.
+                    let g = self.input / 4;
+                    for (&xi, at) in xn[4 * g..].iter().zip([0, 4, 2]) {
+                        acc = acc.wrapping_add(d(xi) * w(16 * g + at));
                     }
                 }
                 *o = self.finish(j, acc);
