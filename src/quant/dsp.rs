@@ -26,7 +26,7 @@
 
 use core::mem::MaybeUninit;
 
-use super::requant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
+use super::requant::multiply_by_quantized_multiplier;
 use super::{QAffine, WeightLayout};
 
 /// Inputs widened at a time (their 16-bit pairs are `2 · CHUNK` bytes of stack).
@@ -222,14 +222,8 @@ fn requantize(l: &QAffine<'_>, acc: &[i32], multiplier: &[i32], shift: &[i32], o
         l.output_zero_point,
     );
     for ((o, &a), (&m, &shift)) in out.iter_mut().zip(acc).zip(multiplier.iter().zip(shift)) {
-        // `multiply_by_quantized_multiplier`, its two cases apart (the same bits: a left
-        // shift by 0 and a rounding division by 2^0 change nothing).
-        let v = if shift > 0 {
-            saturating_rounding_doubling_high_mul(a.wrapping_shl(shift as u32), m)
-        } else {
-            rounding_divide_by_pot(saturating_rounding_doubling_high_mul(a, m), -shift)
-        };
-        *o = (zero + v).max(lo).min(hi) as i8;
+        let v = zero + multiply_by_quantized_multiplier(a, m, shift);
+        *o = v.max(lo).min(hi) as i8;
     }
 }
 
@@ -378,6 +372,32 @@ use arm::{sxtab16, sxtab16_ror8, usada8};
 mod arm {
     use core::arch::asm;
 
+    /// The loop every kernel runs over `{n}` groups of four inputs, `$group` the code of one:
+    /// four groups a pass while four remain, then one at a time.
+    macro_rules! groups {
+        ($group:expr) => {
+            concat!(
+                "subs {n}, {n}, #4\n",
+                "blt 3f\n",
+                "2:\n",
+                $group,
+                $group,
+                $group,
+                $group,
+                "subs {n}, {n}, #4\n",
+                "bge 2b\n",
+                "3:\n",
+                "adds {n}, {n}, #4\n",
+                "beq 5f\n",
+                "4:\n",
+                $group,
+                "subs {n}, {n}, #1\n",
+                "bne 4b\n",
+                "5:\n",
+            )
+        };
+    }
+
     /// `USADA8` against zero: `acc` plus the four bytes of `v`, unsigned.
     #[inline(always)]
     pub(super) fn usada8(acc: u32, v: u32) -> u32 {
@@ -456,23 +476,7 @@ mod arm {
         // its registers are all operands; it touches no stack.
         unsafe {
             asm!(
-                "subs {n}, {n}, #4",
-                "blt 3f",
-                "2:",
-                pairs!(),
-                pairs!(),
-                pairs!(),
-                pairs!(),
-                "subs {n}, {n}, #4",
-                "bge 2b",
-                "3:",
-                "adds {n}, {n}, #4",
-                "beq 5f",
-                "4:",
-                pairs!(),
-                "subs {n}, {n}, #1",
-                "bne 4b",
-                "5:",
+                groups!(pairs!()),
                 xp = inout(reg) xp => _,
                 p = inout(reg) p => _,
                 n = inout(reg) groups => _,
@@ -521,23 +525,7 @@ mod arm {
         // SAFETY: as `quad`'s.
         unsafe {
             asm!(
-                "subs {n}, {n}, #4",
-                "blt 3f",
-                "2:",
-                first_pair!(),
-                first_pair!(),
-                first_pair!(),
-                first_pair!(),
-                "subs {n}, {n}, #4",
-                "bge 2b",
-                "3:",
-                "adds {n}, {n}, #4",
-                "beq 5f",
-                "4:",
-                first_pair!(),
-                "subs {n}, {n}, #1",
-                "bne 4b",
-                "5:",
+                groups!(first_pair!()),
                 xp = inout(reg) xp => _,
                 p = inout(reg) p => _,
                 n = inout(reg) groups => _,
@@ -646,24 +634,7 @@ mod arm {
         // its registers are all operands; it touches no stack.
         unsafe {
             asm!(
-                // Four groups a pass while four remain, then one at a time.
-                "subs {n}, {n}, #4",
-                "blt 3f",
-                "2:",
-                group4!(),
-                group4!(),
-                group4!(),
-                group4!(),
-                "subs {n}, {n}, #4",
-                "bge 2b",
-                "3:",
-                "adds {n}, {n}, #4",
-                "beq 5f",
-                "4:",
-                group4!(),
-                "subs {n}, {n}, #1",
-                "bne 4b",
-                "5:",
+                groups!(group4!()),
                 xp = inout(reg) xp => _,
                 p0 = inout(reg) w => _,
                 p3 = inout(reg) w.add(3 * stride) => _,
@@ -700,23 +671,7 @@ mod arm {
         // SAFETY: as `dot4`, for two rows.
         unsafe {
             asm!(
-                "subs {n}, {n}, #4",
-                "blt 3f",
-                "2:",
-                group2!(),
-                group2!(),
-                group2!(),
-                group2!(),
-                "subs {n}, {n}, #4",
-                "bge 2b",
-                "3:",
-                "adds {n}, {n}, #4",
-                "beq 5f",
-                "4:",
-                group2!(),
-                "subs {n}, {n}, #1",
-                "bne 4b",
-                "5:",
+                groups!(group2!()),
                 xp = inout(reg) xp => _,
                 p0 = inout(reg) w => _,
                 s = in(reg) stride,
@@ -744,21 +699,7 @@ mod arm {
         // SAFETY: as `dot4`, for one row.
         unsafe {
             asm!(
-                "subs {n}, {n}, #2",
-                "blt 3f",
-                "2:",
-                "ldrd {xa}, {xb}, [{xp}], #8",
-                row!("[{p0}], #4", "a0"),
-                "ldrd {xa}, {xb}, [{xp}], #8",
-                row!("[{p0}], #4", "a0"),
-                "subs {n}, {n}, #2",
-                "bge 2b",
-                "3:",
-                "adds {n}, {n}, #2",
-                "beq 4f",
-                "ldrd {xa}, {xb}, [{xp}], #8",
-                row!("[{p0}], #4", "a0"),
-                "4:",
+                groups!(concat!("ldrd {xa}, {xb}, [{xp}], #8\n", row!("[{p0}], #4", "a0"))),
                 xp = inout(reg) xp => _,
                 p0 = inout(reg) w => _,
                 n = inout(reg) groups => _,

@@ -511,6 +511,14 @@ mod tests {
     ]);
     const LEN: usize = encoded_len(&NET);
 
+    /// Both checksums of a model whose header is `hlen` bytes made right again.
+    fn reseal(b: &mut [u8], hlen: usize) {
+        let c = crc32(&b[hlen..]);
+        b[16..20].copy_from_slice(&c.to_le_bytes());
+        let c = header_crc(&b[..hlen]);
+        b[20..24].copy_from_slice(&c.to_le_bytes());
+    }
+
     /// A small int8 net written into `out`: its layers' arrays and the bytes.
     fn small(out: &mut [u8]) -> usize {
         let w1: [i8; 30] = core::array::from_fn(|i| ((i as i32 * 37) % 255 - 127) as i8);
@@ -668,12 +676,7 @@ mod tests {
             .unwrap();
         assert_eq!(got, want);
         let hlen = header_len(4);
-        let reseal = |b: &mut [u8]| {
-            let c = crc32(&b[hlen..]);
-            b[16..20].copy_from_slice(&c.to_le_bytes());
-            let c = header_crc(&b[..hlen]);
-            b[20..24].copy_from_slice(&c.to_le_bytes());
-        };
+        let reseal = |b: &mut [u8]| reseal(b, hlen);
         let good = dbuf.0;
         let layout_field = FIXED_HEADER_LEN + 4 + 4 * 6;
         // Layout code 2; padding weights of 1: output 5 of layer 1 (a "b" row: byte 0 of
@@ -726,12 +729,7 @@ mod tests {
         small(&mut buf.0);
         let good = buf.0;
         let hlen = header_len(4);
-        let reseal = |b: &mut [u8]| {
-            let c = crc32(&b[hlen..]);
-            b[16..20].copy_from_slice(&c.to_le_bytes());
-            let c = header_crc(&b[..hlen]);
-            b[20..24].copy_from_slice(&c.to_le_bytes());
-        };
+        let reseal = |b: &mut [u8]| reseal(b, hlen);
         let w1_bytes = 32; // 30 weights, padded to 32
         let cases: [(usize, [u8; 4]); 4] = [
             (hlen, [0x80, 0, 0, 0]),                    // W1[0] = -128 (and W1[1..4] = 0)

@@ -55,12 +55,13 @@ pub const fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 /// complement does; then the high multiply; then a rounding right shift for `shift < 0`).
 #[inline]
 pub const fn multiply_by_quantized_multiplier(x: i32, m: i32, shift: i32) -> i32 {
-    let left = if shift > 0 { shift } else { 0 };
-    let right = if shift > 0 { 0 } else { -shift };
-    rounding_divide_by_pot(
-        saturating_rounding_doubling_high_mul(x.wrapping_shl(left as u32), m),
-        right,
-    )
+    // The two cases apart (TensorFlow Lite shifts left by 0, or divides by 2^0, in the other;
+    // either changes nothing): fewer instructions on a Cortex-M.
+    if shift > 0 {
+        saturating_rounding_doubling_high_mul(x.wrapping_shl(shift as u32), m)
+    } else {
+        rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -shift)
+    }
 }
 
 #[cfg(test)]

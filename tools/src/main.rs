@@ -1042,7 +1042,6 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
             data.test.pixels
         ));
     }
-    let classes = model.layers().last().map_or(0, |l| l.output);
     let pixels = data.test.pixels;
     let to_int8 = zeronn_tools::quantize::ToInt8::new(model.input_params());
     let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), EVAL_CHUNK)];
@@ -1091,18 +1090,14 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
         Some(n) => data.test.head(positive("limit", n)?),
         None => data.test,
     };
-    let mut correct = 0usize;
-    for lo in (0..test.len()).step_by(EVAL_CHUNK) {
-        let hi = (lo + EVAL_CHUNK).min(test.len());
-        let qx = &mut qx[..(hi - lo) * pixels];
-        to_int8.samples(&test, lo, hi, qx);
-        let logits = model
-            .predict(qx, &mut ws, Some(&packed))
-            .map_err(|e| e.to_string())?;
-        for (k, l) in logits.chunks_exact(classes.max(1)).enumerate() {
-            correct += usize::from(zeronn::quant::argmax(l) == usize::from(test.t[lo + k]));
-        }
-    }
+    let correct = zeronn_tools::bench::int8_pass(
+        &model,
+        Some(&packed),
+        &to_int8,
+        &[&test],
+        &mut ws,
+        &mut qx,
+    )?;
     // The compacted evaluation (what --time-passes times) must count the same.
     let set = EvalSet::new(&test, EVAL_CHUNK);
     if let Some(mut prepared) = set.int8(&model) {
