@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes the small seed corpus (fuzz/corpus/<target>/, not committed: CI and fuzzers make it) from a tiny CSV through the zeronn
-# command: model files (an MLP with BatchNorm and Dropout, its int8 form, a conv net), their ONNX and
+# command: model files (an MLP with BatchNorm and Dropout, its int8 form, a conv net and a conv net in int8), their ONNX and
 # safetensors exports, IDX files raw and gzip, CSV and .npy/.npz data, a checkpoint. Run from the repo root
 # after `cargo build --release -p zeronn-tools`.
 set -euo pipefail
@@ -36,9 +36,12 @@ PY
 $z train --data $tmp/tiny.csv --hidden 5 --batch-norm --dropout 0.2 --iters 3 --batch-size 5 --seed 1 --no-progress --save $c/model/mlp-bn.zrnn \
     --optimizer adam --checkpoint $c/checkpoint/mlp-bn.ck --checkpoint-every 1 >/dev/null 2>&1
 $z train --data $tmp/img.npz --net conv2x3p1,relu,pool2,bn,4,relu,3 --iters 3 --batch-size 5 --seed 1 --no-progress --save $c/model/conv.zrnn >/dev/null 2>&1
-# The int8 form of the MLP (BatchNorm and Dropout folded), both weight layouts, for the model target's int8 reader.
+# The int8 form of the MLP (BatchNorm and Dropout folded), both weight layouts, and of a conv net, for the
+# model target's int8 reader.
 $z quantize --data $tmp/tiny.csv --model $c/model/mlp-bn.zrnn --out $c/model/mlp-int8.zrnn >/dev/null 2>&1
 $z quantize --data $tmp/tiny.csv --model $c/model/mlp-bn.zrnn --layout cortex-m --out $c/model/mlp-int8-cortex-m.zrnn >/dev/null 2>&1
+$z train --data $tmp/img.npz --net conv2x3p1,relu,pool2,4,relu,3 --iters 3 --batch-size 5 --seed 1 --no-progress --save $tmp/conv-plain.zrnn >/dev/null 2>&1
+$z quantize --data $tmp/img.npz --model $tmp/conv-plain.zrnn --out $c/model/conv-int8.zrnn >/dev/null 2>&1
 for m in mlp-bn conv; do
     $z export-onnx --model $c/model/$m.zrnn --out $c/onnx/$m.onnx >/dev/null
     $z export --format safetensors --model $c/model/$m.zrnn --out $c/safetensors/$m.safetensors >/dev/null

@@ -450,7 +450,7 @@ fn read_record(bytes: &[u8], r: usize, version: u16) -> (u16, [u32; 7]) {
 
 /// The layer of record `i` (kind and fields), checked against the shape before it (`None`
 /// for the first layer); returns the layer and its output's shape.
-fn layer_of(
+pub(crate) fn layer_of(
     i: usize,
     kind: u16,
     f: [u32; 7],

@@ -40,6 +40,8 @@ fn main() {
             "mlp-pred.u8",
             "conv.zrnn",
             "conv-pred.u8",
+            "conv-int8.zrnn",
+            "conv-int8-logits.i8",
             "test-x.u8",
             "test-t.u8",
             "train-x.u8",

@@ -92,7 +92,7 @@ def main():
     for target, board in TARGETS:
         run(["cargo", "build", "--release", "--target", target], cwd=HERE)
         counts, stacks, extra = {}, {}, {}
-        for b in ("infer", "train", "infer_conv", "infer_int8"):
+        for b in ("infer", "train", "infer_conv", "infer_int8", "infer_conv_int8"):
             log = os.path.join(HERE, "target", f"icount-{target}-{b}.log")
             env = dict(os.environ, ZERONN_ICOUNT=plugin, ZERONN_ICOUNT_LOG=log)
             out = run([os.path.join(HERE, "run.sh"), os.path.join(HERE, "target", target, "release", b)], env=env).stdout
@@ -104,7 +104,8 @@ def main():
             m = re.search(r"icount region 1: (\d+) insns", text)
             extra[b] = int(m[1]) if m else None
         rows.append((board, target, counts["infer"], counts["train"], stacks["infer"], extra["infer"], extra["train"],
-                     counts["infer_conv"], extra["infer_conv"]))
+                     counts["infer_conv"], extra["infer_conv"], counts["infer_conv_int8"], extra["infer_conv_int8"],
+                     stacks["infer_conv_int8"]))
         int8_rows.append((board, target, counts["infer"], counts["infer_int8"], extra["infer_int8"],
                           stacks["infer"], stacks["infer_int8"]))
 
@@ -155,10 +156,21 @@ def main():
               f"({affine_macs:,}):\n")
         print("| board | target | one inference | per multiply-add | conv+relu+pool | per conv multiply-add | Affine layers | per multiply-add |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for board, target, *_, inf, head in rows:
+        for board, target, *_, inf, head, _, _, _ in rows:
             aff = inf - head
             print(f"| {board} | `{target}` | {inf:,} | {inf / (conv_macs + affine_macs):.2f} | {head:,} | "
                   f"{head / conv_macs:.2f} | {aff:,} | {aff / affine_macs:.2f} |")
+        conv_int8 = os.path.getsize(os.path.join(data, "conv-int8.zrnn"))
+        conv_f32 = os.path.getsize(os.path.join(data, "conv.zrnn"))
+        print(f"\nThe same conv net in int8 (`infer_conv_int8`: `conv-int8.zrnn`, {conv_int8:,} B in flash "
+              f"against {conv_f32:,} B in f32; the Convolution and its Pooling in one pass, counted apart):\n")
+        print("| board | target | f32 inference | int8 inference | per multiply-add | int8 conv+relu+pool "
+              "| per conv multiply-add | int8 Affine layers | per multiply-add | stack int8 |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for board, target, *_, inf, _, q, qhead, qstack in rows:
+            aff = q - qhead
+            print(f"| {board} | `{target}` | {inf:,} | {q:,} | {q / (conv_macs + affine_macs):.2f} | {qhead:,} | "
+                  f"{qhead / conv_macs:.2f} | {aff:,} | {aff / affine_macs:.2f} | {qstack:,} B |")
 
     t = "thumbv7em-none-eabihf"
     rel = os.path.join(HERE, "target", t, "release")

@@ -26,12 +26,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = net.predict(&x, &mut ws);
         }
     }
-    if let Ok(model) = QModel::from_bytes(bytes)
-        && let Some(first) = model.layers().next()
-    {
+    if let Ok(model) = QModel::from_bytes(bytes) {
         let ws_len = QModel::workspace_len(model.spec(), 1);
-        if ws_len <= 1 << 22 && first.input <= 1 << 20 {
-            let x = vec![0i8; first.input];
+        let inputs = model.spec().input_size();
+        if ws_len <= 1 << 22 && inputs <= 1 << 20 {
+            let x = vec![0i8; inputs];
             let mut ws = vec![0i8; ws_len];
             let mut pack = vec![0i32; QModel::pack_len(model.spec())];
             if let Ok(packed) = model.pack(&mut pack) {

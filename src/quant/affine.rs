@@ -192,6 +192,21 @@ impl<'a> QAffine<'a> {
     }
     /// Checks every length against `input` and `output`, and that a sum cannot overflow.
     fn check(&self, x: &[i8], out: &[i8]) -> Result<usize> {
+        self.check_layer()?;
+        if x.is_empty() || !x.len().is_multiple_of(self.input) {
+            return Err(Error::ShapeMismatch {
+                what: "x: a whole number of samples of `input` values",
+                expected: self.input,
+                actual: x.len(),
+            });
+        }
+        let batch = x.len() / self.input;
+        check_len("out", mul(batch, self.output)?, out.len())?;
+        Ok(batch)
+    }
+
+    /// Checks the layer's own arrays and values (not a call's buffers).
+    pub(crate) fn check_layer(&self) -> Result<()> {
         if self.input == 0 || self.output == 0 {
             return Err(Error::ZeroSize { what: "QAffine" });
         }
@@ -204,15 +219,6 @@ impl<'a> QAffine<'a> {
         check_len("bias", self.output, self.bias.len())?;
         check_len("multiplier", self.output, self.multiplier.len())?;
         check_len("shift", self.output, self.shift.len())?;
-        if x.is_empty() || !x.len().is_multiple_of(self.input) {
-            return Err(Error::ShapeMismatch {
-                what: "x: a whole number of samples of `input` values",
-                expected: self.input,
-                actual: x.len(),
-            });
-        }
-        let batch = x.len() / self.input;
-        check_len("out", mul(batch, self.output)?, out.len())?;
         if self.act_min > self.act_max {
             return Err(Error::InvalidValue {
                 what: "QAffine clamp: act_min ≤ act_max",
@@ -230,7 +236,7 @@ impl<'a> QAffine<'a> {
                 what: "QAffine shifts: in −31..=30",
             });
         }
-        Ok(batch)
+        Ok(())
     }
 
     /// Words of packing space [`QAffine::forward`] needs for its fast kernel.
@@ -240,7 +246,7 @@ impl<'a> QAffine<'a> {
 
     /// Output `j`'s value from its sum `acc` (bias included): requantized, then clamped.
     #[inline]
-    fn finish(&self, j: usize, acc: i32) -> i8 {
+    pub(crate) fn finish(&self, j: usize, acc: i32) -> i8 {
         let v = self.output_zero_point
             + multiply_by_quantized_multiplier(acc, self.multiplier[j], self.shift[j]);
         v.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8

@@ -17,6 +17,7 @@
 //! the model's bytes in place, with a workspace of [`QModel::workspace_len`].
 
 mod affine;
+pub mod conv;
 #[cfg(any(test, zeronn_dsp))]
 mod dsp;
 pub mod model;
@@ -24,7 +25,8 @@ pub mod requant;
 mod vnni;
 
 pub use affine::{Packed, QAffine, WeightLayout};
-pub use model::{QModel, QPacked};
+pub use conv::QConvolution;
+pub use model::{QModel, QOp, QPacked};
 
 use crate::error::{Error, Result};
 use crate::math::round_f64;

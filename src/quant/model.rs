@@ -20,12 +20,14 @@
 use crate::error::{Error, Result, check_len, mul};
 use crate::model::{
     FIXED_HEADER_LEN, LAYER_RECORD_LEN, LITTLE_ENDIAN, MAGIC, MAX_LAYERS, ModelError, VERSION,
-    check_container, check_head, crc32, header_crc, header_len, u16_at, u32_at,
+    check_container, check_head, crc32, header_crc, header_len, layer_of, u16_at, u32_at,
 };
 use crate::net::{Layer, NetSpec};
 
 use super::affine::Packed;
+use super::conv::{QConvolution, max_pool};
 use super::{QAffine, QParams, WeightLayout};
+use crate::layers::Pooling;
 
 /// Element type code for int8.
 pub const ELEMENT_INT8: u8 = 2;
@@ -41,13 +43,19 @@ pub const fn encoded_len(spec: &NetSpec) -> usize {
     encoded_len_in(spec, WeightLayout::Rows)
 }
 
-/// Bytes of the int8 model of `spec`, every Affine's weights in `layout`.
+/// Bytes of the int8 model of `spec`, every Affine's weights in `layout` (a Convolution's
+/// are in [`WeightLayout::Rows`]).
 pub const fn encoded_len_in(spec: &NetSpec, layout: WeightLayout) -> usize {
     let mut n = header_len(spec.len());
     let mut i = 0;
     while i < spec.len() {
-        if let Layer::Affine { input, output } = spec.layers()[i] {
-            n += affine_payload_len(layout, input, output);
+        match spec.layers()[i] {
+            Layer::Affine { input, output } => n += affine_payload_len(layout, input, output),
+            Layer::Convolution(c) => {
+                let rows = affine_payload_len(WeightLayout::Rows, c.patch_len(), c.filters);
+                n += CONV_QUANT_LEN + rows
+            }
+            _ => {}
         }
         i += 1;
     }
@@ -58,14 +66,32 @@ pub const fn encoded_len_in(spec: &NetSpec, layout: WeightLayout) -> usize {
 #[derive(Debug, Clone)]
 pub struct QModel<'a> {
     spec: NetSpec,
-    layers: [Option<QAffine<'a>>; MAX_LAYERS],
-    affines: usize,
+    ops: [Option<QOp<'a>>; MAX_LAYERS],
+    n_ops: usize,
+}
+
+/// A layer of an int8 model that computes something (a ReLU is its layer's clamp, the
+/// softmax the argmax of the logits).
+#[derive(Debug, Clone, Copy)]
+pub enum QOp<'a> {
+    /// An Affine.
+    Affine(QAffine<'a>),
+    /// A Convolution (an Affine over each position's patch).
+    Convolution(QConvolution<'a>),
+    /// Max pooling (the scale and zero point stay its input's).
+    Pooling(Pooling),
 }
 
 /// The kinds of the f32 format this one uses.
 const AFFINE: u16 = 1;
 const RELU: u16 = 2;
 const SOFTMAX: u16 = 4;
+const CONVOLUTION: u16 = 7;
+const POOLING: u16 = 8;
+
+/// Bytes of a Convolution's quantization at the start of its payload: the input's zero
+/// point (i32) and scale (f32), the output's zero point and scale.
+const CONV_QUANT_LEN: usize = 16;
 
 fn scale_of(bits: u32) -> Option<f32> {
     let s = f32::from_bits(bits);
@@ -89,7 +115,11 @@ impl<'a> QModel<'a> {
         let record = |i: usize| FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
         let field = |i: usize, k: usize| u32_at(bytes, record(i) + 4 + 4 * k);
         // Reserved bytes: the fixed part's, each record's unused fields, the padding.
-        let used = |kind: u16| if kind == AFFINE { 7 } else { 1 };
+        let used = |kind: u16| match kind {
+            AFFINE | CONVOLUTION => 7,
+            POOLING => 6,
+            _ => 1,
+        };
         let reserved = (26..32)
             .chain((0..n).flat_map(|i| {
                 let r = record(i);
@@ -99,22 +129,24 @@ impl<'a> QModel<'a> {
         if let Some(offset) = reserved.into_iter().find(|&o| bytes[o] != 0) {
             return Err(ReservedNonZero { offset });
         }
-        // The layer list, and each Affine's quantization (its arrays found below).
+        // The layer list (shapes checked as the f32 format checks them), and each Affine's
+        // quantization (a Convolution's is in its payload).
         let mut spec = NetSpec::new(&[]);
-        let mut width = 0usize;
+        let mut dims = None;
         let mut payload = 0u64;
-        let mut quant = [(0i32, 0f32, 0i32, 0f32); MAX_LAYERS];
+        let mut quant = [(0i32, 0u32, 0i32, 0u32); MAX_LAYERS];
         let mut layouts = [WeightLayout::Rows; MAX_LAYERS];
-        let mut last_out: Option<(i32, u32)> = None;
         for (i, q) in quant.iter_mut().enumerate().take(n) {
             let kind = u16_at(bytes, record(i));
-            let layer = match kind {
-                AFFINE => {
-                    let (input, output) = (field(i, 0) as usize, field(i, 1) as usize);
-                    if input == 0 || output == 0 || (i > 0 && input != width) {
-                        return Err(LayerSizes { layer: i });
-                    }
-                    let (Some(zi), Some(si), Some(zo), Some(so)) = (
+            if !matches!(kind, AFFINE | RELU | SOFTMAX | CONVOLUTION | POOLING) {
+                return Err(UnknownLayerKind { layer: i, kind });
+            }
+            let fields: [u32; 7] = core::array::from_fn(|k| field(i, k));
+            let (layer, out) = layer_of(i, kind, fields, VERSION, dims)?;
+            let after = |pred: fn(&Layer) -> bool| i > 0 && pred(&spec.layers()[i - 1]);
+            match layer {
+                Layer::Affine { input, output } => {
+                    let (Some(_), Some(_), Some(_), Some(_)) = (
                         zero_point_of(field(i, 2)),
                         scale_of(field(i, 3)),
                         zero_point_of(field(i, 4)),
@@ -122,14 +154,15 @@ impl<'a> QModel<'a> {
                     ) else {
                         return Err(LayerValue { layer: i });
                     };
-                    if last_out.is_some_and(|o| o != (zi, field(i, 3))) {
-                        return Err(LayerValue { layer: i });
-                    }
                     let Some(layout) = WeightLayout::from_code(field(i, 6)) else {
                         return Err(LayerValue { layer: i });
                     };
-                    last_out = Some((zo, field(i, 5)));
-                    *q = (zi, si, zo, so);
+                    *q = (
+                        field(i, 2) as i32,
+                        field(i, 3),
+                        field(i, 4) as i32,
+                        field(i, 5),
+                    );
                     layouts[i] = layout;
                     let (wi, wo) = match layout {
                         WeightLayout::Rows => (input as u64, output as u64),
@@ -143,26 +176,27 @@ impl<'a> QModel<'a> {
                         return Err(LayerSizes { layer: i });
                     };
                     payload = payload.saturating_add(wlen.div_ceil(4) * 4 + 12 * output as u64);
-                    width = output;
-                    Layer::Affine { input, output }
                 }
-                RELU | SOFTMAX => {
-                    if i == 0 || field(i, 0) as usize != width {
+                Layer::Convolution(c) => {
+                    let Some(wlen) = (c.patch_len() as u64).checked_mul(c.filters as u64) else {
                         return Err(LayerSizes { layer: i });
-                    }
-                    let after_affine = matches!(spec.layers()[i - 1], Layer::Affine { .. });
-                    if (kind == RELU && !after_affine) || (kind == SOFTMAX && i + 1 != n) {
+                    };
+                    payload = payload.saturating_add(
+                        CONV_QUANT_LEN as u64 + wlen.div_ceil(4) * 4 + 12 * c.filters as u64,
+                    );
+                }
+                Layer::Relu => {
+                    let weighted =
+                        |l: &Layer| matches!(l, Layer::Affine { .. } | Layer::Convolution(_));
+                    if !after(weighted) {
                         return Err(LayerPlacement { layer: i });
                     }
-                    if kind == RELU {
-                        Layer::Relu
-                    } else {
-                        Layer::SoftmaxWithLoss
-                    }
                 }
-                _ => return Err(UnknownLayerKind { layer: i, kind }),
-            };
+                Layer::SoftmaxWithLoss if i + 1 != n => return Err(LayerPlacement { layer: i }),
+                _ => {}
+            }
             spec = spec.push(layer);
+            dims = Some(out);
         }
         let payload_len = u32_at(bytes, 12);
         if payload_len as u64 != payload {
@@ -172,14 +206,45 @@ impl<'a> QModel<'a> {
             });
         }
         check_container(bytes, hlen, payload_len, core::mem::align_of::<i32>())?;
-        // The arrays, in place, and their values' ranges.
-        let mut layers = [None; MAX_LAYERS];
-        let (mut at, mut affines) = (hlen, 0);
+        // The arrays, in place, and their values' ranges; each weighted layer's input
+        // quantization the previous one's output quantization.
+        let mut ops = [None; MAX_LAYERS];
+        let (mut at, mut n_ops) = (hlen, 0);
+        let mut last_out: Option<(i32, u32)> = None;
         for (i, layer) in spec.layers().iter().enumerate() {
-            let Layer::Affine { input, output } = *layer else {
-                continue;
+            let (input, output, layout, conv) = match *layer {
+                Layer::Affine { input, output } => (input, output, layouts[i], None),
+                Layer::Convolution(c) => {
+                    let v = |k: usize| u32_at(bytes, at + 4 * k);
+                    let (Some(_), Some(_), Some(_), Some(_)) = (
+                        zero_point_of(v(0)),
+                        scale_of(v(1)),
+                        zero_point_of(v(2)),
+                        scale_of(v(3)),
+                    ) else {
+                        return Err(LayerValue { layer: i });
+                    };
+                    quant[i] = (v(0) as i32, v(1), v(2) as i32, v(3));
+                    at += CONV_QUANT_LEN;
+                    (c.patch_len(), c.filters, WeightLayout::Rows, Some(c))
+                }
+                Layer::Pooling { h, w, stride } => {
+                    let d = if i == 0 {
+                        spec.input_dims()
+                    } else {
+                        spec.dims_after(i - 1)
+                    };
+                    ops[n_ops] = Some(QOp::Pooling(Pooling::new(d, h, w, stride)));
+                    n_ops += 1;
+                    continue;
+                }
+                _ => continue,
             };
-            let layout = layouts[i];
+            let (zi, si, zo, so) = quant[i];
+            if last_out.is_some_and(|o| o != (zi, si)) {
+                return Err(LayerValue { layer: i });
+            }
+            last_out = Some((zo, so));
             let wlen = layout.len(input, output);
             let w = ints::<i8>(&bytes[at..at + wlen]);
             at += wlen.div_ceil(4) * 4;
@@ -203,9 +268,8 @@ impl<'a> QModel<'a> {
             if bad_weight || bad_multiplier || bad_shift {
                 return Err(LayerValue { layer: i });
             }
-            let (zi, si, zo, so) = quant[i];
             let relu = matches!(spec.layers().get(i + 1), Some(Layer::Relu));
-            layers[affines] = Some(QAffine {
+            let affine = QAffine {
                 input,
                 output,
                 w,
@@ -214,19 +278,19 @@ impl<'a> QModel<'a> {
                 multiplier,
                 shift,
                 input_zero_point: zi,
-                input_scale: si,
+                input_scale: f32::from_bits(si),
                 output_zero_point: zo,
-                output_scale: so,
+                output_scale: f32::from_bits(so),
                 act_min: if relu { zo as i8 } else { -128 },
                 act_max: 127,
+            };
+            ops[n_ops] = Some(match conv {
+                Some(conv) => QOp::Convolution(QConvolution { conv, affine }),
+                None => QOp::Affine(affine),
             });
-            affines += 1;
+            n_ops += 1;
         }
-        Ok(QModel {
-            spec,
-            layers,
-            affines,
-        })
+        Ok(QModel { spec, ops, n_ops })
     }
 
     /// The layer list.
@@ -234,9 +298,19 @@ impl<'a> QModel<'a> {
         &self.spec
     }
 
-    /// The Affine layers, in order.
+    /// The layers that compute, in order.
+    pub fn ops(&self) -> impl Iterator<Item = &QOp<'a>> {
+        self.ops[..self.n_ops].iter().flatten()
+    }
+
+    /// The weighted layers' Affines, in order: each Affine, and each Convolution's Affine
+    /// over its patches.
     pub fn layers(&self) -> impl Iterator<Item = &QAffine<'a>> {
-        self.layers[..self.affines].iter().flatten()
+        self.ops().filter_map(|o| match o {
+            QOp::Affine(a) => Some(a),
+            QOp::Convolution(c) => Some(&c.affine),
+            QOp::Pooling(_) => None,
+        })
     }
 
     /// How real inputs become int8.
@@ -258,18 +332,27 @@ impl<'a> QModel<'a> {
     }
 
     /// Workspace (int8 values) for [`QModel::predict`] of up to `batch` samples: two of the
-    /// widest layer's outputs.
+    /// widest layer's outputs, and the largest Convolution's scratch
+    /// ([`QConvolution::scratch_len`]).
     pub const fn workspace_len(spec: &NetSpec, batch: usize) -> usize {
-        let (mut widest, mut i) = (0, 0);
+        let (mut widest, mut scratch, mut i) = (0, 0, 0);
         while i < spec.len() {
-            if let Layer::Affine { output, .. } = spec.layers()[i]
-                && output > widest
-            {
-                widest = output;
+            let width = spec.dims_after(i).len();
+            if width > widest {
+                widest = width;
+            }
+            if let Layer::Convolution(c) = spec.layers()[i] {
+                let s = QConvolution::scratch_len(&c);
+                if s > scratch {
+                    scratch = s;
+                }
             }
             i += 1;
         }
-        2 * batch * widest
+        batch
+            .saturating_mul(widest)
+            .saturating_mul(2)
+            .saturating_add(scratch)
     }
 
     /// Words of packing space for the fast kernel of every layer (the sum of their
@@ -277,8 +360,10 @@ impl<'a> QModel<'a> {
     pub const fn pack_len(spec: &NetSpec) -> usize {
         let (mut sum, mut i) = (0, 0);
         while i < spec.len() {
-            if let Layer::Affine { input, output } = spec.layers()[i] {
-                sum += QAffine::pack_len(input, output);
+            match spec.layers()[i] {
+                Layer::Affine { input, output } => sum += QAffine::pack_len(input, output),
+                Layer::Convolution(c) => sum += QAffine::pack_len(c.patch_len(), c.filters),
+                _ => {}
             }
             i += 1;
         }
@@ -317,40 +402,56 @@ impl<'a> QModel<'a> {
         ws: &'w mut [i8],
         packed: Option<&QPacked<'_>>,
     ) -> Result<&'w [i8]> {
-        let Some(first) = self.layers().next() else {
+        let inputs = self.spec.input_size();
+        if self.n_ops == 0 || inputs == 0 {
             return Err(Error::ZeroSize { what: "int8 model" });
-        };
-        if x.is_empty() || !x.len().is_multiple_of(first.input) {
+        }
+        if x.is_empty() || !x.len().is_multiple_of(inputs) {
             return Err(Error::ShapeMismatch {
                 what: "x: a whole number of samples of the model's inputs",
-                expected: first.input,
+                expected: inputs,
                 actual: x.len(),
             });
         }
-        let batch = x.len() / first.input;
-        let half = Self::workspace_len(&self.spec, batch) / 2;
-        if ws.len() < 2 * half {
+        let batch = x.len() / inputs;
+        let need = Self::workspace_len(&self.spec, batch);
+        if ws.len() < need {
             return Err(Error::BufferLength {
                 buffer: "int8 workspace",
-                expected: 2 * half,
+                expected: need,
                 actual: ws.len(),
             });
         }
-        let (a, b) = ws.split_at_mut(half);
+        let half = need - Self::workspace_len(&self.spec, 0);
+        let half = half / 2;
+        let (a, rest) = ws.split_at_mut(half);
+        let (b, scratch) = rest.split_at_mut(half);
         let (mut src, mut dst) = (a, b);
-        let mut width = 0;
-        for (k, l) in self.layers().enumerate() {
-            let out = &mut dst[..batch * l.output];
-            if k == 0 {
-                l.forward(x, out, packed.and_then(|p| p.layers[k].as_ref()))?;
-            } else {
-                l.forward(
-                    &src[..batch * width],
-                    out,
-                    packed.and_then(|p| p.layers[k].as_ref()),
-                )?;
+        let (mut width, mut k, mut n) = (inputs, 0, 0);
+        let ops = &self.ops[..self.n_ops];
+        while let Some(Some(op)) = ops.get(n) {
+            let pk = |k: usize| packed.and_then(|p| p.layers[k].as_ref());
+            let from: &[i8] = if n == 0 { x } else { &src[..batch * width] };
+            // A Convolution and the Pooling right after it: in one pass.
+            let pool = match (op, ops.get(n + 1)) {
+                (QOp::Convolution(_), Some(Some(QOp::Pooling(p)))) => Some(p),
+                _ => None,
+            };
+            width = match (op, pool) {
+                (_, Some(p)) => p.output_dims().len(),
+                (QOp::Affine(l), _) => l.output,
+                (QOp::Convolution(c), _) => c.conv.output_dims().len(),
+                (QOp::Pooling(p), _) => p.output_dims().len(),
+            };
+            let out = &mut dst[..batch * width];
+            match (op, pool) {
+                (QOp::Convolution(c), Some(p)) => c.forward_pooled(from, out, scratch, pk(k), p)?,
+                (QOp::Affine(l), _) => l.forward(from, out, pk(k))?,
+                (QOp::Convolution(c), _) => c.forward(from, out, scratch, pk(k))?,
+                (QOp::Pooling(p), _) => max_pool(p, from, out)?,
             }
-            width = l.output;
+            k += usize::from(!matches!(op, QOp::Pooling(_)));
+            n += 1 + usize::from(pool.is_some());
             core::mem::swap(&mut src, &mut dst);
         }
         Ok(&src[..batch * width])
@@ -361,6 +462,19 @@ impl<'a> QModel<'a> {
 #[derive(Debug)]
 pub struct QPacked<'p> {
     layers: [Option<Packed<'p>>; MAX_LAYERS],
+}
+
+/// A Convolution's record fields, as in the f32 format.
+fn conv_fields(c: &crate::layers::Convolution) -> [u32; 7] {
+    [
+        c.input.channels as u32,
+        c.input.height as u32,
+        c.input.width as u32,
+        c.filters as u32,
+        ((c.kernel_h as u32) << 16) | c.kernel_w as u32,
+        c.stride as u32,
+        c.pad as u32,
+    ]
 }
 
 /// `bytes` as integers of type `T` (i8 or i32), in place.
@@ -384,8 +498,9 @@ trait Int: Copy {}
 impl Int for i8 {}
 impl Int for i32 {}
 
-/// Writes the int8 model of `spec` (Affine, Relu, SoftmaxWithLoss) whose Affine layers are
-/// `layers` (in order, each in its own weight layout; their clamps must be the ones their
+/// Writes the int8 model of `spec` (Affine, Convolution, Pooling, Relu, SoftmaxWithLoss)
+/// whose Affine and Convolution layers are `layers` (in order, each Affine in its own weight
+/// layout, each Convolution's in [`WeightLayout::Rows`]; their clamps must be the ones their
 /// ReLUs make) into `out`, and returns the bytes written ([`encoded_len_in`] when they share a
 /// layout). Everything [`QModel::from_bytes`] checks is checked
 /// first, so what it writes loads.
@@ -399,6 +514,14 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
     }
     // Each Affine's payload in its own layout, its sizes checked.
     let mut total = header_len(n);
+    let convs = spec
+        .layers()
+        .iter()
+        .filter(|l| matches!(l, Layer::Convolution(_)))
+        .count();
+    total = total
+        .checked_add(CONV_QUANT_LEN * convs)
+        .ok_or(Error::SizeOverflow)?;
     for l in layers {
         let w = l.checked_weights_len()?;
         let arrays = mul(12, l.output)?;
@@ -427,32 +550,62 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
     out[24..26].copy_from_slice(&(n as u16).to_le_bytes());
     let (mut at, mut next, mut width) = (hlen, 0usize, 0usize);
     let bad = || Error::Unsupported {
-        what: "an int8 model holds Affine layers (each a QAffine of the same sizes), a ReLU \
-               right after an Affine, and SoftmaxWithLoss last",
+        what: "an int8 model holds Affine and Convolution layers (each a QAffine of the same \
+               sizes; a Convolution's in rows), Pooling, a ReLU right after an Affine or a \
+               Convolution, and SoftmaxWithLoss last",
     };
     for (i, layer) in spec.layers().iter().enumerate() {
         let r = FIXED_HEADER_LEN + LAYER_RECORD_LEN * i;
         let mut fields = [0u32; 7];
+        let dims_in = if i == 0 {
+            spec.input_dims()
+        } else {
+            spec.dims_after(i - 1)
+        };
         let kind = match *layer {
-            Layer::Affine { input, output } => {
+            Layer::Affine { .. } | Layer::Convolution(_) => {
                 let l = layers.get(next).ok_or_else(bad)?;
                 next += 1;
-                if (l.input, l.output) != (input, output) || (i > 0 && input != width) {
+                let (input, output, conv) = match *layer {
+                    Layer::Convolution(c) => (c.patch_len(), c.filters, true),
+                    Layer::Affine { input, output } => (input, output, false),
+                    _ => return Err(bad()),
+                };
+                if (l.input, l.output) != (input, output)
+                    || (!conv && i > 0 && input != width)
+                    || (conv && l.layout != WeightLayout::Rows)
+                {
                     return Err(bad());
                 }
                 check_len("W", l.checked_weights_len()?, l.w.len())?;
                 check_len("bias", output, l.bias.len())?;
                 check_len("multiplier", output, l.multiplier.len())?;
                 check_len("shift", output, l.shift.len())?;
-                fields = [
-                    input as u32,
-                    output as u32,
+                let quant = [
                     l.input_zero_point as u32,
                     l.input_scale.to_bits(),
                     l.output_zero_point as u32,
                     l.output_scale.to_bits(),
-                    l.layout.code(),
                 ];
+                let kind = if let Layer::Convolution(c) = *layer {
+                    fields = conv_fields(&c);
+                    for v in quant {
+                        out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                        at += 4;
+                    }
+                    CONVOLUTION
+                } else {
+                    fields = [
+                        input as u32,
+                        output as u32,
+                        quant[0],
+                        quant[1],
+                        quant[2],
+                        quant[3],
+                        l.layout.code(),
+                    ];
+                    AFFINE
+                };
                 for (b, &v) in out[at..].iter_mut().zip(l.w) {
                     *b = v as u8;
                 }
@@ -461,8 +614,22 @@ pub fn write(spec: &NetSpec, layers: &[QAffine<'_>], out: &mut [u8]) -> Result<u
                     out[at..at + 4].copy_from_slice(&v.to_le_bytes());
                     at += 4;
                 }
-                width = output;
-                AFFINE
+                width = spec.dims_after(i).len();
+                kind
+            }
+            Layer::Pooling { h, w, stride } => {
+                let d = dims_in;
+                fields = [
+                    d.channels as u32,
+                    d.height as u32,
+                    d.width as u32,
+                    h as u32,
+                    w as u32,
+                    stride as u32,
+                    0,
+                ];
+                width = spec.dims_after(i).len();
+                POOLING
             }
             Layer::Relu => {
                 fields[0] = width as u32;
@@ -591,6 +758,127 @@ mod tests {
         assert_eq!(layers[1].act_min, -128);
         assert!(m.predict(&x[..5], &mut ws, Some(&packed)).is_err());
         assert!(m.predict(&x, &mut ws[..5], None).is_err());
+    }
+
+    /// A small conv net: Convolution 3 filters 3×3 pad 1 over 1×6×6, ReLU, Pooling 2×2,
+    /// Affine 27 → 4, SoftmaxWithLoss.
+    const CONV: crate::layers::Convolution =
+        crate::layers::Convolution::new(crate::layers::Dims::new(1, 6, 6), 3, 3).pad(1);
+    const CONV_NET: NetSpec = NetSpec::new(&[
+        Layer::Convolution(CONV),
+        Layer::Relu,
+        Layer::Pooling {
+            h: 2,
+            w: 2,
+            stride: 2,
+        },
+        Layer::Affine {
+            input: 27,
+            output: 4,
+        },
+        Layer::SoftmaxWithLoss,
+    ]);
+    const CONV_LEN: usize = encoded_len(&CONV_NET);
+
+    fn small_conv(out: &mut [u8]) -> usize {
+        let w1: [i8; 27] = core::array::from_fn(|i| ((i as i32 * 41) % 255 - 127) as i8);
+        let w2: [i8; 108] = core::array::from_fn(|i| ((i as i32 * 29) % 255 - 127) as i8);
+        let (b1, b2) = ([100, -900, 30], [-7, 70, 700, 0]);
+        let (m, s) = quantize_multiplier(0.0093);
+        let (m1, s1, m2, s2) = ([m; 3], [s; 3], [m; 4], [s; 4]);
+        let conv = QAffine {
+            input: 9,
+            output: 3,
+            w: &w1,
+            layout: WeightLayout::Rows,
+            bias: &b1,
+            multiplier: &m1,
+            shift: &s1,
+            input_zero_point: -128,
+            input_scale: 1.0 / 255.0,
+            output_zero_point: -10,
+            output_scale: 0.1,
+            act_min: -10,
+            act_max: 127,
+        };
+        let fc = QAffine {
+            input: 27,
+            output: 4,
+            w: &w2,
+            bias: &b2,
+            multiplier: &m2,
+            shift: &s2,
+            input_zero_point: -10,
+            input_scale: 0.1,
+            output_zero_point: 4,
+            output_scale: 0.2,
+            act_min: -128,
+            ..conv
+        };
+        write(&CONV_NET, &[conv, fc], out).unwrap()
+    }
+
+    #[test]
+    fn a_conv_model_loads_and_predicts_as_its_layers_do() {
+        let mut buf = Aligned([0u8; CONV_LEN]);
+        assert_eq!(small_conv(&mut buf.0), CONV_LEN);
+        let m = QModel::from_bytes(&buf.0).unwrap();
+        assert_eq!(m.spec(), &CONV_NET);
+        assert_eq!(m.ops().count(), 3);
+        assert_eq!(m.layers().count(), 2);
+        let x: [i8; 72] = core::array::from_fn(|i| ((i as i32 * 67) % 256 - 128) as i8);
+        let mut ws = [0i8; QModel::workspace_len(&CONV_NET, 2)];
+        let mut pack = [0i32; QModel::pack_len(&CONV_NET)];
+        let packed = m.pack(&mut pack).unwrap();
+        let got: [i8; 8] = m
+            .predict(&x, &mut ws, Some(&packed))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let slow: [i8; 8] = m.predict(&x, &mut ws, None).unwrap().try_into().unwrap();
+        assert_eq!(got, slow);
+        // By hand: the direct convolution (its ReLU the clamp), the pooling, the Affine.
+        let Some(QOp::Convolution(c)) = m.ops().next() else {
+            panic!("the first layer is the Convolution")
+        };
+        assert_eq!(c.affine.act_min, -10);
+        let (mut h, mut p, mut y) = ([0i8; 216], [0i8; 54], [0i8; 8]);
+        c.forward_naive(&x, &mut h).unwrap();
+        max_pool(&Pooling::new(CONV.output_dims(), 2, 2, 2), &h, &mut p).unwrap();
+        m.layers()
+            .nth(1)
+            .unwrap()
+            .forward_naive(&p, &mut y)
+            .unwrap();
+        assert_eq!(got, y);
+        assert!(y.iter().any(|&v| v != y[0]));
+        // Every single-byte change and truncation is an error.
+        let good = buf.0;
+        for i in 0..CONV_LEN {
+            buf.0 = good;
+            buf.0[i] ^= 0x81;
+            assert!(QModel::from_bytes(&buf.0).is_err(), "byte {i}");
+        }
+        for len in 0..CONV_LEN {
+            assert!(QModel::from_bytes(&good[..len]).is_err(), "{len} bytes");
+        }
+        // A zero point out of range in the Convolution's payload, checksums made right.
+        buf.0 = good;
+        let hlen = header_len(CONV_NET.len());
+        buf.0[hlen..hlen + 4].copy_from_slice(&200i32.to_le_bytes());
+        reseal(&mut buf.0, hlen);
+        assert!(matches!(
+            QModel::from_bytes(&buf.0),
+            Err(ModelError::LayerValue { layer: 0 })
+        ));
+        // The Affine's input quantization no longer the Convolution's output one.
+        buf.0 = good;
+        buf.0[hlen + 8..hlen + 12].copy_from_slice(&(-9i32).to_le_bytes());
+        reseal(&mut buf.0, hlen);
+        assert!(matches!(
+            QModel::from_bytes(&buf.0),
+            Err(ModelError::LayerValue { layer: 3 })
+        ));
     }
 
     /// Every single-byte change, every truncation and a misaligned start is an error, never a

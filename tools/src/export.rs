@@ -7,6 +7,8 @@
 //! | `mlp-pred.u8` | the class the desktop predicts for each test image with `mlp.zrnn`, through the portable kernel (the device's sums) |
 //! | `conv.zrnn` | a third model, a conv net (SimpleConvNet in CI), BatchNorm after an Affine folded |
 //! | `conv-pred.u8` | the desktop's class for each test image with `conv.zrnn`, as for `mlp-pred.u8` |
+//! | `conv-int8.zrnn` | the conv net quantized to int8 (as `model-int8.zrnn`) |
+//! | `conv-int8-logits.i8` | its int8 logits for each test image on the desktop (10 bytes an image) |
 //! | `model-int8.zrnn` | `model.zrnn` quantized to int8 (`zeronn quantize`, ranges from the first 300 training images) |
 //! | `int8-logits.i8` | its int8 logits for each test image on the desktop (10 bytes an image) |
 //! | `test-x.u8`, `test-t.u8` | the first test images (784 bytes each) and their labels |
@@ -285,14 +287,10 @@ pub fn export(
         .filter(|(p, t)| p == t)
         .count();
     let (int8_bytes, int8_logits) = int8_for_device(net, &data.train, &test)?;
-    let int8_correct = int8_logits
-        .chunks_exact(10)
-        .zip(&test.t)
-        .filter(|(l, t)| {
-            let l: Vec<i8> = l.iter().map(|&b| b as i8).collect();
-            zeronn::quant::argmax(&l) == usize::from(**t)
-        })
-        .count();
+    let (conv_int8_spec, conv_int8_bytes, conv_int8_logits) =
+        conv_int8_for_device(conv, &data.train, &test)?;
+    let conv_int8_correct = int8_correct_of(&conv_int8_logits, &test.t);
+    let int8_correct = int8_correct_of(&int8_logits, &test.t);
 
     let mut rs = String::new();
     let w = &mut rs;
@@ -381,6 +379,15 @@ pub fn export(
         "/// How many test images the desktop's predictions with `conv.zrnn` get right.\npub const CONV_CORRECT: usize = {conv_correct};"
     );
     rs.push_str(&zeronn::model_file::layers_rs(
+        "CONV_INT8_LAYERS",
+        "The layers of `conv-int8.zrnn`, the conv net in int8.",
+        &conv_int8_spec,
+    ));
+    let _ = writeln!(
+        rs,
+        "/// How many test images the desktop's int8 logits with `conv-int8.zrnn` get right.\npub const CONV_INT8_CORRECT: usize = {conv_int8_correct};"
+    );
+    rs.push_str(&zeronn::model_file::layers_rs(
         "ADAM_LAYERS",
         "The layers of the on-device Adam net.",
         &adam.spec(train.pixels),
@@ -432,7 +439,7 @@ pub fn export(
         let _ = writeln!(w, "/// {doc}\npub const {name}: u32 = {value:#010x};");
     }
 
-    let files: [(&str, &[u8]); 12] = [
+    let files: [(&str, &[u8]); 14] = [
         ("model.zrnn", model_bytes),
         ("model-int8.zrnn", &int8_bytes),
         ("int8-logits.i8", &int8_logits),
@@ -440,6 +447,8 @@ pub fn export(
         ("mlp-pred.u8", &preds),
         ("conv.zrnn", &conv_bytes),
         ("conv-pred.u8", &conv_preds),
+        ("conv-int8.zrnn", &conv_int8_bytes),
+        ("conv-int8-logits.i8", &conv_int8_logits),
         ("test-x.u8", &test.raw),
         ("test-t.u8", &test.t),
         ("train-x.u8", &train.raw),
@@ -449,7 +458,7 @@ pub fn export(
     write_bundle(out, &files)?;
     Ok(format!(
         "{}: model, {} test images ({correct} correct), {} training images; device training: loss {} -> {}, parameters crc {:08x}; \
-         int8 ({int8_correct} correct); mlp {} ({mlp_correct} correct); conv {} ({conv_correct} correct); device Adam: loss {} -> {}, parameters crc {:08x}",
+         int8 ({int8_correct} correct); mlp {} ({mlp_correct} correct); conv {} ({conv_correct} correct; int8 {conv_int8_correct}); device Adam: loss {} -> {}, parameters crc {:08x}",
         out.display(),
         test.len(),
         train.len(),
@@ -487,6 +496,49 @@ fn int8_for_device(
         .predict(&xq, &mut ws, None)
         .map_err(|e| e.to_string())?;
     Ok((bytes, logits.iter().map(|&v| v as u8).collect()))
+}
+
+/// The conv net `conv` quantized to int8 (ranges from the first training images, as
+/// `zeronn quantize`), and its int8 logits for each test image through the reference loop:
+/// the layer list, the model's bytes and the logits.
+fn conv_int8_for_device(
+    conv: &Model<'_>,
+    train: &crate::mnist::Split,
+    test: &crate::mnist::Split,
+) -> Result<(NetSpec, Vec<u8>, Vec<u8>), String> {
+    let q = crate::quantize::quantize_on(
+        conv.spec(),
+        conv.params(),
+        conv.state(),
+        train,
+        crate::quantize::CALIB,
+    )
+    .map_err(|e| format!("the conv net in int8: {e}"))?;
+    let bytes = q
+        .to_bytes(zeronn::quant::WeightLayout::Rows)
+        .map_err(|e| e.to_string())?;
+    let file = zeronn::ModelFile::from_bytes("(the conv net in int8)", &bytes);
+    let model = file.int8_model().map_err(|e| e.to_string())?;
+    let mut xq = vec![0i8; test.len() * test.pixels];
+    crate::quantize::ToInt8::new(model.input_params()).samples(test, 0, test.len(), &mut xq);
+    let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), test.len())];
+    let logits = model
+        .predict(&xq, &mut ws, None)
+        .map_err(|e| e.to_string())?;
+    let (spec, logits) = (*model.spec(), logits.iter().map(|&v| v as u8).collect());
+    Ok((spec, bytes, logits))
+}
+
+/// How many of `logits` (10 int8 values an image) pick the label in `t`.
+fn int8_correct_of(logits: &[u8], t: &[u8]) -> usize {
+    logits
+        .chunks_exact(10)
+        .zip(t)
+        .filter(|(l, t)| {
+            let l: Vec<i8> = l.iter().map(|&b| b as i8).collect();
+            zeronn::quant::argmax(&l) == usize::from(**t)
+        })
+        .count()
 }
 
 /// Writes `files` as the directory `out`: into a new sibling directory first, then swapped in

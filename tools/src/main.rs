@@ -1034,7 +1034,7 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
         return Err("an int8 model is evaluated on MNIST-like data only (no --logits, --label or --test-data yet)".into());
     }
     let data = load_data(&a.data)?;
-    let inputs = model.layers().next().map_or(0, |l| l.input);
+    let inputs = model.spec().input_size();
     if inputs != data.test.pixels {
         return Err(format!(
             "{}: the model takes {inputs} inputs, the data has {} per image",

@@ -1,9 +1,11 @@
-//! Post-training quantization of an MLP to int8 (the scheme of [`zeronn::quant`]): BatchNorm
+//! Post-training quantization of a net to int8 (the scheme of [`zeronn::quant`]): BatchNorm
 //! folded into the Affine before it and Dropout's inference scale into the Affine after it,
-//! activation ranges calibrated on sample inputs, weights per output channel, biases int32,
-//! each Affine's multipliers in fixed point, a ReLU folded into the clamp. The layers run
-//! through [`QAffine`], the core's int8 Affine.
+//! activation ranges calibrated on sample inputs, weights per output channel (per filter of a
+//! Convolution), biases int32, multipliers in fixed point, a ReLU folded into the clamp, max
+//! pooling kept as it is. The layers run through [`QAffine`], the core's int8 Affine (a
+//! Convolution as an Affine over its patches, [`zeronn::quant::QConvolution`]).
 
+use zeronn::layers::{Convolution, Pooling};
 use zeronn::quant::requant::quantize_multiplier;
 use zeronn::quant::{QAffine, QParams, WeightLayout};
 use zeronn::{Layer, NetSpec};
@@ -33,6 +35,10 @@ pub struct QLayer {
     pub output_q: QParams,
     /// A ReLU follows (folded into the clamp).
     pub relu: bool,
+    /// This layer is a Convolution of this geometry (`input` its patch, `output` its filters).
+    pub conv: Option<Convolution>,
+    /// A max pooling follows (after the ReLU, if any).
+    pub pool: Option<Pooling>,
 }
 
 impl QLayer {
@@ -60,7 +66,7 @@ impl QLayer {
     }
 }
 
-/// An MLP in int8: its input's parameters, then its Affine layers.
+/// A net in int8: its input's parameters, then its weighted layers.
 #[derive(Debug, Clone)]
 pub struct QuantizedMlp {
     /// How the real inputs become int8.
@@ -69,18 +75,22 @@ pub struct QuantizedMlp {
     pub layers: Vec<QLayer>,
 }
 
-/// An Affine of the float net after folding: `W` (input × output, the book's layout), `b`, and
-/// whether a ReLU follows.
+/// A weighted layer of the float net after folding: `W` (input × output, the book's Affine
+/// layout; a Convolution's `filters × C·FH·FW` transposed to it, its patch the input), `b`,
+/// whether a ReLU and a max pooling follow.
 struct FloatAffine {
     input: usize,
     output: usize,
     w: Vec<f32>,
     b: Vec<f32>,
     relu: bool,
+    conv: Option<Convolution>,
+    pool: Option<Pooling>,
 }
 
-/// The net as a chain of Affines (BatchNorm folded, Dropout's `1 − ratio` folded into the next
-/// Affine's weights); an error naming the first layer int8 does not take yet.
+/// The net as a chain of weighted layers (BatchNorm folded, Dropout's `1 − ratio` folded into
+/// the next Affine's weights, ReLU and Pooling attached to the layer before); an error naming
+/// the first layer int8 does not take yet.
 fn affines(spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<Vec<FloatAffine>, String> {
     let folded = zeronn::net::folded_spec(spec);
     let mut p = vec![0.0f32; folded.param_len()];
@@ -106,15 +116,57 @@ fn affines(spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<Vec<FloatAff
                     w,
                     b,
                     relu: false,
+                    conv: None,
+                    pool: None,
+                });
+            }
+            Layer::Convolution(c) if scale == 1.0 => {
+                let (patch, filters) = (c.patch_len(), c.filters);
+                let book = &p[at..at + filters * patch];
+                // Transposed to input × output, the Affine's layout.
+                let mut w = vec![0.0f32; patch * filters];
+                for (f, row) in book.chunks_exact(patch).enumerate() {
+                    for (k, &v) in row.iter().enumerate() {
+                        w[k * filters + f] = v;
+                    }
+                }
+                let b = p[at + filters * patch..at + c.param_len()].to_vec();
+                at += c.param_len();
+                out.push(FloatAffine {
+                    input: patch,
+                    output: filters,
+                    w,
+                    b,
+                    relu: false,
+                    conv: Some(c),
+                    pool: None,
                 });
             }
             Layer::Relu => match out.last_mut() {
-                Some(a) if !a.relu && matches!(layers.get(i - 1), Some(Layer::Affine { .. })) => {
+                Some(a)
+                    if !a.relu
+                        && matches!(
+                            layers.get(i - 1),
+                            Some(Layer::Affine { .. } | Layer::Convolution(_))
+                        ) =>
+                {
                     a.relu = true
                 }
                 _ => {
                     return Err(format!(
-                        "layer {}: int8 takes a ReLU only right after an Affine",
+                        "layer {}: int8 takes a ReLU only right after an Affine or a Convolution",
+                        i + 1
+                    ));
+                }
+            },
+            Layer::Pooling { h, w, stride } => match out.last_mut() {
+                Some(a) if a.conv.is_some() && a.pool.is_none() => {
+                    let d = folded.dims_after(i - 1);
+                    a.pool = Some(Pooling::new(d, h, w, stride))
+                }
+                _ => {
+                    return Err(format!(
+                        "layer {}: int8 takes a Pooling only after a Convolution (and its ReLU)",
                         i + 1
                     ));
                 }
@@ -123,8 +175,8 @@ fn affines(spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<Vec<FloatAff
             Layer::SoftmaxWithLoss if i + 1 == layers.len() => {}
             other => {
                 return Err(format!(
-                    "layer {} ({other:?}): int8 takes nets of Affine, ReLU, BatchNorm and Dropout \
-                     layers for now",
+                    "layer {} ({other:?}): int8 takes nets of Affine, Convolution, Pooling, ReLU, \
+                     BatchNorm and Dropout layers (a Dropout not before a Convolution) for now",
                     i + 1
                 ));
             }
@@ -137,10 +189,38 @@ fn affines(spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<Vec<FloatAff
 }
 
 /// Runs the float chain on `x` (`n × input`), calling `seen(layer, outputs)` with each layer's
-/// outputs (after its ReLU).
+/// outputs (after its ReLU, before its pooling).
 fn float_forward(chain: &[FloatAffine], x: &[f32], mut seen: impl FnMut(usize, &[f32])) {
     let mut cur = x.to_vec();
     for (l, a) in chain.iter().enumerate() {
+        if let Some(c) = a.conv {
+            // The direct convolution, the filters back in the book's layout.
+            let n = cur.len() / c.input.len();
+            let mut book = vec![0.0f32; a.w.len()];
+            for (k, row) in a.w.chunks_exact(a.output).enumerate() {
+                for (f, &v) in row.iter().enumerate() {
+                    book[f * a.input + k] = v;
+                }
+            }
+            let mut next = vec![0.0f32; n * c.output_dims().len()];
+            c.forward_naive(&mut next, &cur, &book, &a.b)
+                .expect("the chain's shapes are the net's");
+            if a.relu {
+                next.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            seen(l, &next);
+            cur = match a.pool {
+                Some(p) => {
+                    let mut pooled = vec![0.0f32; n * p.output_dims().len()];
+                    let mut arg = vec![0.0f32; pooled.len()];
+                    p.forward_naive(&mut pooled, &next, &mut arg)
+                        .expect("the chain's shapes are the net's");
+                    pooled
+                }
+                None => next,
+            };
+            continue;
+        }
         let n = cur.len() / a.input;
         let mut next = vec![0.0f32; n * a.output];
         for (xr, yr) in cur
@@ -173,7 +253,7 @@ pub fn quantize(
     calib: &[f32],
 ) -> Result<QuantizedMlp, String> {
     let chain = affines(spec, params, state)?;
-    let inputs = chain[0].input;
+    let inputs = chain[0].conv.map_or(chain[0].input, |c| c.input.len());
     if calib.is_empty() || !calib.len().is_multiple_of(inputs) {
         return Err(format!(
             "calibration data: a whole number of samples of {inputs} values, not {}",
@@ -228,6 +308,8 @@ pub fn quantize(
             input_q: in_q,
             output_q: out_q,
             relu: a.relu,
+            conv: a.conv,
+            pool: a.pool,
         });
         in_q = out_q;
     }
@@ -239,25 +321,43 @@ impl QuantizedMlp {
     pub fn spec(&self) -> NetSpec {
         let mut spec = NetSpec::new(&[]);
         for l in &self.layers {
-            spec = spec.push(Layer::Affine {
-                input: l.input,
-                output: l.output,
+            spec = spec.push(match l.conv {
+                Some(c) => Layer::Convolution(c),
+                None => Layer::Affine {
+                    input: l.input,
+                    output: l.output,
+                },
             });
             if l.relu {
                 spec = spec.push(Layer::Relu);
+            }
+            if let Some(p) = l.pool {
+                spec = spec.push(Layer::Pooling {
+                    h: p.pool_h,
+                    w: p.pool_w,
+                    stride: p.stride,
+                });
             }
         }
         spec.push(Layer::SoftmaxWithLoss)
     }
 
-    /// The int8 model file ([`zeronn::quant::model`]), the weights in `layout`.
+    /// The int8 model file ([`zeronn::quant::model`]), the Affines' weights in `layout` (a
+    /// Convolution's stay in rows).
     pub fn to_bytes(&self, layout: WeightLayout) -> zeronn::Result<Vec<u8>> {
         let spec = self.spec();
         let mut out = vec![0u8; zeronn::quant::model::encoded_len_in(&spec, layout)];
+        let layout_of = |l: &QLayer| {
+            if l.conv.is_some() {
+                WeightLayout::Rows
+            } else {
+                layout
+            }
+        };
         let mut arranged: Vec<Vec<i8>> = Vec::new();
         for l in &self.layers {
-            let mut w = vec![0i8; layout.len(l.input, l.output)];
-            l.layer().arrange(layout, &mut w)?;
+            let mut w = vec![0i8; layout_of(l).len(l.input, l.output)];
+            l.layer().arrange(layout_of(l), &mut w)?;
             arranged.push(w);
         }
         let layers: Vec<QAffine<'_>> = self
@@ -266,7 +366,7 @@ impl QuantizedMlp {
             .zip(&arranged)
             .map(|(l, w)| QAffine {
                 w,
-                layout,
+                layout: layout_of(l),
                 ..l.layer()
             })
             .collect();

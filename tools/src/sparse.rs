@@ -622,14 +622,21 @@ pub struct Int8Scratch {
 }
 
 impl EvalSet {
-    /// This set prepared for the int8 `model`; `None` if the model's input is not MNIST's
-    /// pixels (pixel `b` as `b − 128`) or the set holds float data (the caller then evaluates
+    /// This set prepared for the int8 `model`; `None` if the model is not an MLP, its input
+    /// not MNIST's pixels (pixel `b` as `b − 128`), or the set holds float data (the caller then evaluates
     /// whole images).
     pub fn int8(&self, model: &zeronn::QModel<'_>) -> Option<Int8Set<'_>> {
         let q = model.input_params();
         let pixels = (0..=255u8).all(|b| q.quantize(f32::from(b) / 255.0) == (b ^ 0x80) as i8);
         let first = model.layers().next()?;
-        if !pixels || first.input != self.pixels || self.chunks.iter().any(|c| !c.floats.is_empty())
+        // An MLP: every layer an Affine.
+        let mlp = model
+            .ops()
+            .all(|o| matches!(o, zeronn::quant::QOp::Affine(_)));
+        if !mlp
+            || !pixels
+            || first.input != self.pixels
+            || self.chunks.iter().any(|c| !c.floats.is_empty())
         {
             return None;
         }

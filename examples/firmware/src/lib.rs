@@ -35,6 +35,13 @@ pub static CONV: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/conv.
 /// The class the desktop predicts with [`CONV`] for each test image.
 #[cfg(feature = "bundle")]
 pub static CONV_PRED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/conv-pred.u8"));
+/// The conv net quantized to int8 (`expected::CONV_INT8_LAYERS`), aligned for use in place.
+#[cfg(feature = "bundle")]
+pub static CONV_INT8: &[u8] = zeronn::include_model!(concat!(env!("OUT_DIR"), "/conv-int8.zrnn"));
+/// Its int8 logits for each test image on the desktop, 10 bytes an image.
+#[cfg(feature = "bundle")]
+pub static CONV_INT8_LOGITS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/conv-int8-logits.i8"));
 /// Test images, 784 bytes each.
 #[cfg(feature = "bundle")]
 pub static TEST_X: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-x.u8"));
