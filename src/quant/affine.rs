@@ -206,6 +206,7 @@ impl<'a> QAffine<'a> {
     }
 
     /// Checks the layer's own arrays and values (not a call's buffers).
+    #[inline(always)]
     pub(crate) fn check_layer(&self) -> Result<()> {
         if self.input == 0 || self.output == 0 {
             return Err(Error::ZeroSize { what: "QAffine" });

@@ -10,8 +10,13 @@
 //! Shapes (row-major; `C, H, W` the input's, `F` filters, `OH × OW` output positions):
 //! - `x`:       batch × C × H × W
 //! - `out`:     batch × F × OH × OW (the f32 Convolution's layout)
-//! - `scratch`: [`QConvolution::scratch_len`]: one sample's patches (`OH·OW × C·FH·FW`),
-//!   then its outputs by position (`OH·OW × F`), transposed into `out`
+//! - `scratch`: [`QConvolution::scratch_len`]: one sample's patches (`OH·OW` rows of
+//!   `C·FH·FW`, each rounded up to a multiple of 4), then its outputs (`OH·OW × F`)
+//!
+//! On a Cortex-M with the DSP extension the layer runs filter by filter (`SMLAD`, each
+//! filter's multiplier and shift along its plane: `dsp::conv_rows`), writing the
+//! filter-major output directly; elsewhere [`QAffine::forward`] over the patches gives the
+//! outputs by position, transposed into `out`. The same bits either way.
 
 use crate::error::{Error, Result, check_len, mul};
 use crate::layers::{Convolution, Dims, Pooling};
@@ -34,7 +39,15 @@ impl<'a> QConvolution<'a> {
     /// and its outputs by position.
     pub const fn scratch_len(conv: &Convolution) -> usize {
         let positions = conv.output_dims().plane();
-        positions.saturating_mul(conv.patch_len().saturating_add(conv.filters))
+        positions.saturating_mul(row_len(conv).saturating_add(conv.filters))
+    }
+
+    /// Whether the Cortex-M DSP kernel takes this layer (weights in rows, a patch it can
+    /// widen at once).
+    #[cfg(zeronn_dsp)]
+    fn dsp(&self) -> bool {
+        self.affine.layout == super::WeightLayout::Rows
+            && row_len(&self.conv) <= super::dsp::CONV_MAX_PATCH
     }
 
     /// Checks the geometry against the filters and the buffers; the batch.
@@ -79,14 +92,15 @@ impl<'a> QConvolution<'a> {
             });
         }
         let positions = c.output_dims().plane();
-        let (col, by_pos) = scratch[..need].split_at_mut(positions * c.patch_len());
-        Ok((col, by_pos))
+        let (col, by_pos) = scratch[..need].split_at_mut(positions * row_len(c));
+        Ok((col, by_pos.split_at_mut(positions * c.filters).0))
     }
 
     /// [`QConvolution::forward`] then [`max_pool`] by `pool` (whose input is this layer's
     /// output shape), `out` batch × the pooling's output: each window's maximum taken from
     /// the outputs by position (a row of `F` values for each position of the window), so
     /// only the pooled values are transposed. The same bits as the two apart.
+    #[inline(never)]
     pub fn forward_pooled(
         &self,
         x: &[i8],
@@ -108,14 +122,25 @@ impl<'a> QConvolution<'a> {
         let pd = pool.output_dims();
         check_len("out", mul(batch, pd.len())?, out.len())?;
         let (col, by_pos) = self.split(scratch)?;
-        let (filters, pooled) = (c.filters, pd.plane());
+        let (filters, pooled, positions) = (c.filters, pd.plane(), od.plane());
         let zero = self.affine.input_zero_point.clamp(-128, 127) as i8;
         let mut m = [0i8; 64];
         for (xs, os) in x
             .chunks_exact(c.input.len())
             .zip(out.chunks_exact_mut(pd.len()))
         {
-            im2col(c, col, xs, zero);
+            #[cfg(zeronn_dsp)]
+            if self.dsp() {
+                // Filter by filter into `by_pos` (here filter-major), then each plane pooled.
+                let row = row_len(c);
+                let col = &mut col[..positions * row];
+                im2col(c, col, xs, zero, row);
+                super::dsp::conv_rows(&self.affine, col, row, by_pos);
+                max_pool(pool, by_pos, os)?;
+                continue;
+            }
+            let col = &mut col[..positions * c.patch_len()];
+            im2col(c, col, xs, zero, c.patch_len());
             self.affine.forward(col, by_pos, packed)?;
             for py in 0..pd.height {
                 for px in 0..pd.width {
@@ -148,6 +173,7 @@ impl<'a> QConvolution<'a> {
     /// into `scratch` (at least [`QConvolution::scratch_len`]), [`QAffine::forward`] over
     /// them (the fast kernel with `packed`, the filters' packing), then its outputs
     /// transposed to filter-major. The same bits as [`QConvolution::forward_naive`].
+    #[inline(never)]
     pub fn forward(
         &self,
         x: &[i8],
@@ -164,7 +190,17 @@ impl<'a> QConvolution<'a> {
             .chunks_exact(c.input.len())
             .zip(out.chunks_exact_mut(positions * filters))
         {
-            im2col(c, col, xs, zero);
+            #[cfg(zeronn_dsp)]
+            if self.dsp() {
+                // Filter by filter, straight into the filter-major output.
+                let row = row_len(c);
+                let col = &mut col[..positions * row];
+                im2col(c, col, xs, zero, row);
+                super::dsp::conv_rows(&self.affine, col, row, os);
+                continue;
+            }
+            let col = &mut col[..positions * c.patch_len()];
+            im2col(c, col, xs, zero, c.patch_len());
             self.affine.forward(col, by_pos, packed)?;
             for (p, row) in by_pos.chunks_exact(filters).enumerate() {
                 for (f, &v) in row.iter().enumerate() {
@@ -221,10 +257,17 @@ impl<'a> QConvolution<'a> {
     }
 }
 
-/// One sample's patches, a row per output position: `col[oy·OW + ox][(c·FH + i)·FW + j] =
-/// x[c][oy·s + i − pad][ox·s + j − pad]`, `zero` where that falls in the padding. (The f32
+/// Bytes between two patches in the scratch: the patch rounded up to a multiple of 4 (the
+/// Cortex-M kernel reads patches in words).
+const fn row_len(conv: &Convolution) -> usize {
+    conv.patch_len().saturating_add(3) / 4 * 4
+}
+
+/// One sample's patches, a row of `row` bytes (at least `C·FH·FW`) per output position:
+/// `col[oy·OW + ox][(c·FH + i)·FW + j] = x[c][oy·s + i − pad][ox·s + j − pad]`, `zero` where
+/// that falls in the padding; a row's bytes past the patch are left as they are. (The f32
 /// layer's `im2col` is this transposed.)
-pub fn im2col(conv: &Convolution, col: &mut [i8], x: &[i8], zero: i8) {
+pub fn im2col(conv: &Convolution, col: &mut [i8], x: &[i8], zero: i8, row: usize) {
     let Dims {
         channels,
         height,
@@ -232,35 +275,40 @@ pub fn im2col(conv: &Convolution, col: &mut [i8], x: &[i8], zero: i8) {
     } = conv.input;
     let od = conv.output_dims();
     let (fh, fw, s, pad) = (conv.kernel_h, conv.kernel_w, conv.stride, conv.pad);
-    let mut rows = col.chunks_exact_mut(conv.patch_len());
-    for oy in 0..od.height {
-        for ox in 0..od.width {
-            let Some(row) = rows.next() else { return };
-            let mut k = 0;
-            for ch in 0..channels {
-                let plane = &x[ch * height * width..(ch + 1) * height * width];
-                for i in 0..fh {
-                    let y = oy * s + i;
-                    let dst = &mut row[k..k + fw];
-                    k += fw;
-                    if y < pad || y - pad >= height {
-                        dst.fill(zero);
+    // The positions whose window rows lie inside the input's width: ox in lo..hi.
+    let lo = pad.div_ceil(s).min(od.width);
+    let hi = if width + pad >= fw {
+        ((width + pad - fw) / s + 1).clamp(lo, od.width)
+    } else {
+        lo
+    };
+    // One output row's positions at a time, one window row (c, i) across them.
+    for (oy, block) in col.chunks_exact_mut(od.width * row).enumerate() {
+        for ch in 0..channels {
+            let plane = &x[ch * height * width..(ch + 1) * height * width];
+            for i in 0..fh {
+                let k = (ch * fh + i) * fw;
+                let y = oy * s + i;
+                let patches = block.chunks_exact_mut(row).map(|p| &mut p[k..k + fw]);
+                if y < pad || y - pad >= height {
+                    patches.for_each(|d| d.fill(zero));
+                    continue;
+                }
+                let src = &plane[(y - pad) * width..(y - pad + 1) * width];
+                for (ox, dst) in patches.enumerate() {
+                    if (lo..hi).contains(&ox) {
+                        // The whole window row inside the input: one copy.
+                        let x0 = ox * s - pad;
+                        copy_short(dst, &src[x0..x0 + fw]);
                         continue;
                     }
-                    let src = &plane[(y - pad) * width..(y - pad + 1) * width];
-                    let x0 = ox * s;
-                    if x0 >= pad && x0 + fw <= pad + width {
-                        // The whole window row inside the input: one copy.
-                        copy_short(dst, &src[x0 - pad..x0 - pad + fw]);
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            let xx = x0 + j;
-                            *d = if xx < pad || xx - pad >= width {
-                                zero
-                            } else {
-                                src[xx - pad]
-                            };
-                        }
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        let xx = ox * s + j;
+                        *d = if xx < pad || xx - pad >= width {
+                            zero
+                        } else {
+                            src[xx - pad]
+                        };
                     }
                 }
             }
@@ -310,6 +358,21 @@ pub fn max_pool(pool: &Pooling, x: &[i8], out: &mut [i8]) -> Result<()> {
         .chunks_exact(d.plane())
         .zip(out.chunks_exact_mut(od.plane()))
     {
+        if (pool.pool_h, pool.pool_w, s) == (2, 2, 2) {
+            // The book's pooling: two input rows a pass, two values of each a window.
+            for (oy, orow) in oc.chunks_exact_mut(od.width).enumerate() {
+                let r0 = &xc[2 * oy * d.width..][..2 * od.width];
+                let r1 = &xc[(2 * oy + 1) * d.width..][..2 * od.width];
+                for ((o, a), b) in orow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    *o = a[0].max(a[1]).max(b[0].max(b[1]));
+                }
+            }
+            continue;
+        }
         for oy in 0..od.height {
             for ox in 0..od.width {
                 let mut m = i8::MIN;

@@ -156,6 +156,86 @@ fn forward_dsp_layout(l: &QAffine<'_>, x: &[i8], out: &mut [i8]) {
     }
 }
 
+/// Most values of a patch [`conv_rows`] takes (one filter widened at once).
+pub(super) const CONV_MAX_PATCH: usize = CHUNK;
+
+/// The int8 Convolution filter by filter, the roles of [`forward_rows`] swapped: a filter's
+/// weights widened once (16-bit pairs), then four positions' patches at a time through
+/// [`dot4`] as the "rows", raw (`Σ w·(x − z) = Σ w·x − z·Σ w`, the second term taken with the
+/// bias before the loop; in wrapping int32 arithmetic both are the same number), and each sum
+/// requantized by [`requantize_plane`] with the filter's multiplier and shift, which stay the
+/// same along its plane. `col` holds the positions' patches, `row` bytes apart (`row` a
+/// multiple of 4, at least the patch, at most [`CONV_MAX_PATCH`]; the bytes past the patch
+/// any value: the widened weights are zero there); `out` the outputs filter by filter
+/// (`filters × positions`). Weights in [`WeightLayout::Rows`]; lengths checked by the caller.
+pub(super) fn conv_rows(l: &QAffine<'_>, col: &[i8], row: usize, out: &mut [i8]) {
+    let (patch, z) = (l.input, l.input_zero_point);
+    assert!(l.layout == WeightLayout::Rows && row.is_multiple_of(4));
+    assert!(patch <= row && row <= CONV_MAX_PATCH && col.len().is_multiple_of(row));
+    let positions = col.len() / row;
+    let mut padded = [0i8; CONV_MAX_PATCH];
+    let mut wide = [const { MaybeUninit::<u32>::uninit() }; CONV_MAX_PATCH / 2];
+    let mut sums = [const { MaybeUninit::<i32>::uninit() }; BLOCK];
+    for (f, plane) in out.chunks_exact_mut(positions).enumerate().take(l.output) {
+        let w = &l.w[f * patch..(f + 1) * patch];
+        padded[..patch].copy_from_slice(w);
+        let wide = widen(&padded[..row], 0, &mut wide[..row / 2]);
+        let base = l.bias[f].wrapping_sub(z.wrapping_mul(sum_of(w)));
+        for p0 in (0..positions).step_by(BLOCK) {
+            let rows = (positions - p0).min(BLOCK);
+            let acc = start_from_one(&mut sums[..rows], base);
+            // Position p0 + r's patch.
+            let x = |r: usize| &col[(p0 + r) * row..];
+            let mut r = 0;
+            while r + 4 <= rows {
+                dot4(wide, x(r), row, &mut acc[r..r + 4]);
+                r += 4;
+            }
+            if r + 2 <= rows {
+                dot2(wide, x(r), row, &mut acc[r..r + 2]);
+                r += 2;
+            }
+            if r < rows {
+                acc[r] = dot1(wide, x(r), acc[r]);
+            }
+            requantize_plane(l, f, acc, &mut plane[p0..p0 + rows]);
+        }
+    }
+}
+
+/// `sums`, each set to `v`.
+fn start_from_one(sums: &mut [MaybeUninit<i32>], v: i32) -> &mut [i32] {
+    for s in sums.iter_mut() {
+        s.write(v);
+    }
+    // SAFETY: every element was written just above; MaybeUninit<i32> and i32 have one layout.
+    unsafe { &mut *(sums as *mut [MaybeUninit<i32>] as *mut [i32]) }
+}
+
+/// `out[p] = clamp(z_out + M_f · acc[p])` along filter `f`'s plane: its multiplier and shift
+/// taken once, and the two cases of [`multiply_by_quantized_multiplier`] apart outside the
+/// loop (the same arithmetic, so the same bits).
+#[inline(never)]
+fn requantize_plane(l: &QAffine<'_>, f: usize, acc: &[i32], out: &mut [i8]) {
+    use super::requant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul as srdhm};
+    let (lo, hi, zero) = (
+        i32::from(l.act_min),
+        i32::from(l.act_max),
+        l.output_zero_point,
+    );
+    let (m, shift) = (l.multiplier[f], l.shift[f]);
+    let clamp = |v: i32| (zero + v).max(lo).min(hi) as i8;
+    if shift > 0 {
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o = clamp(srdhm(a.wrapping_shl(shift as u32), m));
+        }
+    } else {
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o = clamp(rounding_divide_by_pot(srdhm(a, m), -shift));
+        }
+    }
+}
+
 /// `Σ x` (wrapping, though it cannot wrap for at most 2^16 values).
 fn sum_of(x: &[i8]) -> i32 {
     let (words, rest) = x.split_at(x.len() / 4 * 4);
@@ -229,6 +309,7 @@ fn requantize(l: &QAffine<'_>, acc: &[i32], multiplier: &[i32], shift: &[i32], o
 
 /// `x − z` (`x.len() = 2 · wide.len()`, a multiple of 4) into 16-bit pairs, in the order of
 /// the module docs (step 1). `x − z` is within ±255, so a pair holds it exactly.
+#[inline(always)]
 fn widen<'w>(x: &[i8], z: i32, wide: &'w mut [MaybeUninit<u32>]) -> &'w [u32] {
     assert!(x.len() == 2 * wide.len() && x.len().is_multiple_of(4));
     let minus_z = (z.wrapping_neg() as u16 as u32) * 0x0001_0001;
@@ -722,6 +803,76 @@ mod tests {
     use crate::random::Rng;
     use std::vec;
     use std::vec::Vec;
+
+    /// The convolution filter by filter (patches padded to words, filters widened, positions
+    /// four at a time, each plane requantized with its filter's values) gives the direct
+    /// convolution's bits: shapes whose patch is not a multiple of 4, pads, strides, shifts of
+    /// both signs, and more positions than a block.
+    #[test]
+    fn the_convolution_filter_by_filter_gives_the_direct_bits() {
+        use crate::layers::{Convolution, Dims};
+        use crate::quant::conv::{QConvolution, im2col};
+        let mut rng = crate::random::seeded(5);
+        let shapes = [
+            Convolution::new(Dims::new(1, 28, 28), 30, 5),
+            Convolution::new(Dims::new(3, 9, 7), 5, 3).pad(1),
+            Convolution::new(Dims::new(16, 10, 10), 7, 3)
+                .stride(2)
+                .pad(1),
+            Convolution::new(Dims::new(2, 6, 6), 3, 2).kernel(2, 3),
+        ];
+        for conv in shapes {
+            let (patch, filters) = (conv.patch_len(), conv.filters);
+            let w: Vec<i8> = (0..patch * filters)
+                .map(|_| (rng.next_u32() % 255) as i32 - 127)
+                .map(|v| v as i8)
+                .collect();
+            let bias: Vec<i32> = (0..filters)
+                .map(|_| (rng.next_u32() % 40001) as i32 - 20000)
+                .collect();
+            let (mut m, mut sh) = (vec![0i32; filters], vec![0i32; filters]);
+            for f in 0..filters {
+                // Shifts of both signs (a multiplier of 3 needs a left shift).
+                let real = [3e-4 / patch as f64, 3.0, 0.07 / patch as f64][f % 3];
+                (m[f], sh[f]) = super::super::requant::quantize_multiplier(real);
+            }
+            assert!(sh.iter().any(|&s| s > 0) && sh.iter().any(|&s| s <= 0));
+            for (z, act_min) in [(-128, -128i8), (9, 9)] {
+                let l = QConvolution {
+                    conv,
+                    affine: QAffine {
+                        input: patch,
+                        output: filters,
+                        w: &w,
+                        layout: WeightLayout::Rows,
+                        bias: &bias,
+                        multiplier: &m,
+                        shift: &sh,
+                        input_zero_point: z,
+                        input_scale: 0.1,
+                        output_zero_point: act_min.into(),
+                        output_scale: 0.1,
+                        act_min,
+                        act_max: 127,
+                    },
+                };
+                let x: Vec<i8> = (0..conv.input.len())
+                    .map(|_| rng.next_u32() as i8)
+                    .collect();
+                let od = conv.output_dims();
+                let mut want = vec![0i8; od.len()];
+                l.forward_naive(&x, &mut want).unwrap();
+                let row = patch.div_ceil(4) * 4;
+                // The bytes past each patch: anything (the widened weights are zero there).
+                let mut col = vec![0x55i8; od.plane() * row];
+                im2col(&conv, &mut col, &x, z as i8, row);
+                let mut got = vec![0i8; od.len()];
+                conv_rows(&l.affine, &col, row, &mut got);
+                assert_eq!(got, want, "{conv:?} z {z}");
+                assert!(want.iter().any(|&v| v != want[0]));
+            }
+        }
+    }
 
     /// The instructions as the ARM Architecture Reference Manual defines them, on values
     /// worked by hand.

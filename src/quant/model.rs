@@ -335,11 +335,21 @@ impl<'a> QModel<'a> {
     /// widest layer's outputs, and the largest Convolution's scratch
     /// ([`QConvolution::scratch_len`]).
     pub const fn workspace_len(spec: &NetSpec, batch: usize) -> usize {
+        let (widest, scratch) = Self::widest_and_scratch(spec);
+        batch
+            .saturating_mul(widest)
+            .saturating_mul(2)
+            .saturating_add(scratch)
+    }
+
+    /// The widest layer output (values per sample) and the largest Convolution scratch.
+    const fn widest_and_scratch(spec: &NetSpec) -> (usize, usize) {
         let (mut widest, mut scratch, mut i) = (0, 0, 0);
+        let mut dims = spec.input_dims();
         while i < spec.len() {
-            let width = spec.dims_after(i).len();
-            if width > widest {
-                widest = width;
+            dims = spec.layers()[i].output_dims(dims);
+            if dims.len() > widest {
+                widest = dims.len();
             }
             if let Layer::Convolution(c) = spec.layers()[i] {
                 let s = QConvolution::scratch_len(&c);
@@ -349,10 +359,7 @@ impl<'a> QModel<'a> {
             }
             i += 1;
         }
-        batch
-            .saturating_mul(widest)
-            .saturating_mul(2)
-            .saturating_add(scratch)
+        (widest, scratch)
     }
 
     /// Words of packing space for the fast kernel of every layer (the sum of their
@@ -414,7 +421,9 @@ impl<'a> QModel<'a> {
             });
         }
         let batch = x.len() / inputs;
-        let need = Self::workspace_len(&self.spec, batch);
+        let (widest, scratch_len) = Self::widest_and_scratch(&self.spec);
+        let half = batch.saturating_mul(widest);
+        let need = half.saturating_mul(2).saturating_add(scratch_len);
         if ws.len() < need {
             return Err(Error::BufferLength {
                 buffer: "int8 workspace",
@@ -422,8 +431,6 @@ impl<'a> QModel<'a> {
                 actual: ws.len(),
             });
         }
-        let half = need - Self::workspace_len(&self.spec, 0);
-        let half = half / 2;
         let (a, rest) = ws.split_at_mut(half);
         let (b, scratch) = rest.split_at_mut(half);
         let (mut src, mut dst) = (a, b);
