@@ -248,8 +248,14 @@ impl<'a> QAffine<'a> {
     /// Output `j`'s value from its sum `acc` (bias included): requantized, then clamped.
     #[inline]
     pub(crate) fn finish(&self, j: usize, acc: i32) -> i8 {
-        let v = self.output_zero_point
-            + multiply_by_quantized_multiplier(acc, self.multiplier[j], self.shift[j]);
+        // Wrapping, as the vector kernels' adds do (a sum this far out clamps either way).
+        let v = self
+            .output_zero_point
+            .wrapping_add(multiply_by_quantized_multiplier(
+                acc,
+                self.multiplier[j],
+                self.shift[j],
+            ));
         v.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8
     }
 

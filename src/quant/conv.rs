@@ -2,7 +2,7 @@
 //!
 //! A Convolution in int8 is an Affine over each output position's patch ([`QConvolution`]):
 //! its `filters × C·FH·FW` weights are a [`QAffine`]'s `output × input` ones (per filter: a
-//! scale, a bias, a multiplier and shift), the patches come from [`im2col`], padded with the
+//! scale, a bias, a multiplier and shift), the patches come from `im2col`, padded with the
 //! input's zero point (the int8 value of a real 0), and the sums are requantized and clamped
 //! as an Affine's. Max pooling ([`max_pool`]) keeps its input's scale and zero point: the
 //! largest int8 value of a window stands for the largest real.
@@ -10,8 +10,9 @@
 //! Shapes (row-major; `C, H, W` the input's, `F` filters, `OH × OW` output positions):
 //! - `x`:       batch × C × H × W
 //! - `out`:     batch × F × OH × OW (the f32 Convolution's layout)
-//! - `scratch`: [`QConvolution::scratch_len`]: one sample's patches (`OH·OW` rows of
-//!   `C·FH·FW`, each rounded up to a multiple of 4), then its outputs (`OH·OW × F`)
+//! - `scratch`: [`QConvolution::scratch_len`]: room for one sample's patches (`OH·OW` rows of
+//!   `C·FH·FW`; the Cortex-M kernel rounds each row up to a multiple of 4), then its outputs
+//!   (`OH·OW × F`)
 //!
 //! On a Cortex-M with the DSP extension the layer runs filter by filter (`SMLAD`, each
 //! filter's multiplier and shift along its plane: `dsp::conv_rows`), writing the
@@ -267,7 +268,7 @@ const fn row_len(conv: &Convolution) -> usize {
 /// `col[oy·OW + ox][(c·FH + i)·FW + j] = x[c][oy·s + i − pad][ox·s + j − pad]`, `zero` where
 /// that falls in the padding; a row's bytes past the patch are left as they are. (The f32
 /// layer's `im2col` is this transposed.)
-pub fn im2col(conv: &Convolution, col: &mut [i8], x: &[i8], zero: i8, row: usize) {
+pub(crate) fn im2col(conv: &Convolution, col: &mut [i8], x: &[i8], zero: i8, row: usize) {
     let Dims {
         channels,
         height,
@@ -452,6 +453,12 @@ mod tests {
                 .stride(2)
                 .pad(2),
             Convolution::new(Dims::new(4, 6, 6), 64, 2).kernel(2, 3),
+            // A stride longer than the kernel, a pad as large as it, a one-row kernel.
+            Convolution::new(Dims::new(2, 7, 5), 3, 3).stride(4).pad(2),
+            Convolution::new(Dims::new(1, 5, 5), 2, 2).pad(3),
+            Convolution::new(Dims::new(1, 4, 9), 4, 1)
+                .kernel(1, 4)
+                .stride(2),
         ];
         for conv in shapes {
             let f = filters(&conv, &mut rng);
@@ -588,6 +595,27 @@ mod tests {
         }
         assert!(max_pool(&pool, &x[..39], &mut out).is_err());
         assert!(max_pool(&pool, &x, &mut out[..7]).is_err());
+        // Any other window and stride, against every window searched in full.
+        for (ph, pw, s) in [(3, 2, 2), (2, 3, 1), (1, 2, 3)] {
+            let pool = Pooling::new(Dims::new(2, 7, 6), ph, pw, s);
+            let od = pool.output_dims();
+            let x: Vec<i8> = (0..84).map(|i| ((i * 53 + 7) % 256) as u8 as i8).collect();
+            let mut out = vec![0i8; od.len()];
+            max_pool(&pool, &x, &mut out).unwrap();
+            for c in 0..2 {
+                for oy in 0..od.height {
+                    for ox in 0..od.width {
+                        let mut want = i8::MIN;
+                        for i in 0..ph {
+                            for j in 0..pw {
+                                want = want.max(x[c * 42 + (oy * s + i) * 6 + ox * s + j]);
+                            }
+                        }
+                        assert_eq!(out[(c * od.height + oy) * od.width + ox], want);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn requantize_plane(l: &QAffine<'_>, f: usize, acc: &[i32], out: &mut [i8]) {
         l.output_zero_point,
     );
     let (m, shift) = (l.multiplier[f], l.shift[f]);
-    let clamp = |v: i32| (zero + v).max(lo).min(hi) as i8;
+    let clamp = |v: i32| zero.wrapping_add(v).max(lo).min(hi) as i8;
     if shift > 0 {
         for (o, &a) in out.iter_mut().zip(acc) {
             *o = clamp(srdhm(a.wrapping_shl(shift as u32), m));
@@ -302,7 +302,7 @@ fn requantize(l: &QAffine<'_>, acc: &[i32], multiplier: &[i32], shift: &[i32], o
         l.output_zero_point,
     );
     for ((o, &a), (&m, &shift)) in out.iter_mut().zip(acc).zip(multiplier.iter().zip(shift)) {
-        let v = zero + multiply_by_quantized_multiplier(a, m, shift);
+        let v = zero.wrapping_add(multiply_by_quantized_multiplier(a, m, shift));
         *o = v.max(lo).min(hi) as i8;
     }
 }

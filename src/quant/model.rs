@@ -7,15 +7,20 @@
 //! | kind | layer | fields |
 //! | --- | --- | --- |
 //! | 1 | Affine | `a` input, `b` output, `c` input zero point (i32), `d` input scale (f32 bits), `e` output zero point, `f` output scale, `g` weight layout (0 [`WeightLayout::Rows`], 1 [`WeightLayout::Dsp`]) |
-//! | 2 | Relu | `a` width; only right after an Affine, whose clamp it becomes |
+//! | 2 | Relu | `a` width; only right after an Affine or a Convolution, whose clamp it becomes |
 //! | 4 | SoftmaxWithLoss | `a` classes; last, if at all (the class is the argmax of the int8 logits) |
+//! | 7 | Convolution | as in the f32 format: `a` channels, `b` height, `c` width of its input; `d` filters; `e` kernel height × 65536 + kernel width; `f` stride; `g` pad (its quantization is in the payload) |
+//! | 8 | Pooling | as in the f32 format: `a` channels, `b` height, `c` width of its input; `d` window height; `e` window width; `f` stride (max pooling; the scale and zero point stay its input's) |
 //!
-//! The first layer is an Affine, and each Affine's input zero point and scale are the
-//! previous Affine's output ones. The payload holds, per Affine in order: `W` (output × input
-//! int8 in the layer's layout, values in −127..=127, [`WeightLayout::Dsp`]'s padding zero
-//! weights) and zero bytes up to a multiple of 4,
-//! then `bias`, `multiplier` (0 or in `[2^30, 2^31)`) and `shift` (−31..=30), `output` i32
-//! each (see [`QAffine`]).
+//! Shapes chain as in the f32 format; the first layer is an Affine or a Convolution, and each
+//! weighted layer's input zero point and scale are the previous one's output ones. The payload
+//! holds, per Affine and Convolution in order: for a Convolution first its input zero point
+//! (i32), input scale (f32), output zero point and output scale (16 bytes); then `W` (output ×
+//! input int8 in the layer's layout, values in −127..=127, [`WeightLayout::Dsp`]'s padding zero
+//! weights; a Convolution's `filters × C·FH·FW` in [`WeightLayout::Rows`], the book's order)
+//! and zero bytes up to a multiple of 4, then `bias`, `multiplier` (0 or in `[2^30, 2^31)`)
+//! and `shift` (−31..=30), one i32 per output (filter) each (see [`QAffine`],
+//! [`QConvolution`]).
 
 use crate::error::{Error, Result, check_len, mul};
 use crate::model::{
@@ -37,8 +42,8 @@ pub const fn affine_payload_len(layout: WeightLayout, input: usize, output: usiz
     layout.len(input, output).div_ceil(4) * 4 + 12 * output
 }
 
-/// Bytes of the int8 model of `spec` (Affine, Relu and SoftmaxWithLoss layers), its weights
-/// in [`WeightLayout::Rows`].
+/// Bytes of the int8 model of `spec` (the layers [`write()`] takes), its weights in
+/// [`WeightLayout::Rows`].
 pub const fn encoded_len(spec: &NetSpec) -> usize {
     encoded_len_in(spec, WeightLayout::Rows)
 }
@@ -88,6 +93,10 @@ const RELU: u16 = 2;
 const SOFTMAX: u16 = 4;
 const CONVOLUTION: u16 = 7;
 const POOLING: u16 = 8;
+
+/// Most inputs of an Affine, and values of a Convolution's patch (the int32 sums of
+/// [`QAffine`] must not overflow).
+const MAX_INPUT: usize = 1 << 16;
 
 /// Bytes of a Convolution's quantization at the start of its payload: the input's zero
 /// point (i32) and scale (f32), the output's zero point and scale.
@@ -146,6 +155,9 @@ impl<'a> QModel<'a> {
             let after = |pred: fn(&Layer) -> bool| i > 0 && pred(&spec.layers()[i - 1]);
             match layer {
                 Layer::Affine { input, output } => {
+                    if input > MAX_INPUT {
+                        return Err(LayerSizes { layer: i });
+                    }
                     let (Some(_), Some(_), Some(_), Some(_)) = (
                         zero_point_of(field(i, 2)),
                         scale_of(field(i, 3)),
@@ -178,6 +190,14 @@ impl<'a> QModel<'a> {
                     payload = payload.saturating_add(wlen.div_ceil(4) * 4 + 12 * output as u64);
                 }
                 Layer::Convolution(c) => {
+                    // The f32 layer's checks, and the int8 kernels' limits: a patch of at most
+                    // 2^16 values (the int32 sums), a pad smaller than the kernel (every
+                    // window sees the input), so the output is no larger than the input and
+                    // the kernel together.
+                    let pad_ok = c.pad < c.kernel_h && c.pad < c.kernel_w;
+                    if c.validate().is_err() || c.patch_len() > MAX_INPUT || !pad_ok {
+                        return Err(LayerSizes { layer: i });
+                    }
                     let Some(wlen) = (c.patch_len() as u64).checked_mul(c.filters as u64) else {
                         return Err(LayerSizes { layer: i });
                     };
@@ -190,6 +210,12 @@ impl<'a> QModel<'a> {
                         |l: &Layer| matches!(l, Layer::Affine { .. } | Layer::Convolution(_));
                     if !after(weighted) {
                         return Err(LayerPlacement { layer: i });
+                    }
+                }
+                Layer::Pooling { h, w, stride } => {
+                    let d = dims.unwrap_or_default();
+                    if Pooling::new(d, h, w, stride).validate().is_err() {
+                        return Err(LayerSizes { layer: i });
                     }
                 }
                 Layer::SoftmaxWithLoss if i + 1 != n => return Err(LayerPlacement { layer: i }),
@@ -332,7 +358,8 @@ impl<'a> QModel<'a> {
     }
 
     /// Workspace (int8 values) for [`QModel::predict`] of up to `batch` samples: two of the
-    /// widest layer's outputs, and the largest Convolution's scratch
+    /// widest layer's outputs (a Convolution's that a Pooling takes in the same pass not
+    /// counted: it is never stored whole), and the largest Convolution's scratch
     /// ([`QConvolution::scratch_len`]).
     pub const fn workspace_len(spec: &NetSpec, batch: usize) -> usize {
         let (widest, scratch) = Self::widest_and_scratch(spec);
@@ -346,12 +373,26 @@ impl<'a> QModel<'a> {
     const fn widest_and_scratch(spec: &NetSpec) -> (usize, usize) {
         let (mut widest, mut scratch, mut i) = (0, 0, 0);
         let mut dims = spec.input_dims();
+        let layers = spec.layers();
+        // Layers up to this index give outputs a pooling in the same pass takes.
+        let mut pooled_to = 0;
         while i < spec.len() {
-            dims = spec.layers()[i].output_dims(dims);
-            if dims.len() > widest {
+            dims = layers[i].output_dims(dims);
+            if let Layer::Convolution(_) = layers[i] {
+                let n = layers.len();
+                let after = if i + 1 < n && matches!(layers[i + 1], Layer::Relu) {
+                    i + 2
+                } else {
+                    i + 1
+                };
+                if after < n && matches!(layers[after], Layer::Pooling { .. }) {
+                    pooled_to = after;
+                }
+            }
+            if i >= pooled_to && dims.len() > widest {
                 widest = dims.len();
             }
-            if let Layer::Convolution(c) = spec.layers()[i] {
+            if let Layer::Convolution(c) = layers[i] {
                 let s = QConvolution::scratch_len(&c);
                 if s > scratch {
                     scratch = s;
@@ -885,6 +926,163 @@ mod tests {
         assert!(matches!(
             QModel::from_bytes(&buf.0),
             Err(ModelError::LayerValue { layer: 3 })
+        ));
+    }
+
+    /// A Convolution whose output no Pooling takes (run apart), a Convolution and its Pooling
+    /// (in one pass), and a Pooling after that (alone): `predict` gives the layers' bits one
+    /// by one; and records that break the rules are refused.
+    #[test]
+    fn every_kind_of_conv_layer_runs_and_bad_records_are_refused() {
+        use crate::layers::{Convolution, Dims};
+        const C1: Convolution = Convolution::new(Dims::new(1, 6, 6), 2, 3).pad(1);
+        const C2: Convolution = Convolution::new(Dims::new(2, 6, 6), 3, 3);
+        const NET2: NetSpec = NetSpec::new(&[
+            Layer::Convolution(C1),
+            Layer::Relu,
+            Layer::Convolution(C2),
+            Layer::Pooling {
+                h: 2,
+                w: 2,
+                stride: 2,
+            },
+            Layer::Pooling {
+                h: 2,
+                w: 2,
+                stride: 1,
+            },
+            Layer::Affine {
+                input: 3,
+                output: 2,
+            },
+        ]);
+        const LEN2: usize = encoded_len(&NET2);
+        let w1: [i8; 18] = core::array::from_fn(|i| ((i as i32 * 41) % 255 - 127) as i8);
+        let w2: [i8; 54] = core::array::from_fn(|i| ((i as i32 * 29) % 255 - 127) as i8);
+        let w3: [i8; 6] = [5, -7, 100, -127, 33, 1];
+        let (m, s) = quantize_multiplier(0.011);
+        let q = |input, output, w, bias, m: &'static [i32], sh: &'static [i32], zi, zo| QAffine {
+            input,
+            output,
+            w,
+            layout: WeightLayout::Rows,
+            bias,
+            multiplier: m,
+            shift: sh,
+            input_zero_point: zi,
+            input_scale: 0.1,
+            output_zero_point: zo,
+            output_scale: 0.1,
+            act_min: -128,
+            act_max: 127,
+        };
+        let ms: &'static [i32] = std::vec![m; 3].leak();
+        let ss: &'static [i32] = std::vec![s; 3].leak();
+        let l1 = QAffine {
+            act_min: 3,
+            ..q(9, 2, &w1, &[10, -300], &ms[..2], &ss[..2], -128, 3)
+        };
+        let l2 = q(18, 3, &w2, &[0, 500, -90], ms, ss, 3, -2);
+        let l3 = q(3, 2, &w3, &[1, 2], &ms[..2], &ss[..2], -2, 0);
+        let mut buf = Aligned([0u8; LEN2]);
+        write(&NET2, &[l1, l2, l3], &mut buf.0).unwrap();
+        let good = buf.0;
+        let m2 = QModel::from_bytes(&good).unwrap();
+        let x: [i8; 36] = core::array::from_fn(|i| ((i as i32 * 83) % 256 - 128) as i8);
+        let mut ws = [0i8; QModel::workspace_len(&NET2, 1)];
+        let got: [i8; 2] = m2.predict(&x, &mut ws, None).unwrap().try_into().unwrap();
+        // By hand, layer by layer.
+        let mut ops = m2.ops();
+        let (Some(QOp::Convolution(c1)), Some(QOp::Convolution(c2))) = (ops.next(), ops.next())
+        else {
+            panic!("two Convolutions first")
+        };
+        let (mut h1, mut h2, mut p1, mut p2, mut y) =
+            ([0i8; 72], [0i8; 48], [0i8; 12], [0i8; 3], [0i8; 2]);
+        c1.forward_naive(&x, &mut h1).unwrap();
+        c2.forward_naive(&h1, &mut h2).unwrap();
+        max_pool(&Pooling::new(C2.output_dims(), 2, 2, 2), &h2, &mut p1).unwrap();
+        max_pool(&Pooling::new(Dims::new(3, 2, 2), 2, 2, 1), &p1, &mut p2).unwrap();
+        m2.layers()
+            .nth(2)
+            .unwrap()
+            .forward_naive(&p2, &mut y)
+            .unwrap();
+        assert_eq!(got, y);
+        assert!(h2.iter().any(|&v| v != h2[0]) && p1 != [p1[0]; 12]);
+        // Records that break the rules, checksums made right: each is refused.
+        let hlen = header_len(NET2.len());
+        fn rec(i: usize) -> usize {
+            FIXED_HEADER_LEN + LAYER_RECORD_LEN * i
+        }
+        fn field(i: usize, k: usize) -> usize {
+            rec(i) + 4 + 4 * k
+        }
+        fn put(b: &mut [u8], at: usize, v: u32) {
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes())
+        }
+        /// What is wrong, how to make it so, the layer the error names.
+        type Case = (&'static str, fn(&mut [u8]), usize);
+        let cases: [Case; 6] = [
+            ("a pooling of stride 0", |b| put(b, field(4, 5), 0), 4),
+            (
+                "a pooling that states another shape",
+                |b| put(b, field(3, 0), 4),
+                3,
+            ),
+            (
+                "a ReLU after a Pooling",
+                |b| {
+                    b[rec(4)..rec(5)].fill(0);
+                    b[rec(4)..rec(4) + 2].copy_from_slice(&2u16.to_le_bytes());
+                    put(b, field(4, 0), 12)
+                },
+                4,
+            ),
+            (
+                "a pad as large as the kernel",
+                |b| put(b, field(0, 6), 3),
+                0,
+            ),
+            (
+                "a patch of more than 2^16 values",
+                |b| {
+                    put(b, field(0, 1), 300);
+                    put(b, field(0, 2), 300);
+                    put(b, field(0, 4), (257 << 16) | 257)
+                },
+                0,
+            ),
+            (
+                "a Convolution's output not the width the ReLU after it states",
+                |b| put(b, field(0, 3), 3),
+                1,
+            ),
+        ];
+        for (what, break_it, layer) in cases {
+            let mut b = Aligned(good);
+            break_it(&mut b.0);
+            reseal(&mut b.0, hlen);
+            let e = QModel::from_bytes(&b.0).expect_err(what);
+            let at = match e {
+                ModelError::LayerSizes { layer }
+                | ModelError::LayerPlacement { layer }
+                | ModelError::LayerValue { layer } => Some(layer),
+                _ => None,
+            };
+            assert!(
+                at == Some(layer) || matches!(e, ModelError::PayloadLength { .. }),
+                "{what}: {e:?}"
+            );
+        }
+        // A weight of −128 in the first Convolution's payload (after its 16 bytes of
+        // quantization).
+        let mut b = Aligned(good);
+        b.0[hlen + 16] = 0x80;
+        reseal(&mut b.0, hlen);
+        assert!(matches!(
+            QModel::from_bytes(&b.0),
+            Err(ModelError::LayerValue { layer: 0 })
         ));
     }
 

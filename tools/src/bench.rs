@@ -559,7 +559,7 @@ pub fn int8_pass(
     xq: &mut [i8],
 ) -> Result<usize, String> {
     let chunk = crate::train::EVAL_CHUNK;
-    let classes = model.layers().last().map_or(1, |l| l.output);
+    let classes = model.spec().output_size().max(1);
     let mut correct = 0usize;
     for s in splits {
         for lo in (0..s.len()).step_by(chunk) {

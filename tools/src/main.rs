@@ -53,7 +53,7 @@ enum Cmd {
     Experiment(ExperimentArgs),
     /// Fetch the four MNIST files (or Fashion-MNIST's) from the usual mirrors, checked by SHA-256, into the folder every command reads by default
     Download(DownloadArgs),
-    /// Quantize an MLP to int8 (TensorFlow Lite's scheme, ranges calibrated on training images) and compare its test accuracy with the f32 model's
+    /// Quantize a net to int8 (an MLP or a conv net; TensorFlow Lite's scheme, ranges calibrated on training images) and compare its test accuracy with the f32 model's
     Quantize(QuantizeArgs),
 }
 
@@ -61,8 +61,8 @@ enum Cmd {
 struct QuantizeArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// The f32 model file (from `zeronn train --save`): an MLP of Affine, ReLU, BatchNorm and
-    /// Dropout layers
+    /// The f32 model file (from `zeronn train --save`): Affine, Convolution, Pooling, ReLU,
+    /// BatchNorm (after an Affine) and Dropout layers
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// Training images whose activations set the int8 ranges
@@ -73,7 +73,8 @@ struct QuantizeArgs {
     out: Option<PathBuf>,
     /// How the file lays out the weights: `rows` (output by output), or `cortex-m`, made for
     /// the DSP extension of Cortex-M4/M7/M33 (1.28 instructions a multiply-add for the
-    /// book's net on a Cortex-M4 instead of 1.51; any core, and the desktop, read both)
+    /// book's net on a Cortex-M4 instead of 1.51; any core, and the desktop, read both; a
+    /// Convolution's weights stay in rows)
     #[arg(long, value_enum, default_value = "rows")]
     layout: LayoutArg,
     /// Evaluate only the first N test images

@@ -12,7 +12,8 @@ use zeronn::{Layer, NetSpec};
 
 use crate::mnist::Split;
 
-/// One int8 Affine layer, owning its buffers (see [`QAffine`]).
+/// One int8 weighted layer (an Affine, or a Convolution as an Affine over its patches),
+/// owning its buffers (see [`QAffine`]).
 #[derive(Debug, Clone)]
 pub struct QLayer {
     /// Values in and out.
@@ -68,7 +69,7 @@ impl QLayer {
 
 /// A net in int8: its input's parameters, then its weighted layers.
 #[derive(Debug, Clone)]
-pub struct QuantizedMlp {
+pub struct QuantizedNet {
     /// How the real inputs become int8.
     pub input_q: QParams,
     /// The layers, in order.
@@ -120,18 +121,20 @@ fn affines(spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<Vec<FloatAff
                     pool: None,
                 });
             }
-            Layer::Convolution(c) if scale == 1.0 => {
+            Layer::Convolution(c) => {
                 let (patch, filters) = (c.patch_len(), c.filters);
                 let book = &p[at..at + filters * patch];
-                // Transposed to input × output, the Affine's layout.
+                // Transposed to input × output, the Affine's layout (a Dropout's scale before
+                // it folded in).
                 let mut w = vec![0.0f32; patch * filters];
                 for (f, row) in book.chunks_exact(patch).enumerate() {
                     for (k, &v) in row.iter().enumerate() {
-                        w[k * filters + f] = v;
+                        w[k * filters + f] = v * scale;
                     }
                 }
                 let b = p[at + filters * patch..at + c.param_len()].to_vec();
                 at += c.param_len();
+                scale = 1.0;
                 out.push(FloatAffine {
                     input: patch,
                     output: filters,
@@ -176,7 +179,7 @@ fn affines(spec: &NetSpec, params: &[f32], state: &[f32]) -> Result<Vec<FloatAff
             other => {
                 return Err(format!(
                     "layer {} ({other:?}): int8 takes nets of Affine, Convolution, Pooling, ReLU, \
-                     BatchNorm and Dropout layers (a Dropout not before a Convolution) for now",
+                     BatchNorm (right after an Affine) and Dropout layers for now",
                     i + 1
                 ));
             }
@@ -244,14 +247,14 @@ fn float_forward(chain: &[FloatAffine], x: &[f32], mut seen: impl FnMut(usize, &
     }
 }
 
-/// Quantizes the MLP `spec` with `params` and `state` to int8, with the activation ranges of
+/// Quantizes the net `spec` with `params` and `state` to int8, with the activation ranges of
 /// the calibration inputs `calib` (`n × inputs` reals).
 pub fn quantize(
     spec: &NetSpec,
     params: &[f32],
     state: &[f32],
     calib: &[f32],
-) -> Result<QuantizedMlp, String> {
+) -> Result<QuantizedNet, String> {
     let chain = affines(spec, params, state)?;
     let inputs = chain[0].conv.map_or(chain[0].input, |c| c.input.len());
     if calib.is_empty() || !calib.len().is_multiple_of(inputs) {
@@ -313,11 +316,12 @@ pub fn quantize(
         });
         in_q = out_q;
     }
-    Ok(QuantizedMlp { input_q, layers })
+    Ok(QuantizedNet { input_q, layers })
 }
 
-impl QuantizedMlp {
-    /// The int8 layer list: each Affine, its ReLU if it has one, then SoftmaxWithLoss.
+impl QuantizedNet {
+    /// The int8 layer list: each Affine or Convolution, its ReLU and its Pooling if it has
+    /// them, then SoftmaxWithLoss.
     pub fn spec(&self) -> NetSpec {
         let mut spec = NetSpec::new(&[]);
         for l in &self.layers {
@@ -386,7 +390,7 @@ pub fn quantize_on(
     state: &[f32],
     train: &Split,
     n: usize,
-) -> Result<QuantizedMlp, String> {
+) -> Result<QuantizedNet, String> {
     let n = n.min(train.len());
     let mut x = vec![0f32; n * train.pixels];
     train.images_f32(0, n, &mut x);
