@@ -290,14 +290,26 @@ pub(crate) fn im2col(conv: &Convolution, col: &mut [i8], x: &[i8], zero: i8, row
             for i in 0..fh {
                 let k = (ch * fh + i) * fw;
                 let y = oy * s + i;
-                let patches = block.chunks_exact_mut(row).map(|p| &mut p[k..k + fw]);
                 if y < pad || y - pad >= height {
-                    patches.for_each(|d| d.fill(zero));
+                    for p in block.chunks_exact_mut(row) {
+                        p[k..k + fw].fill(zero);
+                    }
                     continue;
                 }
                 let src = &plane[(y - pad) * width..(y - pad + 1) * width];
+                if s == 1 && lo < hi {
+                    // Stride 1: the windows of the positions inside slide along the row.
+                    let inside = block[lo * row..hi * row].chunks_exact_mut(row);
+                    for (p, w) in inside.zip(src[lo - pad..].windows(fw)) {
+                        copy_short(&mut p[k..k + fw], w);
+                    }
+                }
+                let patches = block.chunks_exact_mut(row).map(|p| &mut p[k..k + fw]);
                 for (ox, dst) in patches.enumerate() {
                     if (lo..hi).contains(&ox) {
+                        if s == 1 {
+                            continue; // copied above
+                        }
                         // The whole window row inside the input: one copy.
                         let x0 = ox * s - pad;
                         copy_short(dst, &src[x0..x0 + fw]);
@@ -317,26 +329,18 @@ pub(crate) fn im2col(conv: &Convolution, col: &mut [i8], x: &[i8], zero: i8, row
     }
 }
 
-/// `dst.copy_from_slice(src)` for the kernel widths of the book's nets (3 and 5) as fixed-size
-/// moves: a call to `memcpy` for a few bytes costs more than the copy.
+/// `dst.copy_from_slice(src)` for the kernel widths of the book's nets (3 and 5) as single
+/// byte moves: a call to `memcpy` for a few bytes costs more than the copy.
 #[inline(always)]
 fn copy_short(dst: &mut [i8], src: &[i8]) {
-    fn fixed<const N: usize>(dst: &mut [i8], src: &[i8]) -> bool {
-        match (<&mut [i8; N]>::try_from(dst), <&[i8; N]>::try_from(src)) {
-            (Ok(d), Ok(s)) => {
-                *d = *s;
-                true
-            }
-            _ => false,
+    match (dst, src) {
+        ([d0, d1, d2], [s0, s1, s2]) => {
+            (*d0, *d1, *d2) = (*s0, *s1, *s2);
         }
-    }
-    let done = match dst.len() {
-        3 => fixed::<3>(dst, src),
-        5 => fixed::<5>(dst, src),
-        _ => false,
-    };
-    if !done {
-        dst.copy_from_slice(src);
+        ([d0, d1, d2, d3, d4], [s0, s1, s2, s3, s4]) => {
+            (*d0, *d1, *d2, *d3, *d4) = (*s0, *s1, *s2, *s3, *s4);
+        }
+        (d, s) => d.copy_from_slice(s),
     }
 }
 

@@ -72,7 +72,7 @@ struct QuantizeArgs {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// How the file lays out the weights: `rows` (output by output), or `cortex-m`, made for
-    /// the DSP extension of Cortex-M4/M7/M33 (1.28 instructions a multiply-add for the
+    /// the DSP extension of Cortex-M4/M7/M33 (1.29 instructions a multiply-add for the
     /// book's net on a Cortex-M4 instead of 1.51; any core, and the desktop, read both; a
     /// Convolution's weights stay in rows)
     #[arg(long, value_enum, default_value = "rows")]
