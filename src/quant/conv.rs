@@ -51,6 +51,26 @@ impl<'a> QConvolution<'a> {
             && row_len(&self.conv) <= super::dsp::CONV_MAX_PATCH
     }
 
+    /// Bytes per patch in the scratch, for the kernel that runs: the Cortex-M kernel's rows
+    /// padded to words, else the patch itself (rows of the Affine's input).
+    fn row(&self) -> usize {
+        #[cfg(zeronn_dsp)]
+        if self.dsp() {
+            return row_len(&self.conv);
+        }
+        self.conv.patch_len()
+    }
+
+    /// One sample's patches into `col`, rows of [`QConvolution::row`] bytes, the padding the
+    /// input's zero point.
+    fn patches<'c>(&self, xs: &[i8], col: &'c mut [i8]) -> &'c [i8] {
+        let (c, row) = (&self.conv, self.row());
+        let col = &mut col[..c.output_dims().plane() * row];
+        let zero = self.affine.input_zero_point.clamp(-128, 127) as i8;
+        im2col(c, col, xs, zero, row);
+        col
+    }
+
     /// Checks the geometry against the filters and the buffers; the batch.
     fn check(&self, x: &[i8], out: &[i8]) -> Result<usize> {
         let batch = self.check_x(x)?;
@@ -123,26 +143,21 @@ impl<'a> QConvolution<'a> {
         let pd = pool.output_dims();
         check_len("out", mul(batch, pd.len())?, out.len())?;
         let (col, by_pos) = self.split(scratch)?;
-        let (filters, pooled, positions) = (c.filters, pd.plane(), od.plane());
-        let zero = self.affine.input_zero_point.clamp(-128, 127) as i8;
+        let (filters, pooled) = (c.filters, pd.plane());
         let mut m = [0i8; 64];
         for (xs, os) in x
             .chunks_exact(c.input.len())
             .zip(out.chunks_exact_mut(pd.len()))
         {
+            let patches = self.patches(xs, col);
             #[cfg(zeronn_dsp)]
             if self.dsp() {
                 // Filter by filter into `by_pos` (here filter-major), then each plane pooled.
-                let row = row_len(c);
-                let col = &mut col[..positions * row];
-                im2col(c, col, xs, zero, row);
-                super::dsp::conv_rows(&self.affine, col, row, by_pos);
+                super::dsp::conv_rows(&self.affine, patches, self.row(), by_pos);
                 max_pool(pool, by_pos, os)?;
                 continue;
             }
-            let col = &mut col[..positions * c.patch_len()];
-            im2col(c, col, xs, zero, c.patch_len());
-            self.affine.forward(col, by_pos, packed)?;
+            self.affine.forward(patches, by_pos, packed)?;
             for py in 0..pd.height {
                 for px in 0..pd.width {
                     let p = py * pd.width + px;
@@ -186,23 +201,18 @@ impl<'a> QConvolution<'a> {
         let c = &self.conv;
         let (positions, filters) = (c.output_dims().plane(), c.filters);
         let (col, by_pos) = self.split(scratch)?;
-        let zero = self.affine.input_zero_point.clamp(-128, 127) as i8;
         for (xs, os) in x
             .chunks_exact(c.input.len())
             .zip(out.chunks_exact_mut(positions * filters))
         {
+            let patches = self.patches(xs, col);
             #[cfg(zeronn_dsp)]
             if self.dsp() {
                 // Filter by filter, straight into the filter-major output.
-                let row = row_len(c);
-                let col = &mut col[..positions * row];
-                im2col(c, col, xs, zero, row);
-                super::dsp::conv_rows(&self.affine, col, row, os);
+                super::dsp::conv_rows(&self.affine, patches, self.row(), os);
                 continue;
             }
-            let col = &mut col[..positions * c.patch_len()];
-            im2col(c, col, xs, zero, c.patch_len());
-            self.affine.forward(col, by_pos, packed)?;
+            self.affine.forward(patches, by_pos, packed)?;
             for (p, row) in by_pos.chunks_exact(filters).enumerate() {
                 for (f, &v) in row.iter().enumerate() {
                     os[f * positions + p] = v;

@@ -102,14 +102,21 @@ const MAX_INPUT: usize = 1 << 16;
 /// point (i32) and scale (f32), the output's zero point and scale.
 const CONV_QUANT_LEN: usize = 16;
 
-fn scale_of(bits: u32) -> Option<f32> {
-    let s = f32::from_bits(bits);
-    (s.is_finite() && s > 0.0).then_some(s)
-}
-
-fn zero_point_of(v: u32) -> Option<i32> {
-    let z = v as i32;
-    (-128..=127).contains(&z).then_some(z)
+/// A weighted layer's quantization as stored (input zero point, input scale's bits, output
+/// zero point, output scale's bits), if every value is in range: zero points in −128..=127,
+/// scales finite and positive.
+fn quant_of(v: [u32; 4]) -> Option<(i32, u32, i32, u32)> {
+    let scale = |bits: u32| {
+        let s = f32::from_bits(bits);
+        s.is_finite() && s > 0.0
+    };
+    let zero_point = |v: u32| (-128..=127).contains(&(v as i32));
+    (zero_point(v[0]) && scale(v[1]) && zero_point(v[2]) && scale(v[3])).then_some((
+        v[0] as i32,
+        v[1],
+        v[2] as i32,
+        v[3],
+    ))
 }
 
 impl<'a> QModel<'a> {
@@ -158,23 +165,14 @@ impl<'a> QModel<'a> {
                     if input > MAX_INPUT {
                         return Err(LayerSizes { layer: i });
                     }
-                    let (Some(_), Some(_), Some(_), Some(_)) = (
-                        zero_point_of(field(i, 2)),
-                        scale_of(field(i, 3)),
-                        zero_point_of(field(i, 4)),
-                        scale_of(field(i, 5)),
-                    ) else {
+                    let Some(qv) = quant_of([field(i, 2), field(i, 3), field(i, 4), field(i, 5)])
+                    else {
                         return Err(LayerValue { layer: i });
                     };
                     let Some(layout) = WeightLayout::from_code(field(i, 6)) else {
                         return Err(LayerValue { layer: i });
                     };
-                    *q = (
-                        field(i, 2) as i32,
-                        field(i, 3),
-                        field(i, 4) as i32,
-                        field(i, 5),
-                    );
+                    *q = qv;
                     layouts[i] = layout;
                     let (wi, wo) = match layout {
                         WeightLayout::Rows => (input as u64, output as u64),
@@ -241,16 +239,11 @@ impl<'a> QModel<'a> {
             let (input, output, layout, conv) = match *layer {
                 Layer::Affine { input, output } => (input, output, layouts[i], None),
                 Layer::Convolution(c) => {
-                    let v = |k: usize| u32_at(bytes, at + 4 * k);
-                    let (Some(_), Some(_), Some(_), Some(_)) = (
-                        zero_point_of(v(0)),
-                        scale_of(v(1)),
-                        zero_point_of(v(2)),
-                        scale_of(v(3)),
-                    ) else {
+                    let Some(qv) = quant_of(core::array::from_fn(|k| u32_at(bytes, at + 4 * k)))
+                    else {
                         return Err(LayerValue { layer: i });
                     };
-                    quant[i] = (v(0) as i32, v(1), v(2) as i32, v(3));
+                    quant[i] = qv;
                     at += CONV_QUANT_LEN;
                     (c.patch_len(), c.filters, WeightLayout::Rows, Some(c))
                 }

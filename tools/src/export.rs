@@ -286,9 +286,25 @@ pub fn export(
         .zip(&test.t)
         .filter(|(p, t)| p == t)
         .count();
-    let (int8_bytes, int8_logits) = int8_for_device(net, &data.train, &test)?;
-    let (conv_int8_spec, conv_int8_bytes, conv_int8_logits) =
-        conv_int8_for_device(conv, &data.train, &test)?;
+    // The chapter 5 net in the layout of the Cortex-M DSP kernel (a core without DSP reads it
+    // as well); the conv net's Convolution in rows (its only layout).
+    let (_, int8_bytes, int8_logits) = int8_for_device(
+        net.spec(),
+        net.params(),
+        &[],
+        zeronn::quant::WeightLayout::Dsp,
+        &data.train,
+        &test,
+    )?;
+    let (conv_int8_spec, conv_int8_bytes, conv_int8_logits) = int8_for_device(
+        conv.spec(),
+        conv.params(),
+        conv.state(),
+        zeronn::quant::WeightLayout::Rows,
+        &data.train,
+        &test,
+    )
+    .map_err(|e| format!("the conv net in int8: {e}"))?;
     let conv_int8_correct = int8_correct_of(&conv_int8_logits, &test.t);
     let int8_correct = int8_correct_of(&int8_logits, &test.t);
 
@@ -473,51 +489,21 @@ pub fn export(
     ))
 }
 
-/// The chapter 5 net quantized to int8 as `zeronn quantize` does (ranges from the first 300
-/// images of `train`), and its int8 logits for every image of `test` through the reference
-/// loop (the firmware's; the desktop's fast kernel gives the same bits).
+/// A net (`spec`, `params`, `state`) quantized to int8 as `zeronn quantize` does (ranges from
+/// the first 300 images of `train`), its weights in `layout`, and its int8 logits for every
+/// image of `test` through the reference loop (the firmware's sums; the desktop's fast kernel
+/// gives the same bits): the int8 layer list, the model's bytes and the logits.
 fn int8_for_device(
-    net: &TwoLayerNet<f32, &[f32]>,
-    train: &crate::mnist::Split,
-    test: &crate::mnist::Split,
-) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let spec = *net.spec();
-    let q = crate::quantize::quantize_on(&spec, net.params(), &[], train, crate::quantize::CALIB)?;
-    // In the layout of the Cortex-M DSP kernel (a core without DSP reads it as well).
-    let bytes = q
-        .to_bytes(zeronn::quant::WeightLayout::Dsp)
-        .map_err(|e| e.to_string())?;
-    let file = zeronn::ModelFile::from_bytes("(the int8 model)", &bytes);
-    let model = file.int8_model().map_err(|e| e.to_string())?;
-    let mut xq = vec![0i8; test.len() * test.pixels];
-    crate::quantize::ToInt8::new(model.input_params()).samples(test, 0, test.len(), &mut xq);
-    let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), test.len())];
-    let logits = model
-        .predict(&xq, &mut ws, None)
-        .map_err(|e| e.to_string())?;
-    Ok((bytes, logits.iter().map(|&v| v as u8).collect()))
-}
-
-/// The conv net `conv` quantized to int8 (ranges from the first training images, as
-/// `zeronn quantize`), and its int8 logits for each test image through the reference loop:
-/// the layer list, the model's bytes and the logits.
-fn conv_int8_for_device(
-    conv: &Model<'_>,
+    spec: &NetSpec,
+    params: &[f32],
+    state: &[f32],
+    layout: zeronn::quant::WeightLayout,
     train: &crate::mnist::Split,
     test: &crate::mnist::Split,
 ) -> Result<(NetSpec, Vec<u8>, Vec<u8>), String> {
-    let q = crate::quantize::quantize_on(
-        conv.spec(),
-        conv.params(),
-        conv.state(),
-        train,
-        crate::quantize::CALIB,
-    )
-    .map_err(|e| format!("the conv net in int8: {e}"))?;
-    let bytes = q
-        .to_bytes(zeronn::quant::WeightLayout::Rows)
-        .map_err(|e| e.to_string())?;
-    let file = zeronn::ModelFile::from_bytes("(the conv net in int8)", &bytes);
+    let q = crate::quantize::quantize_on(spec, params, state, train, crate::quantize::CALIB)?;
+    let bytes = q.to_bytes(layout).map_err(|e| e.to_string())?;
+    let file = zeronn::ModelFile::from_bytes("(the int8 model)", &bytes);
     let model = file.int8_model().map_err(|e| e.to_string())?;
     let mut xq = vec![0i8; test.len() * test.pixels];
     crate::quantize::ToInt8::new(model.input_params()).samples(test, 0, test.len(), &mut xq);

@@ -1383,6 +1383,28 @@ fn killed_and_resumed(threads: &str) {
     assert_clean_failure(&o, "the checkpoint is of another run");
 }
 
+/// The `(correct/total)` of an accuracy line.
+fn counted(line: &str) -> String {
+    line[line.find('(').unwrap()..line.find(')').unwrap() + 1].to_string()
+}
+
+/// The correct count of `quantize`'s line that starts with `prefix`.
+fn correct_of(out: &str, prefix: &str) -> usize {
+    let line = out.lines().find(|l| l.starts_with(prefix)).unwrap();
+    let paren = &line[line.find('(').unwrap() + 1..];
+    paren[..paren.find('/').unwrap()].parse().unwrap()
+}
+
+/// How many images `quantize` found with the same class in int8 as in f32.
+fn same_class(out: &str) -> usize {
+    out.split("the same class as f32 on ")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// `zeronn quantize` on the chapter 5 net and on a chapter 6 net with BatchNorm and Dropout
 /// (short runs): the int8 model loses at most 0.5 points of test accuracy (the bound)
 /// and mostly agrees with the f32 one; its weights take about a quarter of the bytes.
@@ -1436,7 +1458,6 @@ fn quantize_loses_at_most_half_a_point_of_accuracy() {
         let e = zeronn(&["eval", "--model", q.to_str().unwrap()], Some(&dir));
         assert!(e.status.success(), "{}", stderr(&e));
         let int8_line = out.lines().find(|l| l.starts_with("int8")).unwrap();
-        let counted = |l: &str| l[l.find('(').unwrap()..l.find(')').unwrap() + 1].to_string();
         assert_eq!(counted(&stdout(&e)), counted(int8_line), "{}", stdout(&e));
         if k == 0 {
             // The Cortex-M layout: the same int8 model, its weights in another order.
@@ -1489,22 +1510,13 @@ fn quantize_loses_at_most_half_a_point_of_accuracy() {
             assert!(e3.status.success(), "{}", stderr(&e3));
             assert!(stdout(&e3).contains("evaluation pass over 70000 images: "));
         }
-        let correct = |prefix: &str| -> usize {
-            let line = out.lines().find(|l| l.starts_with(prefix)).unwrap();
-            let paren = &line[line.find('(').unwrap() + 1..];
-            paren[..paren.find('/').unwrap()].parse().unwrap()
-        };
-        let (f, q) = (correct("f32 test accuracy"), correct("int8 test accuracy"));
+        let (f, q) = (
+            correct_of(&out, "f32 test accuracy"),
+            correct_of(&out, "int8 test accuracy"),
+        );
         assert!(f > 9000, "{out}");
         assert!(q + 50 >= f, "int8 {q} against f32 {f} of 10000: {out}");
-        let same: usize = out
-            .split("the same class as f32 on ")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(same >= 9900, "{out}");
+        assert!(same_class(&out) >= 9900, "{out}");
         assert!(out.contains("ranges from 300 training images"), "{out}");
     }
     // A net int8 does not take yet is an error naming the layer.
@@ -1581,14 +1593,11 @@ fn quantize_takes_conv_nets() {
         }
         let e = zeronn(&eval, Some(&dir));
         assert!(e.status.success(), "{}", stderr(&e));
-        let counted = |l: &str| l[l.find('(').unwrap()..l.find(')').unwrap() + 1].to_string();
         assert_eq!(counted(&stdout(&e)), counted(int8_line), "{}", stdout(&e));
-        let correct = |prefix: &str| -> usize {
-            let line = out.lines().find(|l| l.starts_with(prefix)).unwrap();
-            let paren = &line[line.find('(').unwrap() + 1..];
-            paren[..paren.find('/').unwrap()].parse().unwrap()
-        };
-        let (f, i) = (correct("f32 test accuracy"), correct("int8 test accuracy"));
+        let (f, i) = (
+            correct_of(&out, "f32 test accuracy"),
+            correct_of(&out, "int8 test accuracy"),
+        );
         if preset == "simple-convnet" {
             assert!(f > 9300, "{out}");
             assert!(i + 30 >= f, "int8 {i} against f32 {f} of 10000: {out}");
@@ -1599,14 +1608,7 @@ fn quantize_takes_conv_nets() {
             assert!(int8_len * 10 < f32_len * 3, "{int8_len} against {f32_len}");
         } else {
             // 30 steps: not trained far, but int8 follows f32 on most images.
-            let same: usize = out
-                .split("the same class as f32 on ")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!(same >= 950, "{out}");
+            assert!(same_class(&out) >= 950, "{out}");
             assert!(f > 300, "{out}");
         }
     }

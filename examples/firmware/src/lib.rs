@@ -86,6 +86,14 @@ pub fn load_image(images: &[u8], i: usize, out: &mut [f32]) {
     }
 }
 
+/// Image `i` of `images` in int8 with the parameters `input` (for MNIST's calibration, pixel
+/// `b` is `b − 128`), into `out`.
+pub fn load_image_int8(images: &[u8], i: usize, input: zeronn::quant::QParams, out: &mut [i8]) {
+    for (q, &p) in out.iter_mut().zip(&images[i * PIXELS..(i + 1) * PIXELS]) {
+        *q = input.quantize(UNIT[p as usize]);
+    }
+}
+
 unsafe extern "C" {
     /// End of the statically allocated RAM (cortex-m-rt's linker script).
     static mut __sheap: u32;

@@ -16,7 +16,7 @@ use zeronn::quant::{QAffine, QModel, WeightLayout, argmax};
 use zeronn::{Layer, NetSpec};
 use zeronn_firmware::{
     INT8_LOGITS, MODEL_INT8, PIXELS, TEST_T, TEST_X, exit, expected, icount_start, icount_stop,
-    stack_paint, stack_pointer, stack_used,
+    load_image_int8, stack_paint, stack_pointer, stack_used,
 };
 
 /// The int8 net's layers (checked against the model's header at run time).
@@ -78,10 +78,7 @@ fn main() -> ! {
     let n = TEST_T.len();
     let (mut correct, mut same, mut same_rows, mut stack) = (0, 0, 0, 0);
     for (i, &label) in TEST_T.iter().enumerate() {
-        // The pixels in int8 (for MNIST's calibration, pixel b is b − 128).
-        for (q, &b) in x.iter_mut().zip(&TEST_X[i * PIXELS..(i + 1) * PIXELS]) {
-            *q = input.quantize(f32::from(b) / 255.0);
-        }
+        load_image_int8(TEST_X, i, input, x);
         let sp = stack_pointer();
         if i == 0 {
             stack_paint();
