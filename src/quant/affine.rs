@@ -100,6 +100,10 @@ pub struct Packed<'p> {
     of: (usize, usize, usize, usize, WeightLayout),
 }
 
+/// Samples from which [`QAffine::forward`] takes AMX's tiles (16 samples each) over VNNI's
+/// registers (4 each), where the CPU and OS allow it.
+const AMX_MIN_BATCH: usize = 8;
+
 /// An int8 Affine layer over caller-owned buffers (see the module docs for the formula).
 #[derive(Debug, Clone, Copy)]
 pub struct QAffine<'a> {
@@ -240,7 +244,7 @@ impl<'a> QAffine<'a> {
         Ok(())
     }
 
-    /// Words of packing space [`QAffine::forward`] needs for its fast kernel.
+    /// Words of packing space [`QAffine::forward`] needs for its fast kernels.
     pub const fn pack_len(input: usize, output: usize) -> usize {
         vnni::pack_len(input, output)
     }
@@ -308,11 +312,24 @@ impl<'a> QAffine<'a> {
 
     /// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))` for a batch (`x`: batch × input,
     /// `out`: batch × output): on AVX-512 VNNI with `packed` (this layer's weights, from
-    /// [`QAffine::pack`]) where the CPU has it; on a Cortex-M with the DSP extension (M4, M7,
+    /// [`QAffine::pack`]) where the CPU has it, on AMX tiles for batches of 8 or more where the
+    /// CPU and OS allow ([`super::amx::available`]); on a Cortex-M with the DSP extension (M4, M7,
     /// and M33 and later built for their CPU: `packed` is `None`) two multiply-adds an
     /// instruction (`SMLAD`); else as [`QAffine::forward_naive`]. The same bits every way.
     /// Every length is checked before anything is written.
     pub fn forward(&self, x: &[i8], out: &mut [i8], packed: Option<&Packed<'_>>) -> Result<()> {
+        self.forward_with(x, out, packed, AMX_MIN_BATCH)
+    }
+
+    /// [`QAffine::forward`], taking AMX from `amx_from` samples (tests hold each kernel to the
+    /// reference by choosing it).
+    fn forward_with(
+        &self,
+        x: &[i8],
+        out: &mut [i8],
+        packed: Option<&Packed<'_>>,
+        amx_from: usize,
+    ) -> Result<()> {
         let batch = self.check(x, out)?;
         let Some(p) = packed.filter(|_| vnni::available()) else {
             #[cfg(zeronn_dsp)]
@@ -350,6 +367,22 @@ impl<'a> QAffine<'a> {
                 // Outside the fast requantization's range: the reference loop.
                 return self.forward_naive(x, out);
             }
+            if batch >= amx_from && super::amx::available() {
+                #[cfg(all(feature = "std", target_os = "linux"))]
+                {
+                    // The inputs taken signed: Σ_i (x − z_in)·W = Σ_i x·W − z_in·Σ_i W.
+                    let e = vnni::Epilogue {
+                        zero: self.input_zero_point,
+                        ..e
+                    };
+                    // SAFETY: AMX is granted (just asked); the rest as for the VNNI kernel
+                    // below, for all `batch` samples and every output at once.
+                    unsafe {
+                        super::amx::forward(x, batch, self.input, p.words, self.output, &e, out)
+                    };
+                    return Ok(());
+                }
+            }
             for n0 in (0..batch).step_by(4) {
                 let rows = (batch - n0).min(4);
                 let xs = &x[n0 * self.input..(n0 + rows) * self.input];
@@ -369,7 +402,7 @@ impl<'a> QAffine<'a> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (batch, p);
+            let _ = (batch, p, amx_from);
             self.forward_naive(x, out)
         }
     }
@@ -490,9 +523,9 @@ mod tests {
         }
     }
 
-    /// The fast kernel (AVX-512 VNNI, where this CPU has it) gives the reference's bits, over
-    /// sizes that leave partial quads, partial registers, partial blocks of 64 outputs and of
-    /// 4 samples, every zero point and clamp, and sums that wrap.
+    /// The fast kernels (AVX-512 VNNI and AMX, where this CPU has them) give the reference's
+    /// bits, over sizes that leave partial quads, partial registers and tiles, partial blocks
+    /// of 64 outputs and of 4 and 16 samples, every zero point and clamp, and sums that wrap.
     #[test]
     fn the_fast_kernel_gives_the_reference_bits() {
         use std::vec;
@@ -510,6 +543,12 @@ mod tests {
             (33, 64, 4),
             (130, 65, 7),
             (100, 129, 6),
+            (784, 50, 37),
+            (130, 65, 33),
+            (100, 129, 20),
+            (64, 16, 16),
+            (1, 1, 16),
+            (2000, 3, 17),
         ] {
             let w: Vec<i8> = (0..input * output).map(|_| (next() % 255) as i8).collect();
             // Dense inputs, and inputs mostly at −128 (the zero point of MNIST's pixels, whose
@@ -544,9 +583,15 @@ mod tests {
                         (vec![0i8; batch * output], vec![1i8; batch * output]);
                     let mut pack = vec![0i32; QAffine::pack_len(input, output)];
                     let packed = layer.pack(&mut pack).unwrap();
-                    layer.forward(&x, &mut fast, Some(&packed)).unwrap();
                     layer.forward_naive(&x, &mut slow).unwrap();
-                    assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
+                    // VNNI's registers, then AMX's tiles (where this CPU and OS have them).
+                    for amx_from in [usize::MAX, 1] {
+                        fast.fill(3);
+                        layer
+                            .forward_with(&x, &mut fast, Some(&packed), amx_from)
+                            .unwrap();
+                        assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
+                    }
                     // Packed from the DSP layout: the same bits.
                     let mut w2 = vec![0i8; WeightLayout::Dsp.len(input, output)];
                     layer.arrange(WeightLayout::Dsp, &mut w2).unwrap();
@@ -647,7 +692,7 @@ mod tests {
             act_max: 127,
         };
         let mut out = [9i8; 4];
-        let mut pack = [0i32; 32];
+        let mut pack = [0i32; QAffine::pack_len(3, 2)];
         let packed = layer.pack(&mut pack).unwrap();
         assert!(layer.forward(&[1, 2], &mut out, Some(&packed)).is_err());
         assert!(layer.forward(&[1, 2, 3], &mut out, None).is_err());

@@ -17,6 +17,7 @@
 //! the model's bytes in place, with a workspace of [`QModel::workspace_len`].
 
 mod affine;
+pub mod amx;
 pub mod conv;
 #[cfg(any(test, zeronn_dsp))]
 mod dsp;
@@ -78,22 +79,51 @@ impl QParams {
     }
 }
 
-/// Whether this CPU runs a fast kernel in [`QAffine::forward`] (AVX-512 VNNI, or `SMLAD` on a
-/// Cortex-M with the DSP extension); the reference loop otherwise (the same bits).
+/// Whether this CPU runs a fast kernel in [`QAffine::forward`] (AVX-512 VNNI, with AMX's tiles
+/// for batches where [`amx::available`], or `SMLAD` on a Cortex-M with the DSP extension); the
+/// reference loop otherwise (the same bits).
 pub fn fast_kernel() -> bool {
     vnni::available() || cfg!(zeronn_dsp)
+}
+
+/// The kernel [`QAffine::forward`] runs here, in words (for reports).
+pub fn kernel_name() -> &'static str {
+    if vnni::available() && amx::available() {
+        "AMX tiles for batches, AVX-512 VNNI for one to seven samples"
+    } else if vnni::available() {
+        "AVX-512 VNNI"
+    } else if cfg!(zeronn_dsp) {
+        "SMLAD"
+    } else {
+        "the reference loop"
+    }
 }
 
 /// Index of the largest int8 score (the first one on ties; 0 for an empty row): the class,
 /// since one scale and zero point serve the whole row, so the order is the reals'.
 pub fn argmax(row: &[i8]) -> usize {
-    let mut best = 0;
-    for (i, &x) in row.iter().enumerate() {
-        if x > row[best] {
-            best = i;
+    // Each score as a key, its value above its position counted down, so that the largest
+    // key is the first of the largest scores: a maximum with no branch on the scores, which a
+    // processor would mispredict about once a row (rows of 2^24 scores or more take a loop).
+    const LAST: i32 = (1 << 24) - 1;
+    if row.len() > LAST as usize {
+        let mut best = 0;
+        for (i, &x) in row.iter().enumerate() {
+            if x > row[best] {
+                best = i;
+            }
         }
+        return best;
     }
-    best
+    let mut best = i32::MIN;
+    for (i, &x) in row.iter().enumerate() {
+        best = best.max((i32::from(x) << 24) | (LAST - i as i32));
+    }
+    if row.is_empty() {
+        0
+    } else {
+        (LAST - (best & LAST)) as usize
+    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,17 @@ const LANES: usize = 16;
 #[cfg(target_arch = "x86_64")]
 const VECS: usize = 4;
 
-/// Words (`i32`, each 4 packed weights) of the packed weights of `input × output`, then one
-/// word per output for its row sum.
+/// Words (`i32`, each 4 packed weights) of the packed weights of `input × output`, the quads
+/// padded with zeros to a multiple of 16 (a whole AMX tile, [`super::amx`]), then one word per
+/// output for its row sum.
 pub const fn pack_len(input: usize, output: usize) -> usize {
     let opad = output.div_ceil(LANES) * LANES;
-    input.div_ceil(4) * opad + opad
+    quads(input) * opad + opad
+}
+
+/// Quads of inputs in the packing: `input / 4` rounded up to a multiple of 16.
+const fn quads(input: usize) -> usize {
+    input.div_ceil(64) * 16
 }
 
 /// Packs `W` (`output × input`; `quad(j, kk)` gives output `j`'s weights for inputs
@@ -31,7 +37,7 @@ pub fn pack(
 ) {
     let opad = output.div_ceil(LANES) * LANES;
     let k4 = input.div_ceil(4);
-    let (words, sums) = packed[..pack_len(input, output)].split_at_mut(k4 * opad);
+    let (words, sums) = packed[..pack_len(input, output)].split_at_mut(quads(input) * opad);
     words.fill(0);
     sums.fill(0);
     for (o, sum) in sums.iter_mut().enumerate().take(output) {
@@ -204,25 +210,25 @@ unsafe fn block<const R: usize, const V: usize>(
 /// shift), for multipliers 0 or in `[2^30, 2^31)` and shifts in −31..=30.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn requant16(x: __m512i, m: __m512i, shift: __m512i, zp: i32, lo: i32, hi: i32) -> __m512i {
+pub(super) fn requant16(
+    x: __m512i,
+    m: __m512i,
+    shift: __m512i,
+    zp: i32,
+    lo: i32,
+    hi: i32,
+) -> __m512i {
     let zero = _mm512_setzero_si512();
     let left = _mm512_max_epi32(shift, zero);
     let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
     let x = _mm512_sllv_epi32(x, left);
-    // (a·b + nudge) / 2^31, truncated toward zero, in 64-bit halves: even lanes, then odd.
+    // (a·b + nudge) / 2^31 truncated toward zero, in 64-bit halves (even lanes, then odd), is
+    // (a·b + 2^30) >> 31 for every a·b: for a·b ≥ 0 the nudge is 2^30 and the sum is not
+    // negative; for a·b < 0 it is 1 − 2^30, the sum is negative, and truncating it toward zero
+    // is flooring it after adding 2^31 − 1, which makes the same a·b + 2^30.
     let high = |a: __m512i, b: __m512i| -> __m512i {
         let ab = _mm512_mul_epi32(a, b);
-        let neg = _mm512_cmplt_epi64_mask(ab, zero);
-        let nudge = _mm512_mask_blend_epi64(
-            neg,
-            _mm512_set1_epi64(1 << 30),
-            _mm512_set1_epi64(1 - (1 << 30)),
-        );
-        let t = _mm512_add_epi64(ab, nudge);
-        // C's division truncates toward zero: add 2^31 − 1 to a negative before shifting.
-        let tneg = _mm512_cmplt_epi64_mask(t, zero);
-        let t = _mm512_mask_add_epi64(t, tneg, t, _mm512_set1_epi64((1 << 31) - 1));
-        _mm512_srai_epi64::<31>(t)
+        _mm512_srai_epi64::<31>(_mm512_add_epi64(ab, _mm512_set1_epi64(1 << 30)))
     };
     let even = high(x, m);
     let odd = high(_mm512_srli_epi64::<32>(x), _mm512_srli_epi64::<32>(m));
@@ -250,4 +256,66 @@ fn requant16(x: __m512i, m: __m512i, shift: __m512i, zp: i32, lo: i32, hi: i32) 
         _mm512_max_epi32(q, _mm512_set1_epi32(lo)),
         _mm512_set1_epi32(hi),
     )
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::quant::requant::multiply_by_quantized_multiplier;
+
+    /// The 16-lane requantization gives the scalar one's integers at the edges of every
+    /// rounding: the extremes, zero and ±1, each side of the halves that round, for the
+    /// multipliers' and shifts' extremes.
+    #[test]
+    fn requant16_gives_the_scalar_integers() {
+        if !crate::gemm::detect::avx512() {
+            return;
+        }
+        let mut xs = std::vec![i32::MIN, i32::MIN + 1, i32::MAX, i32::MAX - 1, 0, 1, -1];
+        for p in 0..31 {
+            for d in [-1i32, 0, 1] {
+                xs.push((1i32 << p).wrapping_add(d));
+                xs.push((-(1i64 << p) as i32).wrapping_add(d));
+                xs.push(((3i64 << p) >> 1) as i32 + d);
+                xs.push((-((3i64 << p) >> 1)) as i32 + d);
+            }
+        }
+        let ms = [
+            0,
+            1 << 30,
+            (1 << 30) + 1,
+            1_518_500_250,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        for &m in &ms {
+            for shift in -31..=30 {
+                for (zp, lo, hi) in [(0, i32::MIN, i32::MAX), (-5, -128, 127)] {
+                    for x in xs.chunks(16) {
+                        let mut v = [0i32; 16];
+                        v[..x.len()].copy_from_slice(x);
+                        let mut got = [0i32; 16];
+                        // SAFETY: AVX-512F is present (checked above); 16 lanes each way.
+                        unsafe {
+                            let q = requant16(
+                                _mm512_loadu_si512(v.as_ptr().cast()),
+                                _mm512_set1_epi32(m),
+                                _mm512_set1_epi32(shift),
+                                zp,
+                                lo,
+                                hi,
+                            );
+                            _mm512_storeu_si512(got.as_mut_ptr().cast(), q);
+                        }
+                        for (&x, &g) in v.iter().zip(&got) {
+                            let want = zp
+                                .wrapping_add(multiply_by_quantized_multiplier(x, m, shift))
+                                .clamp(lo, hi);
+                            assert_eq!(g, want, "x {x}, m {m}, shift {shift}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -491,8 +491,9 @@ pub fn export(
 
 /// A net (`spec`, `params`, `state`) quantized to int8 as `zeronn quantize` does (ranges from
 /// the first 300 images of `train`), its weights in `layout`, and its int8 logits for every
-/// image of `test` through the reference loop (the firmware's sums; the desktop's fast kernel
-/// gives the same bits): the int8 layer list, the model's bytes and the logits.
+/// image of `test` through the reference loop (the firmware's sums; an error unless the
+/// desktop's fast kernels give the same bits): the int8 layer list, the model's bytes and the
+/// logits.
 fn int8_for_device(
     spec: &NetSpec,
     params: &[f32],
@@ -510,7 +511,21 @@ fn int8_for_device(
     let mut ws = vec![0i8; zeronn::QModel::workspace_len(model.spec(), test.len())];
     let logits = model
         .predict(&xq, &mut ws, None)
+        .map_err(|e| e.to_string())?
+        .to_vec();
+    // The desktop's fast kernels (VNNI, AMX for a batch) must give the reference's bits on
+    // the images the firmware checks.
+    let mut pack = vec![0i32; zeronn::QModel::pack_len(model.spec())];
+    let packed = model.pack(&mut pack).map_err(|e| e.to_string())?;
+    let fast = model
+        .predict(&xq, &mut ws, Some(&packed))
         .map_err(|e| e.to_string())?;
+    if fast != logits.as_slice() {
+        return Err(format!(
+            "the int8 fast kernel ({}) differs from the reference loop on the embedded images",
+            zeronn::quant::kernel_name()
+        ));
+    }
     let (spec, logits) = (*model.spec(), logits.iter().map(|&v| v as u8).collect());
     Ok((spec, bytes, logits))
 }

@@ -990,6 +990,7 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         });
         result?;
         print_pass_time(data.train.len() + data.test.len(), t, reps);
+        println!("int8 kernel: {}", zeronn::quant::kernel_name());
     }
     let test = match a.limit {
         Some(n) => data.test.head(positive("limit", n)?),
@@ -1086,6 +1087,7 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
         });
         result?;
         print_pass_time(data.train.len() + data.test.len(), t, reps);
+        println!("int8 kernel: {}", zeronn::quant::kernel_name());
     }
     let test = match a.limit {
         Some(n) => data.test.head(positive("limit", n)?),
@@ -1476,11 +1478,7 @@ fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         println!();
         println!(
             "| figure | fast kernel ({}) | reference loop |",
-            if zeronn::quant::fast_kernel() {
-                "AVX-512 VNNI"
-            } else {
-                "none on this CPU: the reference"
-            }
+            zeronn::quant::kernel_name()
         );
         println!("| --- | --- | --- |");
         println!(
