@@ -367,8 +367,10 @@ impl<'a> QAffine<'a> {
                 // Outside the fast requantization's range: the reference loop.
                 return self.forward_naive(x, out);
             }
+            #[cfg(not(all(feature = "std", target_os = "linux")))]
+            let _ = amx_from;
+            #[cfg(all(feature = "std", target_os = "linux"))]
             if batch >= amx_from && super::amx::available() {
-                #[cfg(all(feature = "std", target_os = "linux"))]
                 {
                     // The inputs taken signed: Σ_i (x − z_in)·W = Σ_i x·W − z_in·Σ_i W.
                     let e = vnni::Epilogue {
@@ -529,6 +531,11 @@ mod tests {
     #[test]
     fn the_fast_kernel_gives_the_reference_bits() {
         use std::vec;
+        if !vnni::available() {
+            std::eprintln!("no AVX-512 VNNI here: the fast kernels' passes run the reference");
+        } else if !super::super::amx::available() {
+            std::eprintln!("no AMX here (or ZERONN_AMX=0): the AMX pass runs VNNI again");
+        }
         let mut rng = crate::random::seeded(0x0123_4567_89ab_cdef);
         let mut next = || rng.next_u64();
         for &(input, output, batch) in &[
@@ -584,7 +591,8 @@ mod tests {
                     let mut pack = vec![0i32; QAffine::pack_len(input, output)];
                     let packed = layer.pack(&mut pack).unwrap();
                     layer.forward_naive(&x, &mut slow).unwrap();
-                    // VNNI's registers, then AMX's tiles (where this CPU and OS have them).
+                    // VNNI's registers, then AMX's tiles (where this CPU and OS have them;
+                    // VNNI again elsewhere).
                     for amx_from in [usize::MAX, 1] {
                         fast.fill(3);
                         layer

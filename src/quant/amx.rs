@@ -85,6 +85,11 @@ fn request() -> bool {
     lo & (3 << 17) == 3 << 17
 }
 
+// The tiles keep their values from one `asm!` block to the next (the inputs loaded in one,
+// multiplied in the next, the sums read out after the last): Rust and LLVM never use the tile
+// registers of their own in code built without AMX's target features, as zeronn is; each
+// block names the tiles it writes as clobbered.
+
 /// The tile configuration: palette 1, every tile 16 rows of 64 bytes. Tiles 0–3 hold sums
 /// (16 samples × 16 outputs), 4 the inputs, 5–7 the weights.
 #[cfg(all(target_arch = "x86_64", feature = "std", target_os = "linux"))]
@@ -116,7 +121,7 @@ unsafe fn load_inputs(p: *const i8, stride: usize) {
     // SAFETY: the caller's promise.
     unsafe {
         asm!("tileloadd tmm4, [{p} + {s}*1]", p = in(reg) p, s = in(reg) stride,
-             options(nostack, readonly));
+             out("tmm4") _, options(nostack, readonly));
     }
 }
 
@@ -132,13 +137,17 @@ unsafe fn multiply_add(c: usize, p: *const i32, stride: usize) {
     unsafe {
         match c {
             0 => asm!("tileloadd tmm5, [{p} + {s}*1]", "tdpbssd tmm0, tmm4, tmm5",
-                      p = in(reg) p, s = in(reg) stride, options(nostack, readonly)),
+                      p = in(reg) p, s = in(reg) stride, out("tmm5") _, out("tmm0") _,
+                      options(nostack, readonly)),
             1 => asm!("tileloadd tmm6, [{p} + {s}*1]", "tdpbssd tmm1, tmm4, tmm6",
-                      p = in(reg) p, s = in(reg) stride, options(nostack, readonly)),
+                      p = in(reg) p, s = in(reg) stride, out("tmm6") _, out("tmm1") _,
+                      options(nostack, readonly)),
             2 => asm!("tileloadd tmm7, [{p} + {s}*1]", "tdpbssd tmm2, tmm4, tmm7",
-                      p = in(reg) p, s = in(reg) stride, options(nostack, readonly)),
+                      p = in(reg) p, s = in(reg) stride, out("tmm7") _, out("tmm2") _,
+                      options(nostack, readonly)),
             _ => asm!("tileloadd tmm5, [{p} + {s}*1]", "tdpbssd tmm3, tmm4, tmm5",
-                      p = in(reg) p, s = in(reg) stride, options(nostack, readonly)),
+                      p = in(reg) p, s = in(reg) stride, out("tmm5") _, out("tmm3") _,
+                      options(nostack, readonly)),
         }
     }
 }
@@ -155,16 +164,16 @@ unsafe fn take_sums(c: usize, out: &mut [i32; ROWS * 16]) {
     unsafe {
         match c {
             0 => {
-                asm!("tilestored [{p} + {s}*1], tmm0", "tilezero tmm0", p = in(reg) p, s = in(reg) 64usize, options(nostack))
+                asm!("tilestored [{p} + {s}*1], tmm0", "tilezero tmm0", p = in(reg) p, s = in(reg) 64usize, out("tmm0") _, options(nostack))
             }
             1 => {
-                asm!("tilestored [{p} + {s}*1], tmm1", "tilezero tmm1", p = in(reg) p, s = in(reg) 64usize, options(nostack))
+                asm!("tilestored [{p} + {s}*1], tmm1", "tilezero tmm1", p = in(reg) p, s = in(reg) 64usize, out("tmm1") _, options(nostack))
             }
             2 => {
-                asm!("tilestored [{p} + {s}*1], tmm2", "tilezero tmm2", p = in(reg) p, s = in(reg) 64usize, options(nostack))
+                asm!("tilestored [{p} + {s}*1], tmm2", "tilezero tmm2", p = in(reg) p, s = in(reg) 64usize, out("tmm2") _, options(nostack))
             }
             _ => {
-                asm!("tilestored [{p} + {s}*1], tmm3", "tilezero tmm3", p = in(reg) p, s = in(reg) 64usize, options(nostack))
+                asm!("tilestored [{p} + {s}*1], tmm3", "tilezero tmm3", p = in(reg) p, s = in(reg) 64usize, out("tmm3") _, options(nostack))
             }
         }
     }
@@ -175,7 +184,8 @@ unsafe fn take_sums(c: usize, out: &mut [i32; ROWS * 16]) {
 /// itself: the inputs are taken signed).
 ///
 /// # Safety
-/// [`available`] said yes; `packed` is [`super::vnni::pack`]'s output for `input × output`
+/// [`available`] said yes, and the CPU has AVX-512F and BW (the VNNI kernel's
+/// `super::vnni::available`); `packed` is [`super::vnni::pack`]'s output for `input × output`
 /// (its quads padded to a multiple of 16, as [`super::vnni::pack_len`] makes them); `x` holds
 /// `rows × input` values and `out` `rows × output`; the epilogue's slices hold `output`
 /// values each, every multiplier 0 or in `[2^30, 2^31)` and every shift in −31..=30.
@@ -197,7 +207,8 @@ pub(super) unsafe fn forward(
     // SAFETY: AMX is granted (the caller's promise); the configuration is 64 bytes.
     unsafe {
         asm!("ldtilecfg [{c}]", "tilezero tmm0", "tilezero tmm1", "tilezero tmm2",
-             "tilezero tmm3", c = in(reg) config.0.as_ptr(), options(nostack, readonly));
+             "tilezero tmm3", c = in(reg) config.0.as_ptr(), out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _, out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+             options(nostack, readonly));
     }
     // Inputs the tile cannot read in place (the last samples, past the end of `x`), copied
     // with zeros around them.
@@ -249,7 +260,8 @@ pub(super) unsafe fn forward(
                 }
             }
             if let Some(p) = pending {
-                finish(p, &sums, output, e, out);
+                // SAFETY: the caller's promises, passed on.
+                unsafe { finish(p, &sums, output, e, out) };
             }
             for (c, sums) in sums.iter_mut().enumerate().take(bs) {
                 // SAFETY: tiles are configured.
@@ -259,17 +271,24 @@ pub(super) unsafe fn forward(
         }
     }
     if let Some(p) = pending {
-        finish(p, &sums, output, e, out);
+        // SAFETY: the caller's promises, passed on.
+        unsafe { finish(p, &sums, output, e, out) };
     }
     // SAFETY: tiles back to their initial state (no state left for the OS to save).
-    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    unsafe {
+        asm!("tilerelease", out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _, out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _, options(nostack, nomem))
+    };
 }
 
 /// Requantizes a block's sums (`sums[c]`: 16 samples × 16 outputs of register `b0 + c`) into
 /// `out`: samples `r0..r0 + n`, registers `b0..b0 + bs`.
+///
+/// # Safety
+/// As for [`forward`]: the CPU has AVX-512F and BW, and the epilogue's slices hold `output`
+/// values each (read 16 lanes at a time, the lanes past `output` masked off).
 #[cfg(all(target_arch = "x86_64", feature = "std", target_os = "linux"))]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn finish(
+unsafe fn finish(
     (r0, n, b0, bs): (usize, usize, usize, usize),
     sums: &[[i32; ROWS * 16]; 4],
     output: usize,
@@ -286,7 +305,7 @@ fn finish(
         };
         let load = |p: &[i32]| {
             // SAFETY: outputs j..j + lanes are inside each slice (`output` long, the
-            // caller's promise to `forward`), the lanes past them masked off.
+            // caller's promise), the lanes past them masked off.
             unsafe { _mm512_maskz_loadu_epi32(mask, p.as_ptr().add(j).cast()) }
         };
         let (rowsum, bias, m, shift) = (

@@ -156,5 +156,21 @@ mod tests {
         assert_eq!(argmax(&[-3, 7, 2, 7]), 1);
         assert_eq!(argmax(&[-128]), 0);
         assert_eq!(argmax(&[]), 0);
+        assert_eq!(argmax(&[-128, -128]), 0);
+        assert_eq!(argmax(&[-7, -9, -7]), 0);
+        assert_eq!(argmax(&[-9, 127, -128, 127]), 1);
+        // Against the loop that keeps the first largest, on random rows with many ties.
+        use crate::random::Rng;
+        let mut rng = crate::random::seeded(7);
+        for n in 1..40 {
+            let row: std::vec::Vec<i8> = (0..n).map(|_| (rng.next_u64() % 5) as i8 - 2).collect();
+            let mut best = 0;
+            for (i, &x) in row.iter().enumerate() {
+                if x > row[best] {
+                    best = i;
+                }
+            }
+            assert_eq!(argmax(&row), best, "{row:?}");
+        }
     }
 }

@@ -28,7 +28,8 @@ const fn quads(input: usize) -> usize {
 
 /// Packs `W` (`output × input`; `quad(j, kk)` gives output `j`'s weights for inputs
 /// `4kk..4kk + 4`, zeros past the end) into `packed`: word `kk · opad + o` holds
-/// `W[o, 4kk..4kk + 4]`, then the row sums `Σ_i W[o, i]`.
+/// `W[o, 4kk..4kk + 4]` (zero for the quads past the input, up to a multiple of 16), then,
+/// from word `quads · opad`, the row sums `Σ_i W[o, i]`.
 pub fn pack(
     quad: impl Fn(usize, usize) -> [i8; 4],
     input: usize,
@@ -57,11 +58,12 @@ pub fn available() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-/// What turns a block's sums into int8 outputs, per output: `total = Σ (x + 128)·W −
-/// zero · rowsum + bias`, then `zp + MBQM(total, multiplier, shift)` clamped to `lo..=hi`.
+/// What turns a block's sums into int8 outputs, per output: `total = Σ u·W − zero · rowsum +
+/// bias`, then `zp + MBQM(total, multiplier, shift)` clamped to `lo..=hi`, where `u` is the
+/// input as the kernel takes it: `x + 128` for VNNI, `x` itself for AMX.
 #[derive(Debug, Clone, Copy)]
 pub struct Epilogue<'a> {
-    /// `128 + z_in`.
+    /// The zero point of `u`: `128 + z_in` for VNNI, `z_in` for AMX.
     pub zero: i32,
     /// Per output: the weights' row sums (from [`pack`]), biases, multipliers, shifts.
     pub sums: &'a [i32],
@@ -269,6 +271,7 @@ mod tests {
     #[test]
     fn requant16_gives_the_scalar_integers() {
         if !crate::gemm::detect::avx512() {
+            std::eprintln!("no AVX-512 here: nothing to test");
             return;
         }
         let mut xs = std::vec![i32::MIN, i32::MIN + 1, i32::MAX, i32::MAX - 1, 0, 1, -1];

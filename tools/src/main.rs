@@ -990,7 +990,6 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
         });
         result?;
         print_pass_time(data.train.len() + data.test.len(), t, reps);
-        println!("int8 kernel: {}", zeronn::quant::kernel_name());
     }
     let test = match a.limit {
         Some(n) => data.test.head(positive("limit", n)?),
