@@ -9,7 +9,11 @@ use std::path::PathBuf;
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target = env::var("TARGET").unwrap_or_default();
-    let memory = if target.starts_with("thumbv8m") {
+    // A Cortex-M55 is `thumbv8m.main-none-eabihf` with `-C target-cpu=cortex-m55`.
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let memory = if flags.contains("target-cpu=cortex-m55") {
+        "memory/mps3-an547.x"
+    } else if target.starts_with("thumbv8m") {
         "memory/mps2-an505.x"
     } else {
         "memory/mps2-an385.x"
@@ -19,6 +23,7 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rerun-if-changed={memory}");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
 
     println!("cargo:rerun-if-env-changed=ZERONN_FIRMWARE_DATA");
     println!("cargo:rerun-if-env-changed=ZERONN_MODEL");

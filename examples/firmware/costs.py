@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost figures of zeronn in firmware, as a Markdown table for README.md.
 
-Builds the firmware for the three boards, runs each binary under QEMU with the instruction
+Builds the firmware for the three boards (and the int8 MLP's for a Cortex-M55), runs each binary under QEMU with the instruction
 counting plugin (exact counts between the `icount_start`/`icount_stop` markers around the real
 API calls), and reads flash and RAM from the ELF files.
 
@@ -109,6 +109,21 @@ def main():
         int8_rows.append((board, target, counts["infer"], counts["infer_int8"], extra["infer_int8"],
                           stacks["infer"], stacks["infer_int8"]))
 
+    # The Cortex-M55 (Helium): the M33's target with the CPU named, in its own target dir;
+    # only the int8 MLP's firmware fits the 512 KB ITCM that QEMU's mps3-an547 boots from.
+    m55 = "thumbv8m.main-none-eabihf"
+    m55_dir = os.path.join(HERE, "target", "m55")
+    run(["cargo", "build", "--release", "--target", m55, "--target-dir", m55_dir, "--bin", "infer_int8"],
+        cwd=HERE, env=dict(os.environ, RUSTFLAGS="-C target-cpu=cortex-m55"))
+    log = os.path.join(HERE, "target", "icount-m55-infer_int8.log")
+    out = run([os.path.join(HERE, "run.sh"), os.path.join(m55_dir, m55, "release", "infer_int8")],
+              env=dict(os.environ, ZERONN_ICOUNT=plugin, ZERONN_ICOUNT_LOG=log)).stdout
+    text = open(log).read()
+    int8_rows.append(("Cortex-M55 (mps3-an547)", f"{m55}` + `cortex-m55", None,
+                      int(re.search(r"icount region 0: (\d+) insns", text)[1]),
+                      int(re.search(r"icount region 1: (\d+) insns", text)[1]), None,
+                      int(re.search(r"stack of one predict: (\d+) bytes", out)[1])))
+
     print(f"Exact instruction counts (QEMU TCG plugin; markers around `predict` of one image and the first")
     print(f"`train_step`, batch {batch}, with runtime shapes), the book's 784-50-10 net:\n")
     print("| board | target | one inference | per multiply-add | one training step | per multiply-add | stack of one inference |")
@@ -127,8 +142,11 @@ def main():
           "| int8, rows layout | per multiply-add | stack f32 | stack int8 |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for board, target, f, q, r, sf, sq in int8_rows:
-        print(f"| {board} | `{target}` | {f:,} | {f / MACS_INFER:.2f} | {q:,} | {q / MACS_INFER:.2f} "
-              f"| {r:,} | {r / MACS_INFER:.2f} | {sf:,} B | {sq:,} B |")
+        f32 = f"{f:,} | {f / MACS_INFER:.2f}" if f else "— | —"
+        print(f"| {board} | `{target}` | {f32} | {q:,} | {q / MACS_INFER:.2f} "
+              f"| {r:,} | {r / MACS_INFER:.2f} | {f'{sf:,} B' if sf else '—'} | {sq:,} B |")
+    print("\nOn the M55 the rows layout runs Helium (`VMLADAVA.S8`, 16 multiply-adds an instruction), "
+          "the Cortex-M layout `SMLAD`.")
 
     mlp = layers_of(expected, "MLP_LAYERS")
     adam = layers_of(expected, "ADAM_LAYERS")

@@ -7,6 +7,8 @@ elf=$1; shift
 case "$elf" in
     *thumbv7em-none-eabihf*) board=(-machine mps2-an386 -cpu cortex-m4) ;;
     *thumbv7m-none-eabi*) board=(-machine mps2-an385 -cpu cortex-m3) ;;
+    # A Cortex-M55 build: the same target with -C target-cpu=cortex-m55, in target/m55.
+    */m55/thumbv8m.main-none-eabihf/*) board=(-machine mps3-an547 -cpu cortex-m55) ;;
     *thumbv8m.main-none-eabihf*) board=(-machine mps2-an505 -cpu cortex-m33) ;;
     *) echo "run.sh: no board for $elf" >&2; exit 2 ;;
 esac

@@ -332,7 +332,13 @@ impl<'a> QAffine<'a> {
     ) -> Result<()> {
         let batch = self.check(x, out)?;
         let Some(p) = packed.filter(|_| vnni::available()) else {
-            #[cfg(zeronn_dsp)]
+            #[cfg(zeronn_mve)]
+            {
+                // Cortex-M with Helium: the VMLADAVA kernel (no packing).
+                super::mve::forward(self, x, out);
+                return Ok(());
+            }
+            #[cfg(all(zeronn_dsp, not(zeronn_mve)))]
             {
                 // Cortex-M with the DSP extension: the SMLAD kernel (no packing).
                 super::dsp::forward(self, x, out);

@@ -1,6 +1,7 @@
 //! The int8 Affine on Cortex-M cores with the DSP extension (Cortex-M4 and M7; M33, M35P, M55
 //! and M85 built with `-C target-cpu=…`): two 16-bit multiply-adds in one instruction
-//! (`SMLAD`), four weights taken apart into two pairs by two (`SXTB16`).
+//! (`SMLAD`), four weights taken apart into two pairs by two (`SXTB16`). (On the M55 and M85
+//! the rows layout runs Helium instead, `super::mve`.)
 //!
 //! Two weight layouts ([`WeightLayout`]): [`WeightLayout::Dsp`], made for this kernel, takes
 //! 17 instructions for 16 multiply-adds and no buffer ([`forward_dsp_layout`]);

@@ -22,6 +22,8 @@ pub mod conv;
 #[cfg(any(test, zeronn_dsp))]
 mod dsp;
 pub mod model;
+#[cfg(any(test, zeronn_mve))]
+mod mve;
 pub mod requant;
 mod vnni;
 
@@ -83,7 +85,7 @@ impl QParams {
 /// for batches where [`amx::available`], or `SMLAD` on a Cortex-M with the DSP extension); the
 /// reference loop otherwise (the same bits).
 pub fn fast_kernel() -> bool {
-    vnni::available() || cfg!(zeronn_dsp)
+    vnni::available() || cfg!(zeronn_dsp) || cfg!(zeronn_mve)
 }
 
 /// The kernel [`QAffine::forward`] runs here, in words (for reports).
@@ -92,6 +94,8 @@ pub fn kernel_name() -> &'static str {
         "AMX tiles for batches, AVX-512 VNNI for one to seven samples"
     } else if vnni::available() {
         "AVX-512 VNNI"
+    } else if cfg!(zeronn_mve) {
+        "Helium VMLADAVA (SMLAD for the Cortex-M layout)"
     } else if cfg!(zeronn_dsp) {
         "SMLAD"
     } else {

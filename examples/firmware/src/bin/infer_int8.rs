@@ -4,7 +4,8 @@
 //! embedded test image must equal the desktop's byte for byte, and its correct answers the
 //! desktop's count. The same layers with their weights rearranged output by output
 //! ([`WeightLayout::Rows`], in RAM) must give the same logits too, so that both layouts'
-//! kernels are checked on the device (icount region 1: one inference that way).
+//! kernels are checked on the device (icount region 1: one inference that way); and the
+//! kernel is held to the reference loop on random layers, on the device.
 #![no_std]
 #![no_main]
 
@@ -113,6 +114,12 @@ fn main() -> ! {
         same_rows += usize::from(logits_rows.iter().zip(want).all(|(&a, &b)| a as u8 == b));
         correct += usize::from(argmax(logits) == label as usize);
     }
+    let (checked, agree) = kernel_self_check();
+    hprintln!(
+        "int8 kernel on this core against the reference loop, random layers (odd sizes, every clamp, rounding ties, sums that wrap): {}/{} equal",
+        agree,
+        checked
+    );
     hprintln!(
         "int8 inference: {}/{} test images correct (desktop: {}); int8 logits equal to the desktop's on {}/{} ({}/{} with the weights output by output); model {} bytes in flash; stack of one predict: {} bytes",
         correct,
@@ -125,5 +132,98 @@ fn main() -> ! {
         MODEL_INT8.len(),
         stack
     );
-    exit(same == n && same_rows == n && correct == expected::INT8_CORRECT)
+    exit(same == n && same_rows == n && correct == expected::INT8_CORRECT && agree == checked)
+}
+
+/// `QAffine::forward` on this core (the `SMLAD` or Helium kernel where the core has one)
+/// against `QAffine::forward_naive`, on random layers in the rows layout: sizes that leave
+/// partial vectors and blocks, random biases (sums that wrap), multipliers and shifts (small
+/// right shifts round many halves), zero points and clamps. Returns (layers, layers equal).
+fn kernel_self_check() -> (usize, usize) {
+    const MAX_IN: usize = 100;
+    const MAX_OUT: usize = 67;
+    static mut W: [i8; MAX_IN * MAX_OUT] = [0; MAX_IN * MAX_OUT];
+    // SAFETY: called once, from `main` only (single core, no interrupts use it).
+    let w = unsafe { &mut *core::ptr::addr_of_mut!(W) };
+    let mut state = 0x2545_f491u32;
+    let mut next = move || {
+        // xorshift32
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let (mut bias, mut m, mut shift) = ([0i32; MAX_OUT], [0i32; MAX_OUT], [0i32; MAX_OUT]);
+    let (mut x, mut fast, mut slow) = ([0i8; 2 * MAX_IN], [0i8; 2 * MAX_OUT], [0i8; 2 * MAX_OUT]);
+    let (mut checked, mut agree) = (0, 0);
+    for &input in &[1usize, 5, 16, 17, 33, 64, 100] {
+        for &output in &[1usize, 2, 3, 4, 7, 64, 65, 67] {
+            for trial in 0..3 {
+                // Trial 0 wild (values anywhere, sums that wrap, outputs mostly clamped);
+                // trials 1 and 2 near their zero points with small weights and biases, so that
+                // most outputs fall inside the clamp and small right shifts meet many halves.
+                let wild = trial == 0;
+                let small = |v: u32, k: u32| (v % (2 * k + 1)) as i32 - k as i32;
+                for v in &mut w[..input * output] {
+                    *v = if wild {
+                        next() as i8
+                    } else {
+                        small(next(), 3) as i8
+                    };
+                }
+                for j in 0..output {
+                    bias[j] = if wild {
+                        next() as i32
+                    } else {
+                        small(next(), 300)
+                    };
+                    m[j] = if next() % 16 == 0 {
+                        0
+                    } else {
+                        (1 << 30) | (next() >> 2) as i32
+                    };
+                    shift[j] = if wild {
+                        (next() % 62) as i32 - 31
+                    } else {
+                        -((next() % 5) as i32)
+                    };
+                }
+                let batch = 1 + trial % 2;
+                let z_in = (next() % 256) as i32 - 128;
+                for v in &mut x[..input * batch] {
+                    *v = if wild {
+                        next() as i8
+                    } else {
+                        (z_in + small(next(), 5)).clamp(-128, 127) as i8
+                    };
+                }
+                let z_out = (next() % 256) as i32 - 128;
+                let layer = QAffine {
+                    input,
+                    output,
+                    w: &w[..input * output],
+                    layout: WeightLayout::Rows,
+                    bias: &bias[..output],
+                    multiplier: &m[..output],
+                    shift: &shift[..output],
+                    input_zero_point: z_in,
+                    input_scale: 1.0,
+                    output_zero_point: z_out,
+                    output_scale: 1.0,
+                    act_min: if trial == 1 { z_out as i8 } else { -128 },
+                    act_max: 127,
+                };
+                let (xs, f, r) = (
+                    &x[..input * batch],
+                    &mut fast[..output * batch],
+                    &mut slow[..output * batch],
+                );
+                let ok = layer.forward(black_box(xs), f, None).is_ok()
+                    && layer.forward_naive(xs, r).is_ok();
+                checked += 1;
+                agree += usize::from(ok && f == r);
+            }
+        }
+    }
+    (checked, agree)
 }
