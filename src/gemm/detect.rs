@@ -57,3 +57,21 @@ pub fn avx512_vnni() -> bool {
         false
     }
 }
+
+/// AVX-VNNI (`vpdpbusd` on 256-bit registers, VEX-encoded: CPUs without AVX-512 have it too)
+/// and AVX2.
+#[inline]
+pub fn avx_vnni() -> bool {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    {
+        std::is_x86_feature_detected!("avxvnni") && std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+    {
+        cfg!(all(target_feature = "avxvnni", target_feature = "avx2"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

@@ -104,6 +104,15 @@ pub struct Packed<'p> {
 /// registers (4 each), where the CPU and OS allow it.
 const AMX_MIN_BATCH: usize = 8;
 
+/// Which x86-64 kernels [`QAffine::forward`] may take, where the CPU has them.
+#[derive(Debug, Clone, Copy)]
+struct Kernels {
+    /// AVX-512 VNNI (else AVX-VNNI).
+    avx512: bool,
+    /// AMX's tiles from this many samples (with AVX-512).
+    amx_from: usize,
+}
+
 /// An int8 Affine layer over caller-owned buffers (see the module docs for the formula).
 #[derive(Debug, Clone, Copy)]
 pub struct QAffine<'a> {
@@ -313,25 +322,35 @@ impl<'a> QAffine<'a> {
     /// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))` for a batch (`x`: batch × input,
     /// `out`: batch × output): on AVX-512 VNNI with `packed` (this layer's weights, from
     /// [`QAffine::pack`]) where the CPU has it, on AMX tiles for batches of 8 or more where the
-    /// CPU and OS allow ([`super::amx::available`]); on a Cortex-M with the DSP extension (M4, M7,
+    /// CPU and OS allow ([`super::amx::available`]), on AVX-VNNI on CPUs without AVX-512; on a
+    /// Cortex-M with the DSP extension (M4, M7,
     /// and M33 and later built for their CPU: `packed` is `None`) two multiply-adds an
     /// instruction (`SMLAD`); else as [`QAffine::forward_naive`]. The same bits every way.
     /// Every length is checked before anything is written.
     pub fn forward(&self, x: &[i8], out: &mut [i8], packed: Option<&Packed<'_>>) -> Result<()> {
-        self.forward_with(x, out, packed, AMX_MIN_BATCH)
+        self.forward_with(
+            x,
+            out,
+            packed,
+            Kernels {
+                avx512: true,
+                amx_from: AMX_MIN_BATCH,
+            },
+        )
     }
 
-    /// [`QAffine::forward`], taking AMX from `amx_from` samples (tests hold each kernel to the
-    /// reference by choosing it).
+    /// [`QAffine::forward`] with the kernels chosen (tests hold each to the reference).
     fn forward_with(
         &self,
         x: &[i8],
         out: &mut [i8],
         packed: Option<&Packed<'_>>,
-        amx_from: usize,
+        kernels: Kernels,
     ) -> Result<()> {
         let batch = self.check(x, out)?;
-        let Some(p) = packed.filter(|_| vnni::available()) else {
+        // AVX-512 VNNI (with AMX for batches), else AVX-VNNI, where the CPU has them.
+        let avx512 = kernels.avx512 && vnni::available();
+        let Some(p) = packed.filter(|_| avx512 || vnni::avx_available()) else {
             #[cfg(zeronn_mve)]
             {
                 // Cortex-M with Helium: the VMLADAVA kernel (no packing).
@@ -373,10 +392,35 @@ impl<'a> QAffine<'a> {
                 // Outside the fast requantization's range: the reference loop.
                 return self.forward_naive(x, out);
             }
+            if !avx512 {
+                for n0 in (0..batch).step_by(4) {
+                    let rows = (batch - n0).min(4);
+                    let xs = &x[n0 * self.input..(n0 + rows) * self.input];
+                    let os = &mut out[n0 * self.output..(n0 + rows) * self.output];
+                    for j0 in (0..self.output).step_by(16) {
+                        // SAFETY: AVX-VNNI and AVX2 are present (checked above); the rest as
+                        // for the AVX-512 kernel below, with j0 a multiple of 16 below
+                        // `output`.
+                        unsafe {
+                            vnni::forward_avx(
+                                xs,
+                                rows,
+                                self.input,
+                                p.words,
+                                self.output,
+                                j0,
+                                &e,
+                                os,
+                            )
+                        };
+                    }
+                }
+                return Ok(());
+            }
             #[cfg(not(all(feature = "std", target_os = "linux")))]
-            let _ = amx_from;
+            let _ = kernels.amx_from;
             #[cfg(all(feature = "std", target_os = "linux"))]
-            if batch >= amx_from && super::amx::available() {
+            if batch >= kernels.amx_from && super::amx::available() {
                 {
                     // The inputs taken signed: Σ_i (x − z_in)·W = Σ_i x·W − z_in·Σ_i W.
                     let e = vnni::Epilogue {
@@ -396,7 +440,7 @@ impl<'a> QAffine<'a> {
                 let xs = &x[n0 * self.input..(n0 + rows) * self.input];
                 let os = &mut out[n0 * self.output..(n0 + rows) * self.output];
                 for j0 in (0..self.output).step_by(64) {
-                    // SAFETY: AVX-512 VNNI is present (checked above); `p.words` is `pack`'s
+                    // SAFETY: AVX-512 VNNI is present (`avx512`); `p.words` is `pack`'s
                     // output for this layer (checked above); `xs` holds `rows` samples and
                     // `os` their outputs; the epilogue's slices are `output` long (checked),
                     // its multipliers and shifts in range (checked just above); j0 is a
@@ -410,7 +454,7 @@ impl<'a> QAffine<'a> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (batch, p, amx_from);
+            let _ = (batch, p, avx512, kernels.amx_from);
             self.forward_naive(x, out)
         }
     }
@@ -531,16 +575,19 @@ mod tests {
         }
     }
 
-    /// The fast kernels (AVX-512 VNNI and AMX, where this CPU has them) give the reference's
-    /// bits, over sizes that leave partial quads, partial registers and tiles, partial blocks
+    /// The fast kernels (AVX-512 VNNI, AMX and AVX-VNNI, where this CPU has them) give the
+    /// reference's bits, over sizes that leave partial quads, partial registers and tiles, partial blocks
     /// of 64 outputs and of 4 and 16 samples, every zero point and clamp, and sums that wrap.
     #[test]
     fn the_fast_kernel_gives_the_reference_bits() {
         use std::vec;
         if !vnni::available() {
-            std::eprintln!("no AVX-512 VNNI here: the fast kernels' passes run the reference");
+            std::eprintln!("no AVX-512 VNNI here: its passes run AVX-VNNI or the reference");
         } else if !super::super::amx::available() {
             std::eprintln!("no AMX here (or ZERONN_AMX=0): the AMX pass runs VNNI again");
+        }
+        if !vnni::avx_available() {
+            std::eprintln!("no AVX-VNNI here: its pass runs the reference");
         }
         let mut rng = crate::random::seeded(0x0123_4567_89ab_cdef);
         let mut next = || rng.next_u64();
@@ -597,13 +644,12 @@ mod tests {
                     let mut pack = vec![0i32; QAffine::pack_len(input, output)];
                     let packed = layer.pack(&mut pack).unwrap();
                     layer.forward_naive(&x, &mut slow).unwrap();
-                    // VNNI's registers, then AMX's tiles (where this CPU and OS have them;
-                    // VNNI again elsewhere).
-                    for amx_from in [usize::MAX, 1] {
+                    // AVX-512 VNNI's registers, AMX's tiles, AVX-VNNI's registers (where this
+                    // CPU and OS have them; the next one down elsewhere).
+                    for (avx512, amx_from) in [(true, usize::MAX), (true, 1), (false, 1)] {
                         fast.fill(3);
-                        layer
-                            .forward_with(&x, &mut fast, Some(&packed), amx_from)
-                            .unwrap();
+                        let k = Kernels { avx512, amx_from };
+                        layer.forward_with(&x, &mut fast, Some(&packed), k).unwrap();
                         assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
                     }
                     // Packed from the DSP layout: the same bits.

@@ -82,10 +82,10 @@ impl QParams {
 }
 
 /// Whether this CPU runs a fast kernel in [`QAffine::forward`] (AVX-512 VNNI, with AMX's tiles
-/// for batches where [`amx::available`], or `SMLAD` on a Cortex-M with the DSP extension); the
-/// reference loop otherwise (the same bits).
+/// for batches where [`amx::available`]; AVX-VNNI; `SMLAD` on a Cortex-M with the DSP
+/// extension, Helium on an M55): the reference loop otherwise (the same bits).
 pub fn fast_kernel() -> bool {
-    vnni::available() || cfg!(zeronn_dsp) || cfg!(zeronn_mve)
+    vnni::available() || vnni::avx_available() || cfg!(zeronn_dsp) || cfg!(zeronn_mve)
 }
 
 /// The kernel [`QAffine::forward`] runs here, in words (for reports).
@@ -94,6 +94,8 @@ pub fn kernel_name() -> &'static str {
         "AMX tiles for batches, AVX-512 VNNI for one to seven samples"
     } else if vnni::available() {
         "AVX-512 VNNI"
+    } else if vnni::avx_available() {
+        "AVX-VNNI"
     } else if cfg!(zeronn_mve) {
         "Helium VMLADAVA (SMLAD for the Cortex-M layout)"
     } else if cfg!(zeronn_dsp) {

@@ -1,4 +1,5 @@
-//! The int8 Affine's sums on AVX-512 VNNI: `Σ_i u[n, i] · W[j, i]` with `u = x + 128` (the
+//! The int8 Affine's sums on AVX-512 VNNI (and on AVX-VNNI's 256-bit registers for CPUs
+//! without AVX-512, [`forward_avx`]): `Σ_i u[n, i] · W[j, i]` with `u = x + 128` (the
 //! input as unsigned bytes, which `vpdpbusd` takes), 16 outputs per register and 4 inputs per
 //! 32-bit lane, 4 samples per pass over the weights. The weights are first packed so that one
 //! 64-byte load holds 4 inputs of 16 outputs ([`pack`]). Sums wrap as two's complement, as
@@ -52,8 +53,13 @@ pub fn pack(
     }
 }
 
-/// Whether this CPU runs [`sums`].
+/// Whether this CPU runs [`forward`].
 pub fn available() -> bool {
+    // `ZERONN_AVX512=0` leaves AVX-512 (and AMX) aside, to time AVX-VNNI on a CPU that has both.
+    #[cfg(feature = "std")]
+    if std::env::var_os("ZERONN_AVX512").is_some_and(|v| v == "0") {
+        return false;
+    }
     crate::gemm::detect::avx512_vnni()
 }
 
@@ -206,6 +212,181 @@ unsafe fn block<const R: usize, const V: usize>(
     }
 }
 
+/// Whether this CPU runs [`forward_avx`]: AVX-VNNI and AVX2 (for CPUs without AVX-512).
+pub fn avx_available() -> bool {
+    crate::gemm::detect::avx_vnni()
+}
+
+/// [`forward`] on AVX-VNNI (`vpdpbusd` on 256-bit registers, for CPUs without AVX-512): 8
+/// outputs per register, outputs `j0..j0 + 16` (fewer at the end), the `rows ≤ 4` samples of
+/// `x`; the same bits.
+///
+/// # Safety
+/// The CPU has AVX2 and AVX-VNNI ([`avx_available`]); the rest as for [`forward`], with `j0`
+/// a multiple of 16 below `output`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn forward_avx(
+    x: &[i8],
+    rows: usize,
+    input: usize,
+    packed: &[i32],
+    output: usize,
+    j0: usize,
+    e: &Epilogue<'_>,
+    out: &mut [i8],
+) {
+    let opad = output.div_ceil(LANES) * LANES;
+    let vecs = ((opad - j0) / 8).min(2);
+    macro_rules! go {
+        ($($r:literal $v:literal),*) => {
+            match (rows, vecs) {
+                // SAFETY: the caller's promises, passed on.
+                $(($r, $v) => unsafe { block_avx::<$r, $v>(x, input, packed, output, j0, e, out) },)*
+                _ => {}
+            }
+        };
+    }
+    go!(4 2, 4 1, 3 2, 3 1, 2 2, 2 1, 1 2, 1 1);
+}
+
+/// [`forward_avx`] for `R` samples and `V` registers of 8 outputs.
+///
+/// # Safety
+/// As for [`forward_avx`], with `rows = R` and `V` registers from `j0` inside the packed width.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn block_avx<const R: usize, const V: usize>(
+    x: &[i8],
+    input: usize,
+    packed: &[i32],
+    output: usize,
+    j0: usize,
+    e: &Epilogue<'_>,
+    out: &mut [i8],
+) {
+    let opad = output.div_ceil(LANES) * LANES;
+    let full = input / 4;
+    let mut a = [[_mm256_setzero_si256(); V]; R];
+    // Sample s's 4 inputs at quad kk, as unsigned bytes (x + 128), as in `block`.
+    let word = |s: usize, kk: usize| -> u32 {
+        0x8080_8080
+            ^ if kk < full {
+                // SAFETY: bytes s·input + 4kk .. + 4 are inside `x` (kk < input / 4).
+                unsafe {
+                    core::ptr::read_unaligned(x.as_ptr().add(s * input + 4 * kk).cast::<u32>())
+                }
+            } else {
+                let mut b = [0x80u8; 4];
+                let at = s * input + 4 * kk;
+                for (d, &v) in b.iter_mut().zip(&x[at..(s + 1) * input]) {
+                    *d = v as u8;
+                }
+                u32::from_le_bytes(b)
+            }
+    };
+    for kk in 0..input.div_ceil(4) {
+        if R == 1 && word(0, kk) == 0 {
+            continue;
+        }
+        // SAFETY: kk·opad + j0 + 8·V ≤ k4·opad: inside `packed` (the caller's promise).
+        let wrow = unsafe { packed.as_ptr().add(kk * opad + j0) };
+        let mut w = [_mm256_setzero_si256(); V];
+        for (v, wv) in w.iter_mut().enumerate() {
+            // SAFETY: see above; an unaligned load of 32 bytes.
+            *wv = unsafe { _mm256_loadu_si256(wrow.add(v * 8).cast::<__m256i>()) };
+        }
+        for (s, acc_s) in a.iter_mut().enumerate() {
+            let u = _mm256_set1_epi32(word(s, kk) as i32);
+            for (r, &wv) in acc_s.iter_mut().zip(&w) {
+                *r = _mm256_dpbusd_avx_epi32(*r, u, wv);
+            }
+        }
+    }
+    for v in 0..V {
+        let j = j0 + v * 8;
+        let n = output.saturating_sub(j).min(8);
+        if n == 0 {
+            continue;
+        }
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let load = |p: &[i32]| {
+            // SAFETY: outputs j..j + n are inside each slice (`output` long), the lanes past
+            // them masked off (a masked lane is not read).
+            unsafe { _mm256_maskload_epi32(p.as_ptr().add(j), mask) }
+        };
+        let (sums, bias, m, shift) = (
+            load(e.sums),
+            load(e.bias),
+            load(e.multiplier),
+            load(e.shift),
+        );
+        let offset = _mm256_sub_epi32(bias, _mm256_mullo_epi32(_mm256_set1_epi32(e.zero), sums));
+        for (s, acc_s) in a.iter().enumerate() {
+            let q = requant8(
+                _mm256_add_epi32(acc_s[v], offset),
+                m,
+                shift,
+                e.zero_point,
+                e.lo,
+                e.hi,
+            );
+            let mut lanes = [0i32; 8];
+            // SAFETY: 8 lanes into 8 words.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), q) };
+            for (o, &q) in out[s * output + j..s * output + j + n]
+                .iter_mut()
+                .zip(&lanes)
+            {
+                *o = q as i8;
+            }
+        }
+    }
+}
+
+/// [`requant16`] in 8 lanes, on AVX2: the same integers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) fn requant8(
+    x: __m256i,
+    m: __m256i,
+    shift: __m256i,
+    zp: i32,
+    lo: i32,
+    hi: i32,
+) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let left = _mm256_max_epi32(shift, zero);
+    let right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+    let x = _mm256_sllv_epi32(x, left);
+    // (a·b + 2^30) >> 31 in 64-bit halves, as `requant16`; its low 32 bits are the same after
+    // a logical shift (AVX2 has no arithmetic one on 64 bits), and they are all that is kept.
+    let high = |a: __m256i, b: __m256i| -> __m256i {
+        let ab = _mm256_mul_epi32(a, b);
+        _mm256_srli_epi64::<31>(_mm256_add_epi64(ab, _mm256_set1_epi64x(1 << 30)))
+    };
+    let even = high(x, m);
+    let odd = high(_mm256_srli_epi64::<32>(x), _mm256_srli_epi64::<32>(m));
+    let prod = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+    // Rounding division by 2^right: halves away from zero.
+    let one = _mm256_set1_epi32(1);
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    let remainder = _mm256_and_si256(prod, mask);
+    // −1 in the lanes of negative values: the threshold one higher there.
+    let negative = _mm256_cmpgt_epi32(zero, prod);
+    let threshold = _mm256_sub_epi32(_mm256_srai_epi32::<1>(mask), negative);
+    let up = _mm256_cmpgt_epi32(remainder, threshold);
+    let q = _mm256_sub_epi32(_mm256_srav_epi32(prod, right), up);
+    let q = _mm256_add_epi32(q, _mm256_set1_epi32(zp));
+    _mm256_min_epi32(
+        _mm256_max_epi32(q, _mm256_set1_epi32(lo)),
+        _mm256_set1_epi32(hi),
+    )
+}
+
 /// `clamp(zp + MBQM(x, m, shift), lo, hi)` in 16 lanes: the same integers as
 /// [`super::requant::multiply_by_quantized_multiplier`] (left shift, the saturating rounding
 /// doubling high multiply, whose one overflow cannot happen with `m ≥ 0`, the rounding right
@@ -265,7 +446,7 @@ mod tests {
     use super::*;
     use crate::quant::requant::multiply_by_quantized_multiplier;
 
-    /// The 16-lane requantization gives the scalar one's integers at the edges of every
+    /// The 16- and 8-lane requantizations give the scalar one's integers at the edges of every
     /// rounding: the extremes, zero and ±1, each side of the halves that round, for the
     /// multipliers' and shifts' extremes.
     #[test]
@@ -310,11 +491,31 @@ mod tests {
                             );
                             _mm512_storeu_si512(got.as_mut_ptr().cast(), q);
                         }
-                        for (&x, &g) in v.iter().zip(&got) {
+                        let mut got8 = [0i32; 16];
+                        if crate::gemm::detect::avx2_fma() {
+                            for (g8, v8) in got8.chunks_mut(8).zip(v.chunks(8)) {
+                                // SAFETY: AVX2 is present (checked just above); 8 lanes each way.
+                                unsafe {
+                                    let q = requant8(
+                                        _mm256_loadu_si256(v8.as_ptr().cast()),
+                                        _mm256_set1_epi32(m),
+                                        _mm256_set1_epi32(shift),
+                                        zp,
+                                        lo,
+                                        hi,
+                                    );
+                                    _mm256_storeu_si256(g8.as_mut_ptr().cast(), q);
+                                }
+                            }
+                        }
+                        for ((&x, &g), &g8) in v.iter().zip(&got).zip(&got8) {
                             let want = zp
                                 .wrapping_add(multiply_by_quantized_multiplier(x, m, shift))
                                 .clamp(lo, hi);
                             assert_eq!(g, want, "x {x}, m {m}, shift {shift}");
+                            if crate::gemm::detect::avx2_fma() {
+                                assert_eq!(g8, want, "8 lanes: x {x}, m {m}, shift {shift}");
+                            }
                         }
                     }
                 }
