@@ -12,19 +12,27 @@ fn main() {
     let target = env::var("TARGET").unwrap_or_default();
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     let named = |cpu: &str| flags.contains(&format!("target-cpu={cpu}"));
-    let dsp = !flags.contains("-dsp")
+    // Target features as given (`-C target-feature=+a,-b`): `feature('+', "dsp")`.
+    let feature = |sign: char, name: &str| {
+        flags
+            .split(['\x1f', ',', ' ', '='])
+            .any(|f| f.strip_prefix(sign) == Some(name))
+    };
+    let mainline = target.starts_with("thumbv8m.main") || target.starts_with("thumbv8.1m.main");
+    let dsp = !feature('-', "dsp")
         && (target.starts_with("thumbv7em")
-            || target.starts_with("thumbv8m.main")
-                && (flags.contains("+dsp")
+            || mainline
+                && (feature('+', "dsp")
                     || ["cortex-m33", "cortex-m35p", "cortex-m55", "cortex-m85"]
                         .into_iter()
                         .any(named)));
     // Helium (MVE) on ARMv8.1-M Mainline: the Cortex-M55 and M85 (Rust's target for them is
-    // `thumbv8m.main-none-eabihf` with the CPU named), or `+mve` (it implies the DSP
-    // extension).
-    let mve = target.starts_with("thumbv8m.main")
-        && !flags.contains("-mve")
-        && (flags.contains("+mve") || ["cortex-m55", "cortex-m85"].into_iter().any(named));
+    // `thumbv8m.main-none-eabihf` with the CPU named), or `+mve`. It needs the DSP extension
+    // (LLVM's `mve` implies `dsp`, and `-dsp` takes `mve` away too).
+    let mve = mainline
+        && !feature('-', "mve")
+        && !feature('-', "dsp")
+        && (feature('+', "mve") || ["cortex-m55", "cortex-m85"].into_iter().any(named));
     if dsp || mve {
         println!("cargo::rustc-cfg=zeronn_dsp");
     }

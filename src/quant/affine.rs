@@ -320,12 +320,15 @@ impl<'a> QAffine<'a> {
     }
 
     /// `out = clamp(z_out + M · (bias + (x − z_in)·Wᵀ))` for a batch (`x`: batch × input,
-    /// `out`: batch × output): on AVX-512 VNNI with `packed` (this layer's weights, from
-    /// [`QAffine::pack`]) where the CPU has it, on AMX tiles for batches of 8 or more where the
-    /// CPU and OS allow ([`super::amx::available`]), on AVX-VNNI on CPUs without AVX-512; on a
-    /// Cortex-M with the DSP extension (M4, M7,
-    /// and M33 and later built for their CPU: `packed` is `None`) two multiply-adds an
-    /// instruction (`SMLAD`); else as [`QAffine::forward_naive`]. The same bits every way.
+    /// `out`: batch × output), the same bits every way:
+    /// - on x86-64, with `packed` (this layer's weights, from [`QAffine::pack`]): AVX-512 VNNI
+    ///   where the CPU has it, AMX's tiles for batches of 8 or more where the CPU and OS allow
+    ///   ([`super::amx::available`]), AVX-VNNI on CPUs without AVX-512;
+    /// - on a Cortex-M (`packed` is `None`): Helium (`VMLADAVA`) for the rows layout on an M55
+    ///   or M85 built for its CPU; two multiply-adds an instruction (`SMLAD`) on a core with
+    ///   the DSP extension (M4, M7, and M33 and later built for their CPU);
+    /// - else as [`QAffine::forward_naive`].
+    ///
     /// Every length is checked before anything is written.
     pub fn forward(&self, x: &[i8], out: &mut [i8], packed: Option<&Packed<'_>>) -> Result<()> {
         self.forward_with(

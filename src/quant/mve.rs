@@ -122,11 +122,42 @@ fn requantize(l: &QAffine<'_>, j0: usize, sums: &[i32], out: &mut [i8]) {
     }
     #[cfg(not(all(target_arch = "arm", zeronn_mve)))]
     for (k, (o, &s)) in out.iter_mut().zip(sums).enumerate() {
-        // The host's twin: the scalar requantization (the firmware holds the vector one to
-        // the desktop's logits).
-        let _ = (m, shift);
-        *o = l.finish(j0 + k, bias[k].wrapping_add(s));
+        // The host's twin: the same steps, lane by lane.
+        *o = lane(
+            bias[k].wrapping_add(s),
+            m[k],
+            shift[k],
+            l.output_zero_point,
+            i32::from(l.act_min),
+            i32::from(l.act_max),
+        ) as i8;
     }
+}
+
+/// One lane of [`requantize`]'s loop, each step as its Helium instruction computes it (the
+/// host's twin of the assembly, tested against the scalar requantization).
+#[cfg_attr(all(target_arch = "arm", zeronn_mve), allow(dead_code))]
+fn lane(total: i32, m: i32, shift: i32, zp: i32, lo: i32, hi: i32) -> i32 {
+    let (left, neg) = (shift.max(0), shift.min(0));
+    // VSHL: a left shift by 0..=30, wrapping.
+    let x = total.wrapping_shl(left as u32);
+    // VQRDMULH: (2ab + 2^31) >> 32, saturating (only MIN · MIN can).
+    let x = if x == i32::MIN && m == i32::MIN {
+        i32::MAX
+    } else {
+        ((2 * i64::from(x) * i64::from(m) + (1 << 31)) >> 32) as i32
+    };
+    // VAND, VSHR #31, VQADD: −1 for a negative value when shifting right, saturating.
+    let x = x.saturating_add((x & neg) >> 31);
+    // VRSHL by −e: (x + 2^(e−1)) >> e, in wider arithmetic.
+    let e = -neg;
+    let x = if e == 0 {
+        x
+    } else {
+        ((i64::from(x) + (1 << (e - 1))) >> e) as i32
+    };
+    // VADD, VMAX, VMIN.
+    x.wrapping_add(zp).max(lo).min(hi)
 }
 
 /// `(Σ_i x[i]·w_r[i], Σ_i w_r[i])` for the three rows `w` (each as long as `x`), wrapping.
@@ -203,13 +234,53 @@ fn dot3(x: &[i8], w: [&[i8]; 3]) -> ([i32; 3], [i32; 3]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::requant::multiply_by_quantized_multiplier;
     use crate::random::Rng;
     use std::vec;
     use std::vec::Vec;
 
+    /// The vector requantization's steps give the scalar requantization's integers at the
+    /// edges of every rounding: the extremes, zero and ±1, each side of every power of two
+    /// and of the halves between, for every shift and the multipliers' extremes.
+    #[test]
+    fn the_helium_requantization_steps_give_the_scalar_integers() {
+        let mut xs = vec![i32::MIN, i32::MIN + 1, i32::MAX, i32::MAX - 1, 0, 1, -1];
+        for p in 0..31 {
+            for d in [-1i32, 0, 1] {
+                xs.push((1i32 << p).wrapping_add(d));
+                xs.push((-(1i64 << p) as i32).wrapping_add(d));
+                xs.push(((3i64 << p) >> 1) as i32 + d);
+                xs.push((-((3i64 << p) >> 1)) as i32 + d);
+            }
+        }
+        for m in [
+            0,
+            1 << 30,
+            (1 << 30) + 1,
+            1_518_500_250,
+            i32::MAX - 1,
+            i32::MAX,
+        ] {
+            for shift in -31..=30 {
+                for (zp, lo, hi) in [(0i32, i32::MIN, i32::MAX), (-5, -128, 127)] {
+                    for &x in &xs {
+                        let want = zp
+                            .wrapping_add(multiply_by_quantized_multiplier(x, m, shift))
+                            .clamp(lo, hi);
+                        assert_eq!(
+                            lane(x, m, shift, zp, lo, hi),
+                            want,
+                            "x {x} m {m} shift {shift}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// The Helium kernel's steps (their Rust twin on the host) give the reference loop's bits
-    /// over ragged sizes (rows not a multiple of 3, inputs not of 16), every zero point and
-    /// clamp, and sums that wrap.
+    /// over ragged sizes (rows not a multiple of 3, inputs not of 16, more outputs than a
+    /// block), every zero point and clamp, and sums that wrap.
     #[test]
     fn the_helium_steps_give_the_reference_bits() {
         let mut rng = crate::random::seeded(0x4d56_4555_0055_0001);
@@ -222,6 +293,8 @@ mod tests {
             (50, 10, 3),
             (33, 5, 1),
             (100, 2, 2),
+            (100, 67, 2),
+            (17, 130, 1),
         ] {
             let w: Vec<i8> = (0..input * output).map(|_| next() as i8).collect();
             let x: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();

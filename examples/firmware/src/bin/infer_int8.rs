@@ -116,7 +116,8 @@ fn main() -> ! {
     }
     let (checked, agree) = kernel_self_check();
     hprintln!(
-        "int8 kernel on this core against the reference loop, random layers (odd sizes, every clamp, rounding ties, sums that wrap): {}/{} equal",
+        "int8 kernel on this core ({}) against the reference loop, random layers (odd sizes, every clamp, rounding ties, left shifts, sums that wrap): {}/{} equal",
+        zeronn::quant::kernel_name(),
         agree,
         checked
     );
@@ -135,8 +136,8 @@ fn main() -> ! {
     exit(same == n && same_rows == n && correct == expected::INT8_CORRECT && agree == checked)
 }
 
-/// `QAffine::forward` on this core (the `SMLAD` or Helium kernel where the core has one)
-/// against `QAffine::forward_naive`, on random layers in the rows layout: sizes that leave
+/// `QAffine::forward` on this core (the `SMLAD` or Helium kernel where the core has one; the
+/// reference loop itself on a core without, such as the M3) against `QAffine::forward_naive`, on random layers in the rows layout: sizes that leave
 /// partial vectors and blocks, random biases (sums that wrap), multipliers and shifts (small
 /// right shifts round many halves), zero points and clamps. Returns (layers, layers equal).
 fn kernel_self_check() -> (usize, usize) {
@@ -158,34 +159,36 @@ fn kernel_self_check() -> (usize, usize) {
     let (mut checked, mut agree) = (0, 0);
     for &input in &[1usize, 5, 16, 17, 33, 64, 100] {
         for &output in &[1usize, 2, 3, 4, 7, 64, 65, 67] {
-            for trial in 0..3 {
+            for trial in 0..4 {
                 // Trial 0 wild (values anywhere, sums that wrap, outputs mostly clamped);
-                // trials 1 and 2 near their zero points with small weights and biases, so that
-                // most outputs fall inside the clamp and small right shifts meet many halves.
+                // trials 1 and 2 near their zero points with small weights and biases and
+                // small right shifts, so that most outputs fall inside the clamp and meet many
+                // halves; trial 3 smaller still, with left shifts of 1 to 3.
                 let wild = trial == 0;
+                let (kw, kx, kb) = if trial == 3 { (1, 1, 20) } else { (3, 5, 300) };
                 let small = |v: u32, k: u32| (v % (2 * k + 1)) as i32 - k as i32;
                 for v in &mut w[..input * output] {
                     *v = if wild {
                         next() as i8
                     } else {
-                        small(next(), 3) as i8
+                        small(next(), kw) as i8
                     };
                 }
                 for j in 0..output {
                     bias[j] = if wild {
                         next() as i32
                     } else {
-                        small(next(), 300)
+                        small(next(), kb)
                     };
                     m[j] = if next() % 16 == 0 {
                         0
                     } else {
                         (1 << 30) | (next() >> 2) as i32
                     };
-                    shift[j] = if wild {
-                        (next() % 62) as i32 - 31
-                    } else {
-                        -((next() % 5) as i32)
+                    shift[j] = match trial {
+                        0 => (next() % 62) as i32 - 31,
+                        3 => 1 + (next() % 3) as i32,
+                        _ => -((next() % 5) as i32),
                     };
                 }
                 let batch = 1 + trial % 2;
@@ -194,7 +197,7 @@ fn kernel_self_check() -> (usize, usize) {
                     *v = if wild {
                         next() as i8
                     } else {
-                        (z_in + small(next(), 5)).clamp(-128, 127) as i8
+                        (z_in + small(next(), kx)).clamp(-128, 127) as i8
                     };
                 }
                 let z_out = (next() % 256) as i32 - 128;
@@ -218,8 +221,14 @@ fn kernel_self_check() -> (usize, usize) {
                     &mut fast[..output * batch],
                     &mut slow[..output * batch],
                 );
-                let ok = layer.forward(black_box(xs), f, None).is_ok()
-                    && layer.forward_naive(xs, r).is_ok();
+                let ok = layer.forward_naive(xs, r).is_ok() && {
+                    // Every output first unlike the reference's, so that one the kernel
+                    // leaves unwritten cannot agree by chance.
+                    for (f, r) in f.iter_mut().zip(r.iter()) {
+                        *f = !*r;
+                    }
+                    layer.forward(black_box(xs), f, None).is_ok()
+                };
                 checked += 1;
                 agree += usize::from(ok && f == r);
             }
