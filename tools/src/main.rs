@@ -441,6 +441,10 @@ struct EvalArgs {
     /// the test set, as a training run evaluates them; one thread) and print the median
     #[arg(long, value_name = "N")]
     time_passes: Option<usize>,
+    /// With an int8 --model: the f32 model it was quantized from, evaluated on the same
+    /// images; prints both accuracies and how many images get the same class
+    #[arg(long, value_name = "FILE")]
+    f32: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -949,6 +953,12 @@ fn cmd_eval(a: EvalArgs) -> Result<ExitCode> {
     if bytes.is_int8() {
         return eval_int8(&a, &bytes);
     }
+    if a.f32.is_some() {
+        return Err(format!(
+            "--f32 compares an int8 --model with the f32 model it came from; {} is an f32 model",
+            a.model.display()
+        ));
+    }
     let model = modelfile::parse(&bytes)?;
     let net = model
         .net()
@@ -1109,6 +1119,14 @@ fn eval_int8(a: &EvalArgs, file: &zeronn::ModelFile) -> Result<ExitCode> {
                 "internal error: the compacted int8 evaluation counts {c} correct, whole images {correct}"
             ));
         }
+    }
+    if let Some(path) = &a.f32 {
+        let bytes = modelfile::read(path)?;
+        let f32_model = modelfile::parse(&bytes)?;
+        let net = f32_model
+            .net()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        return print_f32_against_int8(&net, &model, &test).map(|()| ExitCode::SUCCESS);
     }
     let acc = correct as f64 / test.len() as f64;
     println!(
@@ -1612,7 +1630,6 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
         Some(n) => data.test.head(positive("limit", n)?),
         None => data.test,
     };
-    let pixels = data.train.pixels;
     let q = zeronn_tools::quantize::quantize_on(
         net.spec(),
         model.params(),
@@ -1633,7 +1650,44 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("(the int8 model)"));
     let file = zeronn::ModelFile::from_bytes(shown, &file_bytes);
     let qmodel = file.int8_model().map_err(|e| e.to_string())?;
+    print_f32_against_int8(&net, &qmodel, &test)?;
+    println!(
+        "model: {} bytes in f32, {} in int8 (weights int8, biases and multipliers int32); ranges from {calib} training images",
+        bytes.bytes().len(),
+        file_bytes.len()
+    );
+    if let Some(path) = &a.out {
+        modelfile::write_atomic(path, &file_bytes)
+            .map_err(|e| format!("--out {}: {e}", path.display()))?;
+        eprintln!("saved {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The f32 net and its int8 model on the same `test` images: both accuracies, the change in
+/// points and how many images get the same class (`zeronn quantize`, `zeronn eval --f32`).
+fn print_f32_against_int8(
+    net: &zeronn::Net<f32, &[f32]>,
+    qmodel: &zeronn::QModel<'_>,
+    test: &zeronn_tools::mnist::Split,
+) -> Result<()> {
+    let pixels = test.pixels;
     let classes = net.spec().output_size();
+    // The same weighted layers (an Affine's inputs and outputs, a Convolution's patch and
+    // filters), in order: the int8 model quantized from this net.
+    let weighted = net.spec().layers().iter().filter_map(|l| match l {
+        zeronn::Layer::Affine { input, output } => Some((*input, *output)),
+        zeronn::Layer::Convolution(c) => Some((c.patch_len(), c.filters)),
+        _ => None,
+    });
+    if !weighted.eq(qmodel.layers().map(|l| (l.input, l.output)))
+        || qmodel.spec().input_size() != net.spec().input_size()
+    {
+        return Err(
+            "the f32 model is not the one the int8 model was quantized from: their layers differ"
+                .into(),
+        );
+    }
     let (mut f32_ok, mut int8_ok, mut same) = (0usize, 0usize, 0usize);
     let mut ws = vec![0.0f32; net.spec().workspace_len(EVAL_CHUNK)];
     let mut qws = vec![0i8; zeronn::QModel::workspace_len(qmodel.spec(), EVAL_CHUNK)];
@@ -1649,7 +1703,7 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
         let chunk = &mut chunk[..(hi - lo) * pixels];
         test.images_f32(lo, hi, chunk);
         let qx = &mut qx[..chunk.len()];
-        to_int8.samples(&test, lo, hi, qx);
+        to_int8.samples(test, lo, hi, qx);
         let scores = net.predict(chunk, &mut ws).map_err(|e| e.to_string())?;
         let logits = qmodel
             .predict(qx, &mut qws, Some(&packed))
@@ -1674,17 +1728,7 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<ExitCode> {
         py_repr(ia),
         (ia - fa) * 100.0
     );
-    println!(
-        "model: {} bytes in f32, {} in int8 (weights int8, biases and multipliers int32); ranges from {calib} training images",
-        bytes.bytes().len(),
-        file_bytes.len()
-    );
-    if let Some(path) = &a.out {
-        modelfile::write_atomic(path, &file_bytes)
-            .map_err(|e| format!("--out {}: {e}", path.display()))?;
-        eprintln!("saved {}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn cmd_download(a: DownloadArgs) -> Result<ExitCode> {

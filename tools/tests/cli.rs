@@ -1459,6 +1459,41 @@ fn quantize_loses_at_most_half_a_point_of_accuracy() {
         assert!(e.status.success(), "{}", stderr(&e));
         let int8_line = out.lines().find(|l| l.starts_with("int8")).unwrap();
         assert_eq!(counted(&stdout(&e)), counted(int8_line), "{}", stdout(&e));
+        // `eval --f32` prints quantize's two accuracy lines, and refuses another net's model.
+        let e = zeronn(
+            &[
+                "eval",
+                "--model",
+                q.to_str().unwrap(),
+                "--f32",
+                m.to_str().unwrap(),
+            ],
+            Some(&dir),
+        );
+        assert!(e.status.success(), "{}", stderr(&e));
+        let two = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with("f32 test") || l.starts_with("int8 test"))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(two(&stdout(&e)), two(&out));
+        assert_eq!(two(&out).len(), 2, "{out}");
+        if k == 1 {
+            let other = s.path("m0.zrnn");
+            let e = zeronn(
+                &[
+                    "eval",
+                    "--model",
+                    q.to_str().unwrap(),
+                    "--f32",
+                    other.to_str().unwrap(),
+                ],
+                Some(&dir),
+            );
+            assert!(!e.status.success());
+            assert!(stderr(&e).contains("their layers differ"), "{}", stderr(&e));
+        }
         if k == 0 {
             // The Cortex-M layout: the same int8 model, its weights in another order.
             let q2 = s.path("m0-int8-cortex-m.zrnn");
