@@ -592,9 +592,7 @@ mod tests {
         if !vnni::avx_available() {
             std::eprintln!("no AVX-VNNI here: its pass runs the reference");
         }
-        let mut rng = crate::random::seeded(0x0123_4567_89ab_cdef);
-        let mut next = || rng.next_u64();
-        for &(input, output, batch) in &[
+        let sizes = [
             (1, 1, 1),
             (784, 50, 1),
             (9, 3, 1),
@@ -612,65 +610,35 @@ mod tests {
             (64, 16, 16),
             (1, 1, 16),
             (2000, 3, 17),
-        ] {
-            let w: Vec<i8> = (0..input * output).map(|_| (next() % 255) as i8).collect();
-            // Dense inputs, and inputs mostly at −128 (the zero point of MNIST's pixels, whose
-            // blank runs the kernel skips).
-            let dense: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
-            let sparse: Vec<i8> = (0..input * batch)
-                .map(|_| if next() % 5 == 0 { next() as i8 } else { -128 })
-                .collect();
-            for x in [dense, sparse] {
-                let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
-                let m: Vec<i32> = (0..output)
-                    .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
-                    .collect();
-                let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
-                for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
-                    let layer = QAffine {
-                        input,
-                        output,
-                        w: &w,
-                        layout: WeightLayout::Rows,
-                        bias: &bias,
-                        multiplier: &m,
-                        shift: &sh,
-                        input_zero_point: z_in,
-                        input_scale: 1.0,
-                        output_zero_point: z_out,
-                        output_scale: 1.0,
-                        act_min: if relu { z_out as i8 } else { -128 },
-                        act_max: 127,
-                    };
-                    let (mut fast, mut slow) =
-                        (vec![0i8; batch * output], vec![1i8; batch * output]);
-                    let mut pack = vec![0i32; QAffine::pack_len(input, output)];
-                    let packed = layer.pack(&mut pack).unwrap();
-                    layer.forward_naive(&x, &mut slow).unwrap();
-                    // AVX-512 VNNI's registers, AMX's tiles, AVX-VNNI's registers (where this
-                    // CPU and OS have them; the next one down elsewhere).
-                    for (avx512, amx_from) in [(true, usize::MAX), (true, 1), (false, 1)] {
-                        fast.fill(3);
-                        let k = Kernels { avx512, amx_from };
-                        layer.forward_with(&x, &mut fast, Some(&packed), k).unwrap();
-                        assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
-                    }
-                    // Packed from the DSP layout: the same bits.
-                    let mut w2 = vec![0i8; WeightLayout::Dsp.len(input, output)];
-                    layer.arrange(WeightLayout::Dsp, &mut w2).unwrap();
-                    let layer2 = QAffine {
-                        w: &w2,
-                        layout: WeightLayout::Dsp,
-                        ..layer
-                    };
-                    let mut pack2 = vec![0i32; QAffine::pack_len(input, output)];
-                    let packed2 = layer2.pack(&mut pack2).unwrap();
-                    let mut fast2 = vec![5i8; batch * output];
-                    layer2.forward(&x, &mut fast2, Some(&packed2)).unwrap();
-                    assert_eq!(fast2, slow, "DSP layout, {input}×{output}, batch {batch}");
-                }
+        ];
+        super::super::test_layers::each(0x0123_4567_89ab_cdef, &sizes, |layer, x, batch| {
+            let (input, output, z_in) = (layer.input, layer.output, layer.input_zero_point);
+            let (mut fast, mut slow) = (vec![0i8; batch * output], vec![1i8; batch * output]);
+            let mut pack = vec![0i32; QAffine::pack_len(input, output)];
+            let packed = layer.pack(&mut pack).unwrap();
+            layer.forward_naive(x, &mut slow).unwrap();
+            // AVX-512 VNNI's registers, AMX's tiles, AVX-VNNI's registers (where this CPU
+            // and OS have them; the next one down elsewhere).
+            for (avx512, amx_from) in [(true, usize::MAX), (true, 1), (false, 1)] {
+                fast.fill(3);
+                let k = Kernels { avx512, amx_from };
+                layer.forward_with(x, &mut fast, Some(&packed), k).unwrap();
+                assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
             }
-        }
+            // Packed from the DSP layout: the same bits.
+            let mut w2 = vec![0i8; WeightLayout::Dsp.len(input, output)];
+            layer.arrange(WeightLayout::Dsp, &mut w2).unwrap();
+            let layer2 = QAffine {
+                w: &w2,
+                layout: WeightLayout::Dsp,
+                ..*layer
+            };
+            let mut pack2 = vec![0i32; QAffine::pack_len(input, output)];
+            let packed2 = layer2.pack(&mut pack2).unwrap();
+            let mut fast2 = vec![5i8; batch * output];
+            layer2.forward(x, &mut fast2, Some(&packed2)).unwrap();
+            assert_eq!(fast2, slow, "DSP layout, {input}×{output}, batch {batch}");
+        });
     }
 
     /// Every weight lands where [`WeightLayout::position`] says, once; the DSP layout's

@@ -303,18 +303,9 @@ unsafe fn finish(
         } else {
             (1 << lanes) - 1
         };
-        let load = |p: &[i32]| {
-            // SAFETY: outputs j..j + lanes are inside each slice (`output` long, the
-            // caller's promise), the lanes past them masked off.
-            unsafe { _mm512_maskz_loadu_epi32(mask, p.as_ptr().add(j).cast()) }
-        };
-        let (rowsum, bias, m, shift) = (
-            load(e.sums),
-            load(e.bias),
-            load(e.multiplier),
-            load(e.shift),
-        );
-        let offset = _mm512_sub_epi32(bias, _mm512_mullo_epi32(_mm512_set1_epi32(e.zero), rowsum));
+        // SAFETY: outputs j..j + lanes are inside each slice (`output` long, the caller's
+        // promise), AVX-512F present.
+        let [m, shift, offset] = unsafe { super::vnni::offsets16(e, j, mask) };
         for (s, acc) in sums.chunks_exact(16).take(n).enumerate() {
             // SAFETY: a row of 16 sums.
             let acc = unsafe { _mm512_loadu_si512(acc.as_ptr().cast()) };

@@ -900,9 +900,7 @@ mod tests {
     /// whole four, blocks of outputs, chunks of inputs) gives the reference loop's bits.
     #[test]
     fn the_dsp_layout_gives_the_reference_bits() {
-        let mut rng = crate::random::seeded(0x5eed_d5b0_0000_0001);
-        let mut next = || rng.next_u64();
-        for &(input, output, batch) in &[
+        let sizes = [
             (1, 1, 1),
             (3, 2, 2),
             (4, 4, 1),
@@ -914,55 +912,33 @@ mod tests {
             (784, 50, 2),
             (600, 131, 1),
             (1603, 7, 2),
-        ] {
-            let w: Vec<i8> = (0..input * output).map(|_| next() as i8).collect();
-            let x: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
-            let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
-            let m: Vec<i32> = (0..output)
-                .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
-                .collect();
-            let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
-            for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
-                let layer = QAffine {
-                    input,
-                    output,
-                    w: &w,
-                    layout: WeightLayout::Rows,
-                    bias: &bias,
-                    multiplier: &m,
-                    shift: &sh,
-                    input_zero_point: z_in,
-                    input_scale: 1.0,
-                    output_zero_point: z_out,
-                    output_scale: 1.0,
-                    act_min: if relu { z_out as i8 } else { -128 },
-                    act_max: 127,
-                };
-                let (mut dsp, mut naive) = (vec![0i8; batch * output], vec![1i8; batch * output]);
-                forward(&layer, &x, &mut dsp);
-                layer.forward_naive(&x, &mut naive).unwrap();
-                assert_eq!(dsp, naive, "{input}×{output}, batch {batch}, z_in {z_in}");
-                // The same weights in the DSP layout: its kernel, and the reference loop
-                // reading that layout, give the same bits.
-                let mut w2 = vec![0i8; WeightLayout::Dsp.len(input, output)];
-                layer.arrange(WeightLayout::Dsp, &mut w2).unwrap();
-                let pairs = QAffine {
-                    w: &w2,
-                    layout: WeightLayout::Dsp,
-                    ..layer
-                };
-                let (mut dsp2, mut naive2) = (vec![2i8; batch * output], vec![3i8; batch * output]);
-                forward(&pairs, &x, &mut dsp2);
-                pairs.forward_naive(&x, &mut naive2).unwrap();
-                assert_eq!(
-                    dsp2, naive,
-                    "DSP layout, {input}×{output}, batch {batch}, z_in {z_in}"
-                );
-                assert_eq!(
-                    naive2, naive,
-                    "{input}×{output}: the reference on the DSP layout"
-                );
-            }
-        }
+        ];
+        super::super::test_layers::each(0x5eed_d5b0_0000_0001, &sizes, |layer, x, batch| {
+            let (input, output, z_in) = (layer.input, layer.output, layer.input_zero_point);
+            let (mut dsp, mut naive) = (vec![0i8; batch * output], vec![1i8; batch * output]);
+            forward(layer, x, &mut dsp);
+            layer.forward_naive(x, &mut naive).unwrap();
+            assert_eq!(dsp, naive, "{input}×{output}, batch {batch}, z_in {z_in}");
+            // The same weights in the DSP layout: its kernel, and the reference loop
+            // reading that layout, give the same bits.
+            let mut w2 = vec![0i8; WeightLayout::Dsp.len(input, output)];
+            layer.arrange(WeightLayout::Dsp, &mut w2).unwrap();
+            let pairs = QAffine {
+                w: &w2,
+                layout: WeightLayout::Dsp,
+                ..*layer
+            };
+            let (mut dsp2, mut naive2) = (vec![2i8; batch * output], vec![3i8; batch * output]);
+            forward(&pairs, x, &mut dsp2);
+            pairs.forward_naive(x, &mut naive2).unwrap();
+            assert_eq!(
+                dsp2, naive,
+                "DSP layout, {input}×{output}, batch {batch}, z_in {z_in}"
+            );
+            assert_eq!(
+                naive2, naive,
+                "{input}×{output}: the reference on the DSP layout"
+            );
+        });
     }
 }

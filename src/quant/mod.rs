@@ -132,6 +132,85 @@ pub fn argmax(row: &[i8]) -> usize {
     }
 }
 
+/// What the kernels' tests share: random layers, and the values at the edges of every
+/// rounding of the requantization.
+#[cfg(test)]
+pub(crate) mod test_layers {
+    use super::{QAffine, WeightLayout};
+    use crate::random::Rng;
+    use std::vec::Vec;
+
+    /// `check(layer, x, batch)` for random layers in the rows layout of each size
+    /// `(input, output, batch)`: random weights, biases (sums that wrap), multipliers and
+    /// shifts; three zero points and clamps (one a ReLU's); dense inputs, then inputs mostly
+    /// at −128 (MNIST's blank pixels).
+    pub(crate) fn each(
+        seed: u64,
+        sizes: &[(usize, usize, usize)],
+        mut check: impl FnMut(&QAffine<'_>, &[i8], usize),
+    ) {
+        let mut rng = crate::random::seeded(seed);
+        let mut next = || rng.next_u64();
+        for &(input, output, batch) in sizes {
+            let w: Vec<i8> = (0..input * output).map(|_| (next() % 255) as i8).collect();
+            let dense: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
+            let sparse: Vec<i8> = (0..input * batch)
+                .map(|_| if next() % 5 == 0 { next() as i8 } else { -128 })
+                .collect();
+            for x in [dense, sparse] {
+                let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
+                let m: Vec<i32> = (0..output)
+                    .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
+                    .collect();
+                let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
+                for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
+                    let layer = QAffine {
+                        input,
+                        output,
+                        w: &w,
+                        layout: WeightLayout::Rows,
+                        bias: &bias,
+                        multiplier: &m,
+                        shift: &sh,
+                        input_zero_point: z_in,
+                        input_scale: 1.0,
+                        output_zero_point: z_out,
+                        output_scale: 1.0,
+                        act_min: if relu { z_out as i8 } else { -128 },
+                        act_max: 127,
+                    };
+                    check(&layer, &x, batch);
+                }
+            }
+        }
+    }
+
+    /// The extremes, zero and ±1, and each side of every power of two and of the halves
+    /// between them, positive and negative.
+    pub(crate) fn rounding_edges() -> Vec<i32> {
+        let mut xs = std::vec![i32::MIN, i32::MIN + 1, i32::MAX, i32::MAX - 1, 0, 1, -1];
+        for p in 0..31 {
+            for d in [-1i32, 0, 1] {
+                xs.push((1i32 << p).wrapping_add(d));
+                xs.push((-(1i64 << p) as i32).wrapping_add(d));
+                xs.push(((3i64 << p) >> 1) as i32 + d);
+                xs.push((-((3i64 << p) >> 1)) as i32 + d);
+            }
+        }
+        xs
+    }
+
+    /// Multipliers at their range's edges (and 0).
+    pub(crate) const MULTIPLIERS: [i32; 6] = [
+        0,
+        1 << 30,
+        (1 << 30) + 1,
+        1_518_500_250,
+        i32::MAX - 1,
+        i32::MAX,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,32 +235,16 @@ fn dot3(x: &[i8], w: [&[i8]; 3]) -> ([i32; 3], [i32; 3]) {
 mod tests {
     use super::*;
     use crate::quant::requant::multiply_by_quantized_multiplier;
-    use crate::random::Rng;
     use std::vec;
-    use std::vec::Vec;
 
     /// The vector requantization's steps give the scalar requantization's integers at the
     /// edges of every rounding: the extremes, zero and ±1, each side of every power of two
     /// and of the halves between, for every shift and the multipliers' extremes.
     #[test]
     fn the_helium_requantization_steps_give_the_scalar_integers() {
-        let mut xs = vec![i32::MIN, i32::MIN + 1, i32::MAX, i32::MAX - 1, 0, 1, -1];
-        for p in 0..31 {
-            for d in [-1i32, 0, 1] {
-                xs.push((1i32 << p).wrapping_add(d));
-                xs.push((-(1i64 << p) as i32).wrapping_add(d));
-                xs.push(((3i64 << p) >> 1) as i32 + d);
-                xs.push((-((3i64 << p) >> 1)) as i32 + d);
-            }
-        }
-        for m in [
-            0,
-            1 << 30,
-            (1 << 30) + 1,
-            1_518_500_250,
-            i32::MAX - 1,
-            i32::MAX,
-        ] {
+        use super::super::test_layers::{MULTIPLIERS, rounding_edges};
+        let xs = rounding_edges();
+        for m in MULTIPLIERS {
             for shift in -31..=30 {
                 for (zp, lo, hi) in [(0i32, i32::MIN, i32::MAX), (-5, -128, 127)] {
                     for &x in &xs {
@@ -283,9 +267,7 @@ mod tests {
     /// block), every zero point and clamp, and sums that wrap.
     #[test]
     fn the_helium_steps_give_the_reference_bits() {
-        let mut rng = crate::random::seeded(0x4d56_4555_0055_0001);
-        let mut next = || rng.next_u64();
-        for &(input, output, batch) in &[
+        let sizes = [
             (1, 1, 1),
             (16, 3, 1),
             (17, 4, 2),
@@ -295,35 +277,13 @@ mod tests {
             (100, 2, 2),
             (100, 67, 2),
             (17, 130, 1),
-        ] {
-            let w: Vec<i8> = (0..input * output).map(|_| next() as i8).collect();
-            let x: Vec<i8> = (0..input * batch).map(|_| next() as i8).collect();
-            let bias: Vec<i32> = (0..output).map(|_| next() as i32).collect();
-            let m: Vec<i32> = (0..output)
-                .map(|_| (1 << 30) + (next() % (1 << 30)) as i32)
-                .collect();
-            let sh: Vec<i32> = (0..output).map(|_| (next() % 40) as i32 - 31).collect();
-            for (z_in, z_out, relu) in [(-128, 0, false), (5, -20, true), (127, 127, false)] {
-                let layer = QAffine {
-                    input,
-                    output,
-                    w: &w,
-                    layout: WeightLayout::Rows,
-                    bias: &bias,
-                    multiplier: &m,
-                    shift: &sh,
-                    input_zero_point: z_in,
-                    input_scale: 1.0,
-                    output_zero_point: z_out,
-                    output_scale: 1.0,
-                    act_min: if relu { z_out as i8 } else { -128 },
-                    act_max: 127,
-                };
-                let (mut fast, mut slow) = (vec![0i8; batch * output], vec![1i8; batch * output]);
-                forward(&layer, &x, &mut fast);
-                layer.forward_naive(&x, &mut slow).unwrap();
-                assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
-            }
-        }
+        ];
+        super::super::test_layers::each(0x4d56_4555_0055_0001, &sizes, |layer, x, batch| {
+            let (input, output, z_in) = (layer.input, layer.output, layer.input_zero_point);
+            let (mut fast, mut slow) = (vec![0i8; batch * output], vec![1i8; batch * output]);
+            forward(layer, x, &mut fast);
+            layer.forward_naive(x, &mut slow).unwrap();
+            assert_eq!(fast, slow, "{input}×{output}, batch {batch}, z_in {z_in}");
+        });
     }
 }

@@ -143,23 +143,7 @@ unsafe fn block<const R: usize, const V: usize>(
     let full = input / 4;
     let mut a = [[_mm512_setzero_si512(); V]; R];
     // Sample s's 4 inputs at quad kk, as unsigned bytes (x + 128).
-    let word = |s: usize, kk: usize| -> u32 {
-        0x8080_8080
-            ^ if kk < full {
-                // SAFETY: bytes s·input + 4kk .. + 4 are inside `x` (kk < input / 4).
-                unsafe {
-                    core::ptr::read_unaligned(x.as_ptr().add(s * input + 4 * kk).cast::<u32>())
-                }
-            } else {
-                // The last partial quad: zero inputs past the end (their weights are zero).
-                let mut b = [0x80u8; 4];
-                let at = s * input + 4 * kk;
-                for (d, &v) in b.iter_mut().zip(&x[at..(s + 1) * input]) {
-                    *d = v as u8;
-                }
-                u32::from_le_bytes(b)
-            }
-    };
+    let word = |s: usize, kk: usize| quad_word(x, input, full, s, kk);
     for kk in 0..input.div_ceil(4) {
         // One sample's inputs at their zero (an image's blank pixels): nothing to add, exact.
         // (Over several samples the test costs more than it saves.)
@@ -184,18 +168,8 @@ unsafe fn block<const R: usize, const V: usize>(
         let j = j0 + v * LANES;
         let n = output.saturating_sub(j).min(LANES);
         let mask: __mmask16 = if n == LANES { 0xffff } else { (1u16 << n) - 1 };
-        let load = |p: &[i32]| {
-            // SAFETY: outputs j..j + n are inside each slice (`output` long), the lanes past
-            // them masked off.
-            unsafe { _mm512_maskz_loadu_epi32(mask, p.as_ptr().add(j).cast()) }
-        };
-        let (sums, bias, m, shift) = (
-            load(e.sums),
-            load(e.bias),
-            load(e.multiplier),
-            load(e.shift),
-        );
-        let offset = _mm512_sub_epi32(bias, _mm512_mullo_epi32(_mm512_set1_epi32(e.zero), sums));
+        // SAFETY: outputs j..j + n are inside each slice (`output` long), AVX-512F present.
+        let [m, shift, offset] = unsafe { offsets16(e, j, mask) };
         for (s, acc_s) in a.iter().enumerate() {
             let total = _mm512_add_epi32(acc_s[v], offset);
             let q = requant16(total, m, shift, e.zero_point, e.lo, e.hi);
@@ -210,6 +184,41 @@ unsafe fn block<const R: usize, const V: usize>(
             };
         }
     }
+}
+
+/// Sample `s`'s 4 inputs at quad `kk` (of `x`, `input` per sample; `full = input / 4`) as
+/// unsigned bytes (`x + 128`), as `vpdpbusd` takes them; in the last partial quad, the inputs
+/// past the end as zeros (their weights are zero).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn quad_word(x: &[i8], input: usize, full: usize, s: usize, kk: usize) -> u32 {
+    0x8080_8080
+        ^ if kk < full {
+            // SAFETY: bytes s·input + 4kk .. + 4 are inside `x` (kk < input / 4, s a sample).
+            unsafe { core::ptr::read_unaligned(x.as_ptr().add(s * input + 4 * kk).cast::<u32>()) }
+        } else {
+            let mut b = [0x80u8; 4];
+            let at = s * input + 4 * kk;
+            for (d, &v) in b.iter_mut().zip(&x[at..(s + 1) * input]) {
+                *d = v as u8;
+            }
+            u32::from_le_bytes(b)
+        }
+}
+
+/// For outputs `j..j + 16` (the lanes of `mask`): the multipliers, the shifts, and the offset
+/// `bias − zero · rowsum` that turns a lane's sum into its total.
+///
+/// # Safety
+/// The CPU has AVX-512F; the epilogue's slices hold the outputs of `mask`'s lanes from `j`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn offsets16(e: &Epilogue<'_>, j: usize, mask: __mmask16) -> [__m512i; 3] {
+    // SAFETY: the caller's promise; the lanes past the outputs are masked off.
+    let load = |p: &[i32]| unsafe { _mm512_maskz_loadu_epi32(mask, p.as_ptr().add(j).cast()) };
+    let (sums, bias) = (load(e.sums), load(e.bias));
+    let offset = _mm512_sub_epi32(bias, _mm512_mullo_epi32(_mm512_set1_epi32(e.zero), sums));
+    [load(e.multiplier), load(e.shift), offset]
 }
 
 /// Whether this CPU runs [`forward_avx`]: AVX-VNNI and AVX2 (for CPUs without AVX-512).
@@ -268,23 +277,7 @@ unsafe fn block_avx<const R: usize, const V: usize>(
     let opad = output.div_ceil(LANES) * LANES;
     let full = input / 4;
     let mut a = [[_mm256_setzero_si256(); V]; R];
-    // Sample s's 4 inputs at quad kk, as unsigned bytes (x + 128), as in `block`.
-    let word = |s: usize, kk: usize| -> u32 {
-        0x8080_8080
-            ^ if kk < full {
-                // SAFETY: bytes s·input + 4kk .. + 4 are inside `x` (kk < input / 4).
-                unsafe {
-                    core::ptr::read_unaligned(x.as_ptr().add(s * input + 4 * kk).cast::<u32>())
-                }
-            } else {
-                let mut b = [0x80u8; 4];
-                let at = s * input + 4 * kk;
-                for (d, &v) in b.iter_mut().zip(&x[at..(s + 1) * input]) {
-                    *d = v as u8;
-                }
-                u32::from_le_bytes(b)
-            }
-    };
+    let word = |s: usize, kk: usize| quad_word(x, input, full, s, kk);
     for kk in 0..input.div_ceil(4) {
         if R == 1 && word(0, kk) == 0 {
             continue;
@@ -455,24 +448,8 @@ mod tests {
             std::eprintln!("no AVX-512 here: nothing to test");
             return;
         }
-        let mut xs = std::vec![i32::MIN, i32::MIN + 1, i32::MAX, i32::MAX - 1, 0, 1, -1];
-        for p in 0..31 {
-            for d in [-1i32, 0, 1] {
-                xs.push((1i32 << p).wrapping_add(d));
-                xs.push((-(1i64 << p) as i32).wrapping_add(d));
-                xs.push(((3i64 << p) >> 1) as i32 + d);
-                xs.push((-((3i64 << p) >> 1)) as i32 + d);
-            }
-        }
-        let ms = [
-            0,
-            1 << 30,
-            (1 << 30) + 1,
-            1_518_500_250,
-            i32::MAX - 1,
-            i32::MAX,
-        ];
-        for &m in &ms {
+        let xs = crate::quant::test_layers::rounding_edges();
+        for m in crate::quant::test_layers::MULTIPLIERS {
             for shift in -31..=30 {
                 for (zp, lo, hi) in [(0, i32::MIN, i32::MAX), (-5, -128, 127)] {
                     for x in xs.chunks(16) {
