@@ -261,11 +261,7 @@ impl Convolution {
             let dwt = MatMut::row_major(dw, fnum, k)?.t();
             g.gemm(T::ONE, cm, dm.t(), beta, dwt)?;
             for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
-                let mut sum = T::ZERO;
-                for &v in row {
-                    sum += v;
-                }
-                *s += sum;
+                *s += row_sum(row);
             }
             if let Some(dx) = dx.as_deref_mut() {
                 let wt = MatRef::row_major(w, fnum, k)?.t();
@@ -382,6 +378,30 @@ impl Convolution {
         }
         Ok(())
     }
+}
+
+/// `Σ row`, in 16 interleaved partial sums (element `i` into sum `i mod 16`) then added
+/// pairwise: 16 independent chains of additions the compiler vectorises, where one running
+/// sum waits for each addition's latency. The same order on every target, so the same bits.
+fn row_sum<T: Float>(row: &[T]) -> T {
+    let mut acc = [T::ZERO; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += v;
+    }
+    let mut n = acc.len();
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            acc[i] += acc[i + n];
+        }
+    }
+    acc[0]
 }
 
 /// The first `len` elements of `col`, which must hold at least that many.
