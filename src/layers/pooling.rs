@@ -256,13 +256,18 @@ impl Pooling {
         let window = self.pool_h * pw;
         // A value no forward pass wrote: refused before anything is written, never an index
         // out of the window.
-        if argmax
+        let end = T::from_usize(window);
+        if !argmax
             .iter()
-            .any(|a| !(a.to_f64() >= 0.0 && a.to_f64() < window as f64))
+            .fold(true, |ok, &a| ok & (a >= T::ZERO && a < end))
         {
             return Err(Error::InvalidValue {
                 what: "Pooling argmax (not a position in the window)",
             });
+        }
+        if (self.pool_h, pw, s) == (2, 2, 2) {
+            self.backward_2x2(dx, dout, argmax, batch);
+            return Ok(());
         }
         // Each window position's offset from the window's corner, looked up (no division per
         // value) for windows of up to 64 values.
@@ -287,6 +292,70 @@ impl Pooling {
                 let rows = argmax[o..o + od.width].iter().zip(&dout[o..o + od.width]);
                 for (ox, (&a, &d)) in rows.enumerate() {
                     dxp[oy * s * w + ox * s + offset(a.to_f64() as usize)] += d;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Pooling::backward`] for 2 × 2 windows every 2: each window's four gradients written
+    /// at once (the windows do not overlap), `dout` at the maximum and 0 elsewhere, with no
+    /// pass that zeroes `dx` first. `argmax` is checked.
+    fn backward_2x2<T: Float>(&self, dx: &mut [T], dout: &[T], argmax: &[T], batch: usize) {
+        let (h, w) = (self.input.height, self.input.width);
+        let od = self.output_dims();
+        let ow = od.width;
+        let (one, two, three) = (T::ONE, T::from_usize(2), T::from_usize(3));
+        // `0 + d`, as the general path's sum into a zeroed `dx` (a gradient of −0 becomes 0).
+        let pick = |on: bool, d: T| if on { T::ZERO + d } else { T::ZERO };
+        for q in 0..batch * self.input.channels {
+            let dxp = &mut dx[q * h * w..][..h * w];
+            let o = q * od.plane();
+            for oy in 0..od.height {
+                let (r0, r1) = dxp[2 * oy * w..][..2 * w].split_at_mut(w);
+                let (a, d) = (&argmax[o + oy * ow..][..ow], &dout[o + oy * ow..][..ow]);
+                let pairs = r0.chunks_exact_mut(2).zip(r1.chunks_exact_mut(2));
+                for ((p0, p1), (&a, &d)) in pairs.zip(a.iter().zip(d)) {
+                    p0[0] = pick(a < one, d);
+                    p0[1] = pick(a >= one && a < two, d);
+                    p1[0] = pick(a >= two && a < three, d);
+                    p1[1] = pick(a >= three, d);
+                }
+                // An odd width's last column, in no window.
+                r0[2 * ow..].fill(T::ZERO);
+                r1[2 * ow..].fill(T::ZERO);
+            }
+            // An odd height's last row.
+            dxp[2 * od.height * w..].fill(T::ZERO);
+        }
+    }
+
+    /// The naive twin of [`Pooling::backward`]: `dx` zeroed, then each window's gradient
+    /// added at its maximum, one window at a time.
+    pub fn backward_naive<T: Float>(&self, dx: &mut [T], dout: &[T], argmax: &[T]) -> Result<()> {
+        let batch = self.batch(dx.len(), dout.len())?;
+        check_len("argmax", dout.len(), argmax.len())?;
+        let Dims {
+            channels: c,
+            height: h,
+            width: w,
+        } = self.input;
+        let od = self.output_dims();
+        let window = self.pool_h * self.pool_w;
+        dx.fill(T::ZERO);
+        for q in 0..batch * c {
+            for oy in 0..od.height {
+                for ox in 0..od.width {
+                    let o = q * od.plane() + oy * od.width + ox;
+                    let at = argmax[o].to_f64();
+                    if !(at >= 0.0 && at < window as f64) {
+                        return Err(Error::InvalidValue {
+                            what: "Pooling argmax (not a position in the window)",
+                        });
+                    }
+                    let at = at as usize;
+                    let (i, j) = (at / self.pool_w, at % self.pool_w);
+                    dx[(q * h + oy * self.stride + i) * w + ox * self.stride + j] += dout[o];
                 }
             }
         }
@@ -350,6 +419,23 @@ mod tests {
             let mut infer = vec![f32::NAN; n];
             p.forward(&mut infer, &x, None).unwrap();
             assert_eq!(infer, want);
+            // Backward: the fast paths against the twin, bit for bit, a gradient of −0
+            // among them.
+            let dout: std::vec::Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 7 == 3 {
+                        -0.0
+                    } else {
+                        (i % 11) as f32 - 5.0
+                    }
+                })
+                .collect();
+            let nx = x.len();
+            let (mut want, mut got) = (vec![f32::NAN; nx], vec![f32::NAN; nx]);
+            p.backward_naive(&mut want, &dout, &warg).unwrap();
+            p.backward(&mut got, &dout, &garg).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{p:?}");
         }
     }
 
@@ -387,5 +473,14 @@ mod tests {
         let mut dx = vec![0.0f32; 25];
         assert!(p.backward(&mut dx, &[0.0; 4], &[9.0; 4]).is_err());
         assert!(p.backward(&mut dx, &[0.0; 4], &[f32::NAN; 4]).is_err());
+        assert!(p.backward(&mut dx, &[0.0; 4], &[-1.0; 4]).is_err());
+        assert!(p.backward_naive(&mut dx, &[0.0; 4], &[4.0; 4]).is_err());
+        // Refused before anything is written.
+        let mut dx = vec![7.0f32; 25];
+        assert!(
+            p.backward(&mut dx, &[0.0; 4], &[0.0, 1.0, 2.0, 4.0])
+                .is_err()
+        );
+        assert!(dx.iter().all(|&v| v == 7.0));
     }
 }
