@@ -263,7 +263,22 @@ pub(crate) fn gemm<K: SimdKernel>(
             let w = tile_w.min(n - j0);
             let nv = w.div_ceil(K::LANES);
             let (bp, rsb, b_ptrs) = if pack_b {
-                if b.ci.is_none() {
+                if b.ci.is_none() && b.ri.is_none() && b.rs == 1 {
+                    // B a transposed view (its columns contiguous): 16 rows of the panel at
+                    // a time, each column's 16 values read as one piece. Row by row, every
+                    // value would come from another cache line.
+                    let panel = &mut pack[..kcb * w];
+                    for p0 in (0..kcb).step_by(16) {
+                        let rows = 16.min(kcb - p0);
+                        let block = &mut panel[p0 * w..(p0 + rows) * w];
+                        for j in 0..w {
+                            let col = &b.data[pc + p0 + (j0 + j) * b.cs..][..rows];
+                            for (o, &v) in block[j..].iter_mut().step_by(w).zip(col) {
+                                *o = v;
+                            }
+                        }
+                    }
+                } else if b.ci.is_none() {
                     // A row of B at a time (picked through an index or not), its elements
                     // `cs` apart, without looking the row up for each.
                     for (p, out) in pack[..kcb * w].chunks_exact_mut(w).enumerate() {
