@@ -201,18 +201,7 @@ impl Convolution {
             let cm = MatRef::row_major(col, k, p)?;
             g.gemm(T::ONE, wm, cm, T::ZERO, MatMut::row_major(on, fnum, p)?)?;
             // The bias (and the ReLU) in one pass over the sample's output, still in cache.
-            for (row, &bf) in on.chunks_exact_mut(p).zip(b) {
-                if relu {
-                    for v in row.iter_mut() {
-                        let y = *v + bf;
-                        *v = if y <= T::ZERO { T::ZERO } else { y };
-                    }
-                } else {
-                    for v in row.iter_mut() {
-                        *v += bf;
-                    }
-                }
-            }
+            add_bias(on, b, p, relu);
         }
         Ok(())
     }
@@ -377,6 +366,43 @@ impl Convolution {
             }
         }
         Ok(())
+    }
+}
+
+/// `out[f] += b[f]` for each filter's plane of `p` values (then `max(·, 0)` if `relu`).
+fn add_bias<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::detect::avx512() {
+        // SAFETY: AVX-512F is present, all `add_bias_avx512` enables.
+        return unsafe { add_bias_avx512(out, b, p, relu) };
+    }
+    add_bias_body(out, b, p, relu)
+}
+
+/// [`add_bias`] compiled for AVX-512 (vectors 16 lanes wide, the same operations).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_bias_avx512<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) {
+    add_bias_body(out, b, p, relu)
+}
+
+/// [`add_bias`]'s loop, inlined into each build of it.
+#[inline(always)]
+fn add_bias_body<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) {
+    for (row, &bf) in out.chunks_exact_mut(p).zip(b) {
+        if relu {
+            for v in row.iter_mut() {
+                let y = *v + bf;
+                *v = if y <= T::ZERO { T::ZERO } else { y };
+            }
+        } else {
+            for v in row.iter_mut() {
+                *v += bf;
+            }
+        }
     }
 }
 

@@ -167,6 +167,23 @@ impl Pooling {
         &self,
         out: &mut [T],
         x: &[T],
+        argmax: Option<&mut [T]>,
+        batch: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512() {
+            // SAFETY: AVX-512F is present, all that `wide` enables.
+            return unsafe { wide::forward_2x2(self, out, x, argmax, batch) };
+        }
+        self.forward_2x2_body(out, x, argmax, batch)
+    }
+
+    /// [`Pooling::forward_2x2`]'s loops, inlined into each build of it.
+    #[inline(always)]
+    fn forward_2x2_body<T: Float>(
+        &self,
+        out: &mut [T],
+        x: &[T],
         mut argmax: Option<&mut [T]>,
         batch: usize,
     ) {
@@ -241,22 +258,11 @@ impl Pooling {
         Ok(())
     }
 
-    /// Differentiates `out = max over each window of x`: `dx` is zero except at each
-    /// window's maximum, which receives the window's `dout` (added up where windows overlap).
-    pub fn backward<T: Float>(&self, dx: &mut [T], dout: &[T], argmax: &[T]) -> Result<()> {
-        let batch = self.batch(dx.len(), dout.len())?;
+    /// Refuses an `argmax` value no forward pass wrote, before anything is written: never an
+    /// index out of the window.
+    fn check_argmax<T: Float>(&self, dout: &[T], argmax: &[T]) -> Result<()> {
         check_len("argmax", dout.len(), argmax.len())?;
-        let Dims {
-            height: h,
-            width: w,
-            ..
-        } = self.input;
-        let od = self.output_dims();
-        let (pw, s) = (self.pool_w, self.stride);
-        let window = self.pool_h * pw;
-        // A value no forward pass wrote: refused before anything is written, never an index
-        // out of the window.
-        let end = T::from_usize(window);
+        let end = T::from_usize(self.pool_h * self.pool_w);
         if !argmax
             .iter()
             .fold(true, |ok, &a| ok & (a >= T::ZERO && a < end))
@@ -265,8 +271,24 @@ impl Pooling {
                 what: "Pooling argmax (not a position in the window)",
             });
         }
+        Ok(())
+    }
+
+    /// Differentiates `out = max over each window of x`: `dx` is zero except at each
+    /// window's maximum, which receives the window's `dout` (added up where windows overlap).
+    pub fn backward<T: Float>(&self, dx: &mut [T], dout: &[T], argmax: &[T]) -> Result<()> {
+        let batch = self.batch(dx.len(), dout.len())?;
+        let Dims {
+            height: h,
+            width: w,
+            ..
+        } = self.input;
+        let od = self.output_dims();
+        let (pw, s) = (self.pool_w, self.stride);
+        let window = self.pool_h * pw;
+        self.check_argmax(dout, argmax)?;
         if (self.pool_h, pw, s) == (2, 2, 2) {
-            self.backward_2x2(dx, dout, argmax, batch);
+            self.backward_2x2(dx, dout, argmax, None, batch);
             return Ok(());
         }
         // Each window position's offset from the window's corner, looked up (no division per
@@ -298,10 +320,56 @@ impl Pooling {
         Ok(())
     }
 
+    /// [`Pooling::backward`] of a Pooling whose input `x` is a [`Relu`](crate::Relu)'s
+    /// output, and that ReLU's backward with it: `dx` is 0 wherever `x ≤ 0` (the same bits
+    /// as the two layers' backward one after the other, with one pass fewer over `dx`).
+    pub fn backward_relu<T: Float>(
+        &self,
+        dx: &mut [T],
+        dout: &[T],
+        argmax: &[T],
+        x: &[T],
+    ) -> Result<()> {
+        check_len("x", dx.len(), x.len())?;
+        if (self.pool_h, self.pool_w, self.stride) == (2, 2, 2) {
+            let batch = self.batch(dx.len(), dout.len())?;
+            self.check_argmax(dout, argmax)?;
+            self.backward_2x2(dx, dout, argmax, Some(x), batch);
+            return Ok(());
+        }
+        self.backward(dx, dout, argmax)?;
+        crate::Relu::backward_inplace(dx, x)
+    }
+
     /// [`Pooling::backward`] for 2 × 2 windows every 2: each window's four gradients written
     /// at once (the windows do not overlap), `dout` at the maximum and 0 elsewhere, with no
     /// pass that zeroes `dx` first. `argmax` is checked.
-    fn backward_2x2<T: Float>(&self, dx: &mut [T], dout: &[T], argmax: &[T], batch: usize) {
+    fn backward_2x2<T: Float>(
+        &self,
+        dx: &mut [T],
+        dout: &[T],
+        argmax: &[T],
+        relu: Option<&[T]>,
+        batch: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512() {
+            // SAFETY: AVX-512F is present, all that `wide` enables.
+            return unsafe { wide::backward_2x2(self, dx, dout, argmax, relu, batch) };
+        }
+        self.backward_2x2_body(dx, dout, argmax, relu, batch)
+    }
+
+    /// [`Pooling::backward_2x2`]'s loops, inlined into each build of it.
+    #[inline(always)]
+    fn backward_2x2_body<T: Float>(
+        &self,
+        dx: &mut [T],
+        dout: &[T],
+        argmax: &[T],
+        relu: Option<&[T]>,
+        batch: usize,
+    ) {
         let (h, w) = (self.input.height, self.input.width);
         let od = self.output_dims();
         let ow = od.width;
@@ -315,11 +383,24 @@ impl Pooling {
                 let (r0, r1) = dxp[2 * oy * w..][..2 * w].split_at_mut(w);
                 let (a, d) = (&argmax[o + oy * ow..][..ow], &dout[o + oy * ow..][..ow]);
                 let pairs = r0.chunks_exact_mut(2).zip(r1.chunks_exact_mut(2));
-                for ((p0, p1), (&a, &d)) in pairs.zip(a.iter().zip(d)) {
-                    p0[0] = pick(a < one, d);
-                    p0[1] = pick(a >= one && a < two, d);
-                    p1[0] = pick(a >= two && a < three, d);
-                    p1[1] = pick(a >= three, d);
+                if let Some(x) = relu {
+                    // The window's maximum passes the ReLU's mask where it is above 0.
+                    let (x0, x1) = x[q * h * w + 2 * oy * w..][..2 * w].split_at(w);
+                    let xp = x0.chunks_exact(2).zip(x1.chunks_exact(2));
+                    for (((p0, p1), (&a, &d)), (x0, x1)) in pairs.zip(a.iter().zip(d)).zip(xp) {
+                        let z = T::ZERO;
+                        p0[0] = pick(a < one && x0[0] > z, d);
+                        p0[1] = pick(a >= one && a < two && x0[1] > z, d);
+                        p1[0] = pick(a >= two && a < three && x1[0] > z, d);
+                        p1[1] = pick(a >= three && x1[1] > z, d);
+                    }
+                } else {
+                    for ((p0, p1), (&a, &d)) in pairs.zip(a.iter().zip(d)) {
+                        p0[0] = pick(a < one, d);
+                        p0[1] = pick(a >= one && a < two, d);
+                        p1[0] = pick(a >= two && a < three, d);
+                        p1[1] = pick(a >= three, d);
+                    }
                 }
                 // An odd width's last column, in no window.
                 r0[2 * ow..].fill(T::ZERO);
@@ -360,6 +441,44 @@ impl Pooling {
             }
         }
         Ok(())
+    }
+}
+
+/// The 2 × 2 loops compiled for AVX-512 (the compiler's vectors 16 lanes wide instead of
+/// 4): the same operations in the same order, so the same bits.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::*;
+
+    /// [`Pooling::forward_2x2`] for AVX-512.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward_2x2<T: Float>(
+        p: &Pooling,
+        out: &mut [T],
+        x: &[T],
+        argmax: Option<&mut [T]>,
+        batch: usize,
+    ) {
+        p.forward_2x2_body(out, x, argmax, batch)
+    }
+
+    /// [`Pooling::backward_2x2`] for AVX-512.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn backward_2x2<T: Float>(
+        p: &Pooling,
+        dx: &mut [T],
+        dout: &[T],
+        argmax: &[T],
+        relu: Option<&[T]>,
+        batch: usize,
+    ) {
+        p.backward_2x2_body(dx, dout, argmax, relu, batch)
     }
 }
 
@@ -436,6 +555,13 @@ mod tests {
             p.backward(&mut got, &dout, &garg).unwrap();
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{p:?}");
+            // With the ReLU below: the two layers' backward one after the other.
+            let relu_out: std::vec::Vec<f32> = x.iter().map(|&v| (v - 1.0).max(0.0)).collect();
+            crate::Relu::backward_inplace(&mut want, &relu_out).unwrap();
+            let mut fused = vec![f32::NAN; nx];
+            p.backward_relu(&mut fused, &dout, &garg, &relu_out)
+                .unwrap();
+            assert_eq!(bits(&fused), bits(&want), "{p:?} with its ReLU");
         }
     }
 

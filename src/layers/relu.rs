@@ -43,9 +43,31 @@ impl Relu {
     /// [`Relu::backward`] in place: `dout` becomes `dx`.
     pub fn backward_inplace<T: Float>(dout: &mut [T], out: &[T]) -> Result<()> {
         check_len("dout", out.len(), dout.len())?;
-        for (g, &o) in dout.iter_mut().zip(out) {
-            *g = if o > T::ZERO { *g } else { T::ZERO };
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512() {
+            // SAFETY: AVX-512F is present, all `mask_avx512` enables.
+            unsafe { mask_avx512(dout, out) };
+            return Ok(());
         }
+        mask(dout, out);
         Ok(())
     }
+}
+
+/// `dout = dout where out > 0, else 0` (the mask of [`Relu::backward_inplace`]).
+#[inline(always)]
+fn mask<T: Float>(dout: &mut [T], out: &[T]) {
+    for (g, &o) in dout.iter_mut().zip(out) {
+        *g = if o > T::ZERO { *g } else { T::ZERO };
+    }
+}
+
+/// [`mask`] compiled for AVX-512 (vectors 16 lanes wide, the same operations).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn mask_avx512<T: Float>(dout: &mut [T], out: &[T]) {
+    mask(dout, out)
 }

@@ -694,8 +694,20 @@ fn backward<T: Float>(
                     });
                 };
                 let dx_r = f.grad(next, p.width_in);
-                let [dout, dx, arg] = carve(ws, [dout_r, dx_r.clone(), f.extra(p, p.width_out)]);
-                pool.backward(dx, dout, arg)?;
+                let arg_r = f.extra(p, p.width_out);
+                // A Relu just below: its backward in the same pass (its output, the Pooling's
+                // input, as the mask), and the Relu is done.
+                let relu = i > down_to && list[i - 1] == Layer::Relu;
+                if relu {
+                    let below = &c.plan[i - 1];
+                    let x_r = f.slot(below.output, below.width_out);
+                    let [dout, dx, arg, x] = carve(ws, [dout_r, dx_r.clone(), arg_r, x_r]);
+                    pool.backward_relu(dx, dout, arg, x)?;
+                    i -= 1;
+                } else {
+                    let [dout, dx, arg] = carve(ws, [dout_r, dx_r.clone(), arg_r]);
+                    pool.backward(dx, dout, arg)?;
+                }
                 d = Grad::Ws(dx_r);
                 next ^= 1;
             }
