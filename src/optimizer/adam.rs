@@ -99,12 +99,24 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     }
 }
 
-/// Adam's update in one pass over 16 lanes at a time: the operations of
-/// [`Adam::apply`]'s loop in the same order, separate multiplies and adds, exact square roots
-/// and divisions, so the same bits; the remainder lane by lane, as the loop does it.
+/// Adam's update in one pass over 16 lanes at a time: the operations of [`Adam::apply`]'s
+/// loop in the same order, separate multiplies and adds, exact square roots and divisions,
+/// so the same bits for every value of normal range.
+///
+/// Subnormal values (below 2^-126, about 1.2e-38) are taken as zero and subnormal results
+/// flushed to zero (the CPU's DAZ and FTZ modes, for this kernel only, as PyTorch's
+/// `set_flush_denormal` and TensorFlow do for whole runs). A moment whose gradient has
+/// stopped decays through the subnormal range for about 150 steps (β1 0.9) and would take a
+/// microcode assist of about a hundred cycles per vector and operation there: 19 % of a
+/// SimpleConvNet run's time by its 3000th step, against 2 % at its start. The portable loop
+/// keeps subnormals; a difference between the two is below 1.2e-38 per value.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
+    use core::arch::asm;
     use core::arch::x86_64::*;
+
+    /// DAZ (bit 6) and FTZ (bit 15) of MXCSR.
+    const DAZ_FTZ: u32 = 0x8040;
 
     /// `c` = [1 − β1, 1 − β2, lr_t, ε].
     ///
@@ -127,30 +139,77 @@ pub(crate) mod avx512 {
             _mm512_set1_ps(lr_t),
             _mm512_set1_ps(eps),
         );
+        // The arithmetic runs in `asm!` blocks only, so that the compiler (which assumes the
+        // default floating-point environment) moves none of it across the change of MXCSR.
+        let mut csr = [0u32; 2];
+        // SAFETY: `stmxcsr`/`ldmxcsr` read and write the two words of `csr` only; the mode set
+        // adds DAZ and FTZ to the current one and is restored below, before returning.
+        unsafe {
+            asm!(
+                "vstmxcsr [{c}]",
+                "mov {t:e}, [{c}]",
+                "or {t:e}, {bits}",
+                "mov [{c} + 4], {t:e}",
+                "vldmxcsr [{c} + 4]",
+                c = in(reg) csr.as_mut_ptr(),
+                t = out(reg) _,
+                bits = const DAZ_FTZ,
+                options(nostack),
+            );
+        }
         // 16 lanes at a time, the last step masked to the lanes that remain.
         let mut i = 0;
         while i < n {
             let k = (n - i).min(16);
             let mask: __mmask16 = if k == 16 { !0 } else { (1 << k) - 1 };
             // SAFETY: the masked loads and stores touch lanes i..i + k only, inside every
-            // slice (the caller's lengths).
+            // slice (the caller's lengths); the `asm!` block works on registers only.
             unsafe {
                 let gi = _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i));
-                let mi = _mm512_maskz_loadu_ps(mask, m.as_ptr().add(i));
-                let vi = _mm512_maskz_loadu_ps(mask, v.as_ptr().add(i));
-                let pi = _mm512_maskz_loadu_ps(mask, p.as_ptr().add(i));
-                // m += b1·(g − m); v += b2·(g·g − v)
-                let mi = _mm512_add_ps(mi, _mm512_mul_ps(vb1, _mm512_sub_ps(gi, mi)));
-                let gg = _mm512_mul_ps(gi, gi);
-                let vi = _mm512_add_ps(vi, _mm512_mul_ps(vb2, _mm512_sub_ps(gg, vi)));
-                // p −= lr_t·m / (√v + ε)
-                let den = _mm512_add_ps(_mm512_sqrt_ps(vi), veps);
-                let step = _mm512_div_ps(_mm512_mul_ps(vlr, mi), den);
+                let mut mi = _mm512_maskz_loadu_ps(mask, m.as_ptr().add(i));
+                let mut vi = _mm512_maskz_loadu_ps(mask, v.as_ptr().add(i));
+                let mut pi = _mm512_maskz_loadu_ps(mask, p.as_ptr().add(i));
+                asm!(
+                    // m += b1·(g − m)
+                    "vsubps {t}, {g}, {m}",
+                    "vmulps {t}, {b1}, {t}",
+                    "vaddps {m}, {m}, {t}",
+                    // v += b2·(g·g − v)
+                    "vmulps {u}, {g}, {g}",
+                    "vsubps {u}, {u}, {v}",
+                    "vmulps {u}, {b2}, {u}",
+                    "vaddps {v}, {v}, {u}",
+                    // p −= lr_t·m / (√v + ε)
+                    "vsqrtps {t}, {v}",
+                    "vaddps {t}, {t}, {eps}",
+                    "vmulps {u}, {lr}, {m}",
+                    "vdivps {u}, {u}, {t}",
+                    "vsubps {p}, {p}, {u}",
+                    g = in(zmm_reg) gi,
+                    m = inout(zmm_reg) mi,
+                    v = inout(zmm_reg) vi,
+                    p = inout(zmm_reg) pi,
+                    b1 = in(zmm_reg) vb1,
+                    b2 = in(zmm_reg) vb2,
+                    lr = in(zmm_reg) vlr,
+                    eps = in(zmm_reg) veps,
+                    t = out(zmm_reg) _,
+                    u = out(zmm_reg) _,
+                    options(nomem, nostack),
+                );
                 _mm512_mask_storeu_ps(m.as_mut_ptr().add(i), mask, mi);
                 _mm512_mask_storeu_ps(v.as_mut_ptr().add(i), mask, vi);
-                _mm512_mask_storeu_ps(p.as_mut_ptr().add(i), mask, _mm512_sub_ps(pi, step));
+                _mm512_mask_storeu_ps(p.as_mut_ptr().add(i), mask, pi);
             }
             i += k;
+        }
+        // SAFETY: restores the mode saved above (reads the first word of `csr`).
+        unsafe {
+            asm!(
+                "vldmxcsr [{c}]",
+                c = in(reg) csr.as_ptr(),
+                options(nostack, readonly),
+            );
         }
     }
 }
@@ -202,5 +261,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Subnormal moments are flushed in the vector kernel (DAZ and FTZ for it only), and
+    /// the normal lanes of the same vectors keep the formula's bits; the mode of the caller
+    /// is as it was afterwards.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vector_kernel_flushes_subnormals_only() {
+        if !crate::gemm::detect::avx512() {
+            std::eprintln!("skipped: no AVX-512 here");
+            return;
+        }
+        let tiny = f32::MIN_POSITIVE / 4.0; // subnormal
+        assert!(tiny > 0.0 && !tiny.is_normal());
+        let n = 20;
+        let g: std::vec::Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 0.0 } else { 0.01 })
+            .collect();
+        let m0: std::vec::Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { tiny } else { 0.002 })
+            .collect();
+        let v0 = std::vec![1e-6f32; n];
+        let p0 = std::vec![0.5f32; n];
+        let c = [0.1f32, 0.001, 0.003, 1e-7];
+        let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+        // SAFETY: AVX-512F is present (checked above); the lengths agree.
+        unsafe { avx512::update(&mut p, &g, &mut m, &mut v, c) };
+        for k in 0..n {
+            if k % 2 == 0 {
+                // The scalar formula would keep a subnormal m (0.9 · tiny); flushed to 0.
+                assert_eq!((m[k], p[k]), (0.0, 0.5), "element {k}");
+            } else {
+                let mk = m0[k] + c[0] * (g[k] - m0[k]);
+                let vk = v0[k] + c[1] * (g[k] * g[k] - v0[k]);
+                let pk = p0[k] - c[2] * mk / (libm::sqrtf(vk) + c[3]);
+                assert_eq!((m[k], v[k], p[k]), (mk, vk, pk), "element {k}");
+            }
+        }
+        // The caller's mode is back: subnormal arithmetic outside the kernel is exact.
+        let half = core::hint::black_box(tiny) * core::hint::black_box(0.5f32);
+        assert_eq!(half, f32::from_bits(tiny.to_bits() / 2));
     }
 }
