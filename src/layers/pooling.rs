@@ -374,7 +374,8 @@ impl Pooling {
         let od = self.output_dims();
         let ow = od.width;
         let (one, two, three) = (T::ONE, T::from_usize(2), T::from_usize(3));
-        // `0 + d`, as the general path's sum into a zeroed `dx` (a gradient of −0 becomes 0).
+        // `0 + d`, as the general path's sum into a zeroed `dx` (a gradient of −0 becomes 0);
+        // the conditions with `&`, not `&&`: selects, not branches the data would mispredict.
         let pick = |on: bool, d: T| if on { T::ZERO + d } else { T::ZERO };
         for q in 0..batch * self.input.channels {
             let dxp = &mut dx[q * h * w..][..h * w];
@@ -382,24 +383,28 @@ impl Pooling {
             for oy in 0..od.height {
                 let (r0, r1) = dxp[2 * oy * w..][..2 * w].split_at_mut(w);
                 let (a, d) = (&argmax[o + oy * ow..][..ow], &dout[o + oy * ow..][..ow]);
-                let pairs = r0.chunks_exact_mut(2).zip(r1.chunks_exact_mut(2));
+                // Pairs as arrays (`as_chunks`): loops the compiler vectorises.
+                let pairs = r0.as_chunks_mut::<2>().0.iter_mut();
+                let pairs = pairs.zip(r1.as_chunks_mut::<2>().0.iter_mut());
                 if let Some(x) = relu {
                     // The window's maximum passes the ReLU's mask where it is above 0.
                     let (x0, x1) = x[q * h * w + 2 * oy * w..][..2 * w].split_at(w);
-                    let xp = x0.chunks_exact(2).zip(x1.chunks_exact(2));
+                    let xp = x0.as_chunks::<2>().0.iter().zip(x1.as_chunks::<2>().0);
                     for (((p0, p1), (&a, &d)), (x0, x1)) in pairs.zip(a.iter().zip(d)).zip(xp) {
                         let z = T::ZERO;
-                        p0[0] = pick(a < one && x0[0] > z, d);
-                        p0[1] = pick(a >= one && a < two && x0[1] > z, d);
-                        p1[0] = pick(a >= two && a < three && x1[0] > z, d);
-                        p1[1] = pick(a >= three && x1[1] > z, d);
+                        *p0 = [
+                            pick((a < one) & (x0[0] > z), d),
+                            pick((a >= one) & (a < two) & (x0[1] > z), d),
+                        ];
+                        *p1 = [
+                            pick((a >= two) & (a < three) & (x1[0] > z), d),
+                            pick((a >= three) & (x1[1] > z), d),
+                        ];
                     }
                 } else {
                     for ((p0, p1), (&a, &d)) in pairs.zip(a.iter().zip(d)) {
-                        p0[0] = pick(a < one, d);
-                        p0[1] = pick(a >= one && a < two, d);
-                        p1[0] = pick(a >= two && a < three, d);
-                        p1[1] = pick(a >= three, d);
+                        *p0 = [pick(a < one, d), pick((a >= one) & (a < two), d)];
+                        *p1 = [pick((a >= two) & (a < three), d), pick(a >= three, d)];
                     }
                 }
                 // An odd width's last column, in no window.
