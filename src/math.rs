@@ -101,6 +101,22 @@ pub trait Float:
         }
     }
 
+    /// One output row of a 2 × 2 Pooling's backward (see [`crate::Pooling::backward`]) by a
+    /// vector kernel, if this type has one here; returns whether it ran (then the same bits as
+    /// the loop it replaces). Lengths are the caller's to check: `r0`, `r1` (and the ReLU's
+    /// rows in `x`) twice as long as `a` and `d`.
+    #[doc(hidden)]
+    fn pool_2x2_backward_row(
+        r0: &mut [Self],
+        r1: &mut [Self],
+        a: &[Self],
+        d: &[Self],
+        x: Option<(&[Self], &[Self])>,
+    ) -> bool {
+        let _ = (r0, r1, a, d, x);
+        false
+    }
+
     /// Adam's update (see [`crate::optimizer::Adam`]) by a vector kernel, if this type has one
     /// here: `c` = [1 − β1, 1 − β2, lr_t, ε]; returns whether it ran (then the same bits as
     /// the loop it replaces). Lengths are the caller's to check.
@@ -124,6 +140,28 @@ pub trait Float:
 }
 
 impl Float for f32 {
+    #[inline]
+    fn pool_2x2_backward_row(
+        r0: &mut [f32],
+        r1: &mut [f32],
+        a: &[f32],
+        d: &[f32],
+        x: Option<(&[f32], &[f32])>,
+    ) -> bool {
+        let n = a.len();
+        let fits = d.len() == n
+            && r0.len() == 2 * n
+            && r1.len() == 2 * n
+            && x.is_none_or(|(x0, x1)| x0.len() == 2 * n && x1.len() == 2 * n);
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512() && fits {
+            // SAFETY: AVX-512F is present and the lengths agree (both checked just above).
+            unsafe { crate::layers::pooling::avx512::back_row(r0, r1, a, d, x) };
+            return true;
+        }
+        let _ = (r0, r1, a, d, x, fits);
+        false
+    }
     #[inline]
     fn adam_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) -> bool {
         #[cfg(target_arch = "x86_64")]

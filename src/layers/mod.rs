@@ -12,7 +12,7 @@ mod batch_norm;
 mod convolution;
 mod dims;
 mod dropout;
-mod pooling;
+pub(crate) mod pooling;
 mod relu;
 mod sigmoid;
 mod softmax_with_loss;

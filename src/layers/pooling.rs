@@ -383,13 +383,18 @@ impl Pooling {
             for oy in 0..od.height {
                 let (r0, r1) = dxp[2 * oy * w..][..2 * w].split_at_mut(w);
                 let (a, d) = (&argmax[o + oy * ow..][..ow], &dout[o + oy * ow..][..ow]);
-                // Pairs as arrays (`as_chunks`): loops the compiler vectorises.
-                let pairs = r0.as_chunks_mut::<2>().0.iter_mut();
-                let pairs = pairs.zip(r1.as_chunks_mut::<2>().0.iter_mut());
-                if let Some(x) = relu {
+                let xr = relu.map(|x| {
+                    let (x0, x1) = x[q * h * w + 2 * oy * w..][..2 * w].split_at(w);
+                    (&x0[..2 * ow], &x1[..2 * ow])
+                });
+                if T::pool_2x2_backward_row(&mut r0[..2 * ow], &mut r1[..2 * ow], a, d, xr) {
+                    // A vector kernel did the row (the same bits).
+                } else if let Some(x) = relu {
                     // The window's maximum passes the ReLU's mask where it is above 0.
                     let (x0, x1) = x[q * h * w + 2 * oy * w..][..2 * w].split_at(w);
                     let xp = x0.as_chunks::<2>().0.iter().zip(x1.as_chunks::<2>().0);
+                    let pairs = r0.as_chunks_mut::<2>().0.iter_mut();
+                    let pairs = pairs.zip(r1.as_chunks_mut::<2>().0.iter_mut());
                     for (((p0, p1), (&a, &d)), (x0, x1)) in pairs.zip(a.iter().zip(d)).zip(xp) {
                         let z = T::ZERO;
                         *p0 = [
@@ -402,6 +407,8 @@ impl Pooling {
                         ];
                     }
                 } else {
+                    let pairs = r0.as_chunks_mut::<2>().0.iter_mut();
+                    let pairs = pairs.zip(r1.as_chunks_mut::<2>().0.iter_mut());
                     for ((p0, p1), (&a, &d)) in pairs.zip(a.iter().zip(d)) {
                         *p0 = [pick(a < one, d), pick((a >= one) & (a < two), d)];
                         *p1 = [pick((a >= two) & (a < three), d), pick(a >= three, d)];
@@ -487,6 +494,83 @@ mod wide {
     }
 }
 
+/// One output row of [`Pooling::backward_2x2`] in AVX-512 registers, 16 windows at a time:
+/// the window's two input rows taken apart into even and odd columns (`vpermt2ps`), the four
+/// conditions as masks, `0 + d` where each holds, the columns put back in order. The same
+/// operations as the loop, so the same bits.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use core::arch::x86_64::*;
+
+    /// `r0`, `r1`: the window's two rows of `dx` (`2·n` each); `a`, `d`: its `argmax` and
+    /// `dout` (`n` each); `x`: the ReLU's output over the same two rows, if any.
+    ///
+    /// # Safety
+    /// AVX-512F must be present; the lengths as above (`n` = `a.len()`).
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn back_row(
+        r0: &mut [f32],
+        r1: &mut [f32],
+        a: &[f32],
+        d: &[f32],
+        x: Option<(&[f32], &[f32])>,
+    ) {
+        let n = a.len();
+        debug_assert!(d.len() == n && r0.len() == 2 * n && r1.len() == 2 * n);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
+        let (two, three) = (_mm512_set1_ps(2.0), _mm512_set1_ps(3.0));
+        let lanes = |k: usize| -> __mmask16 { if k >= 16 { !0 } else { (1u16 << k) - 1 } };
+        let mut j = 0;
+        while j < n {
+            let k = (n - j).min(16);
+            let (m, m_lo, m_hi) = (lanes(k), lanes(2 * k), lanes((2 * k).saturating_sub(16)));
+            // SAFETY: the masked loads and stores touch windows j..j + k only: lanes of `a`
+            // and `d` below `n`, of the rows and `x` below `2·n` (the caller's lengths).
+            unsafe {
+                let av = _mm512_maskz_loadu_ps(m, a.as_ptr().add(j));
+                let dv = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(m, d.as_ptr().add(j)));
+                let mut c0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(av, one);
+                let mut c1 = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, one)
+                    & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(av, two);
+                let mut c2 = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, two)
+                    & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(av, three);
+                let mut c3 = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, three);
+                if let Some((x0, x1)) = x {
+                    let pos = |row: &[f32]| {
+                        let l = _mm512_maskz_loadu_ps(m_lo, row.as_ptr().add(2 * j));
+                        let h = _mm512_maskz_loadu_ps(m_hi, row.as_ptr().add(2 * j + 16));
+                        (
+                            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
+                                _mm512_permutex2var_ps(l, even, h),
+                                zero,
+                            ),
+                            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
+                                _mm512_permutex2var_ps(l, odd, h),
+                                zero,
+                            ),
+                        )
+                    };
+                    let ((e0, o0), (e1, o1)) = (pos(x0), pos(x1));
+                    (c0, c1, c2, c3) = (c0 & e0, c1 & o0, c2 & e1, c3 & o1);
+                }
+                let put = |row: &mut [f32], ce: __mmask16, co: __mmask16| {
+                    let (ve, vo) = (_mm512_maskz_mov_ps(ce, dv), _mm512_maskz_mov_ps(co, dv));
+                    let p = row.as_mut_ptr().add(2 * j);
+                    _mm512_mask_storeu_ps(p, m_lo, _mm512_permutex2var_ps(ve, lo, vo));
+                    _mm512_mask_storeu_ps(p.add(16), m_hi, _mm512_permutex2var_ps(ve, hi, vo));
+                };
+                put(r0, c0, c1);
+                put(r1, c2, c3);
+            }
+            j += k;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +609,8 @@ mod tests {
         for p in [
             Pooling::new(Dims::new(3, 6, 8), 2, 2, 2),
             Pooling::new(Dims::new(2, 7, 9), 2, 2, 2),
+            Pooling::new(Dims::new(2, 6, 41), 2, 2, 2),
+            Pooling::new(Dims::new(1, 4, 34), 2, 2, 2),
             Pooling::new(Dims::new(2, 7, 5), 3, 2, 1),
             Pooling::new(Dims::new(1, 9, 9), 3, 3, 2),
             Pooling::new(Dims::new(2, 5, 6), 1, 4, 3),
