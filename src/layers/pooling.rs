@@ -343,26 +343,9 @@ impl Pooling {
 
     /// [`Pooling::backward`] for 2 × 2 windows every 2: each window's four gradients written
     /// at once (the windows do not overlap), `dout` at the maximum and 0 elsewhere, with no
-    /// pass that zeroes `dx` first. `argmax` is checked.
+    /// pass that zeroes `dx` first; `argmax` checked by the caller. A row at a time goes to
+    /// the element type's vector kernel where there is one (AVX-512 for f32).
     fn backward_2x2<T: Float>(
-        &self,
-        dx: &mut [T],
-        dout: &[T],
-        argmax: &[T],
-        relu: Option<&[T]>,
-        batch: usize,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::gemm::detect::avx512() {
-            // SAFETY: AVX-512F is present, all that `wide` enables.
-            return unsafe { wide::backward_2x2(self, dx, dout, argmax, relu, batch) };
-        }
-        self.backward_2x2_body(dx, dout, argmax, relu, batch)
-    }
-
-    /// [`Pooling::backward_2x2`]'s loops, inlined into each build of it.
-    #[inline(always)]
-    fn backward_2x2_body<T: Float>(
         &self,
         dx: &mut [T],
         dout: &[T],
@@ -456,7 +439,7 @@ impl Pooling {
     }
 }
 
-/// The 2 × 2 loops compiled for AVX-512 (the compiler's vectors 16 lanes wide instead of
+/// The 2 × 2 forward loop compiled for AVX-512 (the compiler's vectors 16 lanes wide instead of
 /// 4): the same operations in the same order, so the same bits.
 #[cfg(target_arch = "x86_64")]
 mod wide {
@@ -475,22 +458,6 @@ mod wide {
         batch: usize,
     ) {
         p.forward_2x2_body(out, x, argmax, batch)
-    }
-
-    /// [`Pooling::backward_2x2`] for AVX-512.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn backward_2x2<T: Float>(
-        p: &Pooling,
-        dx: &mut [T],
-        dout: &[T],
-        argmax: &[T],
-        relu: Option<&[T]>,
-        batch: usize,
-    ) {
-        p.backward_2x2_body(dx, dout, argmax, relu, batch)
     }
 }
 
