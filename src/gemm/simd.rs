@@ -174,6 +174,13 @@ pub(crate) trait SimdKernel {
     const DOT: Option<unsafe fn(&DotTile)> = None;
     /// Kernel for [`ColTile`]s, if the family has one. Safety contract as for `tile`.
     const COL: Option<unsafe fn(&ColTile)> = None;
+    /// Packs a panel of a transposed B in registers, if the family can:
+    /// `pack_t(src, cs, rows, w, panel)` sets `panel[p·w + j] = src[p + j·cs]` for
+    /// `p < rows`, `j < w` (a copy: the same values as the element loop).
+    ///
+    /// Safety: the CPU supports the family; `src[p + j·cs]` is valid for reads and
+    /// `panel[..rows·w]` for writes, for every such `p`, `j`.
+    const PACK_T: Option<unsafe fn(*const f32, usize, usize, usize, *mut f32)> = None;
 
     /// Computes one tile: for `i < mr`, `j < ncols`:
     /// `s = Σ_{p<kc} A(i,p)·B(p,j)` (in registers, fused multiply-adds), then
@@ -268,13 +275,28 @@ pub(crate) fn gemm<K: SimdKernel>(
                     // a time, each column's 16 values read as one piece. Row by row, every
                     // value would come from another cache line.
                     let panel = &mut pack[..kcb * w];
-                    for p0 in (0..kcb).step_by(16) {
-                        let rows = 16.min(kcb - p0);
-                        let block = &mut panel[p0 * w..(p0 + rows) * w];
-                        for j in 0..w {
-                            let col = &b.data[pc + p0 + (j0 + j) * b.cs..][..rows];
-                            for (o, &v) in block[j..].iter_mut().step_by(w).zip(col) {
-                                *o = v;
+                    if let Some(pack_t) = K::PACK_T {
+                        // SAFETY: the family's CPU support was checked by the caller;
+                        // B(pc + p, j0 + j) = data[pc + p + (j0 + j)·cs] (rs = 1) is inside
+                        // the validated view for p < kcb, j < w; the panel has kcb·w elements.
+                        unsafe {
+                            pack_t(
+                                b.data.as_ptr().add(pc + j0 * b.cs),
+                                b.cs,
+                                kcb,
+                                w,
+                                panel.as_mut_ptr(),
+                            )
+                        };
+                    } else {
+                        for p0 in (0..kcb).step_by(16) {
+                            let rows = 16.min(kcb - p0);
+                            let block = &mut panel[p0 * w..(p0 + rows) * w];
+                            for j in 0..w {
+                                let col = &b.data[pc + p0 + (j0 + j) * b.cs..][..rows];
+                                for (o, &v) in block[j..].iter_mut().step_by(w).zip(col) {
+                                    *o = v;
+                                }
                             }
                         }
                     }
