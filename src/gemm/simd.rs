@@ -157,6 +157,9 @@ pub(crate) const REM_MAX: usize = 4;
 /// Least depth `k` for the remainder kernels (shallower products use masked tiles).
 pub(crate) const REM_MIN_K: usize = 32;
 
+/// A kernel that packs a panel of a transposed B ([`SimdKernel::PACK_T`]).
+pub(crate) type PackT = unsafe fn(*const f32, usize, usize, usize, *mut f32);
+
 /// A family of SIMD tile kernels.
 pub(crate) trait SimdKernel {
     /// f32 lanes per vector.
@@ -180,7 +183,7 @@ pub(crate) trait SimdKernel {
     ///
     /// Safety: the CPU supports the family; `src[p + j·cs]` is valid for reads and
     /// `panel[..rows·w]` for writes, for every such `p`, `j`.
-    const PACK_T: Option<unsafe fn(*const f32, usize, usize, usize, *mut f32)> = None;
+    const PACK_T: Option<PackT> = None;
 
     /// Computes one tile: for `i < mr`, `j < ncols`:
     /// `s = Σ_{p<kc} A(i,p)·B(p,j)` (in registers, fused multiply-adds), then

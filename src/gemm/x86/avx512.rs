@@ -3,7 +3,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::gemm::simd::{COL_ROWS, ColTile, DOT_ROWS, DotTile, SimdKernel, Tile, row_at};
+use crate::gemm::simd::{COL_ROWS, ColTile, DOT_ROWS, DotTile, PackT, SimdKernel, Tile, row_at};
 
 /// The AVX-512F kernel family.
 pub(crate) struct Avx512;
@@ -21,7 +21,7 @@ impl SimdKernel for Avx512 {
 
     const DOT: Option<unsafe fn(&DotTile)> = Some(dot);
     const COL: Option<unsafe fn(&ColTile)> = Some(col);
-    const PACK_T: Option<unsafe fn(*const f32, usize, usize, usize, *mut f32)> = Some(pack_t);
+    const PACK_T: Option<PackT> = Some(pack_t);
 
     unsafe fn tile(t: &Tile) {
         // SAFETY: forwarded from the caller's contract; `mr ≤ MR[nv]` selects an instance
