@@ -78,6 +78,63 @@ fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::
     Ok(correct as f64 / set.len() as f64)
 }
 
+/// The step's update: `grads` = the workers' gradients (`parts`) added in worker order, then
+/// the optimizer's step, with the parameters (and gradients and state) cut into one share per
+/// worker, each share on its own thread. Every element gets the same arithmetic as the sum
+/// and the update of the whole slice on one thread (both are element by element): the same
+/// bits, in a fraction of the time (on one thread, the sum and Adam stream the parameters,
+/// the gradients and both moments from memory, 7 MB for SimpleConvNet, while the other
+/// threads wait).
+fn sum_and_update(
+    opt: &mut AnyOptimizer<f32>,
+    parts: &[&[f32]],
+    params: &mut [f32],
+    grads: &mut [f32],
+    state: &mut [f32],
+) -> zeronn::Result<()> {
+    let n = params.len();
+    if state.len() != opt.state_len(n) || grads.len() != n || parts.iter().any(|g| g.len() != n) {
+        return Err(zeronn::Error::BufferLength {
+            buffer: "optimizer state",
+            expected: opt.state_len(n),
+            actual: state.len(),
+        });
+    }
+    opt.begin_step();
+    let opt = &*opt;
+    let (mut s0, mut s1) = state.split_at_mut(if opt.planes() > 0 { n } else { 0 });
+    let (mut p, mut g) = (params, grads);
+    // Shares of whole cache lines.
+    let cuts = shares(n.div_ceil(16), parts.len().max(1));
+    let mut results = vec![Ok(()); cuts.len()];
+    std::thread::scope(|scope| {
+        for (lines, result) in cuts.iter().zip(results.iter_mut()) {
+            let r = (lines.start * 16).min(n)..(lines.end * 16).min(n);
+            let len = r.len();
+            let (pk, rest) = std::mem::take(&mut p).split_at_mut(len);
+            p = rest;
+            let (gk, rest) = std::mem::take(&mut g).split_at_mut(len);
+            g = rest;
+            // A plane the optimizer does not have stays empty.
+            let (la, lb) = (len.min(s0.len()), len.min(s1.len()));
+            let (ak, rest) = std::mem::take(&mut s0).split_at_mut(la);
+            s0 = rest;
+            let (bk, rest) = std::mem::take(&mut s1).split_at_mut(lb);
+            s1 = rest;
+            scope.spawn(move || {
+                gk.fill(0.0);
+                for part in parts {
+                    for (x, &y) in gk.iter_mut().zip(&part[r.clone()]) {
+                        *x += y;
+                    }
+                }
+                *result = opt.apply(pk, gk, ak, bk);
+            });
+        }
+    });
+    results.into_iter().collect()
+}
+
 /// [`crate::train::train`] on `threads` threads, each step's images shared out among them.
 pub fn train_data_parallel(
     cfg: &TrainConfig,
@@ -148,22 +205,34 @@ pub fn train_data_parallel(
             }
         });
         let mut loss = spec.weight_decay_term(net.params(), lambda);
-        grads.fill(0.0);
         for w in &workers {
             loss += w.loss?;
-            for (g, &p) in grads.iter_mut().zip(&w.grads) {
-                *g += p;
-            }
         }
-        if lambda != 0.0 {
+        if lambda == 0.0 {
+            // Sum and update, each thread on its share of the parameters.
+            let parts: Vec<&[f32]> = workers.iter().map(|w| &w.grads[..]).collect();
+            sum_and_update(
+                &mut opt,
+                &parts,
+                net.params_mut(),
+                &mut grads,
+                &mut opt_state,
+            )?;
+        } else {
+            grads.fill(0.0);
+            for w in &workers {
+                for (g, &p) in grads.iter_mut().zip(&w.grads) {
+                    *g += p;
+                }
+            }
             for t in spec.tensors().filter(|t| t.name.starts_with('W')) {
                 for (g, &p) in grads[t.range()].iter_mut().zip(&net.params()[t.range()]) {
                     *g += lambda * p;
                 }
             }
+            // Update.
+            opt.update(net.params_mut(), &grads, &mut opt_state)?;
         }
-        // Update.
-        opt.update(net.params_mut(), &grads, &mut opt_state)?;
         net.state_mut().copy_from_slice(workers[0].net.state());
         train_time += start.elapsed();
         // Record.
@@ -207,6 +276,43 @@ pub fn train_data_parallel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The update cut into shares on threads against the sum and the update of the whole
+    /// slice on one thread: the same bits, for every optimizer and 1 to 3 parts.
+    #[test]
+    fn the_shared_update_is_the_whole_update() {
+        use zeronn::optimizer::OptimizerKind;
+        let n = 1000;
+        let val = |i: usize, k: usize| ((i * 7919 + k * 104_729) % 2001) as f32 / 1000.0 - 1.0;
+        for kind in OptimizerKind::ALL {
+            for workers in 1..=3 {
+                let grads: Vec<Vec<f32>> = (0..workers)
+                    .map(|k| (0..n).map(|i| val(i, k + 1)).collect())
+                    .collect();
+                let parts: Vec<&[f32]> = grads.iter().map(|g| &g[..]).collect();
+                let mut want_opt = AnyOptimizer::<f32>::new(kind, 0.01).unwrap();
+                let mut got_opt = want_opt.clone();
+                let mut want = (0..n).map(|i| val(i, 0)).collect::<Vec<_>>();
+                let mut got = want.clone();
+                let mut want_state = vec![0.0f32; want_opt.state_len(n)];
+                let mut got_state = want_state.clone();
+                let (mut sum, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
+                for _ in 0..3 {
+                    sum.fill(0.0);
+                    for g in &parts {
+                        for (s, &x) in sum.iter_mut().zip(g.iter()) {
+                            *s += x;
+                        }
+                    }
+                    want_opt.update(&mut want, &sum, &mut want_state).unwrap();
+                    sum_and_update(&mut got_opt, &parts, &mut got, &mut scratch, &mut got_state)
+                        .unwrap();
+                }
+                assert_eq!(got, want, "{kind:?}, {workers} parts");
+                assert_eq!(got_state, want_state, "{kind:?}, {workers} parts");
+            }
+        }
+    }
 
     #[test]
     fn shares_cover_the_batch_in_order() {
