@@ -93,11 +93,20 @@ fn sum_and_update(
     state: &mut [f32],
 ) -> zeronn::Result<()> {
     let n = params.len();
-    if state.len() != opt.state_len(n) || grads.len() != n || parts.iter().any(|g| g.len() != n) {
+    let lengths = [
+        ("optimizer state", opt.state_len(n), state.len()),
+        ("gradient sum", n, grads.len()),
+    ];
+    let parts_len = parts.iter().map(|g| ("gradient part", n, g.len()));
+    if let Some((buffer, expected, actual)) = lengths
+        .into_iter()
+        .chain(parts_len)
+        .find(|&(_, e, a)| e != a)
+    {
         return Err(zeronn::Error::BufferLength {
-            buffer: "optimizer state",
-            expected: opt.state_len(n),
-            actual: state.len(),
+            buffer,
+            expected,
+            actual,
         });
     }
     opt.begin_step();
