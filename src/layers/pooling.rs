@@ -372,9 +372,8 @@ impl Pooling {
                 });
                 if T::pool_2x2_backward_row(&mut r0[..2 * ow], &mut r1[..2 * ow], a, d, xr) {
                     // A vector kernel did the row (the same bits).
-                } else if let Some(x) = relu {
+                } else if let Some((x0, x1)) = xr {
                     // The window's maximum passes the ReLU's mask where it is above 0.
-                    let (x0, x1) = x[q * h * w + 2 * oy * w..][..2 * w].split_at(w);
                     let xp = x0.as_chunks::<2>().0.iter().zip(x1.as_chunks::<2>().0);
                     let pairs = r0.as_chunks_mut::<2>().0.iter_mut();
                     let pairs = pairs.zip(r1.as_chunks_mut::<2>().0.iter_mut());

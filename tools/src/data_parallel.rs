@@ -78,9 +78,10 @@ fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::
     Ok(correct as f64 / set.len() as f64)
 }
 
-/// The step's update: `grads` = the workers' gradients (`parts`) added in worker order, then
-/// the optimizer's step, with the parameters (and gradients and state) cut into one share per
-/// worker, each share on its own thread. Every element gets the same arithmetic as the sum
+/// The step's update: `grads` = the workers' gradients (`parts`) added in worker order, plus
+/// `λ·W` for the parameters in `decay`'s ranges when λ ≠ 0 (weight decay, added once to the
+/// sum), then the optimizer's step, with the parameters (and gradients and state) cut into one
+/// share per worker, each share on its own thread. Every element gets the same arithmetic as the sum
 /// and the update of the whole slice on one thread (both are element by element): the same
 /// bits, in a fraction of the time (on one thread, the sum and Adam stream the parameters,
 /// the gradients and both moments from memory, 7 MB for SimpleConvNet, while the other
@@ -88,6 +89,7 @@ fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::
 fn sum_and_update(
     opt: &mut AnyOptimizer<f32>,
     parts: &[&[f32]],
+    decay: (&[Range<usize>], f32),
     params: &mut [f32],
     grads: &mut [f32],
     state: &mut [f32],
@@ -137,6 +139,15 @@ fn sum_and_update(
                         *x += y;
                     }
                 }
+                let (ranges, lambda) = decay;
+                if lambda != 0.0 {
+                    for w in ranges {
+                        let (lo, hi) = (w.start.max(r.start), w.end.min(r.end));
+                        for i in (lo..hi).map(|i| i - r.start) {
+                            gk[i] += lambda * pk[i];
+                        }
+                    }
+                }
                 *result = opt.apply(pk, gk, ak, bk);
             });
         }
@@ -162,6 +173,12 @@ pub fn train_data_parallel(
     let mut opt = AnyOptimizer::<f32>::new(cfg.optimizer, cfg.lr)?;
     let mut opt_state = vec![0.0f32; opt.state_len(spec.param_len())];
     let parts = shares(cfg.batch_size, threads);
+    // The weights that weight decay acts on (the biases are left alone).
+    let decayed: Vec<Range<usize>> = spec
+        .tensors()
+        .filter(|t| t.name.starts_with('W'))
+        .map(|t| t.range())
+        .collect();
     let dropout = spec
         .layers()
         .iter()
@@ -217,31 +234,16 @@ pub fn train_data_parallel(
         for w in &workers {
             loss += w.loss?;
         }
-        if lambda == 0.0 {
-            // Sum and update, each thread on its share of the parameters.
-            let parts: Vec<&[f32]> = workers.iter().map(|w| &w.grads[..]).collect();
-            sum_and_update(
-                &mut opt,
-                &parts,
-                net.params_mut(),
-                &mut grads,
-                &mut opt_state,
-            )?;
-        } else {
-            grads.fill(0.0);
-            for w in &workers {
-                for (g, &p) in grads.iter_mut().zip(&w.grads) {
-                    *g += p;
-                }
-            }
-            for t in spec.tensors().filter(|t| t.name.starts_with('W')) {
-                for (g, &p) in grads[t.range()].iter_mut().zip(&net.params()[t.range()]) {
-                    *g += lambda * p;
-                }
-            }
-            // Update.
-            opt.update(net.params_mut(), &grads, &mut opt_state)?;
-        }
+        // Sum, weight decay and update, each thread on its share of the parameters.
+        let parts: Vec<&[f32]> = workers.iter().map(|w| &w.grads[..]).collect();
+        sum_and_update(
+            &mut opt,
+            &parts,
+            (&decayed, lambda),
+            net.params_mut(),
+            &mut grads,
+            &mut opt_state,
+        )?;
         net.state_mut().copy_from_slice(workers[0].net.state());
         train_time += start.elapsed();
         // Record.
@@ -286,14 +288,20 @@ pub fn train_data_parallel(
 mod tests {
     use super::*;
 
-    /// The update cut into shares on threads against the sum and the update of the whole
-    /// slice on one thread: the same bits, for every optimizer and 1 to 3 parts.
+    /// The update cut into shares on threads against the sum, the weight decay and the update
+    /// of the whole slice on one thread: the same bits, for every optimizer, with and without
+    /// weight decay, and 1 to 3 parts.
     #[test]
     fn the_shared_update_is_the_whole_update() {
         use zeronn::optimizer::OptimizerKind;
         let n = 1000;
         let val = |i: usize, k: usize| ((i * 7919 + k * 104_729) % 2001) as f32 / 1000.0 - 1.0;
-        for kind in OptimizerKind::ALL {
+        // Weight decay on two ranges, one of them cut by the shares.
+        let decayed = [100..400, 700..1000];
+        for (kind, lambda) in OptimizerKind::ALL
+            .into_iter()
+            .flat_map(|k| [(k, 0.0), (k, 0.1)])
+        {
             for workers in 1..=3 {
                 let grads: Vec<Vec<f32>> = (0..workers)
                     .map(|k| (0..n).map(|i| val(i, k + 1)).collect())
@@ -313,12 +321,30 @@ mod tests {
                             *s += x;
                         }
                     }
+                    if lambda != 0.0 {
+                        for r in &decayed {
+                            for i in r.clone() {
+                                sum[i] += lambda * want[i];
+                            }
+                        }
+                    }
                     want_opt.update(&mut want, &sum, &mut want_state).unwrap();
-                    sum_and_update(&mut got_opt, &parts, &mut got, &mut scratch, &mut got_state)
-                        .unwrap();
+                    let decay = (&decayed[..], lambda);
+                    sum_and_update(
+                        &mut got_opt,
+                        &parts,
+                        decay,
+                        &mut got,
+                        &mut scratch,
+                        &mut got_state,
+                    )
+                    .unwrap();
                 }
-                assert_eq!(got, want, "{kind:?}, {workers} parts");
-                assert_eq!(got_state, want_state, "{kind:?}, {workers} parts");
+                assert_eq!(got, want, "{kind:?}, λ {lambda}, {workers} parts");
+                assert_eq!(
+                    got_state, want_state,
+                    "{kind:?}, λ {lambda}, {workers} parts"
+                );
             }
         }
     }

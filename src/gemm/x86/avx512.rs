@@ -448,19 +448,12 @@ unsafe fn tile_n<const MR: usize, const NV: usize, const PICKED: bool>(t: &Tile)
 /// AVX-512F; `src[p + j·cs]` readable and `panel[..rows·w]` writable for those `p`, `j`.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_t(src: *const f32, cs: usize, rows: usize, w: usize, panel: *mut f32) {
-    let lanes = |n: usize| -> __mmask16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    };
     for p0 in (0..rows).step_by(16) {
         let pr = (rows - p0).min(16);
-        let pm = lanes(pr);
+        let pm = last_mask(1, pr);
         for j0 in (0..w).step_by(16) {
             let jw = (w - j0).min(16);
-            let jm = lanes(jw);
+            let jm = last_mask(1, jw);
             let mut v = [_mm512_setzero_ps(); 16];
             for (j, vj) in v.iter_mut().enumerate() {
                 if j < jw {
