@@ -191,8 +191,28 @@ impl Convolution {
         check_len("out", batch * fnum * p, out.len())?;
         check_len("W", fnum * k, w.len())?;
         check_len("b", fnum, b.len())?;
-        let col = col_prefix(col, k * p)?;
+        col_prefix(col, k * p)?;
         let wm = MatRef::row_major(w, fnum, k)?;
+        match self.implicit_rows(col.len()) {
+            Some(rows) => self.forward_implicit(g, out, x, wm, b, col, relu, rows),
+            None => self.forward_im2col(g, out, x, wm, b, col, relu),
+        }
+    }
+
+    /// [`Convolution::forward`] through im2col, for shapes already checked.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_im2col<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        out: &mut [T],
+        x: &[T],
+        wm: MatRef<'_, T>,
+        b: &[T],
+        col: &mut [T],
+        relu: bool,
+    ) -> Result<()> {
+        let (k, p, fnum) = (self.patch_len(), self.output_dims().plane(), self.filters);
+        let col = col_prefix(col, k * p)?;
         for (xn, on) in x
             .chunks_exact(self.input.len())
             .zip(out.chunks_exact_mut(fnum * p))
@@ -202,6 +222,146 @@ impl Convolution {
             g.gemm(T::ONE, wm, cm, T::ZERO, MatMut::row_major(on, fnum, p)?)?;
             // The bias (and the ReLU) in one pass over the sample's output, still in cache.
             add_bias(on, b, p, relu);
+        }
+        Ok(())
+    }
+
+    /// Rows of padded input one pass of the implicit path reads: `H + 2·pad` rows of
+    /// `Wd + 2·pad` (0 when there is no padding: it reads `x` itself).
+    const fn padded_len(&self) -> usize {
+        if self.pad == 0 {
+            return 0;
+        }
+        let d = &self.input;
+        d.channels
+            .saturating_mul(d.height + 2 * self.pad)
+            .saturating_mul(d.width + 2 * self.pad)
+    }
+
+    /// Output rows per block of the implicit path, when it runs (`None`: im2col).
+    ///
+    /// With stride 1, row `(c, i, j)` of `col` is a contiguous run of the padded input,
+    /// `xpad[c][i..][j..]`, if each output row is computed `Wd + 2·pad` wide: the last
+    /// `FW − 1` columns of each row are then junk, read past the row's end, and dropped when
+    /// the block is stored. The product reads the patches in place, through one pointer per
+    /// row; no `col` is written. `room`: elements of `col` it may use for the padded input and
+    /// a block's output (the output rows are cut into blocks that fit).
+    ///
+    /// It runs where it is cheaper by a cost model fitted to per-layer timings of the book's
+    /// seven convolutions (`implicit_and_im2col_timed` in the tests, 2026-12-07), in 1/32 cycle: im2col
+    /// costs about 10 per patch value (`C·FH·FW × OH·OW` short copies); the implicit path
+    /// costs about 6 per output value (the copy out of the block) and 1 per multiply-add
+    /// of the junk columns (`FN·C·FH·FW` per junk column). DeepConvNet's conv2–conv4 run
+    /// implicit (1.1–1.7× faster); its first layer (one channel: few patch values per
+    /// output), its 8 × 8 layers (junk is a fifth of the columns) and SimpleConvNet's layer
+    /// run im2col.
+    fn implicit_rows(&self, room: usize) -> Option<usize> {
+        let rows = self.implicit_fit(room)?;
+        let (oh, ow) = self.out_hw();
+        let wp = self.input.width + 2 * self.pad;
+        // Each block's rows but its last carry wp − ow junk columns.
+        let junk = (oh - oh.div_ceil(rows)) * (wp - ow);
+        let (k, p, fnum) = (self.patch_len(), oh * ow, self.filters);
+        let im2col = 10 * k * p;
+        let implicit = 6 * fnum * p + fnum * k * junk;
+        (implicit < im2col).then_some(rows)
+    }
+
+    /// Output rows per block if the implicit path can run in `room` elements of `col`
+    /// (stride 1, the row index fits the stack), cost aside: the fewest blocks that fit,
+    /// their rows evened out.
+    fn implicit_fit(&self, room: usize) -> Option<usize> {
+        if cfg!(target_os = "none") || self.stride != 1 || self.patch_len() > IMPLICIT_MAX_K {
+            return None;
+        }
+        let (oh, ow) = self.out_hw();
+        let wp = self.input.width + 2 * self.pad;
+        let per_filter = room.checked_sub(self.padded_len())? / self.filters;
+        // A block of r rows is (r − 1)·wp + ow columns wide (its last row without junk).
+        let most = per_filter.checked_sub(ow)? / wp + 1;
+        let blocks = oh.div_ceil(most.min(oh));
+        Some(oh.div_ceil(blocks))
+    }
+
+    /// [`Convolution::forward`] without im2col (stride 1; see
+    /// [`Convolution::implicit_rows`]): per sample, the padded input (when there is padding)
+    /// at the start of `col`, then each block of `rows` output rows as one product whose B
+    /// rows are runs of that input, into the rest of `col`; then the block's valid columns,
+    /// plus the bias (and the ReLU), stored into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_implicit<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        out: &mut [T],
+        x: &[T],
+        wm: MatRef<'_, T>,
+        b: &[T],
+        col: &mut [T],
+        relu: bool,
+        rows: usize,
+    ) -> Result<()> {
+        let Dims {
+            channels: c,
+            height: h,
+            width: wd,
+        } = self.input;
+        let (oh, ow) = self.out_hw();
+        let (pad, fnum, p) = (self.pad, self.filters, oh * ow);
+        let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
+        let k = self.patch_len();
+        // Row (ch, i, j) of the patches starts at xpad[ch][i][j].
+        let mut idx = [0usize; IMPLICIT_MAX_K];
+        let idx = &mut idx[..k];
+        let mut at = idx.iter_mut();
+        for ch in 0..c {
+            for i in 0..self.kernel_h {
+                for j in 0..self.kernel_w {
+                    if let Some(v) = at.next() {
+                        *v = (ch * hp + i) * wp + j;
+                    }
+                }
+            }
+        }
+        let (xpad, stage) = col.split_at_mut(self.padded_len());
+        for (xn, on) in x
+            .chunks_exact(self.input.len())
+            .zip(out.chunks_exact_mut(fnum * p))
+        {
+            // The sample padded: each plane's top and bottom rows zero, each row between
+            // them its zeros, the input row, its zeros.
+            // Short rows (8–28 values here) copied without a call each.
+            for (xc, pc) in xn.chunks_exact(h * wd).zip(xpad.chunks_exact_mut(hp * wp)) {
+                // Zeros before the first row, between two rows (the right padding of one and
+                // the left of the next), after the last.
+                let first = pad * wp + pad;
+                pc[..first].fill(T::ZERO);
+                for (y, src) in xc.chunks_exact(wd).enumerate() {
+                    let at = first + y * wp;
+                    map_short(&mut pc[at..at + wd], src, |v| v);
+                    if y + 1 < h {
+                        zero_short(&mut pc[at + wd..at + wp]);
+                    }
+                }
+                pc[first + (h - 1) * wp + wd..].fill(T::ZERO);
+            }
+            let src: &[T] = if pad > 0 { xpad } else { xn };
+            let mut oy = 0;
+            while oy < oh {
+                let r = rows.min(oh - oy);
+                let n = (r - 1) * wp + ow;
+                let bm = MatRef::gather_rows(&src[oy * wp..], idx, n, 1)?;
+                let cm = MatMut::row_major(&mut stage[..fnum * n], fnum, n)?;
+                g.gemm(T::ONE, wm, bm, T::ZERO, cm)?;
+                unstage(
+                    &mut on[oy * ow..],
+                    &stage[..fnum * n],
+                    b,
+                    (p, n),
+                    (r, ow, wp),
+                    relu,
+                );
+                oy += r;
+            }
         }
         Ok(())
     }
@@ -369,6 +529,117 @@ impl Convolution {
     }
 }
 
+/// Most rows of patches (`C·FH·FW`) the implicit path takes: its row index is on the stack.
+const IMPLICIT_MAX_K: usize = 1024;
+
+/// A block of the implicit path stored: for each filter `f` (row of `stage`, `n` wide) and
+/// each of the block's `r` output rows, `out[f·p + row·ow ..][..ow] = stage[f·n + row·wp ..][..ow]
+/// + b[f]` (then `max(·, 0)` if `relu`); `out` starts at the block's first output row.
+fn unstage<T: Float>(
+    out: &mut [T],
+    stage: &[T],
+    b: &[T],
+    (p, n): (usize, usize),
+    (r, ow, wp): (usize, usize, usize),
+    relu: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::detect::avx512() {
+        // SAFETY: AVX-512F is present, all `unstage_avx512` enables.
+        return unsafe { unstage_avx512(out, stage, b, (p, n), (r, ow, wp), relu) };
+    }
+    unstage_body(out, stage, b, (p, n), (r, ow, wp), relu)
+}
+
+/// [`unstage`] compiled for AVX-512 (the same operations).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn unstage_avx512<T: Float>(
+    out: &mut [T],
+    stage: &[T],
+    b: &[T],
+    (p, n): (usize, usize),
+    (r, ow, wp): (usize, usize, usize),
+    relu: bool,
+) {
+    unstage_body(out, stage, b, (p, n), (r, ow, wp), relu)
+}
+
+/// [`unstage`]'s loop, inlined into each build of it.
+#[inline(always)]
+fn unstage_body<T: Float>(
+    out: &mut [T],
+    stage: &[T],
+    b: &[T],
+    (p, n): (usize, usize),
+    (r, ow, wp): (usize, usize, usize),
+    relu: bool,
+) {
+    for (f, (srow, &bf)) in stage.chunks_exact(n).zip(b).enumerate() {
+        // The valid columns first (row by row), then the bias over the filter's rows of the
+        // block as one run, which the compiler vectorises whole.
+        let block = &mut out[f * p..][..r * ow];
+        for (y, dst) in block.chunks_exact_mut(ow).enumerate() {
+            map_short(dst, &srow[y * wp..][..ow], |v| v);
+        }
+        bias_row(block, bf, relu);
+    }
+}
+
+/// Zeros a few values (the padding between two rows) without a `memset` call for 1–4.
+#[inline(always)]
+fn zero_short<T: Float>(dst: &mut [T]) {
+    match dst {
+        [a] => *a = T::ZERO,
+        [a, b] => (*a, *b) = (T::ZERO, T::ZERO),
+        [a, b, c] => (*a, *b, *c) = (T::ZERO, T::ZERO, T::ZERO),
+        [a, b, c, d] => (*a, *b, *c, *d) = (T::ZERO, T::ZERO, T::ZERO, T::ZERO),
+        _ => dst.fill(T::ZERO),
+    }
+}
+
+/// `dst[i] = f(src[i])` for a short row, in pieces of a constant 16 (or 8) values the
+/// compiler turns into whole vectors, the last piece overlapping the one before it (`f` is
+/// applied to some values twice, with the same result) instead of a scalar tail.
+#[inline(always)]
+fn map_short<T: Copy>(dst: &mut [T], src: &[T], f: impl Fn(T) -> T) {
+    #[inline(always)]
+    fn piece<T: Copy, const W: usize>(dst: &mut [T], src: &[T], f: &impl Fn(T) -> T) {
+        let (d, s): (&mut [T; W], &[T; W]) = match (dst.try_into(), src.try_into()) {
+            (Ok(d), Ok(s)) => (d, s),
+            _ => return,
+        };
+        for (d, &v) in d.iter_mut().zip(s) {
+            *d = f(v);
+        }
+    }
+    #[inline(always)]
+    fn pieces<T: Copy, const W: usize>(dst: &mut [T], src: &[T], f: &impl Fn(T) -> T) {
+        let n = dst.len().min(src.len());
+        let mut i = 0;
+        while i + W <= n {
+            piece::<T, W>(&mut dst[i..i + W], &src[i..i + W], f);
+            i += W;
+        }
+        if i < n {
+            piece::<T, W>(&mut dst[n - W..n], &src[n - W..n], f);
+        }
+    }
+    let n = dst.len().min(src.len());
+    if n >= 16 {
+        pieces::<T, 16>(dst, src, &f);
+    } else if n >= 8 {
+        pieces::<T, 8>(dst, src, &f);
+    } else {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = f(v);
+        }
+    }
+}
+
 /// `out[f] += b[f]` for each filter's plane of `p` values (then `max(·, 0)` if `relu`).
 fn add_bias<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) {
     #[cfg(target_arch = "x86_64")]
@@ -393,15 +664,21 @@ unsafe fn add_bias_avx512<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool
 #[inline(always)]
 fn add_bias_body<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) {
     for (row, &bf) in out.chunks_exact_mut(p).zip(b) {
-        if relu {
-            for v in row.iter_mut() {
-                let y = *v + bf;
-                *v = if y <= T::ZERO { T::ZERO } else { y };
-            }
-        } else {
-            for v in row.iter_mut() {
-                *v += bf;
-            }
+        bias_row(row, bf, relu);
+    }
+}
+
+/// `row += bf` (then `max(·, 0)` if `relu`).
+#[inline(always)]
+fn bias_row<T: Float>(row: &mut [T], bf: T, relu: bool) {
+    if relu {
+        for v in row.iter_mut() {
+            let y = *v + bf;
+            *v = if y <= T::ZERO { T::ZERO } else { y };
+        }
+    } else {
+        for v in row.iter_mut() {
+            *v += bf;
         }
     }
 }
@@ -600,6 +877,76 @@ mod tests {
     }
 
     #[test]
+    fn the_implicit_path_equals_the_direct_sum_in_every_block_size() {
+        let mut convs: Vec<Convolution> = shapes().into_iter().filter(|c| c.stride == 1).collect();
+        convs.push(
+            Convolution::new(Dims::new(2, 6, 9), 3, 2)
+                .kernel(2, 3)
+                .pad(2),
+        );
+        convs.push(Convolution::new(Dims::new(3, 5, 4), 5, 1));
+        for conv in convs {
+            let batch = 2;
+            let x = ints(batch * conv.input.len(), 7);
+            let w = ints(conv.weight_len(), 8);
+            let b = ints(conv.filters, 9);
+            let n_out = batch * conv.output_dims().len();
+            let mut want = vec![f32::NAN; n_out];
+            conv.forward_naive(&mut want, &x, &w, &b).unwrap();
+            let relu: Vec<f32> = want.iter().map(|&v| v.max(0.0)).collect();
+            let (oh, wp) = (conv.output_dims().height, conv.input.width + 2 * conv.pad);
+            let col_len = conv.padded_len() + conv.filters * oh * wp;
+            let wm = MatRef::row_major(&w, conv.filters, conv.patch_len()).unwrap();
+            for backend in [Backend::Naive, Backend::Auto] {
+                for rows in 1..=oh {
+                    let mut got = vec![f32::NAN; n_out];
+                    let mut col = vec![f32::NAN; col_len];
+                    let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+                    let mut g = Context::new(backend, &mut pack);
+                    conv.forward_implicit(&mut g, &mut got, &x, wm, &b, &mut col, false, rows)
+                        .unwrap();
+                    assert_eq!(got, want, "{conv:?} {backend:?} {rows} rows");
+                    conv.forward_implicit(&mut g, &mut got, &x, wm, &b, &mut col, true, rows)
+                        .unwrap();
+                    assert_eq!(got, relu, "{conv:?} {backend:?} {rows} rows, relu");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_implicit_path_runs_where_the_cost_model_says() {
+        let d = |c, h| Dims::new(c, h, h);
+        let deep = [
+            Convolution::new(d(1, 28), 16, 3).pad(1),
+            Convolution::new(d(16, 28), 16, 3).pad(1),
+            Convolution::new(d(16, 14), 32, 3).pad(1),
+            Convolution::new(d(32, 14), 32, 3).pad(2),
+            Convolution::new(d(32, 8), 64, 3).pad(1),
+            Convolution::new(d(64, 8), 64, 3).pad(1),
+        ];
+        let room = deep.iter().map(|c| c.col_len()).max().unwrap();
+        let picked: Vec<bool> = deep
+            .iter()
+            .map(|c| c.implicit_rows(room).is_some())
+            .collect();
+        assert_eq!(picked, [false, true, true, true, false, false]);
+        // Whole outputs in one block when the room allows.
+        assert_eq!(deep[1].implicit_rows(room), Some(28));
+        // A smaller room cuts the rows into blocks that fit it.
+        // 300 columns per filter: at most 10 rows of 30 (the last without its junk), so
+        // three blocks, of 10, 10 and 8 rows.
+        let small = deep[1].padded_len() + 16 * 300;
+        assert_eq!(deep[1].implicit_rows(small), Some(10));
+        assert_eq!(deep[1].implicit_rows(deep[1].padded_len() + 16 * 27), None);
+        assert_eq!(
+            Convolution::new(d(1, 28), 30, 5).implicit_rows(1 << 20),
+            None
+        );
+        assert_eq!(deep[2].stride(2).implicit_rows(room), None);
+    }
+
+    #[test]
     fn backward_equals_the_naive_twin() {
         for conv in shapes() {
             let batch = 2;
@@ -639,6 +986,74 @@ mod tests {
                     .unwrap();
                 assert_eq!(dw2, dw0);
             }
+        }
+    }
+
+    /// Not a check: times each of the book's seven convolutions (one sample, relu) both ways,
+    /// the measurements the cost model of [`Convolution::implicit_rows`] was fitted to. Run
+    /// with `cargo test --release -p zeronn --lib implicit_and_im2col_timed -- --ignored
+    /// --nocapture` (`ONLY=deep2` for one layer).
+    #[test]
+    #[ignore]
+    fn implicit_and_im2col_timed() {
+        use std::time::Instant;
+        let d = |c, h| Dims::new(c, h, h);
+        let convs = [
+            ("simple", Convolution::new(d(1, 28), 30, 5)),
+            ("deep1", Convolution::new(d(1, 28), 16, 3).pad(1)),
+            ("deep2", Convolution::new(d(16, 28), 16, 3).pad(1)),
+            ("deep3", Convolution::new(d(16, 14), 32, 3).pad(1)),
+            ("deep4", Convolution::new(d(32, 14), 32, 3).pad(2)),
+            ("deep5", Convolution::new(d(32, 8), 64, 3).pad(1)),
+            ("deep6", Convolution::new(d(64, 8), 64, 3).pad(1)),
+        ];
+        let colmax = convs.iter().map(|c| c.1.col_len()).max().unwrap();
+        let only = std::env::var("ONLY").unwrap_or_default();
+        for (name, conv) in convs {
+            if !only.is_empty() && only != name {
+                continue;
+            }
+            let x: Vec<f32> = (0..conv.input.len())
+                .map(|i| (i % 7) as f32 * 0.1)
+                .collect();
+            let w: Vec<f32> = (0..conv.weight_len())
+                .map(|i| (i % 5) as f32 * 0.1 - 0.2)
+                .collect();
+            let b = vec![0.1f32; conv.filters];
+            let mut out = vec![0f32; conv.output_dims().len()];
+            let mut col = vec![0f32; colmax];
+            let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+            let mut g = Context::new(Backend::Auto, &mut pack);
+            let wm = MatRef::row_major(&w, conv.filters, conv.patch_len()).unwrap();
+            let rows = conv.implicit_fit(colmax);
+            let (mut ti, mut te) = (vec![], vec![]);
+            for _ in 0..400 {
+                let t = Instant::now();
+                for _ in 0..20 {
+                    conv.forward_im2col(&mut g, &mut out, &x, wm, &b, &mut col, true)
+                        .unwrap();
+                }
+                te.push(t.elapsed().as_secs_f64());
+                if let Some(r) = rows {
+                    let t = Instant::now();
+                    for _ in 0..20 {
+                        conv.forward_implicit(&mut g, &mut out, &x, wm, &b, &mut col, true, r)
+                            .unwrap();
+                    }
+                    ti.push(t.elapsed().as_secs_f64());
+                }
+            }
+            te.sort_by(f64::total_cmp);
+            ti.sort_by(f64::total_cmp);
+            let me = te[te.len() / 2] / 20.0 * 1e6;
+            let mi = ti.get(ti.len() / 2).map_or(0.0, |v| v / 20.0 * 1e6);
+            let picked = conv.implicit_rows(colmax).is_some();
+            std::println!(
+                "{name}: im2col {me:.2} us, implicit ({rows:?} rows a block) {mi:.2} us: \
+                 {:.2}x; the cost model picks {}",
+                mi / me,
+                if picked { "implicit" } else { "im2col" }
+            );
         }
     }
 
