@@ -396,6 +396,10 @@ impl Convolution {
         }
         db.fill(T::ZERO);
         let n_in = self.input.len();
+        // dWᵀ (patch × filters) is summed in dW's own memory, row-major (the gemm's stores
+        // then whole vectors), and turned into dW through `col` at the end; element by
+        // element into dW's transposed view when `col` cannot hold it.
+        let in_place = p >= fnum;
         for (n, (xn, dn)) in x
             .chunks_exact(n_in)
             .zip(dout.chunks_exact(fnum * p))
@@ -404,10 +408,14 @@ impl Convolution {
             im2col(self, col, xn);
             let dm = MatRef::row_major(dn, fnum, p)?;
             let beta = if n == 0 { T::ZERO } else { T::ONE };
-            // As dWᵀ = col · doutᵀ into dW's transposed view: the operand the gemm must pack
-            // is then doutᵀ (positions × filters), not colᵀ (positions × patch, far larger).
+            // As dWᵀ = col · doutᵀ: the operand the gemm must pack is then doutᵀ (positions
+            // × filters), not colᵀ (positions × patch, far larger).
             let cm = MatRef::row_major(col, k, p)?;
-            let dwt = MatMut::row_major(dw, fnum, k)?.t();
+            let dwt = if in_place {
+                MatMut::row_major(dw, k, fnum)?
+            } else {
+                MatMut::row_major(dw, fnum, k)?.t()
+            };
             g.gemm(T::ONE, cm, dm.t(), beta, dwt)?;
             for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
                 *s += row_sum(row);
@@ -416,6 +424,15 @@ impl Convolution {
                 let wt = MatRef::row_major(w, fnum, k)?.t();
                 g.gemm(T::ONE, wt, dm, T::ZERO, MatMut::row_major(col, k, p)?)?;
                 col2im(self, &mut dx[n * n_in..(n + 1) * n_in], col);
+            }
+        }
+        if in_place {
+            let t = &mut col[..k * fnum];
+            t.copy_from_slice(dw);
+            for (kk, row) in t.chunks_exact(fnum).enumerate() {
+                for (f, &v) in row.iter().enumerate() {
+                    dw[f * k + kk] = v;
+                }
             }
         }
         Ok(())
@@ -847,6 +864,8 @@ mod tests {
             Convolution::new(Dims::new(1, 5, 5), 1, 5),
             Convolution::new(Dims::new(2, 6, 7), 2, 5).pad(2),
             Convolution::new(Dims::new(2, 4, 4), 3, 1).stride(2),
+            // More filters than output positions: dWᵀ does not fit `col`.
+            Convolution::new(Dims::new(2, 3, 3), 12, 3),
         ]
     }
 
