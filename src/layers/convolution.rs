@@ -423,7 +423,7 @@ impl Convolution {
             if let Some(dx) = dx.as_deref_mut() {
                 let wt = MatRef::row_major(w, fnum, k)?.t();
                 g.gemm(T::ONE, wt, dm, T::ZERO, MatMut::row_major(col, k, p)?)?;
-                col2im(self, &mut dx[n * n_in..(n + 1) * n_in], col);
+                col2im_scratch(self, &mut dx[n * n_in..(n + 1) * n_in], col);
             }
         }
         if in_place {
@@ -606,10 +606,11 @@ fn unstage_body<T: Float>(
     }
 }
 
-/// Zeros a few values (the padding between two rows) without a `memset` call for 1–4.
+/// Zeros a few values (padding beside a row) without a `memset` call for 0–4.
 #[inline(always)]
 fn zero_short<T: Float>(dst: &mut [T]) {
     match dst {
+        [] => {}
         [a] => *a = T::ZERO,
         [a, b] => (*a, *b) = (T::ZERO, T::ZERO),
         [a, b, c] => (*a, *b, *c) = (T::ZERO, T::ZERO, T::ZERO),
@@ -748,6 +749,28 @@ fn valid(conv: &Convolution, kk: usize, size: usize, outs: usize) -> (usize, usi
 /// One sample's patches: `col[(c·FH + i)·FW + j][oy·OW + ox] = x[c][oy·s + i − pad][ox·s + j − pad]`,
 /// zero where that falls in the padding (the book's `im2col`, transposed).
 pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::detect::avx512() {
+        // SAFETY: AVX-512F is present, all `im2col_avx512` enables.
+        return unsafe { im2col_avx512(conv, col, x) };
+    }
+    im2col_body(conv, col, x)
+}
+
+/// [`im2col`] compiled for AVX-512 (the same copies).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn im2col_avx512<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
+    im2col_body(conv, col, x)
+}
+
+/// [`im2col`]'s loops, inlined into each build of it. The padding's zeros beside each row
+/// (one or two values) are stored without a `memset` call each.
+#[inline(always)]
+fn im2col_body<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
     let Dims {
         channels: c,
         height: h,
@@ -773,8 +796,8 @@ pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
                     row[..ylo * ow].fill(T::ZERO);
                     row[yhi * ow..].fill(T::ZERO);
                     for dst in row[ylo * ow..yhi * ow].chunks_exact_mut(ow) {
-                        dst[..xlo].fill(T::ZERO);
-                        dst[xhi..].fill(T::ZERO);
+                        zero_short(&mut dst[..xlo]);
+                        zero_short(&mut dst[xhi..]);
                     }
                     continue;
                 }
@@ -784,8 +807,8 @@ pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
                         continue;
                     }
                     let src = &xc[(oy * s + i - conv.pad) * wd..][..wd];
-                    dst[..xlo].fill(T::ZERO);
-                    dst[xhi..].fill(T::ZERO);
+                    zero_short(&mut dst[..xlo]);
+                    zero_short(&mut dst[xhi..]);
                     let first = xlo * s + j - conv.pad;
                     if s == 1 {
                         dst[xlo..xhi].copy_from_slice(&src[first..first + (xhi - xlo)]);
@@ -803,6 +826,12 @@ pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
 /// The patches' gradient folded back onto one sample (the book's `col2im`): `dx` is zeroed,
 /// then each element of `col` added to the input position it was copied from.
 pub fn col2im<T: Float>(conv: &Convolution, dx: &mut [T], col: &[T]) {
+    col2im_body(conv, dx, col)
+}
+
+/// [`col2im`]'s loops, inlined into each build of it.
+#[inline(always)]
+fn col2im_body<T: Float>(conv: &Convolution, dx: &mut [T], col: &[T]) {
     let Dims {
         channels: c,
         height: h,
@@ -832,6 +861,78 @@ pub fn col2im<T: Float>(conv: &Convolution, dx: &mut [T], col: &[T]) {
                             *d += *v;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] where `col` is scratch (backward's patch gradients), compiled for AVX-512
+/// where the CPU has it: for a "same" convolution (stride 1, output as wide as its input),
+/// each patch row's valid block is added as one run, its wrapped columns (outputs whose input
+/// falls in the padding) zeroed first. The sum starts at +0, so adding +0 changes no bit:
+/// the same values as [`col2im`].
+fn col2im_scratch<T: Float>(conv: &Convolution, dx: &mut [T], col: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::detect::avx512() {
+        // SAFETY: AVX-512F is present, all `col2im_scratch_avx512` enables.
+        return unsafe { col2im_scratch_avx512(conv, dx, col) };
+    }
+    col2im_scratch_body(conv, dx, col)
+}
+
+/// [`col2im_scratch`] compiled for AVX-512 (the same operations).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn col2im_scratch_avx512<T: Float>(conv: &Convolution, dx: &mut [T], col: &mut [T]) {
+    col2im_scratch_body(conv, dx, col)
+}
+
+/// [`col2im_scratch`]'s loop, inlined into each build of it.
+#[inline(always)]
+fn col2im_scratch_body<T: Float>(conv: &Convolution, dx: &mut [T], col: &mut [T]) {
+    let Dims {
+        channels: c,
+        height: h,
+        width: wd,
+    } = conv.input;
+    let od = conv.output_dims();
+    let (oh, ow) = (od.height, od.width);
+    if conv.stride != 1 || ow != wd {
+        return col2im_body(conv, dx, col);
+    }
+    dx.fill(T::ZERO);
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for dxc in dx.chunks_exact_mut(h * wd).take(c) {
+        for i in 0..conv.kernel_h {
+            let (ylo, yhi) = valid(conv, i, h, oh);
+            for j in 0..conv.kernel_w {
+                let Some(row) = rows.next() else { return };
+                let (xlo, xhi) = valid(conv, j, wd, ow);
+                if ylo >= yhi || xlo >= xhi {
+                    continue;
+                }
+                // Outputs start..end, row-major, land on consecutive inputs from `from`
+                // (as im2col's copy of the same block).
+                let (start, end) = (ylo * ow + xlo, (yhi - 1) * ow + xhi);
+                for oy in ylo..yhi {
+                    let r = &mut row[oy * ow..(oy + 1) * ow];
+                    if oy > ylo {
+                        zero_short(&mut r[..xlo]);
+                    }
+                    if oy + 1 < yhi {
+                        zero_short(&mut r[xhi..]);
+                    }
+                }
+                let from = (ylo + i - conv.pad) * wd + xlo + j - conv.pad;
+                for (d, v) in dxc[from..from + (end - start)]
+                    .iter_mut()
+                    .zip(&row[start..end])
+                {
+                    *d += *v;
                 }
             }
         }
@@ -1073,6 +1174,21 @@ mod tests {
                 mi / me,
                 if picked { "implicit" } else { "im2col" }
             );
+        }
+    }
+
+    #[test]
+    fn col2im_on_scratch_gives_col2ims_bits() {
+        for conv in shapes() {
+            let col: Vec<f32> = (0..conv.col_len())
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+                .collect();
+            let mut want = vec![f32::NAN; conv.input.len()];
+            col2im(&conv, &mut want, &col);
+            let mut got = vec![f32::NAN; conv.input.len()];
+            col2im_scratch(&conv, &mut got, &mut col.clone());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{conv:?}");
         }
     }
 
