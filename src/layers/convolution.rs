@@ -194,7 +194,7 @@ impl Convolution {
         col_prefix(col, k * p)?;
         let wm = MatRef::row_major(w, fnum, k)?;
         match self.implicit_rows(col.len()) {
-            Some(rows) => self.forward_implicit(g, out, x, wm, b, col, relu, rows),
+            Some(rows) => self.forward_implicit(g, out, x, wm, Some(b), col, relu, rows),
             None => self.forward_im2col(g, out, x, wm, b, col, relu),
         }
     }
@@ -295,7 +295,7 @@ impl Convolution {
         out: &mut [T],
         x: &[T],
         wm: MatRef<'_, T>,
-        b: &[T],
+        b: Option<&[T]>,
         col: &mut [T],
         relu: bool,
         rows: usize,
@@ -396,6 +396,16 @@ impl Convolution {
         }
         db.fill(T::ZERO);
         let n_in = self.input.len();
+        // dx as the forward pass of the transposed convolution, without patches (see
+        // `implicit_rows`), where that pays: the turned filters in dW's memory (dW is summed
+        // after), then every sample's dx at once.
+        let transposed = match (&dx, self.transposed()) {
+            (Some(_), Some(tc)) => tc.implicit_rows(col.len()).map(|rows| (tc, rows)),
+            _ => None,
+        };
+        if let (Some(dx), Some((tc, rows))) = (dx.as_deref_mut(), transposed) {
+            self.dx_transposed(g, dx, dout, w, dw, col, tc, rows)?;
+        }
         // dWᵀ (patch × filters) is summed in dW's own memory, row-major (the gemm's stores
         // then whole vectors), and turned into dW through `col` at the end; element by
         // element into dW's transposed view when `col` cannot hold it.
@@ -420,7 +430,7 @@ impl Convolution {
             for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
                 *s += row_sum(row);
             }
-            if let Some(dx) = dx.as_deref_mut() {
+            if let (Some(dx), None) = (dx.as_deref_mut(), transposed) {
                 let wt = MatRef::row_major(w, fnum, k)?.t();
                 g.gemm(T::ONE, wt, dm, T::ZERO, MatMut::row_major(col, k, p)?)?;
                 col2im_scratch(self, &mut dx[n * n_in..(n + 1) * n_in], col);
@@ -436,6 +446,58 @@ impl Convolution {
             }
         }
         Ok(())
+    }
+
+    /// The convolution whose forward pass gives this one's input gradient, for stride 1 and
+    /// square filters no wider than the padding plus one: `dout` (`FN × OH × OW`) convolved
+    /// with the filters turned round (`W'[c][f][i][j] = W[f][c][FH−1−i][FW−1−j]`, `C` filters
+    /// of `FN` channels) with padding `FH − 1 − pad` is `dx` (`C × H × Wd`).
+    fn transposed(&self) -> Option<Convolution> {
+        if self.stride != 1 || self.kernel_h != self.kernel_w || self.pad >= self.kernel_h {
+            return None;
+        }
+        let (oh, ow) = self.out_hw();
+        Some(Convolution {
+            input: Dims::new(self.filters, oh, ow),
+            filters: self.input.channels,
+            kernel_h: self.kernel_h,
+            kernel_w: self.kernel_w,
+            stride: 1,
+            pad: self.kernel_h - 1 - self.pad,
+        })
+    }
+
+    /// `dx` of a whole batch as `tc` ([`Convolution::transposed`]) run forward on `dout`
+    /// through the implicit path (`rows` output rows a block), its turned filters written to
+    /// `scratch` (at least [`Convolution::weight_len`] values: dW's memory).
+    #[allow(clippy::too_many_arguments)]
+    fn dx_transposed<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dx: &mut [T],
+        dout: &[T],
+        w: &[T],
+        scratch: &mut [T],
+        col: &mut [T],
+        tc: Convolution,
+        rows: usize,
+    ) -> Result<()> {
+        let (c, fnum, kh, kw) = (
+            self.input.channels,
+            self.filters,
+            self.kernel_h,
+            self.kernel_w,
+        );
+        let turned = &mut scratch[..self.weight_len()];
+        for (cf, dst) in turned.chunks_exact_mut(kh * kw).enumerate() {
+            let (ch, f) = (cf / fnum, cf % fnum);
+            let src = &w[(f * c + ch) * kh * kw..][..kh * kw];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+        let wm = MatRef::row_major(turned, c, tc.patch_len())?;
+        tc.forward_implicit(g, dx, dout, wm, None, col, false, rows)
     }
 
     /// The input position `(row or column) = o·stride + kk − pad` of output position `o` and
@@ -550,12 +612,13 @@ impl Convolution {
 const IMPLICIT_MAX_K: usize = 1024;
 
 /// A block of the implicit path stored: for each filter `f` (row of `stage`, `n` wide) and
-/// each of the block's `r` output rows, `out[f·p + row·ow ..][..ow] = stage[f·n + row·wp ..][..ow]
-/// + b[f]` (then `max(·, 0)` if `relu`); `out` starts at the block's first output row.
+/// each of the block's `r` output rows,
+/// `out[f·p + row·ow ..][..ow] = stage[f·n + row·wp ..][..ow] + b[f]` (no bias if `b` is
+/// `None`; then `max(·, 0)` if `relu`); `out` starts at the block's first output row.
 fn unstage<T: Float>(
     out: &mut [T],
     stage: &[T],
-    b: &[T],
+    b: Option<&[T]>,
     (p, n): (usize, usize),
     (r, ow, wp): (usize, usize, usize),
     relu: bool,
@@ -577,7 +640,7 @@ fn unstage<T: Float>(
 unsafe fn unstage_avx512<T: Float>(
     out: &mut [T],
     stage: &[T],
-    b: &[T],
+    b: Option<&[T]>,
     (p, n): (usize, usize),
     (r, ow, wp): (usize, usize, usize),
     relu: bool,
@@ -590,19 +653,23 @@ unsafe fn unstage_avx512<T: Float>(
 fn unstage_body<T: Float>(
     out: &mut [T],
     stage: &[T],
-    b: &[T],
+    b: Option<&[T]>,
     (p, n): (usize, usize),
     (r, ow, wp): (usize, usize, usize),
     relu: bool,
 ) {
-    for (f, (srow, &bf)) in stage.chunks_exact(n).zip(b).enumerate() {
+    for (f, srow) in stage.chunks_exact(n).enumerate() {
         // The valid columns first (row by row), then the bias over the filter's rows of the
         // block as one run, which the compiler vectorises whole.
         let block = &mut out[f * p..][..r * ow];
         for (y, dst) in block.chunks_exact_mut(ow).enumerate() {
             map_short(dst, &srow[y * wp..][..ow], |v| v);
         }
-        bias_row(block, bf, relu);
+        match b {
+            Some(b) => bias_row(block, b[f], relu),
+            None if relu => bias_row(block, T::ZERO, relu),
+            None => {}
+        }
     }
 }
 
@@ -967,6 +1034,9 @@ mod tests {
             Convolution::new(Dims::new(2, 4, 4), 3, 1).stride(2),
             // More filters than output positions: dWᵀ does not fit `col`.
             Convolution::new(Dims::new(2, 3, 3), 12, 3),
+            // Large enough for the implicit paths (forward, and dx through the transposed
+            // convolution).
+            Convolution::new(Dims::new(4, 12, 12), 8, 3).pad(1),
         ]
     }
 
@@ -1023,10 +1093,19 @@ mod tests {
                     let mut col = vec![f32::NAN; col_len];
                     let mut pack = vec![0.0; crate::gemm::PACK_LEN];
                     let mut g = Context::new(backend, &mut pack);
-                    conv.forward_implicit(&mut g, &mut got, &x, wm, &b, &mut col, false, rows)
-                        .unwrap();
+                    conv.forward_implicit(
+                        &mut g,
+                        &mut got,
+                        &x,
+                        wm,
+                        Some(&b),
+                        &mut col,
+                        false,
+                        rows,
+                    )
+                    .unwrap();
                     assert_eq!(got, want, "{conv:?} {backend:?} {rows} rows");
-                    conv.forward_implicit(&mut g, &mut got, &x, wm, &b, &mut col, true, rows)
+                    conv.forward_implicit(&mut g, &mut got, &x, wm, Some(&b), &mut col, true, rows)
                         .unwrap();
                     assert_eq!(got, relu, "{conv:?} {backend:?} {rows} rows, relu");
                 }
@@ -1059,6 +1138,21 @@ mod tests {
         let small = deep[1].padded_len() + 16 * 300;
         assert_eq!(deep[1].implicit_rows(small), Some(10));
         assert_eq!(deep[1].implicit_rows(deep[1].padded_len() + 16 * 27), None);
+        // dx through the transposed convolution: conv1–conv5 (a first layer's dx is never
+        // asked for).
+        let picked: Vec<bool> = deep
+            .iter()
+            .map(|c| c.transposed().unwrap().implicit_rows(room).is_some())
+            .collect();
+        assert_eq!(picked, [true, true, true, true, true, false]);
+        let big = shapes()[8];
+        assert!(big.implicit_rows(big.col_len()).is_some());
+        assert!(
+            big.transposed()
+                .unwrap()
+                .implicit_rows(big.col_len())
+                .is_some()
+        );
         assert_eq!(
             Convolution::new(d(1, 28), 30, 5).implicit_rows(1 << 20),
             None
@@ -1157,8 +1251,17 @@ mod tests {
                 if let Some(r) = rows {
                     let t = Instant::now();
                     for _ in 0..20 {
-                        conv.forward_implicit(&mut g, &mut out, &x, wm, &b, &mut col, true, r)
-                            .unwrap();
+                        conv.forward_implicit(
+                            &mut g,
+                            &mut out,
+                            &x,
+                            wm,
+                            Some(&b),
+                            &mut col,
+                            true,
+                            r,
+                        )
+                        .unwrap();
                     }
                     ti.push(t.elapsed().as_secs_f64());
                 }
@@ -1174,6 +1277,54 @@ mod tests {
                 mi / me,
                 if picked { "implicit" } else { "im2col" }
             );
+        }
+    }
+
+    #[test]
+    fn dx_as_the_transposed_convolution_equals_the_naive_twin_in_every_block_size() {
+        let mut convs: Vec<Convolution> = shapes()
+            .into_iter()
+            .filter(|c| c.transposed().is_some())
+            .collect();
+        convs.push(Convolution::new(Dims::new(3, 6, 6), 4, 3).pad(2));
+        assert!(convs.len() >= 4);
+        for conv in convs {
+            let batch = 2;
+            let x = ints(batch * conv.input.len(), 4);
+            let w = ints(conv.weight_len(), 5);
+            let dout = ints(batch * conv.output_dims().len(), 6);
+            let (mut want, mut dw, mut db) = (
+                vec![f32::NAN; x.len()],
+                vec![f32::NAN; w.len()],
+                vec![f32::NAN; conv.filters],
+            );
+            conv.backward_naive(Some(&mut want), &mut dw, &mut db, &dout, &x, &w)
+                .unwrap();
+            let tc = conv.transposed().unwrap();
+            assert_eq!(tc.output_dims(), conv.input);
+            let (oh, wp) = (tc.output_dims().height, tc.input.width + 2 * tc.pad);
+            let col_len = tc.padded_len() + tc.filters * oh * wp;
+            for backend in [Backend::Naive, Backend::Auto] {
+                for rows in 1..=oh {
+                    let mut got = vec![f32::NAN; x.len()];
+                    let mut scratch = vec![f32::NAN; w.len()];
+                    let mut col = vec![f32::NAN; col_len];
+                    let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+                    let mut g = Context::new(backend, &mut pack);
+                    conv.dx_transposed(
+                        &mut g,
+                        &mut got,
+                        &dout,
+                        &w,
+                        &mut scratch,
+                        &mut col,
+                        tc,
+                        rows,
+                    )
+                    .unwrap();
+                    assert_eq!(got, want, "{conv:?} {backend:?} {rows} rows");
+                }
+            }
         }
     }
 
