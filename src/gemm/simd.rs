@@ -158,7 +158,7 @@ pub(crate) const REM_MAX: usize = 4;
 pub(crate) const REM_MIN_K: usize = 32;
 
 /// A kernel that packs a panel of a transposed B ([`SimdKernel::PACK_T`]).
-pub(crate) type PackT = unsafe fn(*const f32, usize, usize, usize, *mut f32);
+pub(crate) type PackT = unsafe fn(*const f32, usize, *const usize, usize, usize, *mut f32);
 
 /// A family of SIMD tile kernels.
 pub(crate) trait SimdKernel {
@@ -178,11 +178,13 @@ pub(crate) trait SimdKernel {
     /// Kernel for [`ColTile`]s, if the family has one. Safety contract as for `tile`.
     const COL: Option<unsafe fn(&ColTile)> = None;
     /// Packs a panel of a transposed B in registers, if the family can:
-    /// `pack_t(src, cs, rows, w, panel)` sets `panel[p·w + j] = src[p + j·cs]` for
-    /// `p < rows`, `j < w` (a copy: the same values as the element loop).
+    /// `pack_t(src, cs, ci, rows, w, panel)` sets `panel[p·w + j] = src[p + c_j·cs]` for
+    /// `p < rows`, `j < w`, `c_j` being `j`, or `ci[j]` when `ci` is not null (a copy: the
+    /// same values as the element loop).
     ///
-    /// Safety: the CPU supports the family; `src[p + j·cs]` is valid for reads and
-    /// `panel[..rows·w]` for writes, for every such `p`, `j`.
+    /// Safety: the CPU supports the family; `ci`, when not null, has `w` entries;
+    /// `src[p + c_j·cs]` is valid for reads and `panel[..rows·w]` for writes, for every such
+    /// `p`, `j`.
     const PACK_T: Option<PackT> = None;
 
     /// Computes one tile: for `i < mr`, `j < ncols`:
@@ -273,30 +275,34 @@ pub(crate) fn gemm<K: SimdKernel>(
             let w = tile_w.min(n - j0);
             let nv = w.div_ceil(K::LANES);
             let (bp, rsb, b_ptrs) = if pack_b {
-                if b.ci.is_none() && b.ri.is_none() && b.rs == 1 {
-                    // B a transposed view (its columns contiguous): 16 rows of the panel at
-                    // a time, each column's 16 values read as one piece. Row by row, every
-                    // value would come from another cache line.
+                if b.ri.is_none() && b.rs == 1 {
+                    // B a transposed view (its columns contiguous, picked through an index
+                    // or not): 16 rows of the panel at a time, each column's 16 values read
+                    // as one piece. Row by row, every value would come from another cache
+                    // line.
                     let panel = &mut pack[..kcb * w];
+                    // Column j0 + j of B starts at data[c(j)·cs], c(j) its index entry.
+                    let ci = b.ci.map(|c| &c[j0..j0 + w]);
                     if let Some(pack_t) = K::PACK_T {
-                        // SAFETY: the family's CPU support was checked by the caller;
-                        // B(pc + p, j0 + j) = data[pc + p + (j0 + j)·cs] (rs = 1) is inside
-                        // the validated view for p < kcb, j < w; the panel has kcb·w elements.
-                        unsafe {
-                            pack_t(
-                                b.data.as_ptr().add(pc + j0 * b.cs),
-                                b.cs,
-                                kcb,
-                                w,
-                                panel.as_mut_ptr(),
-                            )
+                        let (src, cp) = match ci {
+                            Some(c) => (b.data.as_ptr().wrapping_add(pc), c.as_ptr()),
+                            None => (
+                                b.data.as_ptr().wrapping_add(pc + j0 * b.cs),
+                                core::ptr::null(),
+                            ),
                         };
+                        // SAFETY: the family's CPU support was checked by the caller;
+                        // B(pc + p, j0 + j) = data[pc + p + c·cs] (rs = 1, c = j0 + j or
+                        // its index entry, which `cp` holds for j < w) is inside the
+                        // validated view for p < kcb, j < w; the panel has kcb·w elements.
+                        unsafe { pack_t(src, b.cs, cp, kcb, w, panel.as_mut_ptr()) };
                     } else {
                         for p0 in (0..kcb).step_by(16) {
                             let rows = 16.min(kcb - p0);
                             let block = &mut panel[p0 * w..(p0 + rows) * w];
                             for j in 0..w {
-                                let col = &b.data[pc + p0 + (j0 + j) * b.cs..][..rows];
+                                let c = ci.map_or(j0 + j, |c| c[j]);
+                                let col = &b.data[pc + p0 + c * b.cs..][..rows];
                                 for (o, &v) in block[j..].iter_mut().step_by(w).zip(col) {
                                     *o = v;
                                 }

@@ -300,51 +300,16 @@ impl Convolution {
         relu: bool,
         rows: usize,
     ) -> Result<()> {
-        let Dims {
-            channels: c,
-            height: h,
-            width: wd,
-        } = self.input;
         let (oh, ow) = self.out_hw();
-        let (pad, fnum, p) = (self.pad, self.filters, oh * ow);
-        let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
-        let k = self.patch_len();
-        // Row (ch, i, j) of the patches starts at xpad[ch][i][j].
+        let (fnum, p, wp) = (self.filters, oh * ow, self.input.width + 2 * self.pad);
         let mut idx = [0usize; IMPLICIT_MAX_K];
-        let idx = &mut idx[..k];
-        let mut at = idx.iter_mut();
-        for ch in 0..c {
-            for i in 0..self.kernel_h {
-                for j in 0..self.kernel_w {
-                    if let Some(v) = at.next() {
-                        *v = (ch * hp + i) * wp + j;
-                    }
-                }
-            }
-        }
+        let idx = self.patch_rows(&mut idx);
         let (xpad, stage) = col.split_at_mut(self.padded_len());
         for (xn, on) in x
             .chunks_exact(self.input.len())
             .zip(out.chunks_exact_mut(fnum * p))
         {
-            // The sample padded: each plane's top and bottom rows zero, each row between
-            // them its zeros, the input row, its zeros.
-            // Short rows (8–28 values here) copied without a call each.
-            for (xc, pc) in xn.chunks_exact(h * wd).zip(xpad.chunks_exact_mut(hp * wp)) {
-                // Zeros before the first row, between two rows (the right padding of one and
-                // the left of the next), after the last.
-                let first = pad * wp + pad;
-                pc[..first].fill(T::ZERO);
-                for (y, src) in xc.chunks_exact(wd).enumerate() {
-                    let at = first + y * wp;
-                    map_short(&mut pc[at..at + wd], src, |v| v);
-                    if y + 1 < h {
-                        zero_short(&mut pc[at + wd..at + wp]);
-                    }
-                }
-                pc[first + (h - 1) * wp + wd..].fill(T::ZERO);
-            }
-            let src: &[T] = if pad > 0 { xpad } else { xn };
+            let src = self.padded(xpad, xn);
             let mut oy = 0;
             while oy < oh {
                 let r = rows.min(oh - oy);
@@ -360,6 +325,110 @@ impl Convolution {
                     (r, ow, wp),
                     relu,
                 );
+                oy += r;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where each row `(ch, i, j)` of the patches starts in the padded input: `xpad[ch][i][j]`
+    /// (the first [`Convolution::patch_len`] entries of `idx`, at most [`IMPLICIT_MAX_K`]).
+    fn patch_rows<'i>(&self, idx: &'i mut [usize; IMPLICIT_MAX_K]) -> &'i [usize] {
+        let (hp, wp) = (
+            self.input.height + 2 * self.pad,
+            self.input.width + 2 * self.pad,
+        );
+        let idx = &mut idx[..self.patch_len().min(IMPLICIT_MAX_K)];
+        let mut at = idx.iter_mut();
+        for ch in 0..self.input.channels {
+            for i in 0..self.kernel_h {
+                for j in 0..self.kernel_w {
+                    if let Some(v) = at.next() {
+                        *v = (ch * hp + i) * wp + j;
+                    }
+                }
+            }
+        }
+        idx
+    }
+
+    /// One sample `xn` padded into `xpad` ([`Convolution::padded_len`] values), or `xn`
+    /// itself when there is no padding: each plane's top and bottom rows zero, each row
+    /// between them its zeros, the input row, its zeros (short rows, 8–28 values here,
+    /// copied without a call each).
+    fn padded<'a, T: Float>(&self, xpad: &'a mut [T], xn: &'a [T]) -> &'a [T] {
+        let Dims {
+            height: h,
+            width: wd,
+            ..
+        } = self.input;
+        let pad = self.pad;
+        if pad == 0 {
+            return xn;
+        }
+        let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
+        for (xc, pc) in xn.chunks_exact(h * wd).zip(xpad.chunks_exact_mut(hp * wp)) {
+            // Zeros before the first row, between two rows (the right padding of one and the
+            // left of the next), after the last.
+            let first = pad * wp + pad;
+            pc[..first].fill(T::ZERO);
+            for (y, src) in xc.chunks_exact(wd).enumerate() {
+                let at = first + y * wp;
+                map_short(&mut pc[at..at + wd], src, |v| v);
+                if y + 1 < h {
+                    zero_short(&mut pc[at + wd..at + wp]);
+                }
+            }
+            pc[first + (h - 1) * wp + wd..].fill(T::ZERO);
+        }
+        xpad
+    }
+
+    /// `dW = Σ_n dout[n] · col[n]ᵀ` without im2col (stride 1, see
+    /// [`Convolution::implicit_rows`]): per sample and block of `rows` output rows, the
+    /// block's `dout` laid out `Wd + 2·pad` wide (its junk columns zero) in `col` after the
+    /// padded input, times the patch rows read in place (columns of `colᵀ` picked through the
+    /// row index), summed into `dW`.
+    #[allow(clippy::too_many_arguments)]
+    fn dw_implicit<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dw: &mut [T],
+        dout: &[T],
+        x: &[T],
+        col: &mut [T],
+        rows: usize,
+    ) -> Result<()> {
+        let (oh, ow) = self.out_hw();
+        let (fnum, p, k) = (self.filters, oh * ow, self.patch_len());
+        let wp = self.input.width + 2 * self.pad;
+        let mut idx = [0usize; IMPLICIT_MAX_K];
+        let idx = self.patch_rows(&mut idx);
+        let (xpad, stage) = col.split_at_mut(self.padded_len());
+        let mut beta = T::ZERO;
+        for (xn, dn) in x
+            .chunks_exact(self.input.len())
+            .zip(dout.chunks_exact(fnum * p))
+        {
+            let src = self.padded(xpad, xn);
+            let mut oy = 0;
+            while oy < oh {
+                let r = rows.min(oh - oy);
+                let n = (r - 1) * wp + ow;
+                let st = &mut stage[..fnum * n];
+                for (srow, drow) in st.chunks_exact_mut(n).zip(dn.chunks_exact(p)) {
+                    for y in 0..r {
+                        let dst = &mut srow[y * wp..];
+                        map_short(&mut dst[..ow], &drow[(oy + y) * ow..][..ow], |v| v);
+                        if y + 1 < r {
+                            zero_short(&mut dst[ow..wp]);
+                        }
+                    }
+                }
+                let am = MatRef::row_major(st, fnum, n)?;
+                let bm = MatRef::gather_rows(&src[oy * wp..], idx, n, 1)?.t();
+                g.gemm(T::ONE, am, bm, beta, MatMut::row_major(dw, fnum, k)?)?;
+                beta = T::ONE;
                 oy += r;
             }
         }
@@ -406,37 +475,52 @@ impl Convolution {
         if let (Some(dx), Some((tc, rows))) = (dx.as_deref_mut(), transposed) {
             self.dx_transposed(g, dx, dout, w, dw, col, tc, rows)?;
         }
+        for dn in dout.chunks_exact(fnum * p) {
+            for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
+                *s += row_sum(row);
+            }
+        }
+        // dW without patches where that pays (as the forward pass)…
+        let implicit = self.implicit_rows(col.len());
+        if let Some(rows) = implicit {
+            self.dw_implicit(g, dw, dout, x, col, rows)?;
+        }
+        // … else through im2col, with dx through the patches' gradient if it is still to do.
+        let dx = dx.filter(|_| transposed.is_none());
+        if implicit.is_some() && dx.is_none() {
+            return Ok(());
+        }
         // dWᵀ (patch × filters) is summed in dW's own memory, row-major (the gemm's stores
         // then whole vectors), and turned into dW through `col` at the end; element by
         // element into dW's transposed view when `col` cannot hold it.
         let in_place = p >= fnum;
+        let mut dx = dx;
         for (n, (xn, dn)) in x
             .chunks_exact(n_in)
             .zip(dout.chunks_exact(fnum * p))
             .enumerate()
         {
-            im2col(self, col, xn);
             let dm = MatRef::row_major(dn, fnum, p)?;
-            let beta = if n == 0 { T::ZERO } else { T::ONE };
-            // As dWᵀ = col · doutᵀ: the operand the gemm must pack is then doutᵀ (positions
-            // × filters), not colᵀ (positions × patch, far larger).
-            let cm = MatRef::row_major(col, k, p)?;
-            let dwt = if in_place {
-                MatMut::row_major(dw, k, fnum)?
-            } else {
-                MatMut::row_major(dw, fnum, k)?.t()
-            };
-            g.gemm(T::ONE, cm, dm.t(), beta, dwt)?;
-            for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
-                *s += row_sum(row);
+            if implicit.is_none() {
+                im2col(self, col, xn);
+                let beta = if n == 0 { T::ZERO } else { T::ONE };
+                // As dWᵀ = col · doutᵀ: the operand the gemm must pack is then doutᵀ
+                // (positions × filters), not colᵀ (positions × patch, far larger).
+                let cm = MatRef::row_major(col, k, p)?;
+                let dwt = if in_place {
+                    MatMut::row_major(dw, k, fnum)?
+                } else {
+                    MatMut::row_major(dw, fnum, k)?.t()
+                };
+                g.gemm(T::ONE, cm, dm.t(), beta, dwt)?;
             }
-            if let (Some(dx), None) = (dx.as_deref_mut(), transposed) {
+            if let Some(dx) = dx.as_deref_mut() {
                 let wt = MatRef::row_major(w, fnum, k)?.t();
                 g.gemm(T::ONE, wt, dm, T::ZERO, MatMut::row_major(col, k, p)?)?;
                 col2im_scratch(self, &mut dx[n * n_in..(n + 1) * n_in], col);
             }
         }
-        if in_place {
+        if in_place && implicit.is_none() {
             let t = &mut col[..k * fnum];
             t.copy_from_slice(dw);
             for (kk, row) in t.chunks_exact(fnum).enumerate() {
@@ -1322,6 +1406,42 @@ mod tests {
                         rows,
                     )
                     .unwrap();
+                    assert_eq!(got, want, "{conv:?} {backend:?} {rows} rows");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dw_without_patches_equals_the_naive_twin_in_every_block_size() {
+        let mut convs: Vec<Convolution> = shapes().into_iter().filter(|c| c.stride == 1).collect();
+        convs.push(
+            Convolution::new(Dims::new(2, 6, 9), 3, 2)
+                .kernel(2, 3)
+                .pad(2),
+        );
+        for conv in convs {
+            let batch = 3;
+            let x = ints(batch * conv.input.len(), 14);
+            let w = ints(conv.weight_len(), 15);
+            let dout = ints(batch * conv.output_dims().len(), 16);
+            let (mut dx, mut want, mut db) = (
+                vec![f32::NAN; x.len()],
+                vec![f32::NAN; w.len()],
+                vec![f32::NAN; conv.filters],
+            );
+            conv.backward_naive(Some(&mut dx), &mut want, &mut db, &dout, &x, &w)
+                .unwrap();
+            let (oh, wp) = (conv.output_dims().height, conv.input.width + 2 * conv.pad);
+            let col_len = conv.padded_len() + conv.filters * oh * wp;
+            for backend in [Backend::Naive, Backend::Auto] {
+                for rows in 1..=oh {
+                    let mut got = vec![f32::NAN; w.len()];
+                    let mut col = vec![f32::NAN; col_len];
+                    let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+                    let mut g = Context::new(backend, &mut pack);
+                    conv.dw_implicit(&mut g, &mut got, &dout, &x, &mut col, rows)
+                        .unwrap();
                     assert_eq!(got, want, "{conv:?} {backend:?} {rows} rows");
                 }
             }

@@ -439,15 +439,24 @@ unsafe fn tile_n<const MR: usize, const NV: usize, const PICKED: bool>(t: &Tile)
     store_tile!(t, &acc, &crow, mask);
 }
 
-/// Packs a panel of a transposed B: `panel[p·w + j] = src[p + j·cs]` for `p < rows`, `j < w`,
-/// 16 × 16 blocks at a time: 16 columns of B (16 contiguous values each) are loaded, turned
+/// Packs a panel of a transposed B: `panel[p·w + j] = src[p + c_j·cs]` for `p < rows`,
+/// `j < w`, where `c_j` is `j`, or `ci[j]` when `ci` is not null (columns picked through an
+/// index), 16 × 16 blocks at a time: 16 columns of B (16 contiguous values each) are loaded, turned
 /// in registers by [`transpose16`], and stored as 16 rows of the panel. Element by element,
 /// every value would come from another cache line.
 ///
 /// # Safety
-/// AVX-512F; `src[p + j·cs]` readable and `panel[..rows·w]` writable for those `p`, `j`.
+/// AVX-512F; `ci`, when not null, has `w` entries; `src[p + c_j·cs]` readable and
+/// `panel[..rows·w]` writable for those `p`, `j`.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_t(src: *const f32, cs: usize, rows: usize, w: usize, panel: *mut f32) {
+unsafe fn pack_t(
+    src: *const f32,
+    cs: usize,
+    ci: *const usize,
+    rows: usize,
+    w: usize,
+    panel: *mut f32,
+) {
     for p0 in (0..rows).step_by(16) {
         let pr = (rows - p0).min(16);
         let pm = last_mask(1, pr);
@@ -457,8 +466,16 @@ unsafe fn pack_t(src: *const f32, cs: usize, rows: usize, w: usize, panel: *mut 
             let mut v = [_mm512_setzero_ps(); 16];
             for (j, vj) in v.iter_mut().enumerate() {
                 if j < jw {
-                    // SAFETY: column j0 + j < w, rows p0..p0+pr of it (masked), readable.
-                    *vj = unsafe { _mm512_maskz_loadu_ps(pm, src.add(p0 + (j0 + j) * cs)) };
+                    // SAFETY: column j0 + j < w (its index entry exists), rows p0..p0+pr of
+                    // it (masked), readable.
+                    *vj = unsafe {
+                        let c = if ci.is_null() {
+                            j0 + j
+                        } else {
+                            *ci.add(j0 + j)
+                        };
+                        _mm512_maskz_loadu_ps(pm, src.add(p0 + c * cs))
+                    };
                 }
             }
             transpose16(&mut v);
@@ -534,16 +551,23 @@ mod tests {
             let src: Vec<f32> = (0..rows + (w - 1) * cs)
                 .map(|i| i as f32 * 0.5 - 3.0)
                 .collect();
-            let mut fast = vec![f32::NAN; rows * w];
-            // SAFETY: AVX-512F checked; src[p + j·cs] for p < rows, j < w is inside src.
-            unsafe { pack_t(src.as_ptr(), cs, rows, w, fast.as_mut_ptr()) };
-            let mut slow = vec![0f32; rows * w];
-            for p in 0..rows {
-                for j in 0..w {
-                    slow[p * w + j] = src[p + j * cs];
+            // Columns in order, and picked through an index (backwards, overlapping runs).
+            let picked: Vec<usize> = (0..w).rev().collect();
+            for ci in [None, Some(&picked)] {
+                let mut fast = vec![f32::NAN; rows * w];
+                let cp = ci.map_or(core::ptr::null(), |c| c.as_ptr());
+                // SAFETY: AVX-512F checked; `picked` has w entries; src[p + c·cs] for
+                // p < rows, c < w is inside src.
+                unsafe { pack_t(src.as_ptr(), cs, cp, rows, w, fast.as_mut_ptr()) };
+                let mut slow = vec![0f32; rows * w];
+                for p in 0..rows {
+                    for j in 0..w {
+                        let c = ci.map_or(j, |c| c[j]);
+                        slow[p * w + j] = src[p + c * cs];
+                    }
                 }
+                assert_eq!(fast, slow, "rows {rows}, w {w}, cs {cs}, {ci:?}");
             }
-            assert_eq!(fast, slow, "rows {rows}, w {w}, cs {cs}");
         }
     }
 }
