@@ -357,30 +357,16 @@ impl Convolution {
     /// between them its zeros, the input row, its zeros (short rows, 8–28 values here,
     /// copied without a call each).
     fn padded<'a, T: Float>(&self, xpad: &'a mut [T], xn: &'a [T]) -> &'a [T] {
-        let Dims {
-            height: h,
-            width: wd,
-            ..
-        } = self.input;
-        let pad = self.pad;
-        if pad == 0 {
+        if self.pad == 0 {
             return xn;
         }
-        let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
-        for (xc, pc) in xn.chunks_exact(h * wd).zip(xpad.chunks_exact_mut(hp * wp)) {
-            // Zeros before the first row, between two rows (the right padding of one and the
-            // left of the next), after the last.
-            let first = pad * wp + pad;
-            pc[..first].fill(T::ZERO);
-            for (y, src) in xc.chunks_exact(wd).enumerate() {
-                let at = first + y * wp;
-                map_short(&mut pc[at..at + wd], src, |v| v);
-                if y + 1 < h {
-                    zero_short(&mut pc[at + wd..at + wp]);
-                }
-            }
-            pc[first + (h - 1) * wp + wd..].fill(T::ZERO);
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm::detect::avx512() {
+            // SAFETY: AVX-512F is present, all `pad_avx512` enables.
+            unsafe { pad_avx512(self, xpad, xn) };
+            return xpad;
         }
+        pad_body(self, xpad, xn);
         xpad
     }
 
@@ -754,6 +740,42 @@ fn unstage_body<T: Float>(
             None if relu => bias_row(block, T::ZERO, relu),
             None => {}
         }
+    }
+}
+
+/// [`Convolution::padded`]'s copy compiled for AVX-512 (the same copies).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pad_avx512<T: Float>(conv: &Convolution, xpad: &mut [T], xn: &[T]) {
+    pad_body(conv, xpad, xn)
+}
+
+/// [`Convolution::padded`]'s copy (`pad > 0`), inlined into each build of it.
+#[inline(always)]
+fn pad_body<T: Float>(conv: &Convolution, xpad: &mut [T], xn: &[T]) {
+    let Dims {
+        height: h,
+        width: wd,
+        ..
+    } = conv.input;
+    let pad = conv.pad;
+    let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
+    for (xc, pc) in xn.chunks_exact(h * wd).zip(xpad.chunks_exact_mut(hp * wp)) {
+        // Zeros before the first row, between two rows (the right padding of one and the
+        // left of the next), after the last.
+        let first = pad * wp + pad;
+        pc[..first].fill(T::ZERO);
+        for (y, src) in xc.chunks_exact(wd).enumerate() {
+            let at = first + y * wp;
+            map_short(&mut pc[at..at + wd], src, |v| v);
+            if y + 1 < h {
+                zero_short(&mut pc[at + wd..at + wp]);
+            }
+        }
+        pc[first + (h - 1) * wp + wd..].fill(T::ZERO);
     }
 }
 
