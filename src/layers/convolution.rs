@@ -360,13 +360,7 @@ impl Convolution {
         if self.pad == 0 {
             return xn;
         }
-        #[cfg(target_arch = "x86_64")]
-        if crate::gemm::detect::avx512() {
-            // SAFETY: AVX-512F is present, all `pad_avx512` enables.
-            unsafe { pad_avx512(self, xpad, xn) };
-            return xpad;
-        }
-        pad_body(self, xpad, xn);
+        pad_copy(self, xpad, xn);
         xpad
     }
 
@@ -681,42 +675,20 @@ impl Convolution {
 /// Most rows of patches (`C·FH·FW`) the implicit path takes: its row index is on the stack.
 const IMPLICIT_MAX_K: usize = 1024;
 
-/// A block of the implicit path stored: for each filter `f` (row of `stage`, `n` wide) and
-/// each of the block's `r` output rows,
-/// `out[f·p + row·ow ..][..ow] = stage[f·n + row·wp ..][..ow] + b[f]` (no bias if `b` is
-/// `None`; then `max(·, 0)` if `relu`); `out` starts at the block's first output row.
-fn unstage<T: Float>(
-    out: &mut [T],
-    stage: &[T],
-    b: Option<&[T]>,
-    (p, n): (usize, usize),
-    (r, ow, wp): (usize, usize, usize),
-    relu: bool,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::gemm::detect::avx512() {
-        // SAFETY: AVX-512F is present, all `unstage_avx512` enables.
-        return unsafe { unstage_avx512(out, stage, b, (p, n), (r, ow, wp), relu) };
-    }
-    unstage_body(out, stage, b, (p, n), (r, ow, wp), relu)
-}
-
-/// [`unstage`] compiled for AVX-512 (the same operations).
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn unstage_avx512<T: Float>(
-    out: &mut [T],
-    stage: &[T],
-    b: Option<&[T]>,
-    (p, n): (usize, usize),
-    (r, ow, wp): (usize, usize, usize),
-    relu: bool,
-) {
-    unstage_body(out, stage, b, (p, n), (r, ow, wp), relu)
-}
+avx512_build!(
+    /// A block of the implicit path stored: for each filter `f` (row of `stage`, `n` wide) and
+    /// each of the block's `r` output rows,
+    /// `out[f·p + row·ow ..][..ow] = stage[f·n + row·wp ..][..ow] + b[f]` (no bias if `b` is
+    /// `None`; then `max(·, 0)` if `relu`); `out` starts at the block's first output row.
+    fn unstage<T: Float>(
+        out: &mut [T],
+        stage: &[T],
+        b: Option<&[T]>,
+        pn: (usize, usize),
+        rows: (usize, usize, usize),
+        relu: bool,
+    ) => unstage_body
+);
 
 /// [`unstage`]'s loop, inlined into each build of it.
 #[inline(always)]
@@ -743,15 +715,10 @@ fn unstage_body<T: Float>(
     }
 }
 
-/// [`Convolution::padded`]'s copy compiled for AVX-512 (the same copies).
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn pad_avx512<T: Float>(conv: &Convolution, xpad: &mut [T], xn: &[T]) {
-    pad_body(conv, xpad, xn)
-}
+avx512_build!(
+    /// [`Convolution::padded`]'s copy (`pad > 0`), compiled for AVX-512 where the CPU has it.
+    fn pad_copy<T: Float>(conv: &Convolution, xpad: &mut [T], xn: &[T]) => pad_body
+);
 
 /// [`Convolution::padded`]'s copy (`pad > 0`), inlined into each build of it.
 #[inline(always)]
@@ -831,25 +798,10 @@ fn map_short<T: Copy>(dst: &mut [T], src: &[T], f: impl Fn(T) -> T) {
     }
 }
 
-/// `out[f] += b[f]` for each filter's plane of `p` values (then `max(·, 0)` if `relu`).
-fn add_bias<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::gemm::detect::avx512() {
-        // SAFETY: AVX-512F is present, all `add_bias_avx512` enables.
-        return unsafe { add_bias_avx512(out, b, p, relu) };
-    }
-    add_bias_body(out, b, p, relu)
-}
-
-/// [`add_bias`] compiled for AVX-512 (vectors 16 lanes wide, the same operations).
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn add_bias_avx512<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) {
-    add_bias_body(out, b, p, relu)
-}
+avx512_build!(
+    /// `out[f] += b[f]` for each filter's plane of `p` values (then `max(·, 0)` if `relu`).
+    fn add_bias<T: Float>(out: &mut [T], b: &[T], p: usize, relu: bool) => add_bias_body
+);
 
 /// [`add_bias`]'s loop, inlined into each build of it.
 #[inline(always)]
@@ -919,26 +871,12 @@ fn valid(conv: &Convolution, kk: usize, size: usize, outs: usize) -> (usize, usi
     (lo.min(outs), hi.min(outs).max(lo.min(outs)))
 }
 
-/// One sample's patches: `col[(c·FH + i)·FW + j][oy·OW + ox] = x[c][oy·s + i − pad][ox·s + j − pad]`,
-/// zero where that falls in the padding (the book's `im2col`, transposed).
-pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::gemm::detect::avx512() {
-        // SAFETY: AVX-512F is present, all `im2col_avx512` enables.
-        return unsafe { im2col_avx512(conv, col, x) };
-    }
-    im2col_body(conv, col, x)
-}
-
-/// [`im2col`] compiled for AVX-512 (the same copies).
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn im2col_avx512<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) {
-    im2col_body(conv, col, x)
-}
+avx512_build!(
+    /// One sample's patches:
+    /// `col[(c·FH + i)·FW + j][oy·OW + ox] = x[c][oy·s + i − pad][ox·s + j − pad]`, zero
+    /// where that falls in the padding (the book's `im2col`, transposed).
+    pub fn im2col<T: Float>(conv: &Convolution, col: &mut [T], x: &[T]) => im2col_body
+);
 
 /// [`im2col`]'s loops, inlined into each build of it. The padding's zeros beside each row
 /// (one or two values) are stored without a `memset` call each.
@@ -1040,29 +978,14 @@ fn col2im_body<T: Float>(conv: &Convolution, dx: &mut [T], col: &[T]) {
     }
 }
 
-/// [`col2im`] where `col` is scratch (backward's patch gradients), compiled for AVX-512
-/// where the CPU has it: for a "same" convolution (stride 1, output as wide as its input),
-/// each patch row's valid block is added as one run, its wrapped columns (outputs whose input
-/// falls in the padding) zeroed first. The sum starts at +0, so adding +0 changes no bit:
-/// the same values as [`col2im`].
-fn col2im_scratch<T: Float>(conv: &Convolution, dx: &mut [T], col: &mut [T]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::gemm::detect::avx512() {
-        // SAFETY: AVX-512F is present, all `col2im_scratch_avx512` enables.
-        return unsafe { col2im_scratch_avx512(conv, dx, col) };
-    }
-    col2im_scratch_body(conv, dx, col)
-}
-
-/// [`col2im_scratch`] compiled for AVX-512 (the same operations).
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn col2im_scratch_avx512<T: Float>(conv: &Convolution, dx: &mut [T], col: &mut [T]) {
-    col2im_scratch_body(conv, dx, col)
-}
+avx512_build!(
+    /// [`col2im`] where `col` is scratch (backward's patch gradients), compiled for AVX-512
+    /// where the CPU has it: for a "same" convolution (stride 1, output as wide as its input),
+    /// each patch row's valid block is added as one run, its wrapped columns (outputs whose
+    /// input falls in the padding) zeroed first. The sum starts at +0, so adding +0 changes
+    /// no bit: the same values as [`col2im`].
+    fn col2im_scratch<T: Float>(conv: &Convolution, dx: &mut [T], col: &mut [T]) => col2im_scratch_body
+);
 
 /// [`col2im_scratch`]'s loop, inlined into each build of it.
 #[inline(always)]
@@ -1126,6 +1049,33 @@ mod tests {
             .collect()
     }
 
+    /// A batch of integer inputs, weights and output gradients (from `seed`), and the naive
+    /// twin's `dx` and `dW` for them: `[x, w, dout, dx, dw]`.
+    fn naive_backward(conv: &Convolution, batch: usize, seed: usize) -> [Vec<f32>; 5] {
+        let x = ints(batch * conv.input.len(), seed);
+        let w = ints(conv.weight_len(), seed + 1);
+        let dout = ints(batch * conv.output_dims().len(), seed + 2);
+        let (mut dx, mut dw, mut db) = (
+            vec![f32::NAN; x.len()],
+            vec![f32::NAN; w.len()],
+            vec![f32::NAN; conv.filters],
+        );
+        conv.backward_naive(Some(&mut dx), &mut dw, &mut db, &dout, &x, &w)
+            .unwrap();
+        [x, w, dout, dx, dw]
+    }
+
+    /// The stride-1 shapes (which the in-place paths take), and a non-square one.
+    fn stride1_shapes() -> Vec<Convolution> {
+        let mut convs: Vec<Convolution> = shapes().into_iter().filter(|c| c.stride == 1).collect();
+        convs.push(
+            Convolution::new(Dims::new(2, 6, 9), 3, 2)
+                .kernel(2, 3)
+                .pad(2),
+        );
+        convs
+    }
+
     fn shapes() -> Vec<Convolution> {
         vec![
             Convolution::new(Dims::new(1, 6, 6), 2, 3),
@@ -1174,12 +1124,7 @@ mod tests {
 
     #[test]
     fn the_implicit_path_equals_the_direct_sum_in_every_block_size() {
-        let mut convs: Vec<Convolution> = shapes().into_iter().filter(|c| c.stride == 1).collect();
-        convs.push(
-            Convolution::new(Dims::new(2, 6, 9), 3, 2)
-                .kernel(2, 3)
-                .pad(2),
-        );
+        let mut convs = stride1_shapes();
         convs.push(Convolution::new(Dims::new(3, 5, 4), 5, 1));
         for conv in convs {
             let batch = 2;
@@ -1395,17 +1340,7 @@ mod tests {
         convs.push(Convolution::new(Dims::new(3, 6, 6), 4, 3).pad(2));
         assert!(convs.len() >= 4);
         for conv in convs {
-            let batch = 2;
-            let x = ints(batch * conv.input.len(), 4);
-            let w = ints(conv.weight_len(), 5);
-            let dout = ints(batch * conv.output_dims().len(), 6);
-            let (mut want, mut dw, mut db) = (
-                vec![f32::NAN; x.len()],
-                vec![f32::NAN; w.len()],
-                vec![f32::NAN; conv.filters],
-            );
-            conv.backward_naive(Some(&mut want), &mut dw, &mut db, &dout, &x, &w)
-                .unwrap();
+            let [x, w, dout, want, _] = naive_backward(&conv, 2, 4);
             let tc = conv.transposed().unwrap();
             assert_eq!(tc.output_dims(), conv.input);
             let (oh, wp) = (tc.output_dims().height, tc.input.width + 2 * tc.pad);
@@ -1436,24 +1371,9 @@ mod tests {
 
     #[test]
     fn dw_without_patches_equals_the_naive_twin_in_every_block_size() {
-        let mut convs: Vec<Convolution> = shapes().into_iter().filter(|c| c.stride == 1).collect();
-        convs.push(
-            Convolution::new(Dims::new(2, 6, 9), 3, 2)
-                .kernel(2, 3)
-                .pad(2),
-        );
+        let convs = stride1_shapes();
         for conv in convs {
-            let batch = 3;
-            let x = ints(batch * conv.input.len(), 14);
-            let w = ints(conv.weight_len(), 15);
-            let dout = ints(batch * conv.output_dims().len(), 16);
-            let (mut dx, mut want, mut db) = (
-                vec![f32::NAN; x.len()],
-                vec![f32::NAN; w.len()],
-                vec![f32::NAN; conv.filters],
-            );
-            conv.backward_naive(Some(&mut dx), &mut want, &mut db, &dout, &x, &w)
-                .unwrap();
+            let [x, w, dout, _, want] = naive_backward(&conv, 3, 14);
             let (oh, wp) = (conv.output_dims().height, conv.input.width + 2 * conv.pad);
             let col_len = conv.padded_len() + conv.filters * oh * wp;
             for backend in [Backend::Naive, Backend::Auto] {

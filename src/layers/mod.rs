@@ -7,6 +7,33 @@
 //! NCHW as in the book). Parameter gradients are overwritten, as in the book's layers
 //! (`self.dW = np.dot(self.x.T, dout)`). Every length is checked before anything is written.
 
+/// Defines `fn NAME<T: Float>(ARGS)` that runs `BODY(ARGS)` (an `#[inline(always)]` function
+/// of the same arguments) compiled for AVX-512 where the CPU has it, so that the compiler
+/// vectorises its loops 16 lanes wide (the same operations, so the same values), and as it is
+/// elsewhere.
+macro_rules! avx512_build {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<T: Float>($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$m])*
+        $vis fn $name<T: Float>($($arg: $ty),*) {
+            /// The body compiled for AVX-512.
+            ///
+            /// # Safety
+            /// The CPU must have AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512<T: Float>($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if crate::gemm::detect::avx512() {
+                // SAFETY: AVX-512F is present, all `avx512` enables.
+                return unsafe { avx512($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 mod affine;
 mod batch_norm;
 mod convolution;

@@ -43,13 +43,7 @@ impl Relu {
     /// [`Relu::backward`] in place: `dout` becomes `dx`.
     pub fn backward_inplace<T: Float>(dout: &mut [T], out: &[T]) -> Result<()> {
         check_len("dout", out.len(), dout.len())?;
-        #[cfg(target_arch = "x86_64")]
-        if crate::gemm::detect::avx512() {
-            // SAFETY: AVX-512F is present, all `mask_avx512` enables.
-            unsafe { mask_avx512(dout, out) };
-            return Ok(());
-        }
-        mask(dout, out);
+        apply_mask(dout, out);
         Ok(())
     }
 }
@@ -62,12 +56,7 @@ fn mask<T: Float>(dout: &mut [T], out: &[T]) {
     }
 }
 
-/// [`mask`] compiled for AVX-512 (vectors 16 lanes wide, the same operations).
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn mask_avx512<T: Float>(dout: &mut [T], out: &[T]) {
-    mask(dout, out)
-}
+avx512_build!(
+    /// [`mask`], compiled for AVX-512 where the CPU has it.
+    fn apply_mask<T: Float>(dout: &mut [T], out: &[T]) => mask
+);
