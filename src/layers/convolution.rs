@@ -310,10 +310,7 @@ impl Convolution {
             .zip(out.chunks_exact_mut(fnum * p))
         {
             let src = self.padded(xpad, xn);
-            let mut oy = 0;
-            while oy < oh {
-                let r = rows.min(oh - oy);
-                let n = (r - 1) * wp + ow;
+            for (oy, r, n) in self.row_blocks(rows) {
                 let bm = MatRef::gather_rows(&src[oy * wp..], idx, n, 1)?;
                 let cm = MatMut::row_major(&mut stage[..fnum * n], fnum, n)?;
                 g.gemm(T::ONE, wm, bm, T::ZERO, cm)?;
@@ -325,10 +322,21 @@ impl Convolution {
                     (r, ow, wp),
                     relu,
                 );
-                oy += r;
             }
         }
         Ok(())
+    }
+
+    /// The blocks of `rows` output rows the implicit path computes: `(oy, r, n)`, the first
+    /// row, the rows, and the columns (`(r − 1)·(Wd + 2·pad) + OW`: the last row without its
+    /// junk).
+    fn row_blocks(&self, rows: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        let (oh, ow) = self.out_hw();
+        let wp = self.input.width + 2 * self.pad;
+        (0..oh).step_by(rows.max(1)).map(move |oy| {
+            let r = rows.min(oh - oy);
+            (oy, r, (r - 1) * wp + ow)
+        })
     }
 
     /// Where each row `(ch, i, j)` of the patches starts in the padded input: `xpad[ch][i][j]`
@@ -391,10 +399,7 @@ impl Convolution {
             .zip(dout.chunks_exact(fnum * p))
         {
             let src = self.padded(xpad, xn);
-            let mut oy = 0;
-            while oy < oh {
-                let r = rows.min(oh - oy);
-                let n = (r - 1) * wp + ow;
+            for (oy, r, n) in self.row_blocks(rows) {
                 let st = &mut stage[..fnum * n];
                 for (srow, drow) in st.chunks_exact_mut(n).zip(dn.chunks_exact(p)) {
                     for y in 0..r {
@@ -409,7 +414,6 @@ impl Convolution {
                 let bm = MatRef::gather_rows(&src[oy * wp..], idx, n, 1)?.t();
                 g.gemm(T::ONE, am, bm, beta, MatMut::row_major(dw, fnum, k)?)?;
                 beta = T::ONE;
-                oy += r;
             }
         }
         Ok(())
