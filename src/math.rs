@@ -103,17 +103,17 @@ pub trait Float:
 
     /// One output row of a 2 × 2 Pooling's backward (see [`crate::Pooling::backward`]) by a
     /// vector kernel, if this type has one here; returns whether it ran (then the same bits as
-    /// the loop it replaces). Lengths are the caller's to check: `r0`, `r1` (and the ReLU's
-    /// rows in `x`) twice as long as `a` and `d`.
+    /// the loop it replaces). Lengths are the caller's to check: `r0`, `r1` twice as long as
+    /// `a`, `d` and the Pooling's `out` (given when a ReLU is below).
     #[doc(hidden)]
     fn pool_2x2_backward_row(
         r0: &mut [Self],
         r1: &mut [Self],
         a: &[Self],
         d: &[Self],
-        x: Option<(&[Self], &[Self])>,
+        out: Option<&[Self]>,
     ) -> bool {
-        let _ = (r0, r1, a, d, x);
+        let _ = (r0, r1, a, d, out);
         false
     }
 
@@ -146,20 +146,20 @@ impl Float for f32 {
         r1: &mut [f32],
         a: &[f32],
         d: &[f32],
-        x: Option<(&[f32], &[f32])>,
+        out: Option<&[f32]>,
     ) -> bool {
         let n = a.len();
         let fits = d.len() == n
             && r0.len() == 2 * n
             && r1.len() == 2 * n
-            && x.is_none_or(|(x0, x1)| x0.len() == 2 * n && x1.len() == 2 * n);
+            && out.is_none_or(|o| o.len() == n);
         #[cfg(target_arch = "x86_64")]
         if crate::gemm::detect::avx512() && fits {
             // SAFETY: AVX-512F is present and the lengths agree (both checked just above).
-            unsafe { crate::layers::pooling::avx512::back_row(r0, r1, a, d, x) };
+            unsafe { crate::layers::pooling::avx512::back_row(r0, r1, a, d, out) };
             return true;
         }
-        let _ = (r0, r1, a, d, x, fits);
+        let _ = (r0, r1, a, d, out, fits);
         false
     }
     #[inline]

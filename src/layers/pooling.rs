@@ -278,6 +278,41 @@ impl Pooling {
     /// window's maximum, which receives the window's `dout` (added up where windows overlap).
     pub fn backward<T: Float>(&self, dx: &mut [T], dout: &[T], argmax: &[T]) -> Result<()> {
         let batch = self.batch(dx.len(), dout.len())?;
+        self.check_argmax(dout, argmax)?;
+        self.backward_checked(dx, dout, argmax, None, batch);
+        Ok(())
+    }
+
+    /// [`Pooling::backward`] of a Pooling whose input is a [`Relu`](crate::Relu)'s output,
+    /// and that ReLU's backward with it: `out` is this Pooling's output from the same forward
+    /// pass. The Pooling's gradient reaches only each window's maximum, where the ReLU's
+    /// output is the window's `out`, so the ReLU's mask there is `out > 0`: the same bits as
+    /// the two layers' backward one after the other, without reading the ReLU's output (four
+    /// times as large as `out`).
+    pub fn backward_relu<T: Float>(
+        &self,
+        dx: &mut [T],
+        dout: &[T],
+        argmax: &[T],
+        out: &[T],
+    ) -> Result<()> {
+        let batch = self.batch(dx.len(), dout.len())?;
+        check_len("out", dout.len(), out.len())?;
+        self.check_argmax(dout, argmax)?;
+        self.backward_checked(dx, dout, argmax, Some(out), batch);
+        Ok(())
+    }
+
+    /// [`Pooling::backward`] for checked lengths and `argmax`; with `out`, only the windows
+    /// whose output is above 0 pass their gradient ([`Pooling::backward_relu`]).
+    fn backward_checked<T: Float>(
+        &self,
+        dx: &mut [T],
+        dout: &[T],
+        argmax: &[T],
+        out: Option<&[T]>,
+        batch: usize,
+    ) {
         let Dims {
             height: h,
             width: w,
@@ -286,10 +321,9 @@ impl Pooling {
         let od = self.output_dims();
         let (pw, s) = (self.pool_w, self.stride);
         let window = self.pool_h * pw;
-        self.check_argmax(dout, argmax)?;
         if (self.pool_h, pw, s) == (2, 2, 2) {
-            self.backward_2x2(dx, dout, argmax, None, batch);
-            return Ok(());
+            self.backward_2x2(dx, dout, argmax, out, batch);
+            return;
         }
         // Each window position's offset from the window's corner, looked up (no division per
         // value) for windows of up to 64 values.
@@ -313,44 +347,25 @@ impl Pooling {
                 let o = base + oy * od.width;
                 let rows = argmax[o..o + od.width].iter().zip(&dout[o..o + od.width]);
                 for (ox, (&a, &d)) in rows.enumerate() {
-                    dxp[oy * s * w + ox * s + offset(a.to_f64() as usize)] += d;
+                    if out.is_none_or(|v| v[o + ox] > T::ZERO) {
+                        dxp[oy * s * w + ox * s + offset(a.to_f64() as usize)] += d;
+                    }
                 }
             }
         }
-        Ok(())
-    }
-
-    /// [`Pooling::backward`] of a Pooling whose input `x` is a [`Relu`](crate::Relu)'s
-    /// output, and that ReLU's backward with it: `dx` is 0 wherever `x ≤ 0` (the same bits
-    /// as the two layers' backward one after the other, with one pass fewer over `dx`).
-    pub fn backward_relu<T: Float>(
-        &self,
-        dx: &mut [T],
-        dout: &[T],
-        argmax: &[T],
-        x: &[T],
-    ) -> Result<()> {
-        check_len("x", dx.len(), x.len())?;
-        if (self.pool_h, self.pool_w, self.stride) == (2, 2, 2) {
-            let batch = self.batch(dx.len(), dout.len())?;
-            self.check_argmax(dout, argmax)?;
-            self.backward_2x2(dx, dout, argmax, Some(x), batch);
-            return Ok(());
-        }
-        self.backward(dx, dout, argmax)?;
-        crate::Relu::backward_inplace(dx, x)
     }
 
     /// [`Pooling::backward`] for 2 × 2 windows every 2: each window's four gradients written
     /// at once (the windows do not overlap), `dout` at the maximum and 0 elsewhere, with no
-    /// pass that zeroes `dx` first; `argmax` checked by the caller. A row at a time goes to
-    /// the element type's vector kernel where there is one (AVX-512 for f32).
+    /// pass that zeroes `dx` first; `argmax` checked by the caller, `out` as in
+    /// [`Pooling::backward_checked`]. A row at a time goes to the element type's vector kernel
+    /// where there is one (AVX-512 for f32).
     fn backward_2x2<T: Float>(
         &self,
         dx: &mut [T],
         dout: &[T],
         argmax: &[T],
-        relu: Option<&[T]>,
+        out: Option<&[T]>,
         batch: usize,
     ) {
         let (h, w) = (self.input.height, self.input.width);
@@ -365,35 +380,25 @@ impl Pooling {
             let o = q * od.plane();
             for oy in 0..od.height {
                 let (r0, r1) = dxp[2 * oy * w..][..2 * w].split_at_mut(w);
-                let (a, d) = (&argmax[o + oy * ow..][..ow], &dout[o + oy * ow..][..ow]);
-                let xr = relu.map(|x| {
-                    let (x0, x1) = x[q * h * w + 2 * oy * w..][..2 * w].split_at(w);
-                    (&x0[..2 * ow], &x1[..2 * ow])
-                });
-                if T::pool_2x2_backward_row(&mut r0[..2 * ow], &mut r1[..2 * ow], a, d, xr) {
+                let at = o + oy * ow;
+                let (a, d) = (&argmax[at..][..ow], &dout[at..][..ow]);
+                let v = out.map(|v| &v[at..][..ow]);
+                if T::pool_2x2_backward_row(&mut r0[..2 * ow], &mut r1[..2 * ow], a, d, v) {
                     // A vector kernel did the row (the same bits).
-                } else if let Some((x0, x1)) = xr {
-                    // The window's maximum passes the ReLU's mask where it is above 0.
-                    let xp = x0.as_chunks::<2>().0.iter().zip(x1.as_chunks::<2>().0);
-                    let pairs = r0.as_chunks_mut::<2>().0.iter_mut();
-                    let pairs = pairs.zip(r1.as_chunks_mut::<2>().0.iter_mut());
-                    for (((p0, p1), (&a, &d)), (x0, x1)) in pairs.zip(a.iter().zip(d)).zip(xp) {
-                        let z = T::ZERO;
-                        *p0 = [
-                            pick((a < one) & (x0[0] > z), d),
-                            pick((a >= one) & (a < two) & (x0[1] > z), d),
-                        ];
-                        *p1 = [
-                            pick((a >= two) & (a < three) & (x1[0] > z), d),
-                            pick((a >= three) & (x1[1] > z), d),
-                        ];
-                    }
                 } else {
                     let pairs = r0.as_chunks_mut::<2>().0.iter_mut();
                     let pairs = pairs.zip(r1.as_chunks_mut::<2>().0.iter_mut());
-                    for ((p0, p1), (&a, &d)) in pairs.zip(a.iter().zip(d)) {
-                        *p0 = [pick(a < one, d), pick((a >= one) & (a < two), d)];
-                        *p1 = [pick((a >= two) & (a < three), d), pick(a >= three, d)];
+                    for (x, ((p0, p1), (&a, &d))) in pairs.zip(a.iter().zip(d)).enumerate() {
+                        // The ReLU's mask at the window's maximum, if a ReLU is below.
+                        let pass = v.is_none_or(|v| v[x] > T::ZERO);
+                        *p0 = [
+                            pick(pass & (a < one), d),
+                            pick(pass & (a >= one) & (a < two), d),
+                        ];
+                        *p1 = [
+                            pick(pass & (a >= two) & (a < three), d),
+                            pick(pass & (a >= three), d),
+                        ];
                     }
                 }
                 // An odd width's last column, in no window.
@@ -461,15 +466,15 @@ mod wide {
 }
 
 /// One output row of [`Pooling::backward_2x2`] in AVX-512 registers, 16 windows at a time:
-/// the window's two input rows taken apart into even and odd columns (`vpermt2ps`), the four
-/// conditions as masks, `0 + d` where each holds, the columns put back in order. The same
-/// operations as the loop, so the same bits.
+/// the four conditions as masks, `0 + d` where each holds, the even and odd columns put in
+/// order (`vpermt2ps`). The same operations as the loop, so the same bits.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
     use core::arch::x86_64::*;
 
     /// `r0`, `r1`: the window's two rows of `dx` (`2·n` each); `a`, `d`: its `argmax` and
-    /// `dout` (`n` each); `x`: the ReLU's output over the same two rows, if any.
+    /// `dout` (`n` each); `out`: the Pooling's output over the same windows if a ReLU is
+    /// below (`n`; the gradient passes where it is above 0).
     ///
     /// # Safety
     /// AVX-512F must be present; the lengths as above (`n` = `a.len()`).
@@ -479,12 +484,11 @@ pub(crate) mod avx512 {
         r1: &mut [f32],
         a: &[f32],
         d: &[f32],
-        x: Option<(&[f32], &[f32])>,
+        out: Option<&[f32]>,
     ) {
         let n = a.len();
         debug_assert!(d.len() == n && r0.len() == 2 * n && r1.len() == 2 * n);
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        debug_assert!(out.is_none_or(|o| o.len() == n));
         let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
@@ -494,35 +498,27 @@ pub(crate) mod avx512 {
         while j < n {
             let k = (n - j).min(16);
             let (m, m_lo, m_hi) = (lanes(k), lanes(2 * k), lanes((2 * k).saturating_sub(16)));
-            // SAFETY: the masked loads and stores touch windows j..j + k only: lanes of `a`
-            // and `d` below `n`, of the rows and `x` below `2·n` (the caller's lengths).
+            // SAFETY: the masked loads and stores touch windows j..j + k only: lanes of `a`,
+            // `d` and `out` below `n`, of the rows below `2·n` (the caller's lengths).
             unsafe {
                 let av = _mm512_maskz_loadu_ps(m, a.as_ptr().add(j));
                 let dv = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(m, d.as_ptr().add(j)));
-                let mut c0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(av, one);
-                let mut c1 = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, one)
+                // The ReLU's mask at each window's maximum: the window's output above 0.
+                let pass = match out {
+                    Some(o) => _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
+                        _mm512_maskz_loadu_ps(m, o.as_ptr().add(j)),
+                        zero,
+                    ),
+                    None => !0,
+                };
+                let c0 = pass & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(av, one);
+                let c1 = pass
+                    & _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, one)
                     & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(av, two);
-                let mut c2 = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, two)
+                let c2 = pass
+                    & _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, two)
                     & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(av, three);
-                let mut c3 = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, three);
-                if let Some((x0, x1)) = x {
-                    let pos = |row: &[f32]| {
-                        let l = _mm512_maskz_loadu_ps(m_lo, row.as_ptr().add(2 * j));
-                        let h = _mm512_maskz_loadu_ps(m_hi, row.as_ptr().add(2 * j + 16));
-                        (
-                            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
-                                _mm512_permutex2var_ps(l, even, h),
-                                zero,
-                            ),
-                            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
-                                _mm512_permutex2var_ps(l, odd, h),
-                                zero,
-                            ),
-                        )
-                    };
-                    let ((e0, o0), (e1, o1)) = (pos(x0), pos(x1));
-                    (c0, c1, c2, c3) = (c0 & e0, c1 & o0, c2 & e1, c3 & o1);
-                }
+                let c3 = pass & _mm512_cmp_ps_mask::<_CMP_GE_OQ>(av, three);
                 let put = |row: &mut [f32], ce: __mmask16, co: __mmask16| {
                     let (ve, vo) = (_mm512_maskz_mov_ps(ce, dv), _mm512_maskz_mov_ps(co, dv));
                     let p = row.as_mut_ptr().add(2 * j);
@@ -572,6 +568,8 @@ mod tests {
 
     #[test]
     fn forward_equals_the_naive_twin() {
+        // Windows whose maximum is 0 and windows whose maximum is above (ReLU below).
+        let (mut masked, mut passed) = (0, 0);
         for p in [
             Pooling::new(Dims::new(3, 6, 8), 2, 2, 2),
             Pooling::new(Dims::new(2, 7, 9), 2, 2, 2),
@@ -612,14 +610,30 @@ mod tests {
             p.backward(&mut got, &dout, &garg).unwrap();
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{p:?}");
-            // With the ReLU below: the two layers' backward one after the other.
-            let relu_out: std::vec::Vec<f32> = x.iter().map(|&v| (v - 1.0).max(0.0)).collect();
+            // With the ReLU below (its output the Pooling's input, many windows all 0): the
+            // two layers' backward one after the other.
+            let relu_out: std::vec::Vec<f32> = x.iter().map(|&v| (v - 3.0).max(0.0)).collect();
+            let (mut out, mut arg) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            p.forward(&mut out, &relu_out, Some(&mut arg)).unwrap();
+            masked += out.iter().filter(|&&v| v == 0.0).count();
+            passed += out.iter().filter(|&&v| v > 0.0).count();
+            p.backward_naive(&mut want, &dout, &arg).unwrap();
             crate::Relu::backward_inplace(&mut want, &relu_out).unwrap();
             let mut fused = vec![f32::NAN; nx];
-            p.backward_relu(&mut fused, &dout, &garg, &relu_out)
-                .unwrap();
+            p.backward_relu(&mut fused, &dout, &arg, &out).unwrap();
             assert_eq!(bits(&fused), bits(&want), "{p:?} with its ReLU");
+            // The element loop (f64 has no vector kernel) against the same two layers.
+            let f64s = |v: &[f32]| v.iter().map(|&f| f as f64).collect::<std::vec::Vec<_>>();
+            let (relu_out, out, arg) = (f64s(&relu_out), f64s(&out), f64s(&arg));
+            let (mut want, mut fused) = (vec![f64::NAN; nx], vec![f64::NAN; nx]);
+            p.backward_naive(&mut want, &f64s(&dout), &arg).unwrap();
+            crate::Relu::backward_inplace(&mut want, &relu_out).unwrap();
+            p.backward_relu(&mut fused, &f64s(&dout), &arg, &out)
+                .unwrap();
+            let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
+            assert_eq!(bits(&fused), bits(&want), "{p:?} with its ReLU, f64");
         }
+        assert!(masked > 0 && passed > 0, "{masked} {passed}");
     }
 
     #[test]

@@ -695,14 +695,14 @@ fn backward<T: Float>(
                 };
                 let dx_r = f.grad(next, p.width_in);
                 let arg_r = f.extra(p, p.width_out);
-                // A Relu just below: its backward in the same pass (its output, the Pooling's
-                // input, as the mask), and the Relu is done.
+                // A Relu just below: its backward in the same pass (the Pooling's output, kept
+                // for it by the plan, as the mask at each window's maximum), and the Relu is
+                // done.
                 let relu = i > down_to && list[i - 1] == Layer::Relu;
                 if relu {
-                    let below = &c.plan[i - 1];
-                    let x_r = f.slot(below.output, below.width_out);
-                    let [dout, dx, arg, x] = carve(ws, [dout_r, dx_r.clone(), arg_r, x_r]);
-                    pool.backward_relu(dx, dout, arg, x)?;
+                    let out_r = f.slot(p.output, p.width_out);
+                    let [dout, dx, arg, out] = carve(ws, [dout_r, dx_r.clone(), arg_r, out_r]);
+                    pool.backward_relu(dx, dout, arg, out)?;
                     i -= 1;
                 } else {
                     let [dout, dx, arg] = carve(ws, [dout_r, dx_r.clone(), arg_r]);

@@ -39,8 +39,8 @@
 //! For a batch of `B` rows: one *slot* of `B × width` for the output of every Affine,
 //! Convolution and Pooling (and for the first layer if it is not one); the other layers work
 //! in place on the slot before them,
-//! except a BatchNorm or Sigmoid after an activation whose backward reads its own output (a
-//! Relu or Sigmoid), which gets a slot of its own. Then, for training: each BatchNorm's
+//! except a BatchNorm or Sigmoid after a layer whose backward reads its own output (a Relu,
+//! a Sigmoid, or a Pooling over a Relu's output), which gets a slot of its own. Then, for training: each BatchNorm's
 //! centred input `xc` (`B × features`), each Dropout's mask and each Pooling's argmax
 //! (`B × width`), each BatchNorm's standard deviations (`features`, not per row) and each
 //! Convolution's parameter gradient (for the fused SGD step), and one or two buffers of
@@ -173,9 +173,14 @@ impl Layer {
     }
 
     /// Whether this layer's backward reads its own output (which later layers must then not
-    /// change in place).
-    const fn backward_reads_output(&self) -> bool {
-        matches!(self, Layer::Relu | Layer::Sigmoid)
+    /// change in place): activations, and a Pooling over a ReLU's output (its output is the
+    /// ReLU's mask at each window's maximum, see [`crate::Pooling::backward_relu`]).
+    const fn backward_reads_output(&self, prev: Option<&Layer>) -> bool {
+        match self {
+            Layer::Relu | Layer::Sigmoid => true,
+            Layer::Pooling { .. } => matches!(prev, Some(Layer::Relu)),
+            _ => false,
+        }
     }
 
     /// Workspace per batch row for what backward needs besides the activations (`width`:
@@ -817,7 +822,7 @@ impl NetSpec {
                 w.slots = w.slots.saturating_add(width_out);
                 w.keeps = false;
             }
-            if layer.backward_reads_output() {
+            if layer.backward_reads_output(prev) {
                 w.keeps = true;
             }
             p.extra = w.extras;
