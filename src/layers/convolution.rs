@@ -475,36 +475,112 @@ impl Convolution {
             return Ok(());
         }
         // dWᵀ (patch × filters) is summed in dW's own memory, row-major (the gemm's stores
-        // then whole vectors), and turned into dW through `col` at the end; element by
-        // element into dW's transposed view when `col` cannot hold it.
-        let in_place = p >= fnum;
+        // then whole vectors), and turned into dW through `col` at the end.
         let mut dx = dx;
         for (n, (xn, dn)) in x
             .chunks_exact(n_in)
             .zip(dout.chunks_exact(fnum * p))
             .enumerate()
         {
-            let dm = MatRef::row_major(dn, fnum, p)?;
             if implicit.is_none() {
-                im2col(self, col, xn);
-                let beta = if n == 0 { T::ZERO } else { T::ONE };
-                // As dWᵀ = col · doutᵀ: the operand the gemm must pack is then doutᵀ
-                // (positions × filters), not colᵀ (positions × patch, far larger).
-                let cm = MatRef::row_major(col, k, p)?;
-                let dwt = if in_place {
-                    MatMut::row_major(dw, k, fnum)?
-                } else {
-                    MatMut::row_major(dw, fnum, k)?.t()
-                };
-                g.gemm(T::ONE, cm, dm.t(), beta, dwt)?;
+                self.dw_sample(g, dw, dn, xn, col, n == 0)?;
             }
             if let Some(dx) = dx.as_deref_mut() {
+                let dm = MatRef::row_major(dn, fnum, p)?;
                 let wt = MatRef::row_major(w, fnum, k)?.t();
                 g.gemm(T::ONE, wt, dm, T::ZERO, MatMut::row_major(col, k, p)?)?;
                 col2im_scratch(self, &mut dx[n * n_in..(n + 1) * n_in], col);
             }
         }
-        if in_place && implicit.is_none() {
+        if implicit.is_none() {
+            self.dw_finish(dw, col);
+        }
+        Ok(())
+    }
+
+    /// [`Convolution::backward`] of a first layer (no `dx`) whose `dout` is made a sample at a
+    /// time, used while it is in cache instead of written for the whole batch and read back:
+    /// `make(n, dn)` writes sample `n`'s `dout` (`FN × OH × OW`) into `dn` (at least that
+    /// long). For the shapes [`Convolution::streams_dw`] accepts (dW through the patches); the
+    /// same sums in the same order as `backward`, so the same bits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_streamed<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dw: &mut [T],
+        db: &mut [T],
+        x: &[T],
+        col: &mut [T],
+        dn: &mut [T],
+        mut make: impl FnMut(usize, &mut [T]) -> Result<()>,
+    ) -> Result<()> {
+        let batch = self.batch(x.len())?;
+        let (k, p) = (self.patch_len(), self.output_dims().plane());
+        let fnum = self.filters;
+        check_len("dW", fnum * k, dw.len())?;
+        check_len("db", fnum, db.len())?;
+        if !self.streams_dw(col.len()) {
+            return Err(Error::Unsupported {
+                what: "a streamed Convolution backward whose dW does not go through patches",
+            });
+        }
+        let col = col_prefix(col, k * p)?;
+        let dn_len = dn.len();
+        let dn = dn.get_mut(..fnum * p).ok_or(Error::ShapeMismatch {
+            what: "Convolution dout scratch (one sample's output)",
+            expected: fnum * p,
+            actual: dn_len,
+        })?;
+        db.fill(T::ZERO);
+        for (n, xn) in x.chunks_exact(self.input.len()).take(batch).enumerate() {
+            make(n, dn)?;
+            for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
+                *s += row_sum(row);
+            }
+            self.dw_sample(g, dw, dn, xn, col, n == 0)?;
+        }
+        self.dw_finish(dw, col);
+        Ok(())
+    }
+
+    /// Whether [`Convolution::backward_streamed`] takes this layer with a scratch `col` of
+    /// `col_len` values: its dW goes through the patches (not [`Convolution::dw_implicit`]).
+    pub fn streams_dw(&self, col_len: usize) -> bool {
+        self.implicit_rows(col_len).is_none()
+    }
+
+    /// One sample's share of dW through its patches: dWᵀ (patch × filters, row-major in dW's
+    /// own memory where [`Convolution::dw_finish`] turns it round) `= col · dnᵀ`, added to what
+    /// is there unless `first`.
+    fn dw_sample<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        dw: &mut [T],
+        dn: &[T],
+        xn: &[T],
+        col: &mut [T],
+        first: bool,
+    ) -> Result<()> {
+        let (k, p, fnum) = (self.patch_len(), self.output_dims().plane(), self.filters);
+        im2col(self, col, xn);
+        let beta = if first { T::ZERO } else { T::ONE };
+        // As dWᵀ = col · doutᵀ: the operand the gemm must pack is then doutᵀ (positions ×
+        // filters), not colᵀ (positions × patch, far larger). Element by element into dW's
+        // transposed view when `col` cannot hold dWᵀ for the turn at the end.
+        let cm = MatRef::row_major(col, k, p)?;
+        let dm = MatRef::row_major(dn, fnum, p)?;
+        let dwt = if p >= fnum {
+            MatMut::row_major(dw, k, fnum)?
+        } else {
+            MatMut::row_major(dw, fnum, k)?.t()
+        };
+        g.gemm(T::ONE, cm, dm.t(), beta, dwt)
+    }
+
+    /// dWᵀ as [`Convolution::dw_sample`] left it turned into dW through `col`.
+    fn dw_finish<T: Float>(&self, dw: &mut [T], col: &mut [T]) {
+        let (k, p, fnum) = (self.patch_len(), self.output_dims().plane(), self.filters);
+        if p >= fnum {
             let t = &mut col[..k * fnum];
             t.copy_from_slice(dw);
             for (kk, row) in t.chunks_exact(fnum).enumerate() {
@@ -513,7 +589,6 @@ impl Convolution {
                 }
             }
         }
-        Ok(())
     }
 
     /// The convolution whose forward pass gives this one's input gradient, for stride 1 and
@@ -1256,6 +1331,63 @@ mod tests {
                 assert_eq!(dw2, dw0);
             }
         }
+    }
+
+    #[test]
+    fn the_streamed_backward_is_backward_bit_for_bit() {
+        // Values whose sums round: the same bits only from the same order.
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104_729) % 1999) as f32 / 997.0 - 1.0)
+                .collect()
+        };
+        let (mut streamed, mut refused) = (0, 0);
+        for conv in shapes() {
+            let batch = 3;
+            let (x, w) = (
+                vals(batch * conv.input.len(), 1),
+                vals(conv.weight_len(), 2),
+            );
+            let dout = vals(batch * conv.output_dims().len(), 3);
+            let mut col = vec![f32::NAN; conv.col_len()];
+            let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+            let mut g = Context::new(Backend::Auto, &mut pack);
+            let (mut dw0, mut db0) = (vec![f32::NAN; w.len()], vec![f32::NAN; conv.filters]);
+            conv.backward(&mut g, None, &mut dw0, &mut db0, &dout, &x, &w, &mut col)
+                .unwrap();
+            let (mut dw, mut db) = (vec![f32::NAN; w.len()], vec![f32::NAN; conv.filters]);
+            let per = conv.output_dims().len();
+            let mut dn = vec![f32::NAN; per + 3];
+            let mut made = Vec::new();
+            let r =
+                conv.backward_streamed(&mut g, &mut dw, &mut db, &x, &mut col, &mut dn, |n, d| {
+                    made.push(n);
+                    d[..per].copy_from_slice(&dout[n * per..(n + 1) * per]);
+                    Ok(())
+                });
+            if conv.streams_dw(col.len()) {
+                r.unwrap();
+                assert_eq!(made, [0, 1, 2]);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!((bits(&dw), bits(&db)), (bits(&dw0), bits(&db0)), "{conv:?}");
+                streamed += 1;
+                // A scratch shorter than a sample's output is refused.
+                let e = conv.backward_streamed(
+                    &mut g,
+                    &mut dw,
+                    &mut db,
+                    &x,
+                    &mut col,
+                    &mut dn[..per - 1],
+                    |_, _| Ok(()),
+                );
+                assert!(e.is_err());
+            } else {
+                assert!(r.is_err() && made.is_empty(), "{conv:?}");
+                refused += 1;
+            }
+        }
+        assert!(streamed > 0 && refused > 0, "{streamed} {refused}");
     }
 
     /// Not a check: times each of the book's seven convolutions (one sample, relu) both ways,

@@ -471,6 +471,15 @@ fn with_grad<'a, T, const N: usize>(
     }
 }
 
+/// A Pooling's backward (with its ReLU's) left to the first Convolution below them, which runs
+/// it a sample at a time and uses each sample's gradient at once, in cache
+/// ([`Convolution::backward_streamed`]): the Pooling, and its `dout`, `argmax` and output in
+/// the workspace.
+struct StreamedPool {
+    pool: Pooling,
+    ranges: [Range<usize>; 3],
+}
+
 /// How far backward goes and what it leaves: layers from `down_to` up are differentiated;
 /// with `out`, the lowest Affine differentiated writes its input's gradient there (and the
 /// layers below it work on it there) instead of in the workspace; with `defer`, that Affine
@@ -518,6 +527,7 @@ fn backward<T: Float>(
     let out_buf: &mut [T] = down.out.unwrap_or_default();
     let use_out = !out_buf.is_empty();
     let mut d = Grad::Ws(d);
+    let mut streamed = None;
     let mut deferred = None;
     let mut next = 0;
     let mut i = top;
@@ -641,7 +651,23 @@ fn backward<T: Float>(
                 let xin_r = p.input.map_or(0..0, |r| f.slot(r, p.width_in));
                 let (nw, np) = (conv.weight_len(), conv.param_len());
                 let sgd_r = f.fixed(p, np);
-                let [dout, dx_ws, xin_ws, col, sgd_g, pack] = carve(
+                // The Pooling above hands its gradient over undone (`dout_r` is then scratch
+                // for one sample's).
+                let (pool, [pool_d, pool_arg, pool_out]) = match streamed.take() {
+                    Some(StreamedPool { pool, ranges }) => (Some(pool), ranges),
+                    None => (None, [0..0, 0..0, 0..0]),
+                };
+                let [
+                    dout,
+                    dx_ws,
+                    xin_ws,
+                    col,
+                    sgd_g,
+                    pack,
+                    pool_d,
+                    pool_arg,
+                    pool_out,
+                ] = carve(
                     ws,
                     [
                         dout_r,
@@ -650,6 +676,9 @@ fn backward<T: Float>(
                         f.col(true),
                         sgd_r,
                         end..ws.len(),
+                        pool_d,
+                        pool_arg,
+                        pool_out,
                     ],
                 );
                 let xin: &[T] = if p.input.is_some() { xin_ws } else { x };
@@ -662,7 +691,18 @@ fn backward<T: Float>(
                     Update::Apply(a) => &mut a.scratch[..np],
                 };
                 let (dw, db) = grad.split_at_mut(nw);
-                conv.backward(&mut g, dx, dw, db, dout, xin, &params[at..at + nw], col)?;
+                if let Some(pool) = pool {
+                    // Each sample's gradient through the Pooling and its ReLU, then at once
+                    // into dW (see `StreamedPool`).
+                    let po = pool.output_dims().len();
+                    conv.backward_streamed(&mut g, dw, db, xin, col, dout, |n, dn| {
+                        let at = n * po..(n + 1) * po;
+                        let (d, a, o) = (&pool_d[at.clone()], &pool_arg[at.clone()], &pool_out[at]);
+                        pool.backward_relu(dn, d, a, o)
+                    })?;
+                } else {
+                    conv.backward(&mut g, dx, dw, db, dout, xin, &params[at..at + nw], col)?;
+                }
                 if weight_decay != T::ZERO {
                     for (dwv, &wv) in dw.iter_mut().zip(&params[at..at + nw]) {
                         *dwv += weight_decay * wv;
@@ -699,6 +739,26 @@ fn backward<T: Float>(
                 // for it by the plan, as the mask at each window's maximum), and the Relu is
                 // done.
                 let relu = i > down_to && list[i - 1] == Layer::Relu;
+                // A first Convolution below the ReLU whose dW goes through patches: the
+                // Pooling's and ReLU's backward run there, a sample at a time.
+                let conv_below = match list[..i] {
+                    [.., Layer::Convolution(conv), Layer::Relu] => Some(conv),
+                    _ => None,
+                };
+                let stream = relu
+                    && !use_out
+                    && i - 2 == lowest
+                    && conv_below.is_some_and(|conv| conv.streams_dw(f.col(true).len()));
+                if stream {
+                    let out_r = f.slot(p.output, p.width_out);
+                    streamed = Some(StreamedPool {
+                        pool,
+                        ranges: [dout_r, arg_r, out_r],
+                    });
+                    d = Grad::Ws(dx_r);
+                    i -= 1;
+                    continue;
+                }
                 if relu {
                     let out_r = f.slot(p.output, p.width_out);
                     let [dout, dx, arg, out] = carve(ws, [dout_r, dx_r.clone(), arg_r, out_r]);
