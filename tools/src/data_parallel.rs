@@ -85,7 +85,8 @@ fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::
 /// and the update of the whole slice on one thread (both are element by element): the same
 /// bits, in a fraction of the time (on one thread, the sum and Adam stream the parameters,
 /// the gradients and both moments from memory, 7 MB for SimpleConvNet, while the other
-/// threads wait).
+/// threads wait). Each share's new parameters are then copied into `copies` (the workers'
+/// parameters, kept equal to `params` for the next step).
 fn sum_and_update(
     opt: &mut AnyOptimizer<f32>,
     parts: &[&[f32]],
@@ -93,6 +94,7 @@ fn sum_and_update(
     params: &mut [f32],
     grads: &mut [f32],
     state: &mut [f32],
+    copies: Vec<&mut [f32]>,
 ) -> zeronn::Result<()> {
     let n = params.len();
     let lengths = [
@@ -100,9 +102,11 @@ fn sum_and_update(
         ("gradient sum", n, grads.len()),
     ];
     let parts_len = parts.iter().map(|g| ("gradient part", n, g.len()));
+    let copies_len = copies.iter().map(|c| ("parameter copy", n, c.len()));
     if let Some((buffer, expected, actual)) = lengths
         .into_iter()
         .chain(parts_len)
+        .chain(copies_len)
         .find(|&(_, e, a)| e != a)
     {
         return Err(zeronn::Error::BufferLength {
@@ -114,12 +118,13 @@ fn sum_and_update(
     opt.begin_step();
     let opt = &*opt;
     let (mut s0, mut s1) = state.split_at_mut(if opt.planes() > 0 { n } else { 0 });
-    let (mut p, mut g) = (params, grads);
+    let (mut p, mut g, mut c) = (params, grads, copies);
     // Shares of whole cache lines.
     let cuts = shares(n.div_ceil(16), parts.len().max(1));
     let mut results = vec![Ok(()); cuts.len()];
+    let mut first = None;
     std::thread::scope(|scope| {
-        for (lines, result) in cuts.iter().zip(results.iter_mut()) {
+        for (k, (lines, result)) in cuts.iter().zip(results.iter_mut()).enumerate() {
             let r = (lines.start * 16).min(n)..(lines.end * 16).min(n);
             let len = r.len();
             let (pk, rest) = std::mem::take(&mut p).split_at_mut(len);
@@ -132,7 +137,15 @@ fn sum_and_update(
             s0 = rest;
             let (bk, rest) = std::mem::take(&mut s1).split_at_mut(lb);
             s1 = rest;
-            scope.spawn(move || {
+            let ck: Vec<&mut [f32]> = c
+                .iter_mut()
+                .map(|c| {
+                    let (ck, rest) = std::mem::take(c).split_at_mut(len);
+                    *c = rest;
+                    ck
+                })
+                .collect();
+            let share = move || {
                 gk.fill(0.0);
                 for part in parts {
                     for (x, &y) in gk.iter_mut().zip(&part[r.clone()]) {
@@ -149,7 +162,21 @@ fn sum_and_update(
                     }
                 }
                 *result = opt.apply(pk, gk, ak, bk);
-            });
+                // The share's new values to the workers' copies, while they are in cache.
+                for c in ck {
+                    c.copy_from_slice(pk);
+                }
+            };
+            // The first share on this thread (after the others are under way), the others on
+            // threads of their own.
+            if k == 0 {
+                first = Some(share);
+            } else {
+                scope.spawn(share);
+            }
+        }
+        if let Some(share) = first.take() {
+            share();
         }
     });
     results.into_iter().collect()
@@ -213,12 +240,13 @@ pub fn train_data_parallel(
         // Sample a mini-batch.
         random::choice(&mut rng, train_size, &mut mask);
         // Gradient: each part on its thread.
-        let (params, state) = (net.params(), net.state());
+        // (Each worker's parameters are the net's: the last update copied them there.)
+        let state = net.state();
+        let mut first = None;
         std::thread::scope(|s| {
             for (k, (w, r)) in workers.iter_mut().zip(&parts).enumerate() {
                 let idx = &mask[r.clone()];
-                s.spawn(move || {
-                    w.net.params_mut().copy_from_slice(params);
+                let part = move || {
                     w.net.state_mut().copy_from_slice(state);
                     if dropout {
                         w.net.seed_dropout(dropout_seed(cfg.seed, i) ^ k as u64);
@@ -227,7 +255,17 @@ pub fn train_data_parallel(
                     w.loss =
                         w.net
                             .gradient_part(&w.x, &w.t, cfg.batch_size, &mut w.grads, &mut w.ws);
-                });
+                };
+                // The first part on this thread (after the others are under way), the others
+                // on threads of their own.
+                if k == 0 {
+                    first = Some(part);
+                } else {
+                    s.spawn(part);
+                }
+            }
+            if let Some(mut part) = first.take() {
+                part();
             }
         });
         let mut loss = spec.weight_decay_term(net.params(), lambda);
@@ -235,7 +273,10 @@ pub fn train_data_parallel(
             loss += w.loss?;
         }
         // Sum, weight decay and update, each thread on its share of the parameters.
-        let parts: Vec<&[f32]> = workers.iter().map(|w| &w.grads[..]).collect();
+        let (parts, copies): (Vec<&[f32]>, Vec<&mut [f32]>) = workers
+            .iter_mut()
+            .map(|w| (&w.grads[..], w.net.params_mut()))
+            .unzip();
         sum_and_update(
             &mut opt,
             &parts,
@@ -243,6 +284,7 @@ pub fn train_data_parallel(
             net.params_mut(),
             &mut grads,
             &mut opt_state,
+            copies,
         )?;
         net.state_mut().copy_from_slice(workers[0].net.state());
         train_time += start.elapsed();
@@ -314,6 +356,7 @@ mod tests {
                 let mut want_state = vec![0.0f32; want_opt.state_len(n)];
                 let mut got_state = want_state.clone();
                 let (mut sum, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
+                let mut copies = vec![vec![f32::NAN; n]; workers];
                 for _ in 0..3 {
                     sum.fill(0.0);
                     for g in &parts {
@@ -337,8 +380,10 @@ mod tests {
                         &mut got,
                         &mut scratch,
                         &mut got_state,
+                        copies.iter_mut().map(|c| &mut c[..]).collect(),
                     )
                     .unwrap();
+                    assert!(copies.iter().all(|c| *c == got), "the workers' copies");
                 }
                 assert_eq!(got, want, "{kind:?}, λ {lambda}, {workers} parts");
                 assert_eq!(
