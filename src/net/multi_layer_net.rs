@@ -341,8 +341,11 @@ fn forward<T: Float>(
                         let np = pool.output_dims().len();
                         check_len("x", f.batch * ni, xin.len())?;
                         check_len("pooled", f.batch * np, pout.len())?;
+                        // Every sample made in the first one's part of the slot: nothing reads
+                        // the Relu's output once it is pooled (the Pooling's backward masks with
+                        // its own output), so it stays in cache instead of going to memory.
+                        let on = &mut out[..no];
                         for n in 0..f.batch {
-                            let on = &mut out[n * no..(n + 1) * no];
                             conv.forward(&mut g, on, &xin[n * ni..(n + 1) * ni], w, b, col, true)?;
                             let an = arg.get_mut(n * np..(n + 1) * np);
                             pool.forward(&mut pout[n * np..(n + 1) * np], on, an)?;
