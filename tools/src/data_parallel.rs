@@ -19,6 +19,7 @@ use zeronn::{Layer, Net};
 
 use crate::mnist::Mnist;
 use crate::sparse::{EvalScratch, EvalSet};
+use crate::team::Crew;
 use crate::train::{
     EVAL_CHUNK, Epoch, Event, TrainConfig, TrainReport, dropout_seed, final_eval, new_net,
 };
@@ -87,7 +88,9 @@ fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::
 /// the gradients and both moments from memory, 7 MB for SimpleConvNet, while the other
 /// threads wait). Each share's new parameters are then copied into `copies` (the workers'
 /// parameters, kept equal to `params` for the next step).
+#[allow(clippy::too_many_arguments)]
 fn sum_and_update(
+    crew: &mut Crew<'_>,
     opt: &mut AnyOptimizer<f32>,
     parts: &[&[f32]],
     decay: (&[Range<usize>], f32),
@@ -122,9 +125,9 @@ fn sum_and_update(
     // Shares of whole cache lines.
     let cuts = shares(n.div_ceil(16), parts.len().max(1));
     let mut results = vec![Ok(()); cuts.len()];
-    let mut first = None;
-    std::thread::scope(|scope| {
-        for (k, (lines, result)) in cuts.iter().zip(results.iter_mut()).enumerate() {
+    let mut jobs = Vec::with_capacity(cuts.len());
+    {
+        for (lines, result) in cuts.iter().zip(results.iter_mut()) {
             let r = (lines.start * 16).min(n)..(lines.end * 16).min(n);
             let len = r.len();
             let (pk, rest) = std::mem::take(&mut p).split_at_mut(len);
@@ -167,18 +170,22 @@ fn sum_and_update(
                     c.copy_from_slice(pk);
                 }
             };
-            // The first share on this thread (after the others are under way), the others on
-            // threads of their own.
-            if k == 0 {
-                first = Some(share);
-            } else {
-                scope.spawn(share);
-            }
+            jobs.push(Some(share));
         }
-        if let Some(share) = first.take() {
-            share();
-        }
-    });
+    }
+    // Each share on a thread of the crew (the first on this one).
+    let mut calls: Vec<_> = jobs
+        .iter_mut()
+        .map(|job| move || job.take().map_or((), |share| share()))
+        .collect();
+    let mut refs: Vec<&mut (dyn FnMut() + Send)> = calls
+        .iter_mut()
+        .map(|c| c as &mut (dyn FnMut() + Send))
+        .collect();
+    crew.run(&mut refs);
+    drop(refs);
+    drop(calls);
+    drop(jobs);
     results.into_iter().collect()
 }
 
@@ -235,79 +242,89 @@ pub fn train_data_parallel(
     let (mut losses, mut epochs) = (Vec::with_capacity(cfg.losses_capacity()), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
     let mut diverged = None;
-    for i in 0..cfg.iters {
-        let start = Instant::now();
-        // Sample a mini-batch.
-        random::choice(&mut rng, train_size, &mut mask);
-        // Gradient: each part on its thread.
-        // (Each worker's parameters are the net's: the last update copied them there.)
-        let state = net.state();
-        let mut first = None;
-        std::thread::scope(|s| {
-            for (k, (w, r)) in workers.iter_mut().zip(&parts).enumerate() {
-                let idx = &mask[r.clone()];
-                let part = move || {
-                    w.net.state_mut().copy_from_slice(state);
-                    if dropout {
-                        w.net.seed_dropout(dropout_seed(cfg.seed, i) ^ k as u64);
-                    }
-                    data.train.gather(idx, &mut w.x, &mut w.t);
-                    w.loss =
-                        w.net
-                            .gradient_part(&w.x, &w.t, cfg.batch_size, &mut w.grads, &mut w.ws);
-                };
-                // The first part on this thread (after the others are under way), the others
-                // on threads of their own.
-                if k == 0 {
-                    first = Some(part);
-                } else {
-                    s.spawn(part);
-                }
-            }
-            if let Some(mut part) = first.take() {
-                part();
-            }
-        });
-        let mut loss = spec.weight_decay_term(net.params(), lambda);
-        for w in &workers {
-            loss += w.loss?;
-        }
-        // Sum, weight decay and update, each thread on its share of the parameters.
-        let (parts, copies): (Vec<&[f32]>, Vec<&mut [f32]>) = workers
-            .iter_mut()
-            .map(|w| (&w.grads[..], w.net.params_mut()))
-            .unzip();
-        sum_and_update(
-            &mut opt,
-            &parts,
-            (&decayed, lambda),
-            net.params_mut(),
-            &mut grads,
-            &mut opt_state,
-            copies,
-        )?;
-        net.state_mut().copy_from_slice(workers[0].net.state());
-        train_time += start.elapsed();
-        // Record.
-        losses.push(loss);
-        on_event(Event::Iter(i, loss));
-        if !loss.is_finite() {
-            diverged = Some(i);
-            break;
-        }
-        if i % iter_per_epoch == 0 {
+    // The helper threads, up for the whole run (a spawn a phase cost 0.3–0.7 ms here).
+    let slots = Crew::slots(parts.len() - 1);
+    std::thread::scope(|scope| -> zeronn::Result<()> {
+        let mut crew = Crew::start(scope, &slots);
+        for i in 0..cfg.iters {
             let start = Instant::now();
-            let train_acc = accuracy(&net, &eval_train, threads)?;
-            let test_acc = accuracy(&net, &eval_test, threads)?;
-            eval_time += start.elapsed();
-            epochs.push(Epoch {
-                iter: i,
-                train_acc,
-                test_acc,
-            });
-            on_event(Event::Epoch(&epochs[epochs.len() - 1]));
+            // Sample a mini-batch.
+            random::choice(&mut rng, train_size, &mut mask);
+            // Gradient: each part on a thread of the crew (the first on this one). Each
+            // worker's parameters are the net's: the last update copied them there.
+            let state = net.state();
+            let mut jobs: Vec<_> = workers
+                .iter_mut()
+                .zip(&parts)
+                .enumerate()
+                .map(|(k, (w, r))| {
+                    let idx = &mask[r.clone()];
+                    move || {
+                        w.net.state_mut().copy_from_slice(state);
+                        if dropout {
+                            w.net.seed_dropout(dropout_seed(cfg.seed, i) ^ k as u64);
+                        }
+                        data.train.gather(idx, &mut w.x, &mut w.t);
+                        w.loss = w.net.gradient_part(
+                            &w.x,
+                            &w.t,
+                            cfg.batch_size,
+                            &mut w.grads,
+                            &mut w.ws,
+                        );
+                    }
+                })
+                .collect();
+            let mut refs: Vec<&mut (dyn FnMut() + Send)> = jobs
+                .iter_mut()
+                .map(|j| j as &mut (dyn FnMut() + Send))
+                .collect();
+            crew.run(&mut refs);
+            drop(refs);
+            drop(jobs);
+            let mut loss = spec.weight_decay_term(net.params(), lambda);
+            for w in &workers {
+                loss += w.loss?;
+            }
+            // Sum, weight decay and update, each thread on its share of the parameters.
+            let (grad_parts, copies): (Vec<&[f32]>, Vec<&mut [f32]>) = workers
+                .iter_mut()
+                .map(|w| (&w.grads[..], w.net.params_mut()))
+                .unzip();
+            sum_and_update(
+                &mut crew,
+                &mut opt,
+                &grad_parts,
+                (&decayed, lambda),
+                net.params_mut(),
+                &mut grads,
+                &mut opt_state,
+                copies,
+            )?;
+            net.state_mut().copy_from_slice(workers[0].net.state());
+            train_time += start.elapsed();
+            // Record.
+            losses.push(loss);
+            on_event(Event::Iter(i, loss));
+            if !loss.is_finite() {
+                diverged = Some(i);
+                break;
+            }
+            if i % iter_per_epoch == 0 {
+                let start = Instant::now();
+                let train_acc = accuracy(&net, &eval_train, threads)?;
+                let test_acc = accuracy(&net, &eval_test, threads)?;
+                eval_time += start.elapsed();
+                epochs.push(Epoch {
+                    iter: i,
+                    train_acc,
+                    test_acc,
+                });
+                on_event(Event::Epoch(&epochs[epochs.len() - 1]));
+            }
         }
-    }
+        Ok(())
+    })?;
     let final_test_acc = match diverged {
         Some(_) => None,
         None => final_eval(cfg, &mut eval_time, || accuracy(&net, &eval_test, threads))?,
@@ -357,34 +374,39 @@ mod tests {
                 let mut got_state = want_state.clone();
                 let (mut sum, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
                 let mut copies = vec![vec![f32::NAN; n]; workers];
-                for _ in 0..3 {
-                    sum.fill(0.0);
-                    for g in &parts {
-                        for (s, &x) in sum.iter_mut().zip(g.iter()) {
-                            *s += x;
-                        }
-                    }
-                    if lambda != 0.0 {
-                        for r in &decayed {
-                            for i in r.clone() {
-                                sum[i] += lambda * want[i];
+                let slots = Crew::slots(workers - 1);
+                std::thread::scope(|scope| {
+                    let mut crew = Crew::start(scope, &slots);
+                    for _ in 0..3 {
+                        sum.fill(0.0);
+                        for g in &parts {
+                            for (s, &x) in sum.iter_mut().zip(g.iter()) {
+                                *s += x;
                             }
                         }
+                        if lambda != 0.0 {
+                            for r in &decayed {
+                                for i in r.clone() {
+                                    sum[i] += lambda * want[i];
+                                }
+                            }
+                        }
+                        want_opt.update(&mut want, &sum, &mut want_state).unwrap();
+                        let decay = (&decayed[..], lambda);
+                        sum_and_update(
+                            &mut crew,
+                            &mut got_opt,
+                            &parts,
+                            decay,
+                            &mut got,
+                            &mut scratch,
+                            &mut got_state,
+                            copies.iter_mut().map(|c| &mut c[..]).collect(),
+                        )
+                        .unwrap();
+                        assert!(copies.iter().all(|c| *c == got), "the workers' copies");
                     }
-                    want_opt.update(&mut want, &sum, &mut want_state).unwrap();
-                    let decay = (&decayed[..], lambda);
-                    sum_and_update(
-                        &mut got_opt,
-                        &parts,
-                        decay,
-                        &mut got,
-                        &mut scratch,
-                        &mut got_state,
-                        copies.iter_mut().map(|c| &mut c[..]).collect(),
-                    )
-                    .unwrap();
-                    assert!(copies.iter().all(|c| *c == got), "the workers' copies");
-                }
+                });
                 assert_eq!(got, want, "{kind:?}, λ {lambda}, {workers} parts");
                 assert_eq!(
                     got_state, want_state,
