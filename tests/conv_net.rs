@@ -164,6 +164,46 @@ fn a_convolution_with_batch_norm_passes_the_gradient_check() {
     assert_within(&gradcheck(&mut net, &x, &t), 1e-6);
 }
 
+/// A first Convolution whose dW goes through patches, under its ReLU and Pooling: its
+/// gradient is made a sample at a time from the Pooling's (`Convolution::backward_streamed`),
+/// the ReLU's mask from the Pooling's output. Then a Dropout or a BatchNorm over that output
+/// (in place, or in a slot of its own so the output stays for the mask).
+#[test]
+fn a_first_convolution_fed_a_sample_at_a_time_passes_the_gradient_check() {
+    let conv = Convolution::new(Dims::new(1, 9, 9), 3, 3).stride(2).pad(1);
+    let pool = Layer::Pooling {
+        h: 2,
+        w: 2,
+        stride: 2,
+    };
+    let after = [
+        Layer::Dropout { ratio: 0.3 },
+        Layer::BatchNorm { features: 12 },
+    ];
+    for (k, &layer) in after.iter().enumerate() {
+        let spec = NetSpec::new(&[
+            Layer::Convolution(conv),
+            Layer::Relu,
+            pool,
+            layer,
+            Layer::Affine {
+                input: 12,
+                output: 4,
+            },
+            Layer::SoftmaxWithLoss,
+        ]);
+        assert!(spec.validate().is_ok());
+        assert!(conv.streams_dw(spec.col_len()), "the streamed path");
+        let mut net = net_f64(spec, 11 + k as u64, WeightInit::He);
+        net.seed_dropout(12);
+        let x = uniform(&mut rng(13), 4 * 81);
+        let t = labels(&mut rng(14), 4, 4);
+        let diffs = gradcheck(&mut net, &x, &t);
+        eprintln!("{layer:?}: {diffs:?}");
+        assert_within(&diffs, 1e-6);
+    }
+}
+
 /// The scores of the net equal the layers' naive twins run one after the other.
 #[test]
 fn predict_is_the_naive_layers_in_turn() {

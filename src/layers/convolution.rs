@@ -546,7 +546,9 @@ impl Convolution {
     /// Whether [`Convolution::backward_streamed`] takes this layer with a scratch `col` of
     /// `col_len` values: its dW goes through the patches (not [`Convolution::dw_implicit`]).
     pub fn streams_dw(&self, col_len: usize) -> bool {
-        self.implicit_rows(col_len).is_none()
+        // As `backward` decides: on its own patches' length of `col`.
+        let own = self.patch_len() * self.output_dims().plane();
+        self.implicit_rows(col_len.min(own)).is_none()
     }
 
     /// One sample's share of dW through its patches: dWᵀ (patch × filters, row-major in dW's
@@ -1349,7 +1351,8 @@ mod tests {
                 vals(conv.weight_len(), 2),
             );
             let dout = vals(batch * conv.output_dims().len(), 3);
-            let mut col = vec![f32::NAN; conv.col_len()];
+            // A `col` longer than this layer's (as a net's, sized for its largest layer).
+            let mut col = vec![f32::NAN; 3 * conv.col_len() + 100];
             let mut pack = vec![0.0; crate::gemm::PACK_LEN];
             let mut g = Context::new(Backend::Auto, &mut pack);
             let (mut dw0, mut db0) = (vec![f32::NAN; w.len()], vec![f32::NAN; conv.filters]);

@@ -699,8 +699,16 @@ fn backward<T: Float>(
                     // into dW (see `StreamedPool`).
                     let po = pool.output_dims().len();
                     conv.backward_streamed(&mut g, dw, db, xin, col, dout, |n, dn| {
-                        let at = n * po..(n + 1) * po;
-                        let (d, a, o) = (&pool_d[at.clone()], &pool_arg[at.clone()], &pool_out[at]);
+                        /// Sample `n`'s part of a batch's values, `po` each.
+                        fn part<T>(v: &[T], n: usize, po: usize) -> Result<&[T]> {
+                            v.get(n * po..(n + 1) * po).ok_or(Error::BufferLength {
+                                buffer: "Pooling gradient, argmax or output",
+                                expected: (n + 1) * po,
+                                actual: v.len(),
+                            })
+                        }
+                        let d = part(pool_d, n, po)?;
+                        let (a, o) = (part(pool_arg, n, po)?, part(pool_out, n, po)?);
                         pool.backward_relu(dn, d, a, o)
                     })?;
                 } else {
@@ -751,6 +759,7 @@ fn backward<T: Float>(
                 let stream = relu
                     && !use_out
                     && i - 2 == lowest
+                    && down_to == lowest
                     && conv_below.is_some_and(|conv| conv.streams_dw(f.col(true).len()));
                 if stream {
                     let out_r = f.slot(p.output, p.width_out);
@@ -781,6 +790,7 @@ fn backward<T: Float>(
             }
         }
     }
+    debug_assert!(streamed.is_none(), "a Pooling's backward left undone");
     if use_out && let Grad::Ws(r) = d {
         // No Affine handed its input's gradient out: the gradient reached down here is it.
         check_len("dz", r.len(), out_buf.len())?;

@@ -39,8 +39,9 @@
 //! For a batch of `B` rows: one *slot* of `B × width` for the output of every Affine,
 //! Convolution and Pooling (and for the first layer if it is not one); the other layers work
 //! in place on the slot before them,
-//! except a BatchNorm or Sigmoid after a layer whose backward reads its own output (a Relu,
-//! a Sigmoid, or a Pooling over a Relu's output), which gets a slot of its own. Then, for training: each BatchNorm's
+//! except a BatchNorm, Sigmoid or SoftmaxWithLoss after a layer whose backward reads its own
+//! output (a Relu, a Sigmoid, or a Pooling over a Relu's output), which gets a slot of its
+//! own. Then, for training: each BatchNorm's
 //! centred input `xc` (`B × features`), each Dropout's mask and each Pooling's argmax
 //! (`B × width`), each BatchNorm's standard deviations (`features`, not per row) and each
 //! Convolution's parameter gradient (for the fused SGD step), and one or two buffers of

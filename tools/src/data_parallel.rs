@@ -243,9 +243,9 @@ pub fn train_data_parallel(
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
     let mut diverged = None;
     // The helper threads, up for the whole run (a spawn a phase cost 0.3–0.7 ms here).
-    let slots = Crew::slots(parts.len() - 1);
+    let mut slots = Crew::slots(parts.len() - 1);
     std::thread::scope(|scope| -> zeronn::Result<()> {
-        let mut crew = Crew::start(scope, &slots);
+        let mut crew = Crew::start(scope, &mut slots);
         for i in 0..cfg.iters {
             let start = Instant::now();
             // Sample a mini-batch.
@@ -374,9 +374,9 @@ mod tests {
                 let mut got_state = want_state.clone();
                 let (mut sum, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
                 let mut copies = vec![vec![f32::NAN; n]; workers];
-                let slots = Crew::slots(workers - 1);
+                let mut slots = Crew::slots(workers - 1);
                 std::thread::scope(|scope| {
-                    let mut crew = Crew::start(scope, &slots);
+                    let mut crew = Crew::start(scope, &mut slots);
                     for _ in 0..3 {
                         sum.fill(0.0);
                         for g in &parts {

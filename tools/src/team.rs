@@ -327,11 +327,25 @@ impl<'a> Crew<'a> {
             .collect()
     }
 
-    /// One helper thread per slot, in `scope`.
-    pub fn start<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, slots: &'a [Slot]) -> Self
+    /// One helper thread per slot, in `scope`. The slots are borrowed exclusively (no other
+    /// crew can drive them while this one lives) and start afresh (a crew before may have
+    /// used them). The crew must be dropped inside the scope: the scope's end waits for the
+    /// helpers, which stop when the crew is dropped.
+    pub fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        slots: &'a mut [Slot],
+    ) -> Self
     where
         'a: 'scope,
     {
+        for slot in slots.iter_mut() {
+            *slot.job.get_mut() = None;
+            *slot.go.done.get_mut() = 0;
+            *slot.done.done.get_mut() = 0;
+            *slot.stop.get_mut() = false;
+            *slot.panicked.get_mut() = false;
+        }
+        let slots: &'a [Slot] = slots;
         for slot in slots {
             scope.spawn(move || {
                 let mut n = 0;
@@ -460,10 +474,10 @@ mod tests {
 
     #[test]
     fn a_crew_runs_borrowing_jobs_on_its_threads_and_waits_for_them() {
-        let slots = Crew::slots(2);
+        let mut slots = Crew::slots(2);
         let mut parts = vec![vec![0usize; 1000]; 3];
         std::thread::scope(|s| {
-            let mut crew = Crew::start(s, &slots);
+            let mut crew = Crew::start(s, &mut slots);
             for step in 1..=200 {
                 let threads: Vec<_> = {
                     let [a, b, c] = &mut parts[..] else {
@@ -503,12 +517,21 @@ mod tests {
                 assert!(threads.contains(&std::thread::current().id()));
             }
         });
+        // The same slots again, for a second crew: its jobs run.
+        std::thread::scope(|s| {
+            let mut crew = Crew::start(s, &mut slots);
+            let [a, b, c] = &mut parts[..] else {
+                unreachable!()
+            };
+            crew.run(&mut [&mut || a[0] = 1, &mut || b[0] = 2, &mut || c[0] = 3]);
+        });
+        assert_eq!([parts[0][0], parts[1][0], parts[2][0]], [1, 2, 3]);
         // A helper's panic reaches the caller after every job is done.
-        let slots = Crew::slots(1);
+        let mut slots = Crew::slots(1);
         let done = AtomicBool::new(false);
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             std::thread::scope(|s| {
-                let mut crew = Crew::start(s, &slots);
+                let mut crew = Crew::start(s, &mut slots);
                 crew.run(&mut [
                     &mut || {
                         std::thread::sleep(Duration::from_millis(20));
