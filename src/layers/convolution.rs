@@ -544,7 +544,7 @@ impl Convolution {
     }
 
     /// Whether [`Convolution::backward_streamed`] takes this layer with a scratch `col` of
-    /// `col_len` values: its dW goes through the patches (not [`Convolution::dw_implicit`]).
+    /// `col_len` values: its dW goes through the patches (not the in-place path).
     pub fn streams_dw(&self, col_len: usize) -> bool {
         // As `backward` decides: on its own patches' length of `col`.
         let own = self.patch_len() * self.output_dims().plane();
