@@ -178,12 +178,7 @@ fn sum_and_update(
         .iter_mut()
         .map(|job| move || job.take().map_or((), |share| share()))
         .collect();
-    let mut refs: Vec<&mut (dyn FnMut() + Send)> = calls
-        .iter_mut()
-        .map(|c| c as &mut (dyn FnMut() + Send))
-        .collect();
-    crew.run(&mut refs);
-    drop(refs);
+    crew.run_all(&mut calls);
     drop(calls);
     drop(jobs);
     results.into_iter().collect()
@@ -275,12 +270,7 @@ pub fn train_data_parallel(
                     }
                 })
                 .collect();
-            let mut refs: Vec<&mut (dyn FnMut() + Send)> = jobs
-                .iter_mut()
-                .map(|j| j as &mut (dyn FnMut() + Send))
-                .collect();
-            crew.run(&mut refs);
-            drop(refs);
+            crew.run_all(&mut jobs);
             drop(jobs);
             let mut loss = spec.weight_decay_term(net.params(), lambda);
             for w in &workers {

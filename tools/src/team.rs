@@ -421,6 +421,17 @@ impl<'a> Crew<'a> {
     }
 }
 
+impl Crew<'_> {
+    /// [`Crew::run`] for jobs of one type (closures made in one loop).
+    pub fn run_all<F: FnMut() + Send>(&mut self, jobs: &mut [F]) {
+        let mut refs: Vec<&mut (dyn FnMut() + Send)> = jobs
+            .iter_mut()
+            .map(|j| j as &mut (dyn FnMut() + Send))
+            .collect();
+        self.run(&mut refs);
+    }
+}
+
 impl Drop for Crew<'_> {
     /// Stops the helpers (the scope then joins them).
     fn drop(&mut self) {
