@@ -465,7 +465,7 @@ impl Convolution {
             }
         }
         // dW without patches where that pays (as the forward pass)…
-        let implicit = self.implicit_rows(col.len());
+        let implicit = self.dw_rows(col.len());
         if let Some(rows) = implicit {
             self.dw_implicit(g, dw, dout, x, col, rows)?;
         }
@@ -546,9 +546,15 @@ impl Convolution {
     /// Whether [`Convolution::backward_streamed`] takes this layer with a scratch `col` of
     /// `col_len` values: its dW goes through the patches (not the in-place path).
     pub fn streams_dw(&self, col_len: usize) -> bool {
-        // As `backward` decides: on its own patches' length of `col`.
+        self.dw_rows(col_len).is_none()
+    }
+
+    /// How `backward` makes dW with a scratch `col` of `col_len` values: in place, `Some`
+    /// rows a block ([`Convolution::implicit_rows`] on this layer's own length of `col`), or
+    /// `None`, through the patches.
+    fn dw_rows(&self, col_len: usize) -> Option<usize> {
         let own = self.patch_len() * self.output_dims().plane();
-        self.implicit_rows(col_len.min(own)).is_none()
+        self.implicit_rows(col_len.min(own))
     }
 
     /// One sample's share of dW through its patches: dWᵀ (patch × filters, row-major in dW's
