@@ -214,6 +214,9 @@ fn simd_equals_naive_on_edge_tiles_kc_blocks_and_training_shapes() {
         // B's panel spread wide enough to be packed, in one k block and in two.
         (40, 600, 450),
         (17, 1030, 260),
+        // A single row over several k blocks (SimpleConvNet's first Affine at batch 1).
+        (1, 4320, 100),
+        (1, 1030, 37),
     ]);
     for backend in simd_backends() {
         check_exact_small_ints(backend, &sizes, PACK_LEN);

@@ -228,10 +228,11 @@ pub(crate) fn gemm<K: SimdKernel>(
     // Columns past the last whole vector: by a remainder kernel when A's layout suits one
     // (full lanes instead of a mostly masked vector), else by masked tiles.
     let r = n_all % K::LANES;
-    // A single row (a batch of one): the remainder kernels would not pay for their packing,
-    // and one k block streams B once.
-    let single_row = m == 1 && k <= SIMD_KC;
-    let kc_max = if single_row { k } else { kc_max };
+    // A single row (a batch of one): the remainder kernels would not pay for their packing
+    // (for a long k, such as the first Affine after a convolution, packing B's last columns
+    // transposed cost more than the product), and k blocks of SIMD_KC stream B once.
+    let single_row = m == 1;
+    let kc_max = if single_row { SIMD_KC } else { kc_max };
     let r = if single_row { 0 } else { r };
     let plain_c = c.ci.is_none();
     // A short k does not pay for the remainder kernels' reductions and packing.
