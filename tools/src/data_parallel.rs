@@ -86,8 +86,11 @@ fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::
 /// and the update of the whole slice on one thread (both are element by element): the same
 /// bits, in a fraction of the time (on one thread, the sum and Adam stream the parameters,
 /// the gradients and both moments from memory, 7 MB for SimpleConvNet, while the other
-/// threads wait). Each share's new parameters are then copied into `copies` (the workers'
-/// parameters, kept equal to `params` for the next step).
+/// threads wait). Each share goes in chunks of [`CHUNK`] elements: the chunk's sum is made
+/// in a small buffer that stays in cache, the chunk updated, and its new parameters copied
+/// into `copies` (the workers' parameters, kept equal to `params` for the next step), so
+/// that memory sees only the reads of the parts, the parameters and the state and the writes
+/// of the parameters, the state and the copies.
 #[allow(clippy::too_many_arguments)]
 fn sum_and_update(
     crew: &mut Crew<'_>,
@@ -95,15 +98,11 @@ fn sum_and_update(
     parts: &[&[f32]],
     decay: (&[Range<usize>], f32),
     params: &mut [f32],
-    grads: &mut [f32],
     state: &mut [f32],
     copies: Vec<&mut [f32]>,
 ) -> zeronn::Result<()> {
     let n = params.len();
-    let lengths = [
-        ("optimizer state", opt.state_len(n), state.len()),
-        ("gradient sum", n, grads.len()),
-    ];
+    let lengths = [("optimizer state", opt.state_len(n), state.len())];
     let parts_len = parts.iter().map(|g| ("gradient part", n, g.len()));
     let copies_len = copies.iter().map(|c| ("parameter copy", n, c.len()));
     if let Some((buffer, expected, actual)) = lengths
@@ -121,7 +120,7 @@ fn sum_and_update(
     opt.begin_step();
     let opt = &*opt;
     let (mut s0, mut s1) = state.split_at_mut(if opt.planes() > 0 { n } else { 0 });
-    let (mut p, mut g, mut c) = (params, grads, copies);
+    let (mut p, mut c) = (params, copies);
     // Shares of whole cache lines.
     let cuts = shares(n.div_ceil(16), parts.len().max(1));
     let mut results = vec![Ok(()); cuts.len()];
@@ -132,8 +131,6 @@ fn sum_and_update(
             let len = r.len();
             let (pk, rest) = std::mem::take(&mut p).split_at_mut(len);
             p = rest;
-            let (gk, rest) = std::mem::take(&mut g).split_at_mut(len);
-            g = rest;
             // A plane the optimizer does not have stays empty.
             let (la, lb) = (len.min(s0.len()), len.min(s1.len()));
             let (ak, rest) = std::mem::take(&mut s0).split_at_mut(la);
@@ -149,25 +146,38 @@ fn sum_and_update(
                 })
                 .collect();
             let share = move || {
-                gk.fill(0.0);
-                for part in parts {
-                    for (x, &y) in gk.iter_mut().zip(&part[r.clone()]) {
-                        *x += y;
-                    }
-                }
-                let (ranges, lambda) = decay;
-                if lambda != 0.0 {
-                    for w in ranges {
-                        let (lo, hi) = (w.start.max(r.start), w.end.min(r.end));
-                        for i in (lo..hi).map(|i| i - r.start) {
-                            gk[i] += lambda * pk[i];
+                let mut sum = vec![0.0f32; CHUNK.min(len)];
+                let mut ck = ck;
+                for lo in (0..len).step_by(CHUNK) {
+                    let hi = (lo + CHUNK).min(len);
+                    // Element i of the chunk is element r.start + lo + i of the parameters.
+                    let at = r.start + lo;
+                    let gk = &mut sum[..hi - lo];
+                    gk.fill(0.0);
+                    for part in parts {
+                        for (x, &y) in gk.iter_mut().zip(&part[at..at + hi - lo]) {
+                            *x += y;
                         }
                     }
-                }
-                *result = opt.apply(pk, gk, ak, bk);
-                // The share's new values to the workers' copies, while they are in cache.
-                for c in ck {
-                    c.copy_from_slice(pk);
+                    let pk = &mut pk[lo..hi];
+                    let (ranges, lambda) = decay;
+                    if lambda != 0.0 {
+                        for w in ranges {
+                            let (from, to) = (w.start.max(at), w.end.min(at + hi - lo));
+                            for i in (from..to).map(|i| i - at) {
+                                gk[i] += lambda * pk[i];
+                            }
+                        }
+                    }
+                    let (ak, bk) = (chunk(ak, lo, hi), chunk(bk, lo, hi));
+                    if let Err(e) = opt.apply(pk, gk, ak, bk) {
+                        *result = Err(e);
+                        return;
+                    }
+                    // The chunk's new values to the workers' copies, while they are in cache.
+                    for c in ck.iter_mut() {
+                        c[lo..hi].copy_from_slice(pk);
+                    }
                 }
             };
             jobs.push(Some(share));
@@ -182,6 +192,18 @@ fn sum_and_update(
     drop(calls);
     drop(jobs);
     results.into_iter().collect()
+}
+
+/// Elements of a share updated at a time by [`sum_and_update`] (16 KB an array).
+const CHUNK: usize = 4096;
+
+/// Elements `lo..hi` of an optimizer's state plane, or the empty plane it does not have.
+fn chunk(plane: &mut [f32], lo: usize, hi: usize) -> &mut [f32] {
+    if plane.is_empty() {
+        plane
+    } else {
+        &mut plane[lo..hi]
+    }
 }
 
 /// [`crate::train::train`] on `threads` threads, each step's images shared out among them.
@@ -233,7 +255,6 @@ pub fn train_data_parallel(
         EvalSet::new_on(&data.test, EVAL_CHUNK, threads),
     );
     let mut mask = vec![0usize; cfg.batch_size];
-    let mut grads = vec![0.0f32; spec.param_len()];
     let (mut losses, mut epochs) = (Vec::with_capacity(cfg.losses_capacity()), Vec::new());
     let (mut train_time, mut eval_time) = (Duration::ZERO, Duration::ZERO);
     let mut diverged = None;
@@ -287,7 +308,6 @@ pub fn train_data_parallel(
                 &grad_parts,
                 (&decayed, lambda),
                 net.params_mut(),
-                &mut grads,
                 &mut opt_state,
                 copies,
             )?;
@@ -343,10 +363,11 @@ mod tests {
     #[test]
     fn the_shared_update_is_the_whole_update() {
         use zeronn::optimizer::OptimizerKind;
-        let n = 1000;
+        // Three chunks in a share of one part, the last one short.
+        let n = 2 * CHUNK + 1000;
         let val = |i: usize, k: usize| ((i * 7919 + k * 104_729) % 2001) as f32 / 1000.0 - 1.0;
-        // Weight decay on two ranges, one of them cut by the shares.
-        let decayed = [100..400, 700..1000];
+        // Weight decay on three ranges, cut by the shares and by the chunks.
+        let decayed = [100..400, CHUNK - 50..CHUNK + 900, n - 300..n];
         for (kind, lambda) in OptimizerKind::ALL
             .into_iter()
             .flat_map(|k| [(k, 0.0), (k, 0.1)])
@@ -362,7 +383,7 @@ mod tests {
                 let mut got = want.clone();
                 let mut want_state = vec![0.0f32; want_opt.state_len(n)];
                 let mut got_state = want_state.clone();
-                let (mut sum, mut scratch) = (vec![0.0f32; n], vec![0.0f32; n]);
+                let mut sum = vec![0.0f32; n];
                 let mut copies = vec![vec![f32::NAN; n]; workers];
                 let mut slots = Crew::slots(workers - 1);
                 std::thread::scope(|scope| {
@@ -389,7 +410,6 @@ mod tests {
                             &parts,
                             decay,
                             &mut got,
-                            &mut scratch,
                             &mut got_state,
                             copies.iter_mut().map(|c| &mut c[..]).collect(),
                         )
