@@ -249,6 +249,8 @@ fn epilogue_adds_bias_and_relu_in_every_backend() {
         (17, 300, 70),
         (6, 3, 16),
         (5, 200, 33),
+        // A single row over two k blocks: the bias and the ReLU on the last one only.
+        (1, 1500, 70),
     ] {
         let a = small_ints(&mut r, m * k);
         let b = small_ints(&mut r, k * n);

@@ -79,9 +79,9 @@ fn accuracy(net: &Net<f32, Vec<f32>>, set: &EvalSet, threads: usize) -> zeronn::
     Ok(correct as f64 / set.len() as f64)
 }
 
-/// The step's update: `grads` = the workers' gradients (`parts`) added in worker order, plus
-/// `λ·W` for the parameters in `decay`'s ranges when λ ≠ 0 (weight decay, added once to the
-/// sum), then the optimizer's step, with the parameters (and gradients and state) cut into one
+/// The step's update: the gradient = the workers' gradients (`parts`) added in worker order,
+/// plus `λ·W` for the parameters in `decay`'s ranges when λ ≠ 0 (weight decay, added once to
+/// the sum), then the optimizer's step, with the parameters (and the state) cut into one
 /// share per worker, each share on its own thread. Every element gets the same arithmetic as the sum
 /// and the update of the whole slice on one thread (both are element by element): the same
 /// bits, in a fraction of the time (on one thread, the sum and Adam stream the parameters,
@@ -417,9 +417,16 @@ mod tests {
                         assert!(copies.iter().all(|c| *c == got), "the workers' copies");
                     }
                 });
-                assert_eq!(got, want, "{kind:?}, λ {lambda}, {workers} parts");
+                // Bit for bit (-0 and +0 apart).
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
-                    got_state, want_state,
+                    bits(&got),
+                    bits(&want),
+                    "{kind:?}, λ {lambda}, {workers} parts"
+                );
+                assert_eq!(
+                    bits(&got_state),
+                    bits(&want_state),
                     "{kind:?}, λ {lambda}, {workers} parts"
                 );
             }

@@ -123,7 +123,8 @@ const ROW_MAX_K: usize = crate::gemm::SIMD_KC;
 unsafe fn row_n<const NV: usize>(t: &Tile) {
     let mask = last_mask(NV, t.ncols);
     // The k whose A(0, k) is not zero (NaN counts as not zero), in order. The driver sends
-    // single rows only for k ≤ SIMD_KC = ROW_MAX_K; checked here, since `nz` is written below.
+    // single rows in k blocks of at most SIMD_KC = ROW_MAX_K; checked here, since `nz` is
+    // written below.
     assert!(t.kc <= ROW_MAX_K);
     let mut nz = [0u32; ROW_MAX_K];
     let mut n = 0;
