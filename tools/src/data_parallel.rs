@@ -137,7 +137,7 @@ fn sum_and_update(
             s0 = rest;
             let (bk, rest) = std::mem::take(&mut s1).split_at_mut(lb);
             s1 = rest;
-            let ck: Vec<&mut [f32]> = c
+            let mut ck: Vec<&mut [f32]> = c
                 .iter_mut()
                 .map(|c| {
                     let (ck, rest) = std::mem::take(c).split_at_mut(len);
@@ -146,16 +146,15 @@ fn sum_and_update(
                 })
                 .collect();
             let share = move || {
-                let mut sum = vec![0.0f32; CHUNK.min(len)];
-                let mut ck = ck;
+                let mut sum = [0.0f32; CHUNK];
                 for lo in (0..len).step_by(CHUNK) {
                     let hi = (lo + CHUNK).min(len);
-                    // Element i of the chunk is element r.start + lo + i of the parameters.
-                    let at = r.start + lo;
+                    // The chunk's elements among all the parameters.
+                    let cr = r.start + lo..r.start + hi;
                     let gk = &mut sum[..hi - lo];
                     gk.fill(0.0);
                     for part in parts {
-                        for (x, &y) in gk.iter_mut().zip(&part[at..at + hi - lo]) {
+                        for (x, &y) in gk.iter_mut().zip(&part[cr.clone()]) {
                             *x += y;
                         }
                     }
@@ -163,8 +162,8 @@ fn sum_and_update(
                     let (ranges, lambda) = decay;
                     if lambda != 0.0 {
                         for w in ranges {
-                            let (from, to) = (w.start.max(at), w.end.min(at + hi - lo));
-                            for i in (from..to).map(|i| i - at) {
+                            let (from, to) = (w.start.max(cr.start), w.end.min(cr.end));
+                            for i in (from..to).map(|i| i - cr.start) {
                                 gk[i] += lambda * pk[i];
                             }
                         }
@@ -186,7 +185,7 @@ fn sum_and_update(
     // Each share on a thread of the crew (the first on this one).
     let mut calls: Vec<_> = jobs
         .iter_mut()
-        .map(|job| move || job.take().map_or((), |share| share()))
+        .map(|job| move || job.take().map_or((), |mut share| share()))
         .collect();
     crew.run_all(&mut calls);
     drop(calls);
@@ -194,7 +193,8 @@ fn sum_and_update(
     results.into_iter().collect()
 }
 
-/// Elements of a share updated at a time by [`sum_and_update`] (16 KB an array).
+/// Elements of a share updated at a time by [`sum_and_update`] (16 KB an array; the sum's
+/// buffer is on the stack of the thread that runs the share).
 const CHUNK: usize = 4096;
 
 /// Elements `lo..hi` of an optimizer's state plane, or the empty plane it does not have.
