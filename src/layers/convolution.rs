@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result, check_len, mul};
 use crate::gemm::{Context, MatMut, MatRef};
-use crate::layers::Dims;
+use crate::layers::{Dims, winograd};
 use crate::math::Float;
 
 /// A convolution of `filters` filters of `kernel_h × kernel_w` over an input of shape `input`,
@@ -117,9 +117,24 @@ impl Convolution {
         self.weight_len().saturating_add(self.filters)
     }
 
-    /// Elements of the `col` buffer the fast path needs: `C·FH·FW × OH·OW`.
+    /// Elements of the `col` buffer the fast paths need: `C·FH·FW × OH·OW` for im2col, or
+    /// more where the forward pass goes through Winograd's F(2×2, 3×3) (3 × 3 filters,
+    /// stride 1, at least 4 channels; not on microcontrollers) and its transformed filters
+    /// and tiles take more.
     pub const fn col_len(&self) -> usize {
-        self.patch_len().saturating_mul(self.output_dims().plane())
+        let im2col = self.patch_len().saturating_mul(self.output_dims().plane());
+        let own = if winograd::fits(self) {
+            winograd::scratch_len(self)
+        } else {
+            0
+        };
+        // The input gradient goes through the transposed convolution's forward pass.
+        let dx = match self.transposed() {
+            Some(tc) if winograd::fits(&tc) => winograd::scratch_len(&tc),
+            _ => 0,
+        };
+        let most = if own > dx { own } else { dx };
+        if most > im2col { most } else { im2col }
     }
 
     /// Multiply-adds of one sample's forward pass.
@@ -192,11 +207,57 @@ impl Convolution {
         check_len("W", fnum * k, w.len())?;
         check_len("b", fnum, b.len())?;
         col_prefix(col, k * p)?;
+        if self.winograd(col.len(), batch) {
+            return winograd::forward(self, g, out, x, w, Some(b), col, relu, true);
+        }
         let wm = MatRef::row_major(w, fnum, k)?;
         match self.implicit_rows(col.len()) {
             Some(rows) => self.forward_implicit(g, out, x, wm, Some(b), col, relu, rows),
             None => self.forward_im2col(g, out, x, wm, b, col, relu),
         }
+    }
+
+    /// [`Convolution::forward`] of a batch of `whole` samples handed over in parts (a few
+    /// samples at a time, [`Convolution::part_len`] of them): `first` for the first part, the
+    /// same `W` and `col` for every part. Through Winograd's F(2×2, 3×3), the filters are
+    /// transformed for the first part only; the other paths work sample by sample anyway.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_part<T: Float>(
+        &self,
+        g: &mut Context<'_, T>,
+        out: &mut [T],
+        x: &[T],
+        w: &[T],
+        b: &[T],
+        col: &mut [T],
+        relu: bool,
+        first: bool,
+        whole: usize,
+    ) -> Result<()> {
+        if self.winograd(col.len(), whole) {
+            self.batch(x.len())?;
+            return winograd::forward(self, g, out, x, w, Some(b), col, relu, first);
+        }
+        self.forward(g, out, x, w, b, col, relu)
+    }
+
+    /// Samples a part of [`Convolution::forward_part`] should hold, for a batch of `whole`:
+    /// those whose tiles make one chunk of Winograd's path, else 1.
+    pub fn part_len(&self, col_len: usize, whole: usize) -> usize {
+        if self.winograd(col_len, whole) {
+            winograd::chunk_images(self)
+        } else {
+            1
+        }
+    }
+
+    /// Whether the forward pass of `batch` samples goes through Winograd's F(2×2, 3×3) with
+    /// `col_len` elements of scratch: for a batch of [`WINOGRAD_MIN_BATCH`] or more (the
+    /// filters' transform, made once a batch, does not pay for fewer).
+    fn winograd(&self, col_len: usize, batch: usize) -> bool {
+        winograd::fits(self)
+            && col_len >= winograd::scratch_len(self)
+            && batch >= WINOGRAD_MIN_BATCH
     }
 
     /// [`Convolution::forward`] through im2col, for shapes already checked.
@@ -443,22 +504,36 @@ impl Convolution {
         check_len("W", fnum * k, w.len())?;
         check_len("dW", fnum * k, dw.len())?;
         check_len("db", fnum, db.len())?;
-        let col = col_prefix(col, k * p)?;
+        col_prefix(col, k * p)?;
         if let Some(dx) = dx.as_deref() {
             check_len("dx", x.len(), dx.len())?;
         }
         db.fill(T::ZERO);
         let n_in = self.input.len();
-        // dx as the forward pass of the transposed convolution, without patches (see
-        // `implicit_rows`), where that pays: the turned filters in dW's memory (dW is summed
-        // after), then every sample's dx at once.
-        let transposed = match (&dx, self.transposed()) {
-            (Some(_), Some(tc)) => tc.implicit_rows(col.len()).map(|rows| (tc, rows)),
+        // dx as the forward pass of the transposed convolution, where that pays: through
+        // Winograd's F(2×2, 3×3), or without patches (see `implicit_rows`); the turned
+        // filters in dW's memory (dW is summed after), then every sample's dx at once.
+        let winograd = match (&dx, self.transposed()) {
+            (Some(_), Some(tc)) if tc.winograd(col.len(), batch) => Some(tc),
             _ => None,
         };
-        if let (Some(dx), Some((tc, rows))) = (dx.as_deref_mut(), transposed) {
-            self.dx_transposed(g, dx, dout, w, dw, col, tc, rows)?;
+        let transposed = match (&dx, self.transposed()) {
+            (Some(_), Some(tc)) if winograd.is_none() => tc
+                .implicit_rows(col.len().min(k * p))
+                .map(|rows| (tc, rows)),
+            _ => None,
+        };
+        if let Some(dx) = dx.as_deref_mut() {
+            if let Some(tc) = winograd {
+                let turned = self.turned(w, dw);
+                winograd::forward(&tc, g, dx, dout, turned, None, col, false, true)?;
+            } else if let Some((tc, rows)) = transposed {
+                let turned = self.turned(w, dw);
+                let wm = MatRef::row_major(turned, self.input.channels, tc.patch_len())?;
+                tc.forward_implicit(g, dx, dout, wm, None, col, false, rows)?;
+            }
         }
+        let col = col_prefix(col, k * p)?;
         for dn in dout.chunks_exact(fnum * p) {
             for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
                 *s += row_sum(row);
@@ -470,7 +545,7 @@ impl Convolution {
             self.dw_implicit(g, dw, dout, x, col, rows)?;
         }
         // … else through im2col, with dx through the patches' gradient if it is still to do.
-        let dx = dx.filter(|_| transposed.is_none());
+        let dx = dx.filter(|_| transposed.is_none() && winograd.is_none());
         if implicit.is_some() && dx.is_none() {
             return Ok(());
         }
@@ -603,7 +678,7 @@ impl Convolution {
     /// square filters no wider than the padding plus one: `dout` (`FN × OH × OW`) convolved
     /// with the filters turned round (`W'[c][f][i][j] = W[f][c][FH−1−i][FW−1−j]`, `C` filters
     /// of `FN` channels) with padding `FH − 1 − pad` is `dx` (`C × H × Wd`).
-    fn transposed(&self) -> Option<Convolution> {
+    const fn transposed(&self) -> Option<Convolution> {
         if self.stride != 1 || self.kernel_h != self.kernel_w || self.pad >= self.kernel_h {
             return None;
         }
@@ -618,21 +693,10 @@ impl Convolution {
         })
     }
 
-    /// `dx` of a whole batch as `tc` ([`Convolution::transposed`]) run forward on `dout`
-    /// through the implicit path (`rows` output rows a block), its turned filters written to
-    /// `scratch` (at least [`Convolution::weight_len`] values: dW's memory).
-    #[allow(clippy::too_many_arguments)]
-    fn dx_transposed<T: Float>(
-        &self,
-        g: &mut Context<'_, T>,
-        dx: &mut [T],
-        dout: &[T],
-        w: &[T],
-        scratch: &mut [T],
-        col: &mut [T],
-        tc: Convolution,
-        rows: usize,
-    ) -> Result<()> {
+    /// The filters turned round for [`Convolution::transposed`]
+    /// (`W'[c][f][i][j] = W[f][c][FH−1−i][FW−1−j]`), written to `scratch` (at least
+    /// [`Convolution::weight_len`] values: dW's memory, which is summed after).
+    fn turned<'s, T: Float>(&self, w: &[T], scratch: &'s mut [T]) -> &'s [T] {
         let (c, fnum, kh, kw) = (
             self.input.channels,
             self.filters,
@@ -647,8 +711,7 @@ impl Convolution {
                 *d = *s;
             }
         }
-        let wm = MatRef::row_major(turned, c, tc.patch_len())?;
-        tc.forward_implicit(g, dx, dout, wm, None, col, false, rows)
+        turned
     }
 
     /// The input position `(row or column) = o·stride + kk − pad` of output position `o` and
@@ -758,6 +821,9 @@ impl Convolution {
         Ok(())
     }
 }
+
+/// Least batch the forward pass takes through Winograd's F(2×2, 3×3).
+const WINOGRAD_MIN_BATCH: usize = 4;
 
 /// Most rows of patches (`C·FH·FW`) the implicit path takes: its row index is on the stack.
 const IMPLICIT_MAX_K: usize = 1024;
@@ -1462,14 +1528,41 @@ mod tests {
                     ti.push(t.elapsed().as_secs_f64());
                 }
             }
+            let mut tw = vec![];
+            if winograd::fits(&conv) {
+                let mut scratch = vec![0f32; winograd::scratch_len(&conv)];
+                let part = winograd::chunk_images(&conv);
+                let xs: Vec<f32> = x.iter().cycle().take(part * x.len()).copied().collect();
+                let mut outs = vec![0f32; part * out.len()];
+                for _ in 0..400 {
+                    let t = Instant::now();
+                    for _ in 0..20 {
+                        winograd::forward(
+                            &conv,
+                            &mut g,
+                            &mut outs,
+                            &xs,
+                            &w,
+                            Some(&b),
+                            &mut scratch,
+                            true,
+                            tw.is_empty(),
+                        )
+                        .unwrap();
+                    }
+                    tw.push(t.elapsed().as_secs_f64() / part as f64);
+                }
+            }
             te.sort_by(f64::total_cmp);
             ti.sort_by(f64::total_cmp);
+            tw.sort_by(f64::total_cmp);
             let me = te[te.len() / 2] / 20.0 * 1e6;
             let mi = ti.get(ti.len() / 2).map_or(0.0, |v| v / 20.0 * 1e6);
+            let mw = tw.get(tw.len() / 2).map_or(0.0, |v| v / 20.0 * 1e6);
             let picked = conv.implicit_rows(colmax).is_some();
             std::println!(
                 "{name}: im2col {me:.2} us, implicit ({rows:?} rows a block) {mi:.2} us: \
-                 {:.2}x; the cost model picks {}",
+                 {:.2}x; the cost model picks {}; Winograd {mw:.2} us",
                 mi / me,
                 if picked { "implicit" } else { "im2col" }
             );
@@ -1497,20 +1590,61 @@ mod tests {
                     let mut col = vec![f32::NAN; col_len];
                     let mut pack = vec![0.0; crate::gemm::PACK_LEN];
                     let mut g = Context::new(backend, &mut pack);
-                    conv.dx_transposed(
-                        &mut g,
-                        &mut got,
-                        &dout,
-                        &w,
-                        &mut scratch,
-                        &mut col,
-                        tc,
-                        rows,
-                    )
-                    .unwrap();
+                    let turned = conv.turned(&w, &mut scratch);
+                    let wm =
+                        MatRef::row_major(turned, conv.input.channels, tc.patch_len()).unwrap();
+                    tc.forward_implicit(&mut g, &mut got, &dout, wm, None, &mut col, false, rows)
+                        .unwrap();
                     assert_eq!(got, want, "{conv:?} {backend:?} {rows} rows");
                 }
             }
+        }
+    }
+
+    /// Layers whose forward pass and dx (the transposed convolution's forward pass) go
+    /// through Winograd's F(2×2, 3×3): `backward` and `forward` equal the naive twin's.
+    #[test]
+    fn backward_with_dx_through_winograd_equals_the_naive_twin() {
+        let convs = [
+            Convolution::new(Dims::new(4, 6, 7), 5, 3).pad(1),
+            Convolution::new(Dims::new(5, 7, 6), 4, 3).pad(2),
+            Convolution::new(Dims::new(4, 8, 8), 6, 3),
+            Convolution::new(Dims::new(16, 14, 14), 32, 3).pad(2),
+        ];
+        for conv in convs {
+            let tc = conv.transposed().unwrap();
+            assert!(winograd::fits(&conv) && winograd::fits(&tc), "{conv:?}");
+            let batch = WINOGRAD_MIN_BATCH;
+            let [x, w, dout, want_dx, want_dw] = naive_backward(&conv, batch, 6);
+            let mut col = vec![f32::NAN; conv.col_len()];
+            assert!(conv.winograd(col.len(), batch) && tc.winograd(col.len(), batch));
+            let mut pack = vec![0.0; crate::gemm::PACK_LEN];
+            let mut g = Context::new(Backend::Auto, &mut pack);
+            let (mut dx, mut dw, mut db) = (
+                vec![f32::NAN; x.len()],
+                vec![f32::NAN; w.len()],
+                vec![f32::NAN; conv.filters],
+            );
+            conv.backward(
+                &mut g,
+                Some(&mut dx),
+                &mut dw,
+                &mut db,
+                &dout,
+                &x,
+                &w,
+                &mut col,
+            )
+            .unwrap();
+            assert_eq!(dx, want_dx, "{conv:?} dx");
+            assert_eq!(dw, want_dw, "{conv:?} dW");
+            let b = ints(conv.filters, 9);
+            let mut want = vec![f32::NAN; batch * conv.output_dims().len()];
+            conv.forward_naive(&mut want, &x, &w, &b).unwrap();
+            let mut got = vec![f32::NAN; want.len()];
+            conv.forward(&mut g, &mut got, &x, &w, &b, &mut col, false)
+                .unwrap();
+            assert_eq!(got, want, "{conv:?} forward");
         }
     }
 

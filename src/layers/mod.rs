@@ -43,6 +43,7 @@ pub(crate) mod pooling;
 mod relu;
 mod sigmoid;
 mod softmax_with_loss;
+mod winograd;
 
 pub use affine::{Affine, FUSED_MAX_BATCH};
 pub use batch_norm::{BATCH_NORM_EPS, BATCH_NORM_MOMENTUM, BatchNorm};

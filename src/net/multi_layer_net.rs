@@ -341,14 +341,21 @@ fn forward<T: Float>(
                         let np = pool.output_dims().len();
                         check_len("x", f.batch * ni, xin.len())?;
                         check_len("pooled", f.batch * np, pout.len())?;
-                        // Every sample made in the first one's part of the slot: nothing reads
-                        // the Relu's output once it is pooled (the Pooling's backward masks with
-                        // its own output), so it stays in cache instead of going to memory.
-                        let on = &mut out[..no];
-                        for n in 0..f.batch {
-                            conv.forward(&mut g, on, &xin[n * ni..(n + 1) * ni], w, b, col, true)?;
-                            let an = arg.get_mut(n * np..(n + 1) * np);
-                            pool.forward(&mut pout[n * np..(n + 1) * np], on, an)?;
+                        // Every part of the batch (a sample, or the few of a chunk of Winograd
+                        // tiles) made in the first samples' part of the slot: nothing reads the
+                        // Relu's output once it is pooled (the Pooling's backward masks with its
+                        // own output), so it stays in cache instead of going to memory.
+                        let part = conv.part_len(col.len(), f.batch);
+                        let mut n = 0;
+                        while n < f.batch {
+                            let m = part.min(f.batch - n);
+                            let (on, xn) = (&mut out[..m * no], &xin[n * ni..(n + m) * ni]);
+                            conv.forward_part(&mut g, on, xn, w, b, col, true, n == 0, f.batch)?;
+                            for (j, oj) in on.chunks_exact(no).enumerate() {
+                                let s = (n + j) * np..(n + j + 1) * np;
+                                pool.forward(&mut pout[s.clone()], oj, arg.get_mut(s))?;
+                            }
+                            n += m;
                         }
                         i += 1;
                     }
