@@ -131,11 +131,10 @@ pub(crate) fn forward<T: Float>(
         let m = &mut m[..16 * sm];
         // Channel by channel, sample by sample: what a transform writes past its sample's
         // tiles is overwritten by the next, or falls between the planes.
-        let xs = &x[first * n_in..][..gn * n_in];
         for ch in 0..c {
-            for (j, xn) in xs.chunks_exact(n_in).enumerate() {
-                let plane = &xn[ch * (n_in / c)..][..n_in / c];
-                input_transform(conv, v, sv, ch * n + j * np, plane);
+            for j in 0..gn {
+                let off = (first + j) * n_in + ch * (n_in / c);
+                input_transform(conv, v, sv, ch * n + j * np, x, off);
             }
         }
         for xi in 0..16 {
@@ -181,7 +180,7 @@ fn filter_body<T: Float>(u: &mut [T], w: &[T], kc: usize) {
     }
 }
 
-/// Transforms one input channel `plane` (`H × Wd`) of a sample into `V`: 16 planes `stride`
+/// Transforms one input channel (`H × Wd`, at `off` in `x`) of a sample into `V`: 16 planes `stride`
 /// apart, this sample's channel at `at` in each (`TH·TW` values, row of tiles after row of
 /// tiles; up to [`L`] − 1 values past them may be overwritten).
 fn input_transform<T: Float>(
@@ -189,16 +188,18 @@ fn input_transform<T: Float>(
     v: &mut [T],
     stride: usize,
     at: usize,
-    plane: &[T],
+    x: &[T],
+    off: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(v), Some(plane)) = (f32s_mut(v), f32s(plane))
-        && avx512::fits(conv, v.len(), stride, at, plane.len())
+    if let (Some(v), Some(x)) = (f32s_mut(v), f32s(x))
+        && avx512::fits(conv, v.len(), stride, at, x.len(), off)
     {
         // SAFETY: the CPU has AVX-512F, and `fits` checked every length the kernel uses.
-        unsafe { avx512::input(conv, v, stride, at, plane) };
+        unsafe { avx512::input(conv, v, stride, at, x, off) };
         return;
     }
+    let plane = &x[off..][..conv.input.len() / conv.input.channels];
     let (h, wd, pad) = (conv.input.height, conv.input.width, conv.pad);
     let (th, tw) = tiles(conv);
     let px = |y: usize, x: usize| {
@@ -307,17 +308,18 @@ mod avx512 {
     use crate::layers::Convolution;
     use core::arch::x86_64::*;
 
-    /// Whether [`input`] may run: AVX-512F, and `v` and `plane` hold what it touches.
+    /// Whether [`input`] may run: AVX-512F, and `v` and `x` hold what it touches.
     pub(super) fn fits(
         conv: &Convolution,
         v: usize,
         stride: usize,
         at: usize,
-        plane: usize,
+        x: usize,
+        off: usize,
     ) -> bool {
         let (th, tw) = tiles(conv);
         crate::gemm::detect::avx512()
-            && plane >= conv.input.len() / conv.input.channels
+            && x >= off + conv.input.len() / conv.input.channels
             && v >= 15 * stride + at + th * tw + L
     }
 
@@ -357,7 +359,8 @@ mod avx512 {
         v: &mut [f32],
         stride: usize,
         at: usize,
-        plane: &[f32],
+        x: &[f32],
+        off: usize,
     ) {
         let (h, wd, pad) = (conv.input.height, conv.input.width, conv.pad as isize);
         let (th, tw) = tiles(conv);
@@ -379,12 +382,29 @@ mod avx512 {
                 if y < 0 || y >= h as isize {
                     return [_mm512_setzero_ps(); 3];
                 }
-                let p = plane.as_ptr().wrapping_offset(y * wd as isize + c0);
-                // SAFETY: only the lanes of `mask` are read, each inside row y of the plane
-                // (input columns 0..Wd).
-                core::array::from_fn(|q| unsafe {
-                    _mm512_maskz_loadu_ps(mask[q], p.wrapping_add(16 * q))
-                })
+                let start = off as isize + y * wd as isize + c0;
+                let p = x.as_ptr().wrapping_offset(start);
+                if start >= 0 && start as usize + 3 * L <= x.len() {
+                    // The three vectors inside `x`: loaded whole, the lanes outside the row
+                    // cleared in the registers (masked loads stall this CPU for dozens of
+                    // cycles each).
+                    core::array::from_fn(|q| {
+                        // SAFETY: x[start..start + 48] is inside `x` (checked just above).
+                        let mut v = unsafe { _mm512_loadu_ps(p.add(16 * q)) };
+                        // SAFETY: an empty instruction: it keeps the compiler from folding the
+                        // load and the masking back into a masked load.
+                        unsafe {
+                            core::arch::asm!("/* {0} */", inout(zmm_reg) v, options(pure, nomem, nostack))
+                        };
+                        _mm512_maskz_mov_ps(mask[q], v)
+                    })
+                } else {
+                    // SAFETY: only the lanes of `mask` are read, each inside row y of the
+                    // plane (input columns 0..Wd, the plane inside `x` by `fits`).
+                    core::array::from_fn(|q| unsafe {
+                        _mm512_maskz_loadu_ps(mask[q], p.wrapping_add(16 * q))
+                    })
+                }
             };
             // Rows 2ty..2ty + 4 under each row of tiles: the last two are the next one's first.
             let (mut r0, mut r1) = (row(0), row(1));
