@@ -533,20 +533,26 @@ impl Convolution {
                 tc.forward_implicit(g, dx, dout, wm, None, col, false, rows)?;
             }
         }
-        let col = col_prefix(col, k * p)?;
         for dn in dout.chunks_exact(fnum * p) {
             for (s, row) in db.iter_mut().zip(dn.chunks_exact(p)) {
                 *s += row_sum(row);
             }
         }
-        // dW without patches where that pays (as the forward pass)…
-        let implicit = self.dw_rows(col.len());
+        // dW through Winograd's F(3×3, 2×2) where that runs, …
+        let winograd_dw = self.winograd(col.len(), batch);
+        if winograd_dw {
+            winograd::weight_gradient(self, g, dw, dout, x, col)?;
+        }
+        let col = col_prefix(col, k * p)?;
+        // … else without patches where that pays (as the forward pass), …
+        let implicit = self.dw_rows(col.len()).filter(|_| !winograd_dw);
         if let Some(rows) = implicit {
             self.dw_implicit(g, dw, dout, x, col, rows)?;
         }
         // … else through im2col, with dx through the patches' gradient if it is still to do.
         let dx = dx.filter(|_| transposed.is_none() && winograd.is_none());
-        if implicit.is_some() && dx.is_none() {
+        let patches_dw = implicit.is_none() && !winograd_dw;
+        if !patches_dw && dx.is_none() {
             return Ok(());
         }
         // dWᵀ (patch × filters) is summed in dW's own memory, row-major (the gemm's stores
@@ -557,7 +563,7 @@ impl Convolution {
             .zip(dout.chunks_exact(fnum * p))
             .enumerate()
         {
-            if implicit.is_none() {
+            if patches_dw {
                 self.dw_sample(g, dw, dn, xn, col, n == 0)?;
             }
             if let Some(dx) = dx.as_deref_mut() {
@@ -567,7 +573,7 @@ impl Convolution {
                 col2im_scratch(self, &mut dx[n * n_in..(n + 1) * n_in], col);
             }
         }
-        if implicit.is_none() {
+        if patches_dw {
             self.dw_finish(dw, col);
         }
         Ok(())
@@ -1602,7 +1608,8 @@ mod tests {
     }
 
     /// Layers whose forward pass and dx (the transposed convolution's forward pass) go
-    /// through Winograd's F(2×2, 3×3): `backward` and `forward` equal the naive twin's.
+    /// through Winograd's F(2×2, 3×3), and dW through F(3×3, 2×2): `backward` and `forward`
+    /// equal the naive twin's.
     #[test]
     fn backward_with_dx_through_winograd_equals_the_naive_twin() {
         let convs = [

@@ -116,6 +116,7 @@ pub(crate) fn forward<T: Float>(
         return Err(short);
     }
     let (u, rest) = scratch.split_at_mut(filters_len(conv));
+    let simd = simd();
     if fresh {
         filter_transform(u, w, k * c);
     }
@@ -134,7 +135,7 @@ pub(crate) fn forward<T: Float>(
         for ch in 0..c {
             for j in 0..gn {
                 let off = (first + j) * n_in + ch * (n_in / c);
-                input_transform(conv, v, sv, ch * n + j * np, x, off);
+                input_transform(conv, simd, v, sv, ch * n + j * np, x, off);
             }
         }
         for xi in 0..16 {
@@ -147,12 +148,157 @@ pub(crate) fn forward<T: Float>(
         for (j, oj) in on.chunks_exact_mut(n_out).enumerate() {
             for (f, plane) in oj.chunks_exact_mut(n_out / k).enumerate() {
                 let bf = b.map_or(T::ZERO, |b| b[f]);
-                output_transform(conv, plane, m, sm, f * n + j * np, bf, relu);
+                output_transform(conv, simd, plane, m, sm, f * n + j * np, bf, relu);
             }
         }
         first += gn;
     }
     Ok(())
+}
+
+/// `dW = Σ_n dout[n] ⋆ x[n]` (each filter's 3 × 3 gradient: the correlation of each input
+/// channel with the filter's output gradient, summed over the batch) through Winograd's
+/// F(3×3, 2×2), for a layer that [`fits`], with `scratch` at least [`scratch_len`] long:
+/// each 2 × 2 tile `g` of `dout` and the 4 × 4 input tile `d` under it (the forward pass's
+/// tiles) give `Aᵀ·[(G·g·Gᵀ) ⊙ (Bᵀ·d·B)]·A`, and the sum over the tiles of the products in
+/// the middle is 16 products through the gemm, `M[ξ] += D[ξ] · V[ξ]ᵀ` (`D`: K × tiles,
+/// `V`: C × tiles), summed over the chunks; the 3 × 3 transform at the end, once. Here
+/// `G` has rows `(1, 0)`, `(½, ½)`, `(½, −½)`, `(0, 1)`; `Aᵀ` rows `(1, 1, 1, 0)`,
+/// `(0, 1, −1, 0)`, `(0, 1, 1, 1)`; and `Bᵀ` is the forward pass's with its last row
+/// negated, `(0, −1, 0, 1)`: `V` is the forward pass's, its points of row or column 3 (not
+/// both) negated at the end.
+pub(crate) fn weight_gradient<T: Float>(
+    conv: &Convolution,
+    g: &mut Context<'_, T>,
+    dw: &mut [T],
+    dout: &[T],
+    x: &[T],
+    scratch: &mut [T],
+) -> Result<()> {
+    if !fits(conv) {
+        return Err(Error::Unsupported {
+            what: "Winograd F(3x3, 2x2) for a Convolution that is not 3x3, stride 1",
+        });
+    }
+    let (c, k) = (conv.input.channels, conv.filters);
+    let (n_in, n_out) = (conv.input.len(), conv.output_dims().len());
+    let batch = x.len() / n_in;
+    check_len("x", batch * n_in, x.len())?;
+    check_len("dout", batch * n_out, dout.len())?;
+    check_len("dW", k * c * 9, dw.len())?;
+    let fixed = filters_len(conv) + 32 * L;
+    let images = chunk_images(conv).min(scratch.len().saturating_sub(fixed) / sample_len(conv));
+    if images == 0 {
+        return Err(Error::ShapeMismatch {
+            what: "Winograd scratch (gradient sums and a chunk of tiles)",
+            expected: scratch_len(conv),
+            actual: scratch.len(),
+        });
+    }
+    let (sums, rest) = scratch.split_at_mut(filters_len(conv));
+    let simd = simd();
+    let np = sample_cols(conv);
+    let mut first = 0;
+    while first < batch {
+        let gn = images.min(batch - first);
+        let n = gn * np;
+        let (sv, sd) = (c * n + L, k * n + L);
+        let (v, d) = rest.split_at_mut(16 * sv);
+        let d = &mut d[..16 * sd];
+        for ch in 0..c {
+            for j in 0..gn {
+                let off = (first + j) * n_in + ch * (n_in / c);
+                input_transform(conv, simd, v, sv, ch * n + j * np, x, off);
+            }
+        }
+        for f in 0..k {
+            for j in 0..gn {
+                let off = (first + j) * n_out + f * (n_out / k);
+                gradient_transform(conv, simd, d, sd, f * n + j * np, dout, off);
+            }
+        }
+        let beta = if first == 0 { T::ZERO } else { T::ONE };
+        for xi in 0..16 {
+            let dm = MatRef::row_major(&d[xi * sd..][..k * n], k, n)?;
+            let vm = MatRef::row_major(&v[xi * sv..][..c * n], c, n)?;
+            let mm = MatMut::row_major(&mut sums[xi * k * c..][..k * c], k, c)?;
+            g.gemm(T::ONE, dm, vm.t(), beta, mm)?;
+        }
+        first += gn;
+    }
+    // Aᵀ·m·A of each filter-channel pair, with the signs of V's points of row or column 3.
+    let kc = k * c;
+    for (i, wij) in dw.chunks_exact_mut(9).take(kc).enumerate() {
+        let q = |r: usize, s: usize| {
+            let v = sums[(4 * r + s) * kc + i];
+            if (r == 3) != (s == 3) { -v } else { v }
+        };
+        // Aᵀ down the columns: 3 rows of 4.
+        let t: [[T; 4]; 3] = [
+            [0, 1, 2, 3].map(|s| q(0, s) + q(1, s) + q(2, s)),
+            [0, 1, 2, 3].map(|s| q(1, s) - q(2, s)),
+            [0, 1, 2, 3].map(|s| q(1, s) + q(2, s) + q(3, s)),
+        ];
+        for (r, tr) in t.iter().enumerate() {
+            wij[3 * r] = tr[0] + tr[1] + tr[2];
+            wij[3 * r + 1] = tr[1] - tr[2];
+            wij[3 * r + 2] = tr[1] + tr[2] + tr[3];
+        }
+    }
+    Ok(())
+}
+
+/// Transforms (through the AVX-512 kernel if `simd`) one filter's output gradient
+/// (`OH × OW`, at `off` in `dout`) of a sample into
+/// `D`: 16 planes `stride` apart, at `at` in each (`TH·TW` values; up to [`L`] − 1 past them
+/// may be overwritten): `G·g·Gᵀ` of each 2 × 2 tile `g` (zero past the edges).
+fn gradient_transform<T: Float>(
+    conv: &Convolution,
+    simd: bool,
+    d: &mut [T],
+    stride: usize,
+    at: usize,
+    dout: &[T],
+    off: usize,
+) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    #[cfg(target_arch = "x86_64")]
+    if simd
+        && let (Some(d), Some(dout)) = (f32s_mut(d), f32s(dout))
+        && avx512::fits_gradient(conv, d.len(), stride, at, dout.len(), off)
+    {
+        // SAFETY: the CPU has AVX-512F (`simd`), and `fits_gradient` checked every length
+        // used.
+        unsafe { avx512::gradient(conv, d, stride, at, dout, off) };
+        return;
+    }
+    let od = conv.output_dims();
+    let (oh, ow) = (od.height, od.width);
+    let (th, tw) = tiles(conv);
+    let plane = &dout[off..][..oh * ow];
+    let half = T::from_f64(0.5);
+    let px = |y: usize, x: usize| {
+        if y < oh && x < ow {
+            plane[y * ow + x]
+        } else {
+            T::ZERO
+        }
+    };
+    let turn = |a: T, b: T| [a, (a + b) * half, (a - b) * half, b];
+    for ty in 0..th {
+        for tx in 0..tw {
+            // G·g down the columns, then ·Gᵀ along the rows.
+            let c0 = turn(px(2 * ty, 2 * tx), px(2 * ty + 1, 2 * tx));
+            let c1 = turn(px(2 * ty, 2 * tx + 1), px(2 * ty + 1, 2 * tx + 1));
+            let t = at + ty * tw + tx;
+            for r in 0..4 {
+                for (s, val) in turn(c0[r], c1[r]).into_iter().enumerate() {
+                    d[(4 * r + s) * stride + t] = val;
+                }
+            }
+        }
+    }
 }
 
 avx512_build!(
@@ -180,22 +326,28 @@ fn filter_body<T: Float>(u: &mut [T], w: &[T], kc: usize) {
     }
 }
 
-/// Transforms one input channel (`H × Wd`, at `off` in `x`) of a sample into `V`: 16 planes `stride`
-/// apart, this sample's channel at `at` in each (`TH·TW` values, row of tiles after row of
-/// tiles; up to [`L`] − 1 values past them may be overwritten).
+/// Transforms (through the AVX-512 kernel if `simd`) one input channel (`H × Wd`, at `off`
+/// in `x`) of a sample into `V`: 16 planes `stride` apart, this sample's channel at `at` in
+/// each (`TH·TW` values, row of tiles after row of tiles; up to [`L`] − 1 values past them
+/// may be overwritten).
 fn input_transform<T: Float>(
     conv: &Convolution,
+    simd: bool,
     v: &mut [T],
     stride: usize,
     at: usize,
     x: &[T],
     off: usize,
 ) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
     #[cfg(target_arch = "x86_64")]
-    if let (Some(v), Some(x)) = (f32s_mut(v), f32s(x))
+    if simd
+        && let (Some(v), Some(x)) = (f32s_mut(v), f32s(x))
         && avx512::fits(conv, v.len(), stride, at, x.len(), off)
     {
-        // SAFETY: the CPU has AVX-512F, and `fits` checked every length the kernel uses.
+        // SAFETY: the CPU has AVX-512F (`simd`), and `fits` checked every length the kernel
+        // uses.
         unsafe { avx512::input(conv, v, stride, at, x, off) };
         return;
     }
@@ -235,12 +387,14 @@ fn input_transform<T: Float>(
     }
 }
 
-/// Transforms one filter's tiles of a sample out of `M` (16 planes `stride` apart, the tiles
+/// Transforms (through the AVX-512 kernel if `simd`) one filter's tiles of a sample out of
+/// `M` (16 planes `stride` apart, the tiles
 /// at `at` in each; up to [`L`] − 1 values past them may be read) into its output `plane`
 /// (`OH × OW`), plus the bias `bf` (then the ReLU if `relu`).
 #[allow(clippy::too_many_arguments)]
 fn output_transform<T: Float>(
     conv: &Convolution,
+    simd: bool,
     plane: &mut [T],
     m: &[T],
     stride: usize,
@@ -248,11 +402,14 @@ fn output_transform<T: Float>(
     bf: T,
     relu: bool,
 ) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
     #[cfg(target_arch = "x86_64")]
-    if let (Some(plane), Some(m), Some(&[bf])) = (f32s_mut(plane), f32s(m), f32s(&[bf]))
+    if simd
+        && let (Some(plane), Some(m), Some(&[bf])) = (f32s_mut(plane), f32s(m), f32s(&[bf]))
         && avx512::fits_out(conv, plane.len(), m.len(), stride, at)
     {
-        // SAFETY: the CPU has AVX-512F, and `fits_out` checked every length used.
+        // SAFETY: the CPU has AVX-512F (`simd`), and `fits_out` checked every length used.
         unsafe { avx512::output(conv, plane, m, stride, at, bf, relu) };
         return;
     }
@@ -282,6 +439,11 @@ fn output_transform<T: Float>(
     }
 }
 
+/// Whether the transforms' AVX-512 kernels can run (asked once a call, not once a plane).
+fn simd() -> bool {
+    cfg!(target_arch = "x86_64") && crate::gemm::detect::avx512()
+}
+
 /// `s` as `f32` values, when `T` is `f32`.
 #[cfg(target_arch = "x86_64")]
 fn f32s<T: Float>(s: &[T]) -> Option<&[f32]> {
@@ -308,7 +470,7 @@ mod avx512 {
     use crate::layers::Convolution;
     use core::arch::x86_64::*;
 
-    /// Whether [`input`] may run: AVX-512F, and `v` and `x` hold what it touches.
+    /// Whether `v` and `x` hold what [`input`] touches.
     pub(super) fn fits(
         conv: &Convolution,
         v: usize,
@@ -318,12 +480,10 @@ mod avx512 {
         off: usize,
     ) -> bool {
         let (th, tw) = tiles(conv);
-        crate::gemm::detect::avx512()
-            && x >= off + conv.input.len() / conv.input.channels
-            && v >= 15 * stride + at + th * tw + L
+        x >= off + conv.input.len() / conv.input.channels && v >= 15 * stride + at + th * tw + L
     }
 
-    /// Whether [`output`] may run: AVX-512F, and `plane` and `m` hold what it touches.
+    /// Whether `plane` and `m` hold what [`output`] touches.
     pub(super) fn fits_out(
         conv: &Convolution,
         plane: usize,
@@ -333,9 +493,7 @@ mod avx512 {
     ) -> bool {
         let (th, tw) = tiles(conv);
         let od = conv.output_dims();
-        crate::gemm::detect::avx512()
-            && plane >= od.height * od.width
-            && m >= 15 * stride + at + th * tw + L
+        plane >= od.height * od.width && m >= 15 * stride + at + th * tw + L
     }
 
     /// Lanes `lo..hi` of a vector (clamped to 0..16).
@@ -347,6 +505,117 @@ mod avx512 {
         } else {
             (((1u32 << (hi - lo)) - 1) << lo) as __mmask16
         }
+    }
+
+    /// `N` vectors of `x` from `start` on, the lanes outside `mask` zero: loaded whole where
+    /// they lie inside `x`, the other lanes cleared in the registers (masked loads stall this
+    /// CPU for dozens of cycles each), else through masked loads.
+    ///
+    /// # Safety
+    /// AVX-512F; the lanes of `mask` are inside `x`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_row<const N: usize>(
+        x: &[f32],
+        start: isize,
+        mask: [__mmask16; N],
+    ) -> [__m512; N] {
+        let p = x.as_ptr().wrapping_offset(start);
+        if start >= 0 && start as usize + N * L <= x.len() {
+            core::array::from_fn(|q| {
+                // SAFETY: x[start..start + 16·N] is inside `x` (checked just above).
+                let mut v = unsafe { _mm512_loadu_ps(p.add(16 * q)) };
+                // SAFETY: an empty instruction: it keeps the compiler from folding the load
+                // and the masking back into a masked load.
+                unsafe {
+                    core::arch::asm!("/* {0} */", inout(zmm_reg) v, options(pure, nomem, nostack))
+                };
+                _mm512_maskz_mov_ps(mask[q], v)
+            })
+        } else {
+            // SAFETY: only the lanes of `mask` are read, inside `x` (the caller's contract).
+            core::array::from_fn(|q| unsafe {
+                _mm512_maskz_loadu_ps(mask[q], p.wrapping_add(16 * q))
+            })
+        }
+    }
+
+    /// [`super::gradient_transform`]'s kernel.
+    ///
+    /// # Safety
+    /// AVX-512F; the lengths [`fits_gradient`] checks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gradient(
+        conv: &Convolution,
+        d: &mut [f32],
+        stride: usize,
+        at: usize,
+        dout: &[f32],
+        off: usize,
+    ) {
+        let od = conv.output_dims();
+        let (oh, ow) = (od.height, od.width);
+        let (th, tw) = tiles(conv);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let half = _mm512_set1_ps(0.5);
+        let dp = d.as_mut_ptr();
+        // [a, (a + b)·½, (a − b)·½, b], as the element loop has it.
+        let turn = |a: __m512, b: __m512| {
+            [
+                a,
+                _mm512_mul_ps(_mm512_add_ps(a, b), half),
+                _mm512_mul_ps(_mm512_sub_ps(a, b), half),
+                b,
+            ]
+        };
+        for tx0 in (0..tw).step_by(L) {
+            let c0 = (2 * tx0) as isize;
+            let mask: [__mmask16; 2] = core::array::from_fn(|q| {
+                lanes(
+                    -(c0 + 16 * q as isize),
+                    ow as isize - (c0 + 16 * q as isize),
+                )
+            });
+            for ty in 0..th {
+                let row = |y: usize| -> (__m512, __m512) {
+                    if y >= oh {
+                        return (_mm512_setzero_ps(), _mm512_setzero_ps());
+                    }
+                    // SAFETY: the lanes of `mask` are inside row y of the plane, the plane
+                    // inside `dout` by `fits_gradient`.
+                    let [lo, hi] = unsafe { load_row(dout, (off + y * ow) as isize + c0, mask) };
+                    (
+                        _mm512_permutex2var_ps(lo, even, hi),
+                        _mm512_permutex2var_ps(lo, odd, hi),
+                    )
+                };
+                let ((e0, o0), (e1, o1)) = (row(2 * ty), row(2 * ty + 1));
+                // G·g down the columns, then ·Gᵀ along the rows.
+                let (ce, co) = (turn(e0, e1), turn(o0, o1));
+                let t = at + ty * tw + tx0;
+                for r in 0..4 {
+                    for (s, val) in turn(ce[r], co[r]).into_iter().enumerate() {
+                        // SAFETY: plane 4r + s of D, tiles t..t + 16: inside `d`.
+                        unsafe { _mm512_storeu_ps(dp.add((4 * r + s) * stride + t), val) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `d` and `dout` hold what [`gradient`] touches.
+    pub(super) fn fits_gradient(
+        conv: &Convolution,
+        d: usize,
+        stride: usize,
+        at: usize,
+        dout: usize,
+        off: usize,
+    ) -> bool {
+        let (th, tw) = tiles(conv);
+        let od = conv.output_dims();
+        dout >= off + od.height * od.width && d >= 15 * stride + at + th * tw + L
     }
 
     /// [`super::input_transform`]'s kernel.
@@ -382,29 +651,9 @@ mod avx512 {
                 if y < 0 || y >= h as isize {
                     return [_mm512_setzero_ps(); 3];
                 }
-                let start = off as isize + y * wd as isize + c0;
-                let p = x.as_ptr().wrapping_offset(start);
-                if start >= 0 && start as usize + 3 * L <= x.len() {
-                    // The three vectors inside `x`: loaded whole, the lanes outside the row
-                    // cleared in the registers (masked loads stall this CPU for dozens of
-                    // cycles each).
-                    core::array::from_fn(|q| {
-                        // SAFETY: x[start..start + 48] is inside `x` (checked just above).
-                        let mut v = unsafe { _mm512_loadu_ps(p.add(16 * q)) };
-                        // SAFETY: an empty instruction: it keeps the compiler from folding the
-                        // load and the masking back into a masked load.
-                        unsafe {
-                            core::arch::asm!("/* {0} */", inout(zmm_reg) v, options(pure, nomem, nostack))
-                        };
-                        _mm512_maskz_mov_ps(mask[q], v)
-                    })
-                } else {
-                    // SAFETY: only the lanes of `mask` are read, each inside row y of the
-                    // plane (input columns 0..Wd, the plane inside `x` by `fits`).
-                    core::array::from_fn(|q| unsafe {
-                        _mm512_maskz_loadu_ps(mask[q], p.wrapping_add(16 * q))
-                    })
-                }
+                // SAFETY: the lanes of `mask` are inside row y of the plane (input columns
+                // 0..Wd), the plane inside `x` by `fits`.
+                unsafe { load_row(x, off as isize + y * wd as isize + c0, mask) }
             };
             // Rows 2ty..2ty + 4 under each row of tiles: the last two are the next one's first.
             let (mut r0, mut r1) = (row(0), row(1));
@@ -593,6 +842,39 @@ mod tests {
                     assert_eq!(&got, want, "{conv:?} {rows} rows, relu {r}, in parts");
                 }
             }
+        }
+    }
+
+    /// dW through F(3×3, 2×2), with the chunk cut to 1, 2 samples and to its own length,
+    /// in f32 and f64: the naive twin's values.
+    #[test]
+    fn the_weight_gradient_equals_the_naive_twin_in_every_chunk() {
+        fn check<T: Float>(conv: &Convolution) {
+            let t = |v: Vec<f32>| {
+                v.into_iter()
+                    .map(|a| T::from_f64(a as f64))
+                    .collect::<Vec<T>>()
+            };
+            let batch = 3;
+            let x = t(ints(batch * conv.input.len(), 4));
+            let w = t(ints(conv.weight_len(), 5));
+            let dout = t(ints(batch * conv.output_dims().len(), 6));
+            let (mut want, mut db) = (vec![T::ZERO; w.len()], vec![T::ZERO; conv.filters]);
+            conv.backward_naive(None, &mut want, &mut db, &dout, &x, &w)
+                .unwrap();
+            let mut pack = vec![T::ZERO; PACK_LEN];
+            let mut g = Context::new(Backend::Auto, &mut pack);
+            for images in [1, 2, chunk_images(conv)] {
+                let len = filters_len(conv) + images * sample_len(conv) + 32 * L;
+                let mut scratch = vec![T::from_f64(f64::NAN); len];
+                let mut got = vec![T::from_f64(f64::NAN); w.len()];
+                weight_gradient(conv, &mut g, &mut got, &dout, &x, &mut scratch).unwrap();
+                assert!(got == want, "{conv:?} {} chunks of {images}", T::NAME);
+            }
+        }
+        for conv in shapes() {
+            check::<f32>(&conv);
+            check::<f64>(&conv);
         }
     }
 
