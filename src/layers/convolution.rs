@@ -1472,7 +1472,9 @@ mod tests {
     }
 
     /// Not a check: times each of the book's seven convolutions (one sample, relu) both ways,
-    /// the measurements the cost model of [`Convolution::implicit_rows`] was fitted to. Run
+    /// the measurements the cost model of [`Convolution::implicit_rows`] was fitted to, and
+    /// through Winograd's F(2×2, 3×3) where it fits (a chunk of samples a call, per sample,
+    /// the filters transformed once). Run
     /// with `cargo test --release -p zeronn --lib implicit_and_im2col_timed -- --ignored
     /// --nocapture` (`ONLY=deep2` for one layer).
     #[test]

@@ -1,28 +1,35 @@
-//! Winograd's minimal filtering F(2×2, 3×3) for the forward pass of a 3×3, stride-1
-//! [`Convolution`] (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
-//! 2015): each 2 × 2 block of outputs of a channel pair comes from 16 multiplies instead of
-//! 36, so the products do 2.25× fewer multiply-adds than im2col's.
+//! Winograd's minimal filtering for 3×3, stride-1 [`Convolution`]s (Lavin and Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2015): F(2×2, 3×3) for the forward pass
+//! (and the input gradient, the forward pass of the transposed convolution), F(3×3, 2×2)
+//! for the weight gradient. Each 2 × 2 block of outputs of a channel pair comes from 16
+//! multiplies instead of 36, so the products do 2.25× fewer multiply-adds than im2col's.
 //!
 //! Shapes (`C` channels in, `K` filters, the output `OH × OW` cut into `TH × TW` tiles of
 //! 2 × 2, `TH = ⌈OH/2⌉`; `ξ` one of the 16 points of a 4 × 4 tile; `n` the tiles of a chunk):
-//! - `x`, `W`, `b`, `out`: as [`Convolution::forward`]'s
+//! - `x`, `W`, `b`, `out`, `dout`, `dW`: as [`Convolution::forward`]'s and `backward`'s
 //! - `U`: 16 × K × C, the filters transformed, `U[ξ] = (G·g·Gᵀ)[ξ]` for each filter `g`
 //! - `V`: 16 × C × n, the input tiles transformed, `V[ξ] = (Bᵀ·d·B)[ξ]` for each 4 × 4 input
 //!   tile `d` (tiles overlap by 2)
-//! - `M`: 16 × K × n, `M[ξ] = U[ξ] · V[ξ]`, 16 products through the gemm
-//! - each output tile `Aᵀ·m·A` of its 16 values `m` in `M`, plus the bias (and the ReLU)
+//! - `M`: 16 × K × n, `M[ξ] = U[ξ] · V[ξ]`, 16 products through the gemm; each output tile
+//!   is `Aᵀ·m·A` of its 16 values `m` in `M`, plus the bias (and the ReLU)
+//! - for dW, `D`: 16 × K × n, each 2 × 2 tile of `dout` transformed, and the 16 products
+//!   `D[ξ] · V[ξ]ᵀ` (K × C) summed over the batch
 //!
-//! The tiles of a batch (rows of tiles, image after image) go through in chunks whose `V`
-//! and `M` stay in the L2 cache. The same sums as the direct convolution, rounded
+//! The tiles of a batch (rows of tiles, sample after sample) go through in chunks whose `V`
+//! and `M` stay in the L2 cache. The transforms run in AVX-512 registers, 16 tiles of a row at
+//! a time, where the CPU has it (f32), else as element loops: the same operations in the
+//! same order, so the same values. The same sums as the direct convolution, rounded
 //! differently; exact for small integers (the transforms' factors are ½ and ±1), which the
-//! tests use to hold it to [`Convolution::forward_naive`].
+//! tests use to hold it to the naive twins ([`Convolution::forward_naive`],
+//! [`Convolution::backward_naive`]).
 
 use crate::error::{Error, Result, check_len};
 use crate::gemm::{Context, MatMut, MatRef};
 use crate::layers::Convolution;
 use crate::math::Float;
 
-/// Slack after each plane of `V` and `M` and each buffer of the transforms: a vector's worth.
+/// Slack after each plane of `V` and `M`: the transforms write and read whole vectors of 16
+/// tiles.
 const L: usize = 16;
 
 /// Values of `V` and `M` in one chunk of tiles: 512 KB of f32, half the L2 cache.
@@ -57,7 +64,7 @@ const fn filters_len(conv: &Convolution) -> usize {
     16 * conv.filters * conv.input.channels
 }
 
-/// Elements of `V` and `M` for one sample.
+/// Elements of `V` and `M` (or `D`) for one sample.
 const fn sample_len(conv: &Convolution) -> usize {
     16 * (conv.input.channels + conv.filters) * sample_cols(conv)
 }
@@ -69,16 +76,15 @@ pub(crate) const fn chunk_images(conv: &Convolution) -> usize {
 }
 
 /// Scratch the forward pass needs: `U` and one chunk of `V` and `M` (their planes [`L`]
-/// apart).
+/// apart); the weight gradient needs the same (the sums in place of `U`).
 pub(crate) const fn scratch_len(conv: &Convolution) -> usize {
     filters_len(conv) + chunk_images(conv) * sample_len(conv) + 32 * L
 }
 
 /// `out = W ⋆ x + b` (no bias if `b` is `None`; then `max(·, 0)` if `relu`) for a layer
-/// that [`fits`], with `scratch`
-/// at least [`scratch_len`] long. `U` is made at the start of `scratch` when `fresh`; a
-/// caller that hands over a batch in parts passes `fresh` for the first only, the same `W`
-/// and the same `scratch` for every part.
+/// that [`fits`], with `scratch` at least [`scratch_len`] long. `U` is made at the start of
+/// `scratch` when `fresh`; a caller that hands over a batch in parts passes `fresh` for the
+/// first only, the same `W` and the same `scratch` for every part.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<T: Float>(
     conv: &Convolution,
