@@ -625,9 +625,10 @@ impl Convolution {
     }
 
     /// Whether [`Convolution::backward_streamed`] takes this layer with a scratch `col` of
-    /// `col_len` values: its dW goes through the patches (not the in-place path).
+    /// `col_len` values: its dW goes through the patches (not the in-place path, nor
+    /// Winograd's, which `backward` takes for a batch of 4 or more).
     pub fn streams_dw(&self, col_len: usize) -> bool {
-        self.dw_rows(col_len).is_none()
+        self.dw_rows(col_len).is_none() && !self.winograd(col_len, WINOGRAD_MIN_BATCH)
     }
 
     /// How `backward` makes dW with a scratch `col` of `col_len` values: in place, `Some`
@@ -1619,6 +1620,8 @@ mod tests {
             Convolution::new(Dims::new(5, 7, 6), 4, 3).pad(2),
             Convolution::new(Dims::new(4, 8, 8), 6, 3),
             Convolution::new(Dims::new(16, 14, 14), 32, 3).pad(2),
+            // Rows of 20 tiles (more than a vector's 16).
+            Convolution::new(Dims::new(4, 40, 40), 5, 3).pad(1),
         ];
         for conv in convs {
             let tc = conv.transposed().unwrap();

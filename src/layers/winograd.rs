@@ -56,29 +56,40 @@ const fn tiles(conv: &Convolution) -> (usize, usize) {
 /// Columns of `V` and `M` per sample: its tiles.
 const fn sample_cols(conv: &Convolution) -> usize {
     let (th, tw) = tiles(conv);
-    th * tw
+    th.saturating_mul(tw)
 }
 
 /// Elements of `U`.
 const fn filters_len(conv: &Convolution) -> usize {
-    16 * conv.filters * conv.input.channels
+    conv.filters
+        .saturating_mul(conv.input.channels)
+        .saturating_mul(16)
 }
 
 /// Elements of `V` and `M` (or `D`) for one sample.
 const fn sample_len(conv: &Convolution) -> usize {
-    16 * (conv.input.channels + conv.filters) * sample_cols(conv)
+    (conv.input.channels.saturating_add(conv.filters))
+        .saturating_mul(sample_cols(conv))
+        .saturating_mul(16)
 }
 
 /// Samples in a chunk: those whose `V` and `M` fit [`CHUNK`], at least one.
 pub(crate) const fn chunk_images(conv: &Convolution) -> usize {
-    let n = CHUNK / sample_len(conv);
+    let n = CHUNK
+        / if sample_len(conv) == 0 {
+            1
+        } else {
+            sample_len(conv)
+        };
     if n == 0 { 1 } else { n }
 }
 
 /// Scratch the forward pass needs: `U` and one chunk of `V` and `M` (their planes [`L`]
 /// apart); the weight gradient needs the same (the sums in place of `U`).
 pub(crate) const fn scratch_len(conv: &Convolution) -> usize {
-    filters_len(conv) + chunk_images(conv) * sample_len(conv) + 32 * L
+    filters_len(conv)
+        .saturating_add(chunk_images(conv).saturating_mul(sample_len(conv)))
+        .saturating_add(32 * L)
 }
 
 /// `out = W ⋆ x + b` (no bias if `b` is `None`; then `max(·, 0)` if `relu`) for a layer
@@ -575,7 +586,9 @@ mod avx512 {
                 b,
             ]
         };
-        for tx0 in (0..tw).step_by(L) {
+        // Blocks of 16 tiles from the right: the last block's lanes past the row's end fall on
+        // the next row's first tiles, which its first block writes afterwards.
+        for tx0 in (0..tw).step_by(L).rev() {
             let c0 = (2 * tx0) as isize;
             let mask: [__mmask16; 2] = core::array::from_fn(|q| {
                 lanes(
@@ -642,7 +655,9 @@ mod avx512 {
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         let vp = v.as_mut_ptr();
-        for tx0 in (0..tw).step_by(L) {
+        // Blocks of 16 tiles from the right: the last block's lanes past the row's end fall on
+        // the next row's first tiles, which its first block writes afterwards.
+        for tx0 in (0..tw).step_by(L).rev() {
             // Padded columns 2·tx0.. as three vectors, from input column `c0` on: the lanes
             // inside the row loaded, the others zero.
             let c0 = (2 * tx0) as isize - pad;
@@ -801,6 +816,9 @@ mod tests {
             Convolution::new(d(6, 3, 3), 4, 3),
             Convolution::new(d(4, 9, 4), 17, 3).pad(1),
             Convolution::new(d(16, 14, 14), 32, 3).pad(2),
+            // Rows of more than 16 tiles, not a multiple of 16 (20, and 17 with an odd OW).
+            Convolution::new(d(4, 40, 40), 5, 3).pad(1),
+            Convolution::new(d(4, 37, 35), 4, 3),
         ]
     }
 
