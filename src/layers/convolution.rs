@@ -1196,14 +1196,15 @@ fn col2im_scratch_body<T: Float>(conv: &Convolution, dx: &mut [T], col: &mut [T]
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::gemm::Backend;
     use std::vec;
     use std::vec::Vec;
 
-    /// Small integers, so sums are exact in f32 whatever their order.
-    fn ints(n: usize, seed: usize) -> Vec<f32> {
+    /// Small integers (−5..=5, from `seed`), so sums are exact in f32 whatever their order
+    /// (also for the tests of `winograd.rs`).
+    pub(crate) fn ints(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
             .map(|i| ((i * 7 + seed * 13) % 11) as f32 - 5.0)
             .collect()

@@ -797,15 +797,9 @@ mod tests {
     use super::*;
     use crate::gemm::{Backend, PACK_LEN};
     use crate::layers::Dims;
+    use crate::layers::convolution::tests::ints;
     use std::vec;
     use std::vec::Vec;
-
-    /// Small integers (−5..=5), so that every path's sums are exact.
-    fn ints(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 7 + seed * 13) % 11) as f32 - 5.0)
-            .collect()
-    }
 
     fn shapes() -> Vec<Convolution> {
         let d = Dims::new;
