@@ -513,12 +513,10 @@ impl Convolution {
         // dx as the forward pass of the transposed convolution, where that pays: through
         // Winograd's F(2×2, 3×3), or without patches (see `implicit_rows`); the turned
         // filters in dW's memory (dW is summed after), then every sample's dx at once.
-        let winograd = match (&dx, self.transposed()) {
-            (Some(_), Some(tc)) if tc.winograd(col.len(), batch) => Some(tc),
-            _ => None,
-        };
-        let transposed = match (&dx, self.transposed()) {
-            (Some(_), Some(tc)) if winograd.is_none() => tc
+        let tc = dx.as_ref().and(self.transposed());
+        let winograd = tc.filter(|tc| tc.winograd(col.len(), batch));
+        let transposed = match tc {
+            Some(tc) if winograd.is_none() => tc
                 .implicit_rows(col.len().min(k * p))
                 .map(|rows| (tc, rows)),
             _ => None,

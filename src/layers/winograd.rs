@@ -108,11 +108,11 @@ pub(crate) fn forward<T: Float>(
     relu: bool,
     fresh: bool,
 ) -> Result<()> {
-    if !fits(conv) {
-        return Err(Error::Unsupported {
-            what: "Winograd F(2x2, 3x3) for a Convolution that is not 3x3, stride 1",
-        });
-    }
+    let images = chunk_samples(
+        conv,
+        scratch.len(),
+        "Winograd scratch (transformed filters and a chunk of tiles)",
+    )?;
     let (c, k) = (conv.input.channels, conv.filters);
     let (n_in, n_out) = (conv.input.len(), conv.output_dims().len());
     let batch = x.len() / n_in;
@@ -121,16 +121,6 @@ pub(crate) fn forward<T: Float>(
     check_len("W", k * c * 9, w.len())?;
     if let Some(b) = b {
         check_len("b", k, b.len())?;
-    }
-    let short = Error::ShapeMismatch {
-        what: "Winograd scratch (transformed filters and a chunk of tiles)",
-        expected: scratch_len(conv),
-        actual: scratch.len(),
-    };
-    let fixed = filters_len(conv) + 32 * L;
-    let images = chunk_images(conv).min(scratch.len().saturating_sub(fixed) / sample_len(conv));
-    if images == 0 {
-        return Err(short);
     }
     let (u, rest) = scratch.split_at_mut(filters_len(conv));
     let simd = simd();
@@ -147,14 +137,7 @@ pub(crate) fn forward<T: Float>(
         let (sv, sm) = (c * n + L, k * n + L);
         let (v, m) = rest.split_at_mut(16 * sv);
         let m = &mut m[..16 * sm];
-        // Channel by channel, sample by sample: what a transform writes past its sample's
-        // tiles is overwritten by the next, or falls between the planes.
-        for ch in 0..c {
-            for j in 0..gn {
-                let off = (first + j) * n_in + ch * (n_in / c);
-                input_transform(conv, simd, v, sv, ch * n + j * np, x, off);
-            }
-        }
+        input_tiles(conv, simd, v, sv, x, first..first + gn);
         for xi in 0..16 {
             let um = MatRef::row_major(&u[xi * k * c..][..k * c], k, c)?;
             let vm = MatRef::row_major(&v[xi * sv..][..c * n], c, n)?;
@@ -171,6 +154,48 @@ pub(crate) fn forward<T: Float>(
         first += gn;
     }
     Ok(())
+}
+
+/// Samples a chunk holds with `have` elements of scratch, for a layer that [`fits`]; `what`
+/// names the scratch in the error when it holds not even one.
+fn chunk_samples(conv: &Convolution, have: usize, what: &'static str) -> Result<usize> {
+    if !fits(conv) {
+        return Err(Error::Unsupported {
+            what: "Winograd's F(2x2, 3x3) for a Convolution that is not 3x3, stride 1, 4+ channels",
+        });
+    }
+    let fixed = filters_len(conv) + 32 * L;
+    let images = chunk_images(conv).min(have.saturating_sub(fixed) / sample_len(conv));
+    if images == 0 {
+        return Err(Error::ShapeMismatch {
+            what,
+            expected: scratch_len(conv),
+            actual: have,
+        });
+    }
+    Ok(images)
+}
+
+/// The input tiles of samples `samples` of `x` transformed into `V` (16 planes `sv` apart,
+/// each `C` rows of the chunk's tiles), channel by channel, sample by sample: what a
+/// transform writes past its sample's tiles is overwritten by the next, or falls between the
+/// planes.
+fn input_tiles<T: Float>(
+    conv: &Convolution,
+    simd: bool,
+    v: &mut [T],
+    sv: usize,
+    x: &[T],
+    samples: core::ops::Range<usize>,
+) {
+    let (c, n_in, np) = (conv.input.channels, conv.input.len(), sample_cols(conv));
+    let n = samples.len() * np;
+    for ch in 0..c {
+        for (j, s) in samples.clone().enumerate() {
+            let off = s * n_in + ch * (n_in / c);
+            input_transform(conv, simd, v, sv, ch * n + j * np, x, off);
+        }
+    }
 }
 
 /// `dW = Σ_n dout[n] ⋆ x[n]` (each filter's 3 × 3 gradient: the correlation of each input
@@ -192,26 +217,17 @@ pub(crate) fn weight_gradient<T: Float>(
     x: &[T],
     scratch: &mut [T],
 ) -> Result<()> {
-    if !fits(conv) {
-        return Err(Error::Unsupported {
-            what: "Winograd F(3x3, 2x2) for a Convolution that is not 3x3, stride 1",
-        });
-    }
+    let images = chunk_samples(
+        conv,
+        scratch.len(),
+        "Winograd scratch (gradient sums and a chunk of tiles)",
+    )?;
     let (c, k) = (conv.input.channels, conv.filters);
     let (n_in, n_out) = (conv.input.len(), conv.output_dims().len());
     let batch = x.len() / n_in;
     check_len("x", batch * n_in, x.len())?;
     check_len("dout", batch * n_out, dout.len())?;
     check_len("dW", k * c * 9, dw.len())?;
-    let fixed = filters_len(conv) + 32 * L;
-    let images = chunk_images(conv).min(scratch.len().saturating_sub(fixed) / sample_len(conv));
-    if images == 0 {
-        return Err(Error::ShapeMismatch {
-            what: "Winograd scratch (gradient sums and a chunk of tiles)",
-            expected: scratch_len(conv),
-            actual: scratch.len(),
-        });
-    }
     let (sums, rest) = scratch.split_at_mut(filters_len(conv));
     let simd = simd();
     let np = sample_cols(conv);
@@ -222,12 +238,7 @@ pub(crate) fn weight_gradient<T: Float>(
         let (sv, sd) = (c * n + L, k * n + L);
         let (v, d) = rest.split_at_mut(16 * sv);
         let d = &mut d[..16 * sd];
-        for ch in 0..c {
-            for j in 0..gn {
-                let off = (first + j) * n_in + ch * (n_in / c);
-                input_transform(conv, simd, v, sv, ch * n + j * np, x, off);
-            }
-        }
+        input_tiles(conv, simd, v, sv, x, first..first + gn);
         for f in 0..k {
             for j in 0..gn {
                 let off = (first + j) * n_out + f * (n_out / k);
@@ -496,8 +507,7 @@ mod avx512 {
         x: usize,
         off: usize,
     ) -> bool {
-        let (th, tw) = tiles(conv);
-        x >= off + conv.input.len() / conv.input.channels && v >= 15 * stride + at + th * tw + L
+        x >= off + conv.input.len() / conv.input.channels && v >= reach(conv, stride, at)
     }
 
     /// Whether `plane` and `m` hold what [`output`] touches.
@@ -508,9 +518,15 @@ mod avx512 {
         stride: usize,
         at: usize,
     ) -> bool {
-        let (th, tw) = tiles(conv);
         let od = conv.output_dims();
-        plane >= od.height * od.width && m >= 15 * stride + at + th * tw + L
+        plane >= od.height * od.width && m >= reach(conv, stride, at)
+    }
+
+    /// Elements of 16 planes `stride` apart a kernel reaches for one sample's tiles at `at`
+    /// in each: to the last plane's last tile, and the rest of its last vector of 16.
+    fn reach(conv: &Convolution, stride: usize, at: usize) -> usize {
+        let (th, tw) = tiles(conv);
+        15 * stride + at + th * tw + L
     }
 
     /// Lanes `lo..hi` of a vector (clamped to 0..16).
@@ -632,9 +648,8 @@ mod avx512 {
         dout: usize,
         off: usize,
     ) -> bool {
-        let (th, tw) = tiles(conv);
         let od = conv.output_dims();
-        dout >= off + od.height * od.width && d >= 15 * stride + at + th * tw + L
+        dout >= off + od.height * od.width && d >= reach(conv, stride, at)
     }
 
     /// [`super::input_transform`]'s kernel.
